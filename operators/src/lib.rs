@@ -1,0 +1,26 @@
+//! Domain types of markledger and, beside them, the incremental operators built on them.
+//!
+//! The vocabulary follows `shared/DOMAIN.md`: input [`event`]s, code [`status`]es, rejection
+//! [`reason`]s, exact [`money`], [`tariff`] history, the working-day [`calendar`], business
+//! [`time`] and periods in `Asia/Almaty`, and the [`output`] records every engine emits.
+
+#![deny(missing_docs)]
+
+pub mod calendar;
+pub mod event;
+pub mod money;
+pub mod output;
+pub mod reason;
+pub mod status;
+pub mod tariff;
+pub mod time;
+pub mod validate;
+
+pub use calendar::WorkingCalendar;
+pub use event::{Body, DecimalField, Event, Kind};
+pub use money::Money;
+pub use output::{Output, Sink};
+pub use reason::Reason;
+pub use status::Status;
+pub use tariff::{Tariff, TariffHistory};
+pub use time::{Period, Ts};

@@ -1,0 +1,1 @@
+//! markledger pipeline.
