@@ -1,1 +1,22 @@
-//! Placeholder, filled in next.
+//! markledger's codecs and connectors: the edges of the pipeline.
+//!
+//! In: bytes from input partitions (JSON lines, or the compact binary format). Out: one
+//! [`codec::Decoded`] per input record — a well-formed [`markledger_operators::Event`] or
+//! a `MALFORMED` / `UNKNOWN_TYPE` rejection, so bad input travels as data next to the good
+//! (STYLE.md "Errors are data at the edges"). On the way out, engines' [`Output`]s are
+//! rendered as JSON lines into the five output files.
+//!
+//! - [`codec`]: the wire formats ([`codec::json`] per INTERFACE.md, [`codec::binary`]
+//!   for bulk and benchmarks).
+//! - [`file`]: file partitions in ([`file::PartitionReader`]), generator files out
+//!   ([`file::PartitionWriter`]), and the `--out` directory ([`file::OutputFiles`]).
+//!
+//! [`Output`]: markledger_operators::Output
+
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod file;
+
+#[cfg(test)]
+mod samples;

@@ -1,1 +1,3 @@
 //! Placeholder, filled in next.
+
+pub mod calendars;

@@ -1,1 +1,16 @@
-//! markledger pipeline.
+//! The markledger pipeline: engines, configuration and the command line behind the
+//! `markledger` binary.
+//!
+//! - [`reference`]: the deliberately simple single-threaded engine of DOMAIN.md, the
+//!   oracle every other engine is checked against.
+//! - [`config`]: every tunable of DOMAIN.md with its default.
+//! - [`runner`]: reading partitions from files, running an engine, writing the outputs
+//!   and the closing summary.
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod reference;
+pub mod runner;
+
+pub use config::Config;

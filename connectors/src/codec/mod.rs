@@ -1,0 +1,350 @@
+//! Codecs: input bytes in, [`Decoded`] records out; events and outputs in, bytes out.
+//!
+//! In: one JSON line ([`json::decode_event`]) or one binary frame ([`binary`]). Out: a
+//! [`Decoded`], either a well-formed [`Event`] or a [`Rejection`] with reason `MALFORMED`
+//! or `UNKNOWN_TYPE`. The decoders check structure only (JSON shape, required fields,
+//! timestamps, the id and account alphabets); semantic checks (amounts, GTINs, codes,
+//! lifecycle) are the engine's, because a refused-but-well-formed event still takes part in
+//! de-duplication and moves its partition's high-water mark (DOMAIN.md §8).
+//!
+//! Both formats apply the same structural rules, so the same input refuses the same way
+//! whether it arrived as JSON or binary. No input bytes make a decoder panic.
+
+pub mod binary;
+pub mod json;
+
+use markledger_operators::event::{Body, Kind};
+use markledger_operators::output::{Rejection, RAW_BYTES_MAX};
+use markledger_operators::validate;
+use markledger_operators::{Event, Reason, Ts};
+
+/// One input record after decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A well-formed event (it may still be refused by the engine for semantic reasons).
+    Event(Event),
+    /// A record refused at decoding: reason `MALFORMED` or `UNKNOWN_TYPE`, with `event`,
+    /// `event_type`, `account` filled when they could be read as strings, `code: None`, a
+    /// detail, and for `MALFORMED` `raw` = the input truncated to [`RAW_BYTES_MAX`] bytes on
+    /// a char boundary (lossy UTF-8; for a broken binary record, hex).
+    Refused(Rejection),
+}
+
+/// The earliest instant an RFC 3339 timestamp can name (`0000-01-01T00:00:00Z`); binary
+/// events outside the years 0000–9999 are refused so both formats accept the same events.
+pub(crate) const TS_RFC3339_MIN: Ts = Ts(-62_167_219_200_000);
+/// The latest instant an RFC 3339 timestamp can name (`9999-12-31T23:59:59.999Z`).
+pub(crate) const TS_RFC3339_MAX: Ts = Ts(253_402_300_799_999);
+
+/// Longest field value quoted in a rejection's detail, in characters.
+const DETAIL_VALUE_CHARS_MAX: usize = 64;
+
+/// Why a record is refused at decoding; its text becomes the rejection's detail.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// Bytes that are not JSON at all.
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    /// Valid JSON, but not an object.
+    #[error("not a JSON object")]
+    NotObject,
+    /// A JSON object the event shape cannot read (a duplicate field).
+    #[error("not a valid event object: {0}")]
+    BadObject(String),
+    /// Nothing but whitespace.
+    #[error("empty record")]
+    Empty,
+    /// A required field is absent (or null).
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A field that must be a string is not one.
+    #[error("field `{0}` is not a string")]
+    NotString(&'static str),
+    /// The event id is not 1–128 characters.
+    #[error("field `id` must be 1–128 characters, got {0}")]
+    BadEventId(String),
+    /// The `type` names no known event type.
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    /// A timestamp field that is not RFC 3339 with an offset (years 0000–9999).
+    #[error("field `{0}` is not an RFC 3339 timestamp with offset: {1}")]
+    BadTimestamp(&'static str, String),
+    /// An account outside the alphabet.
+    #[error("field `account` must be 1–64 characters of [A-Za-z0-9._-], got {0}")]
+    BadAccount(String),
+    /// A tariff whose account is not `"*"`.
+    #[error("field `account` of a tariff must be \"*\", got {0}")]
+    TariffAccount(String),
+    /// An order id that is not 1–64 characters.
+    #[error("field `order` must be 1–64 characters, got {0}")]
+    BadOrder(String),
+    /// A quantity that is not a JSON integer > 0.
+    #[error("field `quantity` must be an integer > 0")]
+    BadQuantity,
+    /// `codes` is not an array.
+    #[error("field `codes` is not an array")]
+    CodesNotArray,
+    /// An element of `codes` is not a string.
+    #[error("field `codes` element {0} is not a string")]
+    CodeNotString(usize),
+    /// `act_date` is not a calendar date written `YYYY-MM-DD`.
+    #[error("field `act_date` is not a date YYYY-MM-DD: {0}")]
+    BadActDate(String),
+    /// An empty payment channel.
+    #[error("field `channel` must be a non-empty string")]
+    EmptyChannel,
+    /// A binary decimal whose mantissa or scale is out of range.
+    #[error("field `{0}` holds an out-of-range decimal")]
+    BadDecimal(&'static str),
+    /// A JSON line longer than the reader's bound.
+    #[error("line of {0} bytes exceeds the limit of {1} bytes")]
+    LineTooLong(u64, usize),
+    /// A binary frame whose payload bincode cannot decode.
+    #[error("broken binary record: {0}")]
+    BrokenFrame(String),
+    /// A binary frame with bytes after its record.
+    #[error("broken binary record: {0} bytes after the record")]
+    TrailingBytes(usize),
+    /// A binary frame longer than the reader's bound (skipped).
+    #[error("binary frame of {0} bytes exceeds the limit of {1} bytes")]
+    FrameTooLong(u64, usize),
+    /// The stream ended inside a frame.
+    #[error("truncated binary frame: {0}")]
+    TruncatedFrame(String),
+}
+
+/// The fields of a refused record that could be read as strings.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Readable<'a> {
+    /// `id`.
+    pub(crate) id: Option<&'a str>,
+    /// `type`.
+    pub(crate) event_type: Option<&'a str>,
+    /// `account`.
+    pub(crate) account: Option<&'a str>,
+}
+
+impl<'a> Readable<'a> {
+    /// The readable fields of a decoded (binary) event.
+    pub(crate) fn of_event(event: &'a Event) -> Self {
+        Readable {
+            id: Some(&event.id),
+            event_type: Some(event.kind().as_str()),
+            account: Some(&event.account),
+        }
+    }
+}
+
+/// What a refused record keeps of its input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RawInput<'a> {
+    /// Text input (a JSON line): kept as lossy UTF-8.
+    Text(&'a [u8]),
+    /// Binary input: kept as hex.
+    Binary(&'a [u8]),
+}
+
+/// A `MALFORMED` refusal.
+pub(crate) fn malformed(readable: Readable<'_>, error: DecodeError, raw: RawInput<'_>) -> Decoded {
+    let raw = match raw {
+        RawInput::Text(bytes) => raw_text(bytes),
+        RawInput::Binary(bytes) => raw_hex(bytes),
+    };
+    refusal(Reason::Malformed, readable, error, Some(raw))
+}
+
+/// An `UNKNOWN_TYPE` refusal (no `raw`: the record was well-formed).
+pub(crate) fn unknown_type(readable: Readable<'_>, type_name: &str) -> Decoded {
+    let error = DecodeError::UnknownType(preview(type_name));
+    refusal(Reason::UnknownType, readable, error, None)
+}
+
+fn refusal(
+    reason: Reason,
+    readable: Readable<'_>,
+    error: DecodeError,
+    raw: Option<String>,
+) -> Decoded {
+    Decoded::Refused(Rejection {
+        event: readable.id.map(str::to_owned),
+        event_type: readable.event_type.map(str::to_owned),
+        account: readable.account.map(str::to_owned),
+        code: None,
+        reason,
+        detail: error.to_string(),
+        raw,
+    })
+}
+
+/// A field value quoted for a detail, cut to [`DETAIL_VALUE_CHARS_MAX`] characters so a
+/// huge bad value does not make a huge detail.
+pub(crate) fn preview(value: &str) -> String {
+    match value.char_indices().nth(DETAIL_VALUE_CHARS_MAX) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// The input as lossy UTF-8, at most [`RAW_BYTES_MAX`] bytes, cut on a char boundary.
+pub(crate) fn raw_text(bytes: &[u8]) -> String {
+    let mut end = bytes.len().min(RAW_BYTES_MAX);
+    // Back up over the continuation bytes of a character the cut would split, so the kept
+    // text does not end in a replacement character that was not in the input.
+    let mut steps = 0;
+    while end < bytes.len() && end > 0 && steps < 3 && bytes[end] & 0xC0 == 0x80 {
+        end -= 1;
+        steps += 1;
+    }
+    let text = String::from_utf8_lossy(&bytes[..end]);
+    // Invalid bytes become U+FFFD (3 bytes each), which can push the text over the bound.
+    truncate_on_char_boundary(text.into_owned(), RAW_BYTES_MAX)
+}
+
+/// The input as lowercase hex, at most [`RAW_BYTES_MAX`] characters.
+pub(crate) fn raw_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let kept = &bytes[..bytes.len().min(RAW_BYTES_MAX / 2)];
+    let mut text = String::with_capacity(kept.len() * 2);
+    for byte in kept {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0F)]));
+    }
+    text
+}
+
+fn truncate_on_char_boundary(mut text: String, bytes_max: usize) -> String {
+    if text.len() > bytes_max {
+        let mut cut = bytes_max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// The structural rules every decoded event obeys, whatever its format: the JSON decoder
+/// checks them field by field as it reads; the binary decoder checks a decoded event with
+/// this function. The order of the checks fixes which detail a record with several faults
+/// gets.
+pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
+    if !validate::is_event_id(&event.id) {
+        return Err(DecodeError::BadEventId(preview(&event.id)));
+    }
+    if !is_rfc3339_range(event.ts) {
+        return Err(DecodeError::BadTimestamp("ts", event.ts.0.to_string()));
+    }
+    check_account(event.kind(), &event.account)?;
+    match &event.body {
+        Body::Order {
+            order, quantity, ..
+        } => {
+            check_order(order)?;
+            if *quantity == 0 {
+                return Err(DecodeError::BadQuantity);
+            }
+        }
+        Body::OrderCancel { order } | Body::Emission { order, .. } => check_order(order)?,
+        Body::Defect { act_date, .. } => {
+            use chrono::Datelike;
+            if !(0..=9999).contains(&act_date.year()) {
+                return Err(DecodeError::BadActDate(act_date.to_string()));
+            }
+        }
+        Body::Payment { channel, .. } => {
+            if channel.is_empty() {
+                return Err(DecodeError::EmptyChannel);
+            }
+        }
+        Body::Tariff { effective_from, .. } => {
+            if !is_rfc3339_range(*effective_from) {
+                let millis = effective_from.0.to_string();
+                return Err(DecodeError::BadTimestamp("effective_from", millis));
+            }
+        }
+        Body::Application { .. }
+        | Body::Dropout { .. }
+        | Body::Introduction { .. }
+        | Body::Compensation { .. }
+        | Body::Refund { .. } => {}
+    }
+    Ok(())
+}
+
+/// The account rule: a tariff's account is exactly `"*"`, every other event's account is
+/// in the account alphabet.
+pub(crate) fn check_account(kind: Kind, account: &str) -> Result<(), DecodeError> {
+    if kind == Kind::Tariff {
+        if account != "*" {
+            return Err(DecodeError::TariffAccount(preview(account)));
+        }
+    } else if !validate::is_account(account) {
+        return Err(DecodeError::BadAccount(preview(account)));
+    }
+    Ok(())
+}
+
+/// The order id rule.
+pub(crate) fn check_order(order: &str) -> Result<(), DecodeError> {
+    if validate::is_order(order) {
+        Ok(())
+    } else {
+        Err(DecodeError::BadOrder(preview(order)))
+    }
+}
+
+/// True when `ts` can be written as an RFC 3339 timestamp (years 0000–9999).
+pub(crate) fn is_rfc3339_range(ts: Ts) -> bool {
+    (TS_RFC3339_MIN..=TS_RFC3339_MAX).contains(&ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_bounds_match_the_parser() {
+        // Checks the binary range constants against Ts::parse_rfc3339 of the extreme years.
+        assert_eq!(
+            Ts::parse_rfc3339("0000-01-01T00:00:00Z"),
+            Some(TS_RFC3339_MIN)
+        );
+        assert_eq!(
+            Ts::parse_rfc3339("9999-12-31T23:59:59.999Z"),
+            Some(TS_RFC3339_MAX)
+        );
+    }
+
+    #[test]
+    fn raw_text_is_bounded_and_cut_on_a_char_boundary() {
+        // Feeds 2-byte characters straddling the 1 KiB cut and invalid bytes; checks length
+        // and that no replacement character is invented at the cut.
+        let mut input = vec![b'a'];
+        input.extend("ж".repeat(1000).as_bytes());
+        let text = raw_text(&input);
+        assert!(text.len() <= RAW_BYTES_MAX);
+        assert_eq!(text.len(), 1023);
+        assert!(!text.contains('\u{FFFD}'));
+
+        let invalid = vec![0xFF; 2000];
+        let text = raw_text(&invalid);
+        assert!(text.len() <= RAW_BYTES_MAX);
+        assert!(text.chars().all(|c| c == '\u{FFFD}'));
+    }
+
+    #[test]
+    fn raw_hex_is_bounded() {
+        // Hex of 2000 bytes keeps the first 512 bytes as 1024 lowercase digits.
+        let text = raw_hex(&[0xAB; 2000]);
+        assert_eq!(text.len(), RAW_BYTES_MAX);
+        assert!(text.starts_with("abab"));
+    }
+
+    #[test]
+    fn preview_cuts_long_values() {
+        // A 100-char value is quoted and cut to 64 chars plus an ellipsis.
+        let text = preview(&"x".repeat(100));
+        assert_eq!(text, format!("{:?}…", "x".repeat(64)));
+        assert_eq!(preview("ab"), "\"ab\"");
+    }
+}

@@ -1,0 +1,96 @@
+//! File connectors: input partitions in, output files out.
+//!
+//! In: command-line paths → [`list_partitions`] → one [`PartitionReader`] per file, each
+//! yielding its records in file order (one file = one partition, DOMAIN.md §4). The
+//! generator writes partition files with [`PartitionWriter`]. Out: an engine's outputs →
+//! [`OutputFiles`], the five JSON-lines files of the `--out` directory (INTERFACE.md).
+
+mod sink;
+mod source;
+
+pub use sink::{OutputCounts, OutputFiles, WRITE_BUFFER_BYTES};
+pub use source::{
+    list_partitions, PartitionReader, PartitionWriter, SourceError, LINE_BYTES_MAX,
+    MANIFEST_FILE_NAME, READ_BUFFER_BYTES,
+};
+
+/// The five output files of a run (INTERFACE.md "Outputs").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutputFile {
+    /// Status changes.
+    Status,
+    /// Ledger entries.
+    Ledger,
+    /// Balances.
+    Balances,
+    /// Rejections.
+    Rejections,
+    /// Period aggregates.
+    Periods,
+}
+
+impl OutputFile {
+    /// Every output file, in INTERFACE.md order.
+    pub const ALL: [OutputFile; 5] = [
+        OutputFile::Status,
+        OutputFile::Ledger,
+        OutputFile::Balances,
+        OutputFile::Rejections,
+        OutputFile::Periods,
+    ];
+
+    /// The file's name in the `--out` directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            OutputFile::Status => "status.jsonl",
+            OutputFile::Ledger => "ledger.jsonl",
+            OutputFile::Balances => "balances.jsonl",
+            OutputFile::Rejections => "rejections.jsonl",
+            OutputFile::Periods => "periods.jsonl",
+        }
+    }
+
+    /// Position in [`OutputFile::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The format of an input partition file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// One JSON object per line (INTERFACE.md), the interoperable default.
+    Json,
+    /// [`crate::codec::binary::MAGIC`] then length-prefixed bincode frames.
+    Binary,
+}
+
+impl Format {
+    /// The command-line name (`json`, `bin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Binary => "bin",
+        }
+    }
+
+    /// Parses the command-line name (`json`, or `bin` / `binary`).
+    pub fn parse(text: &str) -> Option<Format> {
+        match text {
+            "json" => Some(Format::Json),
+            "bin" | "binary" => Some(Format::Binary),
+            _ => None,
+        }
+    }
+
+    /// The conventional file extension (`jsonl`, `bin`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Json => "jsonl",
+            Format::Binary => "bin",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1002 @@
+//! The reference engine: a deliberately simple, single-threaded implementation of all of
+//! DOMAIN.md. It is the oracle the dataflow is checked against, so clarity beats speed:
+//! ordered maps, whole-run sorting, no cleverness.
+//!
+//! How a run goes:
+//! 1. Every partition is read in order. An event takes effect at
+//!    `max(ts, high-water of its partition before it − lateness)` and is *late* when its
+//!    `ts` is below that (DOMAIN.md §4). Refused records (`MALFORMED`, `UNKNOWN_TYPE`)
+//!    are emitted at once and move nothing.
+//! 2. All events are sorted by (effective time, kind rank, id, canonical bytes): account
+//!    order for every account at once. The last key only orders same-id duplicates, so the
+//!    result depends on the set of events, never on how partitions interleave.
+//! 3. Instants are visited in increasing order up to the largest `ts` read. At each
+//!    instant: time-driven changes (month end, close, expiry, SLA deadline, dormant
+//!    advance, retention), then the events taking effect there, then the holds that end
+//!    there; then balances and period revisions that changed are emitted.
+//! 4. Holds still unresolved at the end are refused `UNKNOWN_CODE`.
+
+mod aggregates;
+
+use crate::config::Config;
+use aggregates::{Aggregates, Movements};
+use markledger_connectors::codec::binary::canonical_bytes;
+use markledger_connectors::codec::Decoded;
+use markledger_operators::money::{check_amount, Money};
+use markledger_operators::output::{
+    BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange,
+};
+use markledger_operators::validate::{is_code, is_gtin};
+use markledger_operators::{
+    Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, Tariff, TariffHistory, Ts,
+};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// What a run did, for the closing summary.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Input records read (events and refused records).
+    pub records: u64,
+    /// Well-formed events.
+    pub events: u64,
+    /// Codes named by code-bearing events.
+    pub code_events: u64,
+    /// Events taking effect late.
+    pub late_events: u64,
+    /// Rejection records by reason.
+    pub rejections: BTreeMap<Reason, u64>,
+    /// Codes by final status.
+    pub codes_by_status: BTreeMap<Status, u64>,
+    /// Sum of accepted payments.
+    pub payments: Money,
+    /// Sum of accepted compensations.
+    pub compensations: Money,
+    /// Sum of charges settled.
+    pub charged: Money,
+    /// Sum of accepted refunds.
+    pub refunds: Money,
+    /// Sum of final balances.
+    pub balance: Money,
+    /// Charges still unpaid.
+    pub unpaid: Money,
+    /// Output records by output.
+    pub outputs: BTreeMap<&'static str, u64>,
+    /// Accounts seen.
+    pub accounts: u64,
+    /// The earliest and latest `ts` read.
+    pub first_ts: Option<Ts>,
+    /// The latest `ts` read: where the watermark stops.
+    pub last_ts: Option<Ts>,
+}
+
+/// One event with its place in account order.
+#[derive(Clone, Debug)]
+struct Pending {
+    effective: Ts,
+    late: bool,
+    event: Event,
+}
+
+/// A code's state.
+#[derive(Debug, Clone)]
+struct CodeState {
+    account: String,
+    gtin: String,
+    status: Status,
+    /// Set once the code's charge has been settled.
+    paid: bool,
+    /// When it reached a state with no way out (for retention).
+    final_at: Option<Ts>,
+}
+
+/// An unpaid applied code waiting in its account's FIFO queue.
+#[derive(Debug, Clone)]
+struct Queued {
+    code: String,
+    gtin: String,
+    net: Money,
+    vat: Money,
+    application_ts: Ts,
+}
+
+impl Queued {
+    fn charge(&self) -> Money {
+        self.net + self.vat
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Order {
+    gtin: String,
+    quantity: u64,
+    emitted: u64,
+    cancelled: bool,
+    /// The period its SLA figures live in.
+    period: Period,
+    /// Set once the 4-hour deadline passed while it was pending.
+    late: bool,
+}
+
+impl Order {
+    fn is_pending(&self) -> bool {
+        !self.cancelled && self.emitted < self.quantity
+    }
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    balance: Money,
+    queue: VecDeque<Queued>,
+    unpaid_amount: Money,
+    orders: BTreeMap<String, Order>,
+    pending_orders: u64,
+    /// The latest business time of a payment or a charge (the dormant-advance anchor).
+    dormant_anchor: Option<Ts>,
+    /// Bumped whenever the anchor moves, so stale dormant timers are ignored.
+    dormant_generation: u64,
+    /// `ts` of the latest event that changed what the balance record shows.
+    last_change_ts: Option<Ts>,
+    last_emitted: Option<(Money, u64, Money, u64)>,
+}
+
+#[derive(Debug)]
+struct Emission {
+    account: String,
+    gtin: String,
+    codes: Vec<String>,
+}
+
+/// A command waiting for its codes' emission.
+#[derive(Debug)]
+struct Hold {
+    pending: Pending,
+    deadline: Ts,
+    codes: Vec<String>,
+}
+
+/// Time-driven changes, in the order they apply at one instant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// The period ended: debtors snapshot, carry-forward into the next.
+    MonthEnd(Period),
+    /// The period closes.
+    Close(Period),
+    /// Unapplied codes of an emission expire.
+    Expiry(u64),
+    /// The 4-hour emission deadline of an order.
+    SlaDeadline(String, String),
+    /// A year passed since the account's dormant anchor (account, generation).
+    Dormant(String, u64),
+    /// A final-state code may be compacted away.
+    Retention(String),
+}
+
+/// The reference engine's whole state.
+pub struct ReferenceEngine<'c, S: Sink> {
+    config: &'c Config,
+    sink: S,
+    tariffs: TariffHistory,
+    codes: BTreeMap<String, CodeState>,
+    accounts: BTreeMap<String, Account>,
+    emissions: BTreeMap<u64, Emission>,
+    next_emission: u64,
+    seen_ids: BTreeMap<String, Ts>,
+    timers: BTreeSet<(Ts, Timer)>,
+    holds: BTreeMap<u64, Hold>,
+    hold_deadlines: BTreeSet<(Ts, u64)>,
+    holds_by_code: BTreeMap<String, Vec<u64>>,
+    next_hold: u64,
+    aggregates: Aggregates,
+    dirty_accounts: BTreeSet<String>,
+    summary: Summary,
+}
+
+/// Runs the reference engine over partitions (each in read order) and returns the summary.
+/// `progress` is called with (events processed, events in total) now and then.
+pub fn run<S: Sink>(
+    config: &Config,
+    partitions: Vec<Vec<Decoded>>,
+    sink: S,
+    progress: &mut dyn FnMut(u64, u64),
+) -> (Summary, S) {
+    let mut engine = ReferenceEngine::new(config, sink);
+    let pending = engine.assign_effective_times(partitions);
+    engine.process(pending, progress);
+    engine.finish()
+}
+
+fn compare_account_order(a: &Pending, b: &Pending) -> Ordering {
+    (a.effective, a.event.kind().rank(), &a.event.id)
+        .cmp(&(b.effective, b.event.kind().rank(), &b.event.id))
+        .then_with(|| canonical_bytes(&a.event).cmp(&canonical_bytes(&b.event)))
+}
+
+impl<'c, S: Sink> ReferenceEngine<'c, S> {
+    fn new(config: &'c Config, sink: S) -> Self {
+        ReferenceEngine {
+            config,
+            sink,
+            tariffs: TariffHistory::built_in(),
+            codes: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            emissions: BTreeMap::new(),
+            next_emission: 0,
+            seen_ids: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            holds: BTreeMap::new(),
+            hold_deadlines: BTreeSet::new(),
+            holds_by_code: BTreeMap::new(),
+            next_hold: 0,
+            aggregates: Aggregates::new(config.close_after_days),
+            dirty_accounts: BTreeSet::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn emit(&mut self, output: Output) {
+        let name = match &output {
+            Output::Status(_) => "status",
+            Output::Ledger(_) => "ledger",
+            Output::Balance(_) => "balances",
+            Output::Rejection(rejection) => {
+                *self.summary.rejections.entry(rejection.reason).or_default() += 1;
+                "rejections"
+            }
+            Output::Period(_) => "periods",
+        };
+        *self.summary.outputs.entry(name).or_default() += 1;
+        self.sink.emit(output);
+    }
+
+    /// Step 1: effective time and lateness per partition (DOMAIN.md §4).
+    fn assign_effective_times(&mut self, partitions: Vec<Vec<Decoded>>) -> Vec<Pending> {
+        let mut pending = Vec::new();
+        for partition in partitions {
+            let mut high_water: Option<Ts> = None;
+            for record in partition {
+                self.summary.records += 1;
+                match record {
+                    Decoded::Refused(rejection) => self.emit(Output::Rejection(rejection)),
+                    Decoded::Event(event) => {
+                        let floor = high_water.map(|hw| hw.minus_millis(self.config.lateness_ms));
+                        let late = floor.is_some_and(|floor| event.ts < floor);
+                        let effective = floor.map_or(event.ts, |floor| event.ts.max(floor));
+                        high_water = Some(high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+                        self.summary.events += 1;
+                        self.summary.code_events += event.code_count() as u64;
+                        self.summary.late_events += u64::from(late);
+                        self.summary.first_ts = Some(self.summary.first_ts.map_or(event.ts, |t| t.min(event.ts)));
+                        self.summary.last_ts = Some(self.summary.last_ts.map_or(event.ts, |t| t.max(event.ts)));
+                        pending.push(Pending { effective, late, event });
+                    }
+                }
+            }
+        }
+        pending.sort_by(compare_account_order);
+        pending
+    }
+
+    /// Steps 2–4: visit every instant up to the watermark's final position.
+    fn process(&mut self, pending: Vec<Pending>, progress: &mut dyn FnMut(u64, u64)) {
+        let Some(watermark_end) = self.summary.last_ts else { return };
+        let total = pending.len() as u64;
+        let mut events = pending.into_iter().peekable();
+        let mut processed = 0u64;
+        if let Some(first) = events.peek() {
+            let period = first.effective.period();
+            self.aggregates.current_period = Some(period);
+            self.schedule(period.end(), Timer::MonthEnd(period));
+            self.schedule(period.close_instant(self.config.close_after_days), Timer::Close(period));
+        }
+        loop {
+            let next_event = events.peek().map(|p| p.effective);
+            let next_timer = self.timers.first().map(|(t, _)| *t);
+            let next_hold = self.hold_deadlines.first().map(|(t, _)| *t);
+            let Some(now) = [next_event, next_timer, next_hold].into_iter().flatten().min() else { break };
+            if now > watermark_end {
+                break;
+            }
+            // Time-driven changes at `now` come before events at `now` (DOMAIN.md §8).
+            while let Some((at, _)) = self.timers.first() {
+                if *at > now {
+                    break;
+                }
+                let (_, timer) = self.timers.pop_first().expect("peeked");
+                self.fire(timer, now);
+            }
+            while events.peek().is_some_and(|p| p.effective == now) {
+                let pending = events.next().expect("peeked");
+                self.apply_event(pending, now);
+                processed += 1;
+                if processed % 65_536 == 0 {
+                    progress(processed, total);
+                }
+            }
+            // Holds end after the events of their instant.
+            while let Some((at, hold)) = self.hold_deadlines.first().copied() {
+                if at > now {
+                    break;
+                }
+                self.hold_deadlines.pop_first();
+                self.end_hold(hold);
+            }
+            self.end_instant(now);
+        }
+        progress(processed, total);
+        // The watermark stops at the largest ts read: later deadlines do not fire, and
+        // commands still waiting for their codes are refused.
+        let remaining: Vec<u64> = self.hold_deadlines.iter().map(|(_, hold)| *hold).collect();
+        self.hold_deadlines.clear();
+        for hold in remaining {
+            self.end_hold(hold);
+        }
+        // Events that were never reached (none: every effective time ≤ the largest ts).
+        debug_assert!(events.next().is_none());
+    }
+
+    fn schedule(&mut self, at: Ts, timer: Timer) {
+        self.timers.insert((at, timer));
+    }
+
+    fn finish(mut self) -> (Summary, S) {
+        for code in self.codes.values() {
+            *self.summary.codes_by_status.entry(code.status).or_default() += 1;
+        }
+        let current = self.aggregates.current_period;
+        for (name, account) in &self.accounts {
+            self.summary.balance += account.balance;
+            self.summary.unpaid += account.unpaid_amount;
+            assert!(account.balance >= Money::ZERO, "negative balance of {name}");
+            let queued: Money = account.queue.iter().map(Queued::charge).sum();
+            assert_eq!(queued, account.unpaid_amount, "unpaid amount of {name} drifted");
+            if let Some(head) = account.queue.front() {
+                assert!(account.balance < head.charge(), "FIFO head of {name} affordable but unpaid");
+            }
+            // Every movement is accounted in some period up to the current one, so the
+            // latest closing is the balance.
+            if let Some(period) = current {
+                assert_eq!(self.aggregates.closing(name, period), account.balance, "closing of {name} is not its balance");
+            }
+        }
+        self.summary.accounts = self.accounts.len() as u64;
+        (self.summary, self.sink)
+    }
+
+    fn account(&mut self, name: &str) -> &mut Account {
+        self.accounts.entry(name.to_string()).or_default()
+    }
+
+    fn reject(&mut self, event: &Event, code: Option<&str>, reason: Reason, detail: String) {
+        self.emit(Output::Rejection(Rejection {
+            event: Some(event.id.clone()),
+            event_type: Some(event.kind().as_str().to_string()),
+            account: Some(event.account.clone()),
+            code: code.map(str::to_string),
+            reason,
+            detail,
+            raw: None,
+        }));
+    }
+
+    fn touch_account(&mut self, name: &str, ts: Ts) {
+        let account = self.account(name);
+        account.last_change_ts = Some(account.last_change_ts.map_or(ts, |t| t.max(ts)));
+        self.dirty_accounts.insert(name.to_string());
+    }
+
+    // ---------------------------------------------------------------- time-driven changes
+
+    fn fire(&mut self, timer: Timer, now: Ts) {
+        match timer {
+            Timer::MonthEnd(period) => {
+                // Debtors: a snapshot of every account with unpaid codes at the month's end.
+                let debtors: Vec<(String, Figures)> = self
+                    .accounts
+                    .iter()
+                    .filter(|(_, account)| !account.queue.is_empty())
+                    .map(|(name, account)| {
+                        let figures = Figures::Debtors {
+                            unpaid_codes: account.queue.len() as u64,
+                            amount_owed: account.unpaid_amount,
+                            oldest_unpaid_application: account.queue.iter().map(|q| q.application_ts).min(),
+                        };
+                        (name.clone(), figures)
+                    })
+                    .collect();
+                for (name, figures) in debtors {
+                    self.aggregates.set_debtor(&name, period, figures, now);
+                }
+                let next = period.next();
+                self.aggregates.begin_period(next, now);
+                self.schedule(next.end(), Timer::MonthEnd(next));
+                self.schedule(next.close_instant(self.config.close_after_days), Timer::Close(next));
+            }
+            Timer::Close(period) => self.aggregates.close(period),
+            Timer::Expiry(emission) => {
+                let Some(emission) = self.emissions.remove(&emission) else { return };
+                let mut expired = Vec::new();
+                for code in &emission.codes {
+                    if let Some(state) = self.codes.get_mut(code) {
+                        if state.status == Status::Emitted && state.account == emission.account {
+                            state.status = Status::Expired;
+                            state.final_at = Some(now);
+                            expired.push(code.clone());
+                        }
+                    }
+                }
+                for code in &expired {
+                    self.schedule_retention(code, now);
+                }
+                if !expired.is_empty() {
+                    self.emit(Output::Status(StatusChange {
+                        event: None,
+                        account: emission.account,
+                        gtin: emission.gtin,
+                        from: Some(Status::Emitted),
+                        to: Status::Expired,
+                        ts: now,
+                        late: false,
+                        codes: expired,
+                    }));
+                }
+            }
+            Timer::SlaDeadline(account, order) => {
+                let Some(state) = self.accounts.get_mut(&account).and_then(|a| a.orders.get_mut(&order)) else {
+                    return;
+                };
+                if state.is_pending() && !state.late {
+                    state.late = true;
+                    let period = state.period;
+                    self.aggregates.change_sla(&account, period, now, |f| f[2] += 1);
+                }
+            }
+            Timer::Dormant(name, generation) => {
+                let Some(account) = self.accounts.get(&name) else { return };
+                if account.dormant_generation == generation && account.balance > Money::ZERO {
+                    let (balance, since) = (account.balance, account.dormant_anchor.unwrap_or(now));
+                    self.aggregates.set_refund_due(&name, balance, since, now);
+                }
+            }
+            Timer::Retention(code) => {
+                if let Some(state) = self.codes.get(&code) {
+                    let compactable = match state.status {
+                        Status::Rejected | Status::Expired | Status::Introduced => true,
+                        Status::Annulled => state.paid,
+                        _ => false,
+                    };
+                    if compactable && state.final_at.is_some_and(|t| t.plus_millis(self.config.retention_ms) <= now) {
+                        self.codes.remove(&code);
+                    }
+                }
+            }
+        }
+    }
+
+    fn schedule_retention(&mut self, code: &str, now: Ts) {
+        let at = now.plus_millis(self.config.retention_ms);
+        self.schedule(at, Timer::Retention(code.to_string()));
+    }
+
+    fn move_dormant_anchor(&mut self, name: &str, ts: Ts, now: Ts) {
+        let account = self.account(name);
+        let anchor = account.dormant_anchor.map_or(ts, |a| a.max(ts));
+        if account.dormant_anchor == Some(anchor) {
+            return;
+        }
+        account.dormant_anchor = Some(anchor);
+        account.dormant_generation += 1;
+        let generation = account.dormant_generation;
+        let at = anchor.plus_one_local_year().max(now);
+        self.schedule(at, Timer::Dormant(name.to_string(), generation));
+    }
+
+    // ---------------------------------------------------------------- events
+
+    fn apply_event(&mut self, pending: Pending, now: Ts) {
+        let event = &pending.event;
+        // De-duplication by id: the first in account order wins.
+        if let Some(first) = self.seen_ids.get(&event.id) {
+            if now < first.plus_millis(self.config.dedup_horizon_ms) {
+                let detail = format!("event id already seen at {first}");
+                self.reject(event, None, Reason::Duplicate, detail);
+                return;
+            }
+        }
+        self.seen_ids.insert(event.id.clone(), now);
+        if event.kind() != Kind::Tariff {
+            self.account(&event.account);
+        }
+        match &event.body {
+            Body::Tariff { effective_from, net_price, vat_rate } => {
+                self.apply_tariff(event, *effective_from, net_price, vat_rate, now)
+            }
+            Body::Payment { amount, channel } => self.apply_credit(&pending, amount, Some(channel), now),
+            Body::Compensation { amount, .. } => self.apply_credit(&pending, amount, None, now),
+            Body::Refund { amount } => self.apply_refund(&pending, amount, now),
+            Body::Order { order, gtin, quantity } => self.apply_order(&pending, order, gtin, *quantity, now),
+            Body::OrderCancel { order } => self.apply_order_cancel(&pending, order, now),
+            Body::Emission { order, gtin, codes } => self.apply_emission(&pending, order, gtin, codes, now),
+            Body::Defect { act_date, .. } => {
+                let deadline = self.config.calendar.deadline_after(*act_date, self.config.defect_working_days);
+                if event.ts >= deadline {
+                    let detail = format!("defect act of {act_date} had to be reported before {deadline}");
+                    self.reject(event, None, Reason::DefectReportLate, detail);
+                } else {
+                    self.apply_code_command(&pending, event.body.codes(), now, true);
+                }
+            }
+            Body::Application { codes, .. } | Body::Dropout { codes, .. } | Body::Introduction { codes } => {
+                self.apply_code_command(&pending, codes, now, true)
+            }
+        }
+    }
+
+    fn amount(&mut self, event: &Event, field: &DecimalField) -> Option<Money> {
+        let checked = match field {
+            DecimalField::Parsed(value) => check_amount(*value).map_err(|e| e.to_string()),
+            DecimalField::Invalid(text) => Err(format!("amount {text:?} is not a decimal string")),
+        };
+        match checked {
+            Ok(amount) => Some(amount),
+            Err(detail) => {
+                self.reject(event, None, Reason::BadAmount, detail);
+                None
+            }
+        }
+    }
+
+    fn apply_tariff(&mut self, event: &Event, effective_from: Ts, net: &DecimalField, vat: &DecimalField, now: Ts) {
+        let (net_price, vat_rate) = match (net, vat) {
+            (DecimalField::Parsed(net), DecimalField::Parsed(vat))
+                if *net > Money::ZERO && *vat >= Money::ZERO && *vat < Money::ONE =>
+            {
+                (*net, *vat)
+            }
+            _ => {
+                let detail = format!("tariff needs net_price > 0 and 0 ≤ vat_rate < 1, got {net:?} and {vat:?}");
+                return self.reject(event, None, Reason::BadAmount, detail);
+            }
+        };
+        if effective_from < now {
+            let detail = format!("tariff effective from {effective_from} is before its event took effect at {now}");
+            return self.reject(event, None, Reason::TariffRetroactive, detail);
+        }
+        self.tariffs.insert(effective_from, Tariff { net_price, vat_rate });
+    }
+
+    fn ledger(&mut self, pending: &Pending, entry: Entry, amount: Money, codes: Option<u64>, period: Period) {
+        let event = &pending.event;
+        let balance = self.accounts[&event.account].balance;
+        debug_assert!(balance >= Money::ZERO, "balance went negative");
+        self.emit(Output::Ledger(LedgerEntry {
+            account: event.account.clone(),
+            entry,
+            amount,
+            balance,
+            ts: event.ts,
+            event: event.id.clone(),
+            codes,
+            late: pending.late,
+            period,
+        }));
+    }
+
+    fn apply_credit(&mut self, pending: &Pending, field: &DecimalField, channel: Option<&String>, now: Ts) {
+        let event = &pending.event;
+        let Some(amount) = self.amount(event, field) else { return };
+        let period = self.aggregates.accounting_period(event.ts, now);
+        self.account(&event.account).balance += amount;
+        let (entry, movement) = match channel {
+            Some(channel) => {
+                self.summary.payments += amount;
+                let day = event.ts.local_date().format("%Y-%m-%d").to_string();
+                self.aggregates.add_payment(period, channel, &day, amount, now);
+                self.move_dormant_anchor(&event.account, event.ts, now);
+                (Entry::Payment, Movements { payments: amount, ..Movements::default() })
+            }
+            None => {
+                self.summary.compensations += amount;
+                (Entry::Compensation, Movements { compensations: amount, ..Movements::default() })
+            }
+        };
+        self.aggregates.add_movement(&event.account, period, movement, now);
+        self.ledger(pending, entry, amount, None, period);
+        self.touch_account(&event.account, event.ts);
+        let paid = self.settle(pending, now);
+        self.emit_status_groups(pending, paid.into_iter().map(|(code, gtin)| (gtin, Status::AppliedUnpaid, code)));
+    }
+
+    fn apply_refund(&mut self, pending: &Pending, field: &DecimalField, now: Ts) {
+        let event = &pending.event;
+        let Some(amount) = self.amount(event, field) else { return };
+        let account = &self.accounts[&event.account];
+        let refusal = if !account.queue.is_empty() {
+            Some((Reason::RefundUnpaidCodes, format!("{} codes are unpaid", account.queue.len())))
+        } else if account.pending_orders > 0 {
+            Some((Reason::RefundPendingOrder, format!("{} orders are pending", account.pending_orders)))
+        } else if amount > account.balance {
+            Some((Reason::RefundExceedsBalance, format!("refund {amount} exceeds balance {}", account.balance)))
+        } else {
+            None
+        };
+        if let Some((reason, detail)) = refusal {
+            return self.reject(event, None, reason, detail);
+        }
+        let period = self.aggregates.accounting_period(event.ts, now);
+        self.account(&event.account).balance -= amount;
+        self.summary.refunds += amount;
+        self.aggregates.add_movement(&event.account, period, Movements { refunds: amount, ..Movements::default() }, now);
+        self.ledger(pending, Entry::Refund, amount, None, period);
+        self.touch_account(&event.account, event.ts);
+    }
+
+    fn apply_order(&mut self, pending: &Pending, order: &str, gtin: &str, quantity: u64, now: Ts) {
+        let event = &pending.event;
+        if !is_gtin(gtin) {
+            return self.reject(event, None, Reason::BadGtin, format!("{gtin:?} is not a GTIN-14 with a valid check digit"));
+        }
+        if self.accounts[&event.account].orders.contains_key(order) {
+            return self.reject(event, None, Reason::AlreadyExists, format!("order {order:?} already exists"));
+        }
+        let period = self.aggregates.accounting_period(event.ts, now);
+        let deadline = event.ts.plus_millis(self.config.sla_ms);
+        let state = Order { gtin: gtin.to_string(), quantity, emitted: 0, cancelled: false, period, late: false };
+        let account = self.account(&event.account);
+        account.orders.insert(order.to_string(), state);
+        account.pending_orders += 1;
+        self.aggregates.change_sla(&event.account, period, now, |f| {
+            f[0] += 1;
+            f[3] += 1;
+        });
+        // A deadline already behind the watermark (a very late order) fires at once.
+        self.schedule(deadline.max(now), Timer::SlaDeadline(event.account.clone(), order.to_string()));
+        self.touch_account(&event.account, event.ts);
+    }
+
+    fn apply_order_cancel(&mut self, pending: &Pending, order: &str, now: Ts) {
+        let event = &pending.event;
+        let Some(state) = self.accounts[&event.account].orders.get(order) else {
+            return self.reject(event, None, Reason::UnknownOrder, format!("account has no order {order:?}"));
+        };
+        if !state.is_pending() {
+            return self.reject(event, None, Reason::InvalidTransition, format!("order {order:?} is already finished"));
+        }
+        let period = state.period;
+        let account = self.account(&event.account);
+        account.orders.get_mut(order).expect("checked").cancelled = true;
+        account.pending_orders -= 1;
+        self.aggregates.change_sla(&event.account, period, now, |f| f[3] -= 1);
+        self.touch_account(&event.account, event.ts);
+    }
+
+    fn apply_emission(&mut self, pending: &Pending, order: &str, gtin: &str, codes: &[String], now: Ts) {
+        let event = &pending.event;
+        if !is_gtin(gtin) {
+            return self.reject(event, None, Reason::BadGtin, format!("{gtin:?} is not a GTIN-14 with a valid check digit"));
+        }
+        let Some(state) = self.accounts[&event.account].orders.get(order) else {
+            return self.reject(event, None, Reason::UnknownOrder, format!("account has no order {order:?}"));
+        };
+        if state.gtin != gtin {
+            let detail = format!("order {order:?} is for GTIN {}, emission is for {gtin}", state.gtin);
+            return self.reject(event, None, Reason::GtinMismatch, detail);
+        }
+        let remaining = if state.cancelled { 0 } else { state.quantity - state.emitted };
+        if codes.len() as u64 > remaining {
+            let detail = format!("{} codes exceed the {remaining} remaining on order {order:?}", codes.len());
+            return self.reject(event, None, Reason::OrderExceeded, detail);
+        }
+        let mut created = Vec::new();
+        for code in codes {
+            if !is_code(code) {
+                self.reject(event, Some(code), Reason::BadCode, "not 1–128 printable ASCII characters".into());
+            } else if let Some(existing) = self.codes.get(code) {
+                let detail = format!("code exists ({} of another emission)", existing.status.as_str());
+                self.reject(event, Some(code), Reason::AlreadyExists, detail);
+            } else {
+                self.codes.insert(
+                    code.clone(),
+                    CodeState {
+                        account: event.account.clone(),
+                        gtin: gtin.to_string(),
+                        status: Status::Emitted,
+                        paid: false,
+                        final_at: None,
+                    },
+                );
+                created.push(code.clone());
+            }
+        }
+        if created.is_empty() {
+            return;
+        }
+        let period = self.aggregates.accounting_period(event.ts, now);
+        self.aggregates.add_emitted(&event.account, period, gtin, created.len() as u64, now);
+        let (order_period, completed_within, completed) = {
+            let state = self.account(&event.account).orders.get_mut(order).expect("checked");
+            state.emitted += created.len() as u64;
+            let completed = state.emitted == state.quantity;
+            (state.period, completed && !state.late, completed)
+        };
+        if completed {
+            self.account(&event.account).pending_orders -= 1;
+            self.aggregates.change_sla(&event.account, order_period, now, |f| {
+                f[1] += u64::from(completed_within);
+                f[3] -= 1;
+            });
+            self.touch_account(&event.account, event.ts);
+        }
+        self.emit(Output::Status(StatusChange {
+            event: Some(event.id.clone()),
+            account: event.account.clone(),
+            gtin: gtin.to_string(),
+            from: None,
+            to: Status::Emitted,
+            ts: event.ts,
+            late: pending.late,
+            codes: created.clone(),
+        }));
+        let id = self.next_emission;
+        self.next_emission += 1;
+        let expiry = self.config.calendar.deadline_after(event.ts.local_date(), self.config.expiry_working_days);
+        self.emissions.insert(id, Emission { account: event.account.clone(), gtin: gtin.to_string(), codes: created.clone() });
+        self.schedule(expiry.max(now), Timer::Expiry(id));
+        self.resolve_holds(&created, now);
+    }
+
+    /// A held code takes effect right after its emission; a command of another account
+    /// is refused `WRONG_ACCOUNT` (DOMAIN.md §8).
+    fn resolve_holds(&mut self, created: &[String], now: Ts) {
+        let mut resolved: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for code in created {
+            for hold in self.holds_by_code.remove(code).unwrap_or_default() {
+                resolved.entry(hold).or_default().push(code.clone());
+            }
+        }
+        for (id, codes) in resolved {
+            let hold = self.holds.get_mut(&id).expect("indexed hold exists");
+            hold.codes.retain(|c| !codes.contains(c));
+            let pending = hold.pending.clone();
+            if hold.codes.is_empty() {
+                let deadline = hold.deadline;
+                self.holds.remove(&id);
+                self.hold_deadlines.remove(&(deadline, id));
+            }
+            self.apply_code_command(&pending, &codes, now, false);
+        }
+    }
+
+    fn end_hold(&mut self, id: u64) {
+        let Some(hold) = self.holds.remove(&id) else { return };
+        for code in &hold.codes {
+            if let Some(ids) = self.holds_by_code.get_mut(code) {
+                ids.retain(|h| *h != id);
+                if ids.is_empty() {
+                    self.holds_by_code.remove(code);
+                }
+            }
+            let detail = format!("code was not emitted within the hold ending {}", hold.deadline);
+            self.reject(&hold.pending.event, Some(code), Reason::UnknownCode, detail);
+        }
+    }
+
+    /// Applies an application, dropout, defect or introduction to `codes`. Unknown codes
+    /// are held when `may_hold` (a first attempt), never when resolving a hold.
+    fn apply_code_command(&mut self, pending: &Pending, codes: &[String], now: Ts, may_hold: bool) {
+        let event = &pending.event;
+        let kind = event.kind();
+        let mut changes: Vec<(String, Status, String)> = Vec::new(); // (gtin, from, code)
+        let mut applied: Vec<String> = Vec::new();
+        let mut held: Vec<String> = Vec::new();
+        for code in codes {
+            if !is_code(code) {
+                self.reject(event, Some(code), Reason::BadCode, "not 1–128 printable ASCII characters".into());
+                continue;
+            }
+            let Some(state) = self.codes.get(code) else {
+                debug_assert!(may_hold, "a resolved hold names a code that exists");
+                held.push(code.clone());
+                continue;
+            };
+            if state.account != event.account {
+                self.reject(event, Some(code), Reason::WrongAccount, "code belongs to another account".into());
+                continue;
+            }
+            let from = state.status;
+            let to = match (kind, from) {
+                (Kind::Application, Status::Emitted) => Status::AppliedUnpaid,
+                (Kind::Dropout, Status::Emitted) => Status::Rejected,
+                (Kind::Defect, Status::AppliedUnpaid | Status::AppliedPaid) => Status::Annulled,
+                (Kind::Introduction, Status::AppliedPaid) => Status::Introduced,
+                (Kind::Introduction, Status::AppliedUnpaid) => {
+                    self.reject(event, Some(code), Reason::CodeUnpaid, "the code's charge is not paid yet".into());
+                    continue;
+                }
+                _ => {
+                    let detail = format!("{} is not allowed from {}", kind.as_str(), from.as_str());
+                    self.reject(event, Some(code), Reason::InvalidTransition, detail);
+                    continue;
+                }
+            };
+            let gtin = state.gtin.clone();
+            let state = self.codes.get_mut(code).expect("exists");
+            state.status = to;
+            if matches!(to, Status::Rejected | Status::Introduced | Status::Annulled) {
+                state.final_at = Some(now);
+            }
+            // An annulled code still in the FIFO queue is kept until it is paid.
+            if matches!(to, Status::Rejected | Status::Introduced) || (to == Status::Annulled && state.paid) {
+                self.schedule_retention(code, now);
+            }
+            if kind == Kind::Application {
+                applied.push(code.clone());
+                let tariff = self.tariffs.at(event.ts);
+                let period = self.aggregates.accounting_period(event.ts, now);
+                self.aggregates.add_applied(&event.account, period, &gtin, event.ts, now);
+                let account = self.account(&event.account);
+                account.queue.push_back(Queued {
+                    code: code.clone(),
+                    gtin: gtin.clone(),
+                    net: tariff.net_price,
+                    vat: tariff.vat(),
+                    application_ts: event.ts,
+                });
+                account.unpaid_amount += tariff.charge();
+            } else {
+                changes.push((gtin, from, code.clone()));
+            }
+        }
+        if !held.is_empty() {
+            self.hold(pending, held, now);
+        }
+        if kind == Kind::Application {
+            if applied.is_empty() {
+                return;
+            }
+            self.touch_account(&event.account, event.ts);
+            let paid: BTreeMap<String, String> = self.settle(pending, now).into_iter().collect();
+            // Codes of this report go straight from EMITTED to paid or unpaid; codes of
+            // earlier reports that this one's settlement paid (none while the FIFO
+            // invariant holds) would go from APPLIED_UNPAID.
+            let mut groups: BTreeMap<(String, Status, Status), Vec<String>> = BTreeMap::new();
+            for code in &applied {
+                let gtin = self.codes[code].gtin.clone();
+                let to = if paid.contains_key(code) { Status::AppliedPaid } else { Status::AppliedUnpaid };
+                groups.entry((gtin, Status::Emitted, to)).or_default().push(code.clone());
+            }
+            for (code, gtin) in &paid {
+                if !applied.contains(code) {
+                    groups.entry((gtin.clone(), Status::AppliedUnpaid, Status::AppliedPaid)).or_default().push(code.clone());
+                }
+            }
+            self.emit_groups(pending, groups);
+        } else if !changes.is_empty() {
+            let to = match kind {
+                Kind::Dropout => Status::Rejected,
+                Kind::Defect => Status::Annulled,
+                _ => Status::Introduced,
+            };
+            let mut groups: BTreeMap<(String, Status, Status), Vec<String>> = BTreeMap::new();
+            for (gtin, from, code) in changes {
+                groups.entry((gtin, from, to)).or_default().push(code);
+            }
+            self.emit_groups(pending, groups);
+        }
+    }
+
+    fn hold(&mut self, pending: &Pending, codes: Vec<String>, now: Ts) {
+        let id = self.next_hold;
+        self.next_hold += 1;
+        let deadline = pending.event.ts.plus_millis(self.config.hold_ms).max(now);
+        for code in &codes {
+            self.holds_by_code.entry(code.clone()).or_default().push(id);
+        }
+        let copy = Pending { effective: pending.effective, late: pending.late, event: pending.event.clone() };
+        self.holds.insert(id, Hold { pending: copy, deadline, codes });
+        self.hold_deadlines.insert((deadline, id));
+    }
+
+    fn emit_groups(&mut self, pending: &Pending, groups: BTreeMap<(String, Status, Status), Vec<String>>) {
+        for ((gtin, from, to), codes) in groups {
+            self.emit(Output::Status(StatusChange {
+                event: Some(pending.event.id.clone()),
+                account: pending.event.account.clone(),
+                gtin,
+                from: Some(from),
+                to,
+                ts: pending.event.ts,
+                late: pending.late,
+                codes,
+            }));
+        }
+    }
+
+    /// Status records for codes a credit's settlement paid (annulled codes stay annulled).
+    fn emit_status_groups(&mut self, pending: &Pending, paid: impl Iterator<Item = (String, Status, String)>) {
+        let mut groups: BTreeMap<(String, Status, Status), Vec<String>> = BTreeMap::new();
+        for (gtin, from, code) in paid {
+            groups.entry((gtin, from, Status::AppliedPaid)).or_default().push(code);
+        }
+        self.emit_groups(pending, groups);
+    }
+
+    /// FIFO settlement (DOMAIN.md §3): pay from the head while the balance covers it,
+    /// never skipping the head. Returns the (code, gtin) pairs paid whose status moves to
+    /// `APPLIED_PAID` (annulled codes are paid but keep their status).
+    fn settle(&mut self, pending: &Pending, now: Ts) -> Vec<(String, String)> {
+        let event = &pending.event;
+        let period = self.aggregates.accounting_period(event.ts, now);
+        let mut paid_codes = Vec::new();
+        let mut charged = Money::ZERO;
+        let mut count = 0u64;
+        loop {
+            let account = self.account(&event.account);
+            let Some(head) = account.queue.front() else { break };
+            if account.balance < head.charge() {
+                break;
+            }
+            let head = account.queue.pop_front().expect("peeked");
+            account.balance -= head.charge();
+            account.unpaid_amount -= head.charge();
+            debug_assert!(account.balance >= Money::ZERO);
+            charged += head.charge();
+            count += 1;
+            self.aggregates.add_paid(&event.account, period, &head.gtin, head.net, head.vat, now);
+            let state = self.codes.get_mut(&head.code).expect("queued codes exist");
+            state.paid = true;
+            match state.status {
+                Status::AppliedUnpaid => {
+                    state.status = Status::AppliedPaid;
+                    paid_codes.push((head.code.clone(), head.gtin.clone()));
+                }
+                Status::Annulled => self.schedule_retention(&head.code, now),
+                other => unreachable!("queued code in status {other:?}"),
+            }
+        }
+        if count == 0 {
+            return paid_codes;
+        }
+        self.summary.charged += charged;
+        self.aggregates.add_movement(&event.account, period, Movements { services: charged, ..Movements::default() }, now);
+        self.ledger(pending, Entry::Charge, charged, Some(count), period);
+        self.move_dormant_anchor(&event.account, event.ts, now);
+        self.touch_account(&event.account, event.ts);
+        paid_codes
+    }
+
+    fn end_instant(&mut self, now: Ts) {
+        for name in std::mem::take(&mut self.dirty_accounts) {
+            let account = &self.accounts[&name];
+            let shown = (account.balance, account.queue.len() as u64, account.unpaid_amount, account.pending_orders);
+            if account.last_emitted == Some(shown) {
+                continue;
+            }
+            let record = BalanceRecord {
+                account: name.clone(),
+                balance: shown.0,
+                unpaid_codes: shown.1,
+                unpaid_amount: shown.2,
+                pending_orders: shown.3,
+                ts: account.last_change_ts.unwrap_or(now),
+            };
+            self.accounts.get_mut(&name).expect("exists").last_emitted = Some(shown);
+            self.emit(Output::Balance(record));
+        }
+        let mut records = Vec::new();
+        self.aggregates.flush(now, |record| records.push(record));
+        for record in records {
+            // A period that got its first record (a late event before the first instant's
+            // month) must still close.
+            let period = record.key.period;
+            let close = period.close_instant(self.config.close_after_days);
+            if close > now {
+                self.schedule(close, Timer::Close(period));
+            }
+            self.emit(Output::Period(record));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! File runs: read partitions, run an engine, write the five outputs, and tell a person
+//! what happened (a progress line on long work, a summary at the end).
+
+use crate::config::Config;
+use crate::reference::{self, Summary};
+use anyhow::{Context, Result};
+use markledger_connectors::codec::Decoded;
+use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
+use markledger_operators::money::render;
+use markledger_operators::Reason;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Prints a progress line at most once per interval, to stderr.
+pub struct ProgressLine {
+    started: Instant,
+    last: Instant,
+    interval: Duration,
+    quiet: bool,
+}
+
+impl ProgressLine {
+    /// A progress line printing at most every `interval` (nothing when `quiet`).
+    pub fn new(interval: Duration, quiet: bool) -> ProgressLine {
+        let now = Instant::now();
+        ProgressLine { started: now, last: now, interval, quiet }
+    }
+
+    /// Prints `message()` if the interval has passed.
+    pub fn tick(&mut self, message: impl FnOnce() -> String) {
+        if self.quiet || self.last.elapsed() < self.interval {
+            return;
+        }
+        self.last = Instant::now();
+        eprintln!("[{:>6.1}s] {}", self.started.elapsed().as_secs_f64(), message());
+    }
+
+    /// Time since the line was created.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Everything a file run produced.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The engine's summary.
+    pub summary: Summary,
+    /// Records written per output file.
+    pub written: OutputCounts,
+    /// Partitions read.
+    pub partitions: Vec<PathBuf>,
+    /// Input bytes read.
+    pub bytes: u64,
+    /// Wall time reading the input.
+    pub read_time: Duration,
+    /// Wall time of the whole run.
+    pub total_time: Duration,
+}
+
+/// Reads every partition fully, in order.
+pub fn read_partitions(paths: &[PathBuf], progress: &mut ProgressLine) -> Result<(Vec<PathBuf>, Vec<Vec<Decoded>>, u64)> {
+    let partitions = list_partitions(paths).context("listing input partitions")?;
+    let mut all = Vec::with_capacity(partitions.len());
+    let mut bytes = 0;
+    let mut records = 0u64;
+    for path in &partitions {
+        let mut reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut records_of_partition = Vec::new();
+        for record in reader.by_ref() {
+            records_of_partition.push(record);
+            records += 1;
+            if records % 4096 == 0 {
+                progress.tick(|| format!("reading {}: {records} records", path.display()));
+            }
+        }
+        bytes += reader.bytes_read();
+        all.push(records_of_partition);
+    }
+    Ok((partitions, all, bytes))
+}
+
+/// `markledger run` on the reference engine.
+pub fn run_files(config: &Config, inputs: &[PathBuf], out: &Path, quiet: bool) -> Result<RunReport> {
+    let mut progress = ProgressLine::new(Duration::from_secs(2), quiet);
+    let (partitions, records, bytes) = read_partitions(inputs, &mut progress)?;
+    let read_time = progress.elapsed();
+    let sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
+    let (summary, sink) = reference::run(config, records, sink, &mut |done, total| {
+        progress.tick(|| format!("applied {done} of {total} events ({:.0}%)", 100.0 * done as f64 / total.max(1) as f64));
+    });
+    let written = sink.finish().with_context(|| format!("writing outputs in {}", out.display()))?;
+    Ok(RunReport { summary, written, partitions, bytes, read_time, total_time: progress.elapsed() })
+}
+
+/// A summary a person can read.
+pub fn render_summary(report: &RunReport, out: &Path) -> String {
+    let s = &report.summary;
+    let seconds = report.total_time.as_secs_f64().max(1e-9);
+    let mut text = String::new();
+    let mut line = |l: String| {
+        text.push_str(&l);
+        text.push('\n');
+    };
+    line("markledger run: summary".to_string());
+    line(format!(
+        "  input       {} partitions, {} records, {:.1} MB; {} events naming {} codes ({} late)",
+        report.partitions.len(),
+        s.records,
+        report.bytes as f64 / 1e6,
+        s.events,
+        s.code_events,
+        s.late_events
+    ));
+    if let (Some(first), Some(last)) = (s.first_ts, s.last_ts) {
+        line(format!("  time span   {first} .. {last} (the watermark stopped at the last)"));
+    }
+    line(format!(
+        "  speed       {:.2} s in all ({:.2} s reading); {:.0} code events/s",
+        seconds,
+        report.read_time.as_secs_f64(),
+        s.code_events as f64 / seconds
+    ));
+    let statuses: Vec<String> = s.codes_by_status.iter().map(|(status, n)| format!("{} {n}", status.as_str())).collect();
+    line(format!("  codes       {}", if statuses.is_empty() { "none".into() } else { statuses.join(", ") }));
+    line(format!(
+        "  money       payments {} + compensations {} − charged {} − refunds {} = balances {} (still owed {})",
+        render(s.payments),
+        render(s.compensations),
+        render(s.charged),
+        render(s.refunds),
+        render(s.balance),
+        render(s.unpaid)
+    ));
+    debug_assert_eq!(s.payments + s.compensations - s.charged - s.refunds, s.balance);
+    let rejected: u64 = s.rejections.values().sum();
+    let reasons: Vec<String> = s.rejections.iter().map(|(reason, n)| format!("{} {n}", reason.as_str())).collect();
+    line(format!(
+        "  rejections  {rejected}{}",
+        if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join(", ")) }
+    ));
+    let w = &report.written;
+    line(format!(
+        "  outputs     {}: status {}, ledger {}, balances {}, rejections {}, periods {}",
+        out.display(),
+        w.status,
+        w.ledger,
+        w.balances,
+        w.rejections,
+        w.periods
+    ));
+    line(format!("  accounts    {}", s.accounts));
+    text
+}
+
+/// How many rejection records of `reason` a run produced.
+pub fn rejected(summary: &Summary, reason: Reason) -> u64 {
+    summary.rejections.get(&reason).copied().unwrap_or(0)
+}

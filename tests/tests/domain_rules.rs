@@ -1,0 +1,799 @@
+//! One test per rule of DOMAIN.md, named after its section, each with hand-computed
+//! expectations, run through the real JSON decoder and the reference engine. Every run
+//! also asserts the reconciliation identity and revision order (`run_with`).
+
+use markledger::config::Config;
+use markledger_operators::output::{AggregateKind, Entry, Figures};
+use markledger_operators::{Reason, Status, WorkingCalendar};
+use markledger_tests::*;
+
+const A: &str = "KZ-A";
+const B: &str = "KZ-B";
+
+/// A calendar that holds just what these tests count across (2026 per DOMAIN.md §2), so a
+/// correction to the shipped file's transfers cannot move a hand-computed deadline.
+const TEST_CALENDAR: &str = "\
+range 2025-01-01 2026-12-31
+2026-01-01 holiday New Year
+2026-01-02 holiday New Year
+2026-01-07 holiday Orthodox Christmas
+2026-03-08 holiday International Women's Day
+2026-03-09 carryover International Women's Day falls on Sunday 2026-03-08
+2026-03-21 holiday Nauryz
+2026-03-22 holiday Nauryz
+2026-03-23 holiday Nauryz
+2026-03-24 carryover Nauryz falls on Saturday 2026-03-21
+2026-03-25 carryover Nauryz falls on Sunday 2026-03-22
+2026-05-01 holiday Unity Day
+";
+
+fn config() -> Config {
+    Config::with_calendar(WorkingCalendar::parse(TEST_CALENDAR).expect("test calendar"))
+}
+
+fn go(lines: Vec<String>) -> Outcome {
+    run_with(&config(), &[lines])
+}
+
+/// `2026-01-DD` at a local time (UTC+5 in 2026).
+fn jan(day_time: &str) -> String {
+    format!("2026-01-{day_time}+05:00")
+}
+
+fn codes(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+fn refs(codes: &[String]) -> Vec<&str> {
+    codes.iter().map(String::as_str).collect()
+}
+
+/// An account with an order of `n` codes `c1..cn` emitted at 09:00 on 10 January.
+fn emitted(account: &str, n: usize) -> Vec<String> {
+    let c = codes(&format!("{account}-c"), n);
+    vec![
+        order(&format!("{account}-o"), &jan("10T08:00:00"), account, &format!("{account}-O1"), GTIN, n as u64),
+        emission(&format!("{account}-e"), &jan("10T09:00:00"), account, &format!("{account}-O1"), GTIN, &refs(&c)),
+    ]
+}
+
+// ------------------------------------------------------------------------------ §3 money
+
+#[test]
+fn s3_fifo_settlement_worked_example() {
+    // The issue's example: balance 10.00 and four codes at 3.0016 → three paid, 0.9952 left,
+    // one unpaid; a later payment of 5.00 pays it → 2.9936.
+    let mut lines = emitted(A, 4);
+    let c = codes("KZ-A-c", 4);
+    lines.push(payment("p1", &jan("10T09:30:00"), A, "10.00", "Kaspi Bank"));
+    lines.push(application("a1", &jan("10T10:00:00"), A, &refs(&c)));
+    lines.push(payment("p2", &jan("10T11:00:00"), A, "5.00", "Kaspi Bank"));
+    let out = go(lines);
+    let ledger: Vec<_> =
+        out.ledger(A).iter().map(|l| (l.entry, l.amount, l.balance, l.event.clone(), l.codes)).collect();
+    assert_eq!(
+        ledger,
+        vec![
+            (Entry::Payment, dec("10.00"), dec("10.00"), "p1".into(), None),
+            (Entry::Charge, dec("9.0048"), dec("0.9952"), "a1".into(), Some(3)),
+            (Entry::Payment, dec("5.00"), dec("5.9952"), "p2".into(), None),
+            (Entry::Charge, dec("3.0016"), dec("2.9936"), "p2".into(), Some(1)),
+        ]
+    );
+    let changes: Vec<_> =
+        out.status_changes().iter().map(|s| (s.event.clone(), s.from, s.to, s.codes.len())).collect();
+    assert_eq!(
+        changes,
+        vec![
+            (Some("KZ-A-e".into()), None, Status::Emitted, 4),
+            (Some("a1".into()), Some(Status::Emitted), Status::AppliedUnpaid, 1),
+            (Some("a1".into()), Some(Status::Emitted), Status::AppliedPaid, 3),
+            (Some("p2".into()), Some(Status::AppliedUnpaid), Status::AppliedPaid, 1),
+        ]
+    );
+    assert_eq!(out.status_of("KZ-A-c4"), Some(Status::AppliedPaid));
+    let balance = out.balance(A);
+    assert_eq!((balance.balance, balance.unpaid_codes, balance.unpaid_amount), (dec("2.9936"), 0, dec("0")));
+}
+
+#[test]
+fn s3_fifo_never_skips_the_head() {
+    // Head charged 3.0016 (old tariff); a later code charged 1.12 (net 1.00 + 12 %) after a
+    // tariff change. A balance of 2.00 could pay the later code but must not skip the head.
+    let mut lines = emitted(A, 2);
+    lines.push(tariff("t1", &jan("10T09:10:00"), &jan("10T12:00:00"), "1.00", "0.12"));
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
+    lines.push(application("a2", &jan("10T12:30:00"), A, &["KZ-A-c2"]));
+    lines.push(payment("p1", &jan("10T13:00:00"), A, "2.00", "Halyk Bank"));
+    let out = go(lines);
+    assert_eq!(out.status_of("KZ-A-c1"), Some(Status::AppliedUnpaid));
+    assert_eq!(out.status_of("KZ-A-c2"), Some(Status::AppliedUnpaid));
+    let balance = out.balance(A);
+    assert_eq!((balance.balance, balance.unpaid_codes, balance.unpaid_amount), (dec("2.00"), 2, dec("4.1216")));
+    // 1.12 more pays the head (3.12 ≥ 3.0016), leaving 0.1184 < 1.12: the second waits.
+    let mut lines2 = emitted(A, 2);
+    lines2.push(tariff("t1", &jan("10T09:10:00"), &jan("10T12:00:00"), "1.00", "0.12"));
+    lines2.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
+    lines2.push(application("a2", &jan("10T12:30:00"), A, &["KZ-A-c2"]));
+    lines2.push(payment("p1", &jan("10T13:00:00"), A, "3.12", "Halyk Bank"));
+    let out2 = go(lines2);
+    assert_eq!(out2.status_of("KZ-A-c1"), Some(Status::AppliedPaid));
+    assert_eq!(out2.status_of("KZ-A-c2"), Some(Status::AppliedUnpaid));
+    assert_eq!(out2.balance(A).balance, dec("0.1184"));
+}
+
+#[test]
+fn s3_tariff_change_mid_month_applies_from_its_instant() {
+    // Net 3.00 + 16 % VAT from 15 January 00:00: a code applied before is charged 3.0016,
+    // one applied after 3.48; the act splits net and VAT exactly.
+    let mut lines = emitted(A, 2);
+    lines.push(tariff("t1", &jan("12T10:00:00"), &jan("15T00:00:00"), "3.00", "0.16"));
+    lines.push(payment("p1", &jan("10T09:30:00"), A, "100.00", "Kaspi Pay"));
+    lines.push(application("a1", &jan("14T23:59:59"), A, &["KZ-A-c1"]));
+    lines.push(application("a2", &jan("15T00:00:00"), A, &["KZ-A-c2"]));
+    let out = go(lines);
+    let charges: Vec<_> = out.ledger(A).iter().filter(|l| l.entry == Entry::Charge).map(|l| l.amount).collect();
+    assert_eq!(charges, vec![dec("3.0016"), dec("3.48")]);
+    let act = out.period(AggregateKind::Act, A, "2026-01", None).expect("act");
+    assert_eq!(
+        act.figures,
+        Figures::Act { codes_paid: 2, net: dec("5.68"), vat: dec("0.8016"), gross: dec("6.4816") }
+    );
+}
+
+#[test]
+fn s3_tariff_retroactive_is_refused() {
+    // A tariff whose effective_from is before its own event's effective time is refused;
+    // charges keep the built-in tariff.
+    let mut lines = emitted(A, 1);
+    lines.push(tariff("t1", &jan("10T09:30:00"), &jan("10T09:00:00"), "5.00", "0.12"));
+    lines.push(payment("p1", &jan("10T09:40:00"), A, "10.00", "Kaspi Pay"));
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
+    let out = go(lines);
+    assert_eq!(out.refusals(), vec![(Some("t1"), None, Reason::TariffRetroactive)]);
+    assert_eq!(out.balance(A).balance, dec("6.9984"));
+}
+
+#[test]
+fn s3_amounts_have_at_most_two_decimals() {
+    // "1.000" is fine; 1.005, 0, -5.00 and "abc" are BAD_AMOUNT and move no money.
+    let lines = vec![
+        payment("p1", &jan("10T09:00:00"), A, "1.000", "Kaspi Bank"),
+        payment("p2", &jan("10T09:00:01"), A, "1.005", "Kaspi Bank"),
+        payment("p3", &jan("10T09:00:02"), A, "0", "Kaspi Bank"),
+        compensation("k1", &jan("10T09:00:03"), A, "-5.00"),
+        refund("r1", &jan("10T09:00:04"), A, "abc"),
+    ];
+    let out = go(lines);
+    assert_eq!(
+        out.refusals(),
+        vec![
+            (Some("p2"), None, Reason::BadAmount),
+            (Some("p3"), None, Reason::BadAmount),
+            (Some("k1"), None, Reason::BadAmount),
+            (Some("r1"), None, Reason::BadAmount),
+        ]
+    );
+    assert_eq!(out.balance(A).balance, dec("1"));
+}
+
+#[test]
+fn s3_refund_reasons_in_order_then_accepted() {
+    // Refused with the first failing reason: BAD_AMOUNT, REFUND_UNPAID_CODES,
+    // REFUND_PENDING_ORDER, REFUND_EXCEEDS_BALANCE; accepted once all pass.
+    let c = codes("KZ-A-c", 2);
+    let lines = vec![
+        payment("p1", &jan("10T07:00:00"), A, "2.00", "Kaspi Bank"),
+        order("o1", &jan("10T08:00:00"), A, "O1", GTIN, 3),
+        emission("e1", &jan("10T09:00:00"), A, "O1", GTIN, &refs(&c)),
+        application("a1", &jan("10T09:10:00"), A, &["KZ-A-c1"]),
+        // c1 unpaid (2.00 < 3.0016) and O1 pending (2 of 3 emitted).
+        refund("r1", &jan("10T09:20:00"), A, "1.005"),
+        refund("r2", &jan("10T09:21:00"), A, "1.00"),
+        payment("p2", &jan("10T09:30:00"), A, "10.00", "Kaspi Bank"),
+        // c1 paid → balance 8.9984; the order is still pending.
+        refund("r3", &jan("10T09:31:00"), A, "1.00"),
+        order_cancel("x1", &jan("10T09:40:00"), A, "O1"),
+        refund("r4", &jan("10T09:41:00"), A, "9.00"),
+        refund("r5", &jan("10T09:42:00"), A, "8.99"),
+    ];
+    let out = go(lines);
+    assert_eq!(
+        out.refusals(),
+        vec![
+            (Some("r1"), None, Reason::BadAmount),
+            (Some("r2"), None, Reason::RefundUnpaidCodes),
+            (Some("r3"), None, Reason::RefundPendingOrder),
+            (Some("r4"), None, Reason::RefundExceedsBalance),
+        ]
+    );
+    let last = *out.ledger(A).last().expect("ledger");
+    assert_eq!((last.entry, last.amount, last.balance), (Entry::Refund, dec("8.99"), dec("0.0084")));
+    assert_eq!(out.balance(A).pending_orders, 0);
+}
+
+#[test]
+fn s3_compensation_credits_and_settles() {
+    // A compensation is a credit like a payment: it settles the FIFO head.
+    let mut lines = emitted(A, 1);
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
+    lines.push(compensation("k1", &jan("10T11:00:00"), A, "5.00"));
+    let out = go(lines);
+    assert_eq!(out.status_of("KZ-A-c1"), Some(Status::AppliedPaid));
+    let ledger: Vec<_> = out.ledger(A).iter().map(|l| (l.entry, l.balance)).collect();
+    assert_eq!(ledger, vec![(Entry::Compensation, dec("5.00")), (Entry::Charge, dec("1.9984"))]);
+}
+
+#[test]
+fn s3_dormant_advance_reported_once_a_year_after() {
+    // A payment of 100.00 on 2025-01-10 10:00 (UTC+6 then) and nothing else on the account:
+    // when the watermark reaches 2026-01-10 10:00 local it is reported as refund_due, once.
+    let lines = vec![
+        payment("p1", "2025-01-10T10:00:00+06:00", A, "100.00", "Halyk Bank"),
+        payment("q1", "2026-01-10T10:00:00+05:00", B, "1.00", "Halyk Bank"),
+        payment("q2", "2026-03-01T10:00:00+05:00", B, "1.00", "Halyk Bank"),
+    ];
+    let out = go(lines);
+    let due: Vec<_> = out.period_records().into_iter().filter(|r| r.key.kind == AggregateKind::RefundDue).collect();
+    assert_eq!(due.len(), 2, "one revision, then its final one: {due:?}");
+    assert_eq!((due[0].key.account.as_str(), due[0].key.period.to_string()), (A, "2026-01".to_string()));
+    assert_eq!(
+        due[0].figures,
+        Figures::RefundDue {
+            balance: dec("100.00"),
+            since: markledger_operators::Ts::parse_rfc3339("2025-01-10T10:00:00+06:00").unwrap()
+        }
+    );
+    assert!(due[1].is_final);
+}
+
+// ------------------------------------------------------------------------------ §2 lifecycle
+
+#[test]
+fn s2_dropout_rejects_emitted_codes_and_never_charges() {
+    // Dropout EMITTED → REJECTED; a dropped code cannot be applied (terminal).
+    let mut lines = emitted(A, 2);
+    lines.push(payment("p1", &jan("10T09:30:00"), A, "10.00", "Kaspi Bank"));
+    lines.push(dropout("d1", &jan("10T09:40:00"), A, &["KZ-A-c1"]));
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "KZ-A-c2"]));
+    let out = go(lines);
+    assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Rejected));
+    assert_eq!(out.refusals(), vec![(Some("a1"), Some("KZ-A-c1"), Reason::InvalidTransition)]);
+    assert_eq!(out.balance(A).balance, dec("6.9984"));
+}
+
+#[test]
+fn s2_defect_after_payment_keeps_the_charge() {
+    // A paid code found defective is ANNULLED; nothing is refunded; it cannot be introduced.
+    let mut lines = emitted(A, 1);
+    lines.push(payment("p1", &jan("10T09:30:00"), A, "10.00", "Kaspi Bank"));
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
+    lines.push(defect("f1", &jan("12T10:00:00"), A, "2026-01-11", &["KZ-A-c1"]));
+    lines.push(introduction("i1", &jan("12T11:00:00"), A, &["KZ-A-c1"]));
+    let out = go(lines);
+    assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Annulled));
+    assert_eq!(out.balance(A).balance, dec("6.9984"));
+    assert_eq!(out.refusals(), vec![(Some("i1"), Some("KZ-A-c1"), Reason::InvalidTransition)]);
+}
+
+#[test]
+fn s2_defect_of_unpaid_code_stays_in_fifo_and_is_settled() {
+    // An unpaid annulled code stays in the queue, counts as unpaid, and is still paid
+    // (without a status change) when money arrives.
+    let mut lines = emitted(A, 1);
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
+    lines.push(defect("f1", &jan("10T11:00:00"), A, "2026-01-10", &["KZ-A-c1"]));
+    lines.push(payment("p1", &jan("10T12:00:00"), A, "5.00", "Kaspi Bank"));
+    let out = go(lines);
+    assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Annulled));
+    let charge = out.ledger(A).into_iter().find(|l| l.entry == Entry::Charge).expect("charged");
+    assert_eq!((charge.amount, charge.balance, charge.event.as_str()), (dec("3.0016"), dec("1.9984"), "p1"));
+    assert!(out.status_changes().iter().all(|s| s.event.as_deref() != Some("p1")), "no status change by p1");
+    assert_eq!(out.balance(A).unpaid_codes, 0);
+}
+
+#[test]
+fn s2_introduction_needs_a_paid_code() {
+    // APPLIED_PAID → INTRODUCED; APPLIED_UNPAID is CODE_UNPAID; EMITTED is INVALID_TRANSITION.
+    let mut lines = emitted(A, 3);
+    lines.push(payment("p1", &jan("10T09:30:00"), A, "4.00", "Kaspi Bank"));
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "KZ-A-c2"]));
+    lines.push(introduction("i1", &jan("10T11:00:00"), A, &["KZ-A-c1", "KZ-A-c2", "KZ-A-c3"]));
+    let out = go(lines);
+    assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Introduced));
+    assert_eq!(
+        out.refusals(),
+        vec![(Some("i1"), Some("KZ-A-c2"), Reason::CodeUnpaid), (Some("i1"), Some("KZ-A-c3"), Reason::InvalidTransition)]
+    );
+}
+
+#[test]
+fn s2_validation_is_per_code() {
+    // A report of 10 codes with one of another account, one unknown-format and one applied
+    // twice: 3 refusals, the other 7 codes take effect.
+    let mut lines = emitted(A, 8);
+    lines.extend(emitted(B, 1));
+    let mut report: Vec<String> = codes("KZ-A-c", 8);
+    report[7] = "KZ-A-c1".into(); // c1 twice
+    report.push("KZ-B-c1".into());
+    report.push("bad code".into());
+    lines.push(payment("p1", &jan("10T09:30:00"), A, "100.00", "Kaspi Bank"));
+    lines.push(application("a1", &jan("10T10:00:00"), A, &refs(&report)));
+    let out = go(lines);
+    assert_eq!(
+        out.refusals(),
+        vec![
+            (Some("a1"), Some("KZ-A-c1"), Reason::InvalidTransition),
+            (Some("a1"), Some("KZ-B-c1"), Reason::WrongAccount),
+            (Some("a1"), Some("bad code"), Reason::BadCode),
+        ]
+    );
+    let paid = out.status_changes().into_iter().find(|s| s.to == Status::AppliedPaid).expect("paid");
+    assert_eq!(paid.codes.len(), 7);
+    assert_eq!(out.status_of("KZ-B-c1"), Some(Status::Emitted));
+}
+
+#[test]
+fn s2_orders_bound_emissions() {
+    // UNKNOWN_ORDER (another account's), GTIN_MISMATCH, ORDER_EXCEEDED (refused whole, and
+    // on a cancelled order), BAD_GTIN, ALREADY_EXISTS (order id and code), and cancelling a
+    // finished order is INVALID_TRANSITION.
+    let lines = vec![
+        order("o1", &jan("10T08:00:00"), A, "O1", GTIN, 3),
+        order("o2", &jan("10T08:00:01"), B, "OB", GTIN, 3),
+        order("o3", &jan("10T08:00:02"), A, "O1", GTIN, 5),
+        order("o4", &jan("10T08:00:03"), A, "O4", "04601234567894", 5),
+        emission("e1", &jan("10T09:00:00"), A, "OB", GTIN, &["x1"]),
+        emission("e2", &jan("10T09:00:01"), A, "O1", GTIN2, &["x1"]),
+        emission("e3", &jan("10T09:00:02"), A, "O1", GTIN, &["x1", "x2", "x3", "x4"]),
+        emission("e4", &jan("10T09:00:03"), A, "O1", GTIN, &["x1", "x2"]),
+        emission("e5", &jan("10T09:00:04"), B, "OB", GTIN, &["x2", "y1"]),
+        order_cancel("k1", &jan("10T09:00:05"), B, "OB"),
+        emission("e6", &jan("10T09:00:06"), B, "OB", GTIN, &["y2"]),
+        emission("e7", &jan("10T09:00:07"), A, "O1", GTIN, &["x3"]),
+        order_cancel("k2", &jan("10T09:00:08"), A, "O1"),
+        order_cancel("k3", &jan("10T09:00:09"), A, "NOPE"),
+    ];
+    let out = go(lines);
+    assert_eq!(
+        out.refusals(),
+        vec![
+            (Some("o3"), None, Reason::AlreadyExists),
+            (Some("o4"), None, Reason::BadGtin),
+            (Some("e1"), None, Reason::UnknownOrder),
+            (Some("e2"), None, Reason::GtinMismatch),
+            (Some("e3"), None, Reason::OrderExceeded),
+            (Some("e5"), Some("x2"), Reason::AlreadyExists),
+            (Some("e6"), None, Reason::OrderExceeded),
+            (Some("k2"), None, Reason::InvalidTransition),
+            (Some("k3"), None, Reason::UnknownOrder),
+        ]
+    );
+    assert_eq!(out.balance(A).pending_orders, 0);
+    assert_eq!(out.balance(B).pending_orders, 0);
+}
+
+#[test]
+fn s2_expiry_counts_working_days_across_nauryz() {
+    // Emitted Tuesday 10 March 2026. Working days after it: 11,12,13,16,17,18,19,20 (8),
+    // then 21–25 are off (weekend + Nauryz 21–23 + carry-overs 24, 25), 26,27 (10),
+    // 30,31, Apr 1,2,3 (15), 6–10 (20), 13–17 (25), 20–24 (30): the codes expire at the end
+    // of Friday 24 April = 2026-04-25T00:00+05:00. An application one second before takes
+    // effect; one at the instant meets an EXPIRED code.
+    let c = codes("m", 3);
+    let lines = vec![
+        payment("p1", "2026-03-01T09:00:00+05:00", A, "100.00", "Kaspi Bank"),
+        order("o1", "2026-03-10T08:00:00+05:00", A, "O1", GTIN, 3),
+        emission("e1", "2026-03-10T09:00:00+05:00", A, "O1", GTIN, &refs(&c)),
+        application("a1", "2026-04-24T23:59:59+05:00", A, &["m1"]),
+        application("a2", "2026-04-25T00:00:00+05:00", A, &["m2"]),
+    ];
+    let out = go(lines);
+    assert_eq!(out.status_of("m1"), Some(Status::AppliedPaid));
+    assert_eq!(out.refusals(), vec![(Some("a2"), Some("m2"), Reason::InvalidTransition)]);
+    let expiry = out.status_changes().into_iter().find(|s| s.to == Status::Expired).expect("expiry record");
+    assert_eq!(expiry.event, None);
+    assert_eq!(expiry.ts.render(), "2026-04-25T00:00:00+05:00");
+    assert_eq!(expiry.codes, vec!["m2".to_string(), "m3".to_string()]);
+}
+
+#[test]
+fn s2_defect_report_deadline_is_ten_working_days() {
+    // Act dated Tuesday 10 March 2026: working days 11,12,13,16,17,18,19,20,26,27 → the
+    // report must come before 2026-03-28T00:00+05:00; at that instant it is late (code null).
+    let mut lines = vec![
+        payment("p1", "2026-03-01T09:00:00+05:00", A, "100.00", "Kaspi Bank"),
+        order("o1", "2026-03-10T08:00:00+05:00", A, "O1", GTIN, 2),
+        emission("e1", "2026-03-10T09:00:00+05:00", A, "O1", GTIN, &["d1", "d2"]),
+        application("a1", "2026-03-10T10:00:00+05:00", A, &["d1", "d2"]),
+    ];
+    lines.push(defect("f1", "2026-03-27T23:59:59+05:00", A, "2026-03-10", &["d1"]));
+    lines.push(defect("f2", "2026-03-28T00:00:00+05:00", A, "2026-03-10", &["d2"]));
+    let out = go(lines);
+    assert_eq!(out.status_of("d1"), Some(Status::Annulled));
+    assert_eq!(out.status_of("d2"), Some(Status::AppliedPaid));
+    assert_eq!(out.refusals(), vec![(Some("f2"), None, Reason::DefectReportLate)]);
+}
+
+// ------------------------------------------------------------------------------ §4 time and order
+
+#[test]
+fn s4_late_event_takes_effect_at_high_water_minus_lateness() {
+    // Partition 1: X (5.00 at 10:00:00), then Y (5.00 at 09:59:50, 10 s behind: late) which
+    // takes effect at 09:59:55. Partition 2: a code applied at 09:59:53. Y therefore comes
+    // after the application and settles it (charge caused by Y, flagged late, ts of Y).
+    let p1 = vec![
+        payment("X", &jan("10T10:00:00"), A, "5.00", "Kaspi Bank"),
+        payment("Y", &jan("10T09:59:50"), A, "5.00", "Kaspi Bank"),
+    ];
+    let mut p2 = emitted(A, 1);
+    p2.push(application("a1", &jan("10T09:59:53"), A, &["KZ-A-c1"]));
+    let out = run_with(&config(), &[p1, p2]);
+    let ledger: Vec<_> =
+        out.ledger(A).iter().map(|l| (l.entry, l.event.as_str(), l.late, l.ts.render(), l.balance)).collect();
+    assert_eq!(
+        ledger,
+        vec![
+            (Entry::Payment, "Y", true, "2026-01-10T09:59:50+05:00".to_string(), dec("5.00")),
+            (Entry::Charge, "Y", true, "2026-01-10T09:59:50+05:00".to_string(), dec("1.9984")),
+            (Entry::Payment, "X", false, "2026-01-10T10:00:00+05:00".to_string(), dec("6.9984")),
+        ]
+    );
+    let paid = out.status_changes().into_iter().find(|s| s.to == Status::AppliedPaid).expect("paid");
+    assert_eq!((paid.event.as_deref(), paid.late), (Some("Y"), true));
+}
+
+#[test]
+fn s4_same_instant_follows_kind_rank() {
+    // A payment and an application at the same ts: payment ranks first, so the
+    // application's own settlement pays the code (charge caused by the application).
+    let mut lines = emitted(A, 1);
+    lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
+    lines.push(payment("p1", &jan("10T10:00:00"), A, "5.00", "Kaspi Bank"));
+    let out = go(lines);
+    let charge = out.ledger(A).into_iter().find(|l| l.entry == Entry::Charge).expect("charge");
+    assert_eq!(charge.event, "a1");
+}
+
+#[test]
+fn s4_duplicate_ids_have_no_effect() {
+    // A payment re-sent with the same id is credited once and reported DUPLICATE; so is an
+    // id reused by another event type.
+    let lines = vec![
+        payment("p1", &jan("10T10:00:00"), A, "5.00", "Kaspi Bank"),
+        payment("p1", &jan("10T10:00:00"), A, "5.00", "Kaspi Bank"),
+        refund("p1", &jan("10T10:00:01"), A, "1.00"),
+    ];
+    let out = go(lines);
+    assert_eq!(out.refusals(), vec![(Some("p1"), None, Reason::Duplicate), (Some("p1"), None, Reason::Duplicate)]);
+    assert_eq!(out.balance(A).balance, dec("5.00"));
+}
+
+#[test]
+fn s4_hold_waits_for_the_emission_and_charges_at_the_commands_tariff() {
+    // The application (10:00:00) names a code emitted 30 s later; a new tariff takes effect
+    // at 10:00:15. The code takes effect right after its emission, charged 3.0016 (the
+    // tariff at the application's ts), and its records carry the application's id and ts.
+    let lines = vec![
+        payment("p1", &jan("10T09:00:00"), A, "10.00", "Kaspi Bank"),
+        order("o1", &jan("10T09:00:01"), A, "O1", GTIN, 1),
+        tariff("t1", &jan("10T09:30:00"), &jan("10T10:00:15"), "3.00", "0.12"),
+        application("a1", &jan("10T10:00:00"), A, &["h1"]),
+        emission("e1", &jan("10T10:00:30"), A, "O1", GTIN, &["h1"]),
+    ];
+    let out = go(lines);
+    assert!(out.refusals().is_empty(), "{:?}", out.refusals());
+    let charge = out.ledger(A).into_iter().find(|l| l.entry == Entry::Charge).expect("charge");
+    assert_eq!((charge.amount, charge.event.as_str()), (dec("3.0016"), "a1"));
+    let applied = out.status_changes().into_iter().find(|s| s.to == Status::AppliedPaid).expect("applied");
+    assert_eq!((applied.event.as_deref(), applied.ts.render()), (Some("a1"), "2026-01-10T10:00:00+05:00".to_string()));
+}
+
+#[test]
+fn s4_hold_ends_unknown_code() {
+    // A code not emitted within 60 s is refused UNKNOWN_CODE (the report's other codes take
+    // effect at once); a later emission of it does not revive the command. A hold still
+    // open when the run ends is refused too. An emission by another account during the hold
+    // makes it WRONG_ACCOUNT.
+    let mut lines = emitted(A, 1);
+    lines.extend(vec![
+        order("oB", &jan("10T08:00:00"), B, "OB", GTIN, 2),
+        application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "u1"]),
+        application("a2", &jan("10T10:00:00"), A, &["w1"]),
+        emission("eB", &jan("10T10:00:20"), B, "OB", GTIN, &["w1"]),
+        emission("eB2", &jan("10T10:01:01"), B, "OB", GTIN, &["u1"]),
+        application("a3", &jan("10T11:00:00"), A, &["u2"]),
+    ]);
+    let out = go(lines);
+    assert_eq!(
+        out.refusals(),
+        vec![
+            (Some("a2"), Some("w1"), Reason::WrongAccount),
+            (Some("a1"), Some("u1"), Reason::UnknownCode),
+            (Some("a3"), Some("u2"), Reason::UnknownCode),
+        ]
+    );
+    assert_eq!(out.status_of("KZ-A-c1"), Some(Status::AppliedUnpaid));
+    assert_eq!(out.status_of("u1"), Some(Status::Emitted));
+}
+
+#[test]
+fn s4_outputs_do_not_depend_on_partitioning() {
+    // The same events (none late) split over 1, 2 or 3 partitions give identical outputs.
+    // In ts order, so nothing is late whatever the split.
+    let (a, b) = (emitted(A, 3), emitted(B, 2));
+    let all = vec![
+        a[0].clone(),
+        b[0].clone(),
+        a[1].clone(),
+        b[1].clone(),
+        payment("p1", &jan("10T09:30:00"), A, "5.00", "Kaspi Bank"),
+        payment("p2", &jan("10T09:30:00"), B, "50.00", "Halyk Bank"),
+        application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "KZ-A-c2"]),
+        application("b1", &jan("10T10:00:00"), B, &["KZ-B-c1", "KZ-B-c2"]),
+        payment("p3", "2026-02-10T10:00:00+05:00", A, "5.00", "Kaspi Bank"),
+    ];
+    let one = go(all.clone());
+    let (evens, odds): (Vec<_>, Vec<_>) = all.iter().cloned().enumerate().partition(|(i, _)| i % 2 == 0);
+    let strip = |v: Vec<(usize, String)>| v.into_iter().map(|(_, l)| l).collect::<Vec<_>>();
+    let two = run_with(&config(), &[strip(odds), strip(evens)]);
+    let by_account_a: Vec<String> = all.iter().filter(|l| l.contains("\"KZ-A\"")).cloned().collect();
+    let by_account_b: Vec<String> = all.iter().filter(|l| !l.contains("\"KZ-A\"")).cloned().collect();
+    let three = run_with(&config(), &[by_account_b, vec![], by_account_a]);
+    assert!(one.summary.late_events == 0 && two.summary.late_events == 0);
+    assert_eq!(one.outputs, two.outputs);
+    assert_eq!(one.outputs, three.outputs);
+}
+
+// ------------------------------------------------------------------------------ §5 bad input
+
+#[test]
+fn s5_malformed_input_is_kept_and_moves_nothing() {
+    // A broken line between good ones: its neighbours take effect, its raw bytes are kept,
+    // it does not move the partition's high-water mark (a later event 2 s behind the good
+    // one is not late) and its id is not registered (the same id later is not DUPLICATE).
+    let lines = vec![
+        payment("p1", &jan("10T10:00:00"), A, "5.00", "Kaspi Bank"),
+        r#"{"id":"p2","type":"payment","ts":"2026-01-10T12:00:00+05:00","account":"KZ A","amount":"1.00","channel":"x"}"#
+            .to_string(),
+        "this is not json".to_string(),
+        r#"{"id":"u1","type":"inventory","ts":"2026-01-10T12:00:00+05:00","account":"KZ-A"}"#.to_string(),
+        payment("p2", &jan("10T09:59:58"), A, "1.00", "Kaspi Bank"),
+    ];
+    let out = go(lines);
+    let rejections = out.rejections();
+    assert_eq!(
+        rejections.iter().map(|r| (r.event.as_deref(), r.reason)).collect::<Vec<_>>(),
+        vec![(Some("p2"), Reason::Malformed), (None, Reason::Malformed), (Some("u1"), Reason::UnknownType)]
+    );
+    assert_eq!(rejections[1].raw.as_deref(), Some("this is not json"));
+    assert_eq!(out.summary.late_events, 0);
+    assert_eq!(out.balance(A).balance, dec("6.00"));
+}
+
+// ------------------------------------------------------------------------------ §6 periods
+
+/// January for two accounts, February activity, and events past January's close.
+fn billing_month() -> Outcome {
+    let mut lines = emitted(A, 4);
+    let c = codes("KZ-A-c", 4);
+    lines.extend(vec![
+        payment("p1", &jan("10T09:30:00"), A, "10.00", "Kaspi Bank"),
+        application("a1", &jan("10T10:00:00"), A, &refs(&c)),
+        payment("p2", &jan("20T11:00:00"), A, "5.00", "Kaspi Bank"),
+        payment("q1", &jan("20T12:00:00"), B, "7.00", "Halyk Bank"),
+        compensation("k1", &jan("21T12:00:00"), B, "1.00"),
+        refund("r1", &jan("22T12:00:00"), B, "3.00"),
+        // February: A is short of money at the month's end.
+        order("o2", "2026-02-02T09:00:00+05:00", A, "O2", GTIN, 1),
+        emission("e2", "2026-02-02T10:00:00+05:00", A, "O2", GTIN, &["f1"]),
+        application("a2", "2026-02-03T10:00:00+05:00", A, &["f1"]),
+        payment("p3", "2026-03-02T10:00:00+05:00", A, "1.00", "Kaspi Pay"),
+        // After February's close (end of 7 March): a January payment arriving late.
+        payment("p4", "2026-03-09T10:00:00+05:00", A, "1.00", "Kaspi Pay"),
+        payment("p5", "2026-01-31T12:00:00+05:00", A, "2.00", "Kaspi Bank"),
+    ]);
+    go(lines)
+}
+
+#[test]
+fn s6_act_and_reconciliation_of_a_month() {
+    // January of A: 4 codes paid (3 by a1, 1 by p2): net 10.72, VAT 1.2864, gross
+    // 12.0064; reconciliation 0 + 15.00 − 12.0064 = 2.9936, final after 7 February.
+    let out = billing_month();
+    let act = out.period(AggregateKind::Act, A, "2026-01", None).expect("act");
+    assert_eq!(act.figures, Figures::Act { codes_paid: 4, net: dec("10.72"), vat: dec("1.2864"), gross: dec("12.0064") });
+    assert!(act.is_final);
+    let rec = out.period(AggregateKind::Reconciliation, A, "2026-01", None).expect("reconciliation");
+    assert_eq!(
+        rec.figures,
+        Figures::Reconciliation {
+            opening: dec("0"),
+            payments: dec("15.00"),
+            compensations: dec("0"),
+            services: dec("12.0064"),
+            refunds: dec("0"),
+            closing: dec("2.9936"),
+        }
+    );
+    assert!(rec.is_final);
+    // February opens with January's closing; f1 costs 3.0016 > 2.9936, so nothing is paid.
+    let feb = out.period(AggregateKind::Reconciliation, A, "2026-02", None).expect("february");
+    assert_eq!(
+        feb.figures,
+        Figures::Reconciliation {
+            opening: dec("2.9936"),
+            payments: dec("0"),
+            compensations: dec("0"),
+            services: dec("0"),
+            refunds: dec("0"),
+            closing: dec("2.9936"),
+        }
+    );
+    let b = out.period(AggregateKind::Reconciliation, B, "2026-01", None).expect("B");
+    assert_eq!(
+        b.figures,
+        Figures::Reconciliation {
+            opening: dec("0"),
+            payments: dec("7.00"),
+            compensations: dec("1.00"),
+            services: dec("0"),
+            refunds: dec("3.00"),
+            closing: dec("5.00"),
+        }
+    );
+}
+
+#[test]
+fn s6_late_event_into_a_closed_period_is_an_adjustment() {
+    // p5 (ts 31 January) takes effect on 9 March, after January and February closed: it is
+    // accounted in March (the oldest open period) with its own ts in the ledger; January's
+    // figures stay as they were.
+    let out = billing_month();
+    let p5 = out.ledger(A).into_iter().find(|l| l.event == "p5").expect("p5");
+    assert_eq!((p5.period.to_string(), p5.ts.render(), p5.late), ("2026-03".into(), "2026-01-31T12:00:00+05:00".into(), true));
+    let mar = out.period(AggregateKind::Reconciliation, A, "2026-03", None).expect("march");
+    // March: opening 2.9936 + 1.00 (p3) + 1.00 (p4) + 2.00 (p5) = 6.9936; f1 (3.0016) paid by p3
+    // (2.9936 + 1.00 = 3.9936 ≥ 3.0016).
+    assert_eq!(
+        mar.figures,
+        Figures::Reconciliation {
+            opening: dec("2.9936"),
+            payments: dec("4.00"),
+            compensations: dec("0"),
+            services: dec("3.0016"),
+            refunds: dec("0"),
+            closing: dec("3.992"),
+        }
+    );
+    let jan_payments = out.period(AggregateKind::Payments, "*", "2026-01", Some("Kaspi Bank")).expect("register");
+    assert_eq!(jan_payments.figures, Figures::Payments { count: 2, amount: dec("15.00") });
+    let adjusted_day =
+        out.period(AggregateKind::Payments, "*", "2026-03", Some("Kaspi Bank/2026-01-31")).expect("late day kept");
+    assert_eq!(adjusted_day.figures, Figures::Payments { count: 1, amount: dec("2.00") });
+    assert_eq!(out.balance(A).balance, dec("3.992"));
+}
+
+#[test]
+fn s6_turnover_rows_and_total() {
+    // Turnover of January: A opening 0, charged 12.0064, paid 15.00, closing 2.9936; B paid
+    // 7.00, compensations 1.00, refunds 3.00, closing 5.00; the "*" row sums them.
+    let out = billing_month();
+    let total = out.period(AggregateKind::Turnover, "*", "2026-01", None).expect("total");
+    assert_eq!(
+        total.figures,
+        Figures::Turnover {
+            opening: dec("0"),
+            charged: dec("12.0064"),
+            paid: dec("22.00"),
+            compensations: dec("1.00"),
+            refunds: dec("3.00"),
+            closing: dec("7.9936"),
+        }
+    );
+    assert!(total.is_final);
+}
+
+#[test]
+fn s6_debtors_snapshot_at_the_months_end() {
+    // At the end of February A owes f1 (3.0016, applied 3 February); at the end of January
+    // nobody owed anything.
+    let out = billing_month();
+    let debtor = out.period(AggregateKind::Debtors, A, "2026-02", None).expect("debtor");
+    assert_eq!(
+        debtor.figures,
+        Figures::Debtors {
+            unpaid_codes: 1,
+            amount_owed: dec("3.0016"),
+            oldest_unpaid_application: markledger_operators::Ts::parse_rfc3339("2026-02-03T10:00:00+05:00"),
+        }
+    );
+    assert!(out.period(AggregateKind::Debtors, A, "2026-01", None).is_none());
+}
+
+#[test]
+fn s6_product_detail_per_gtin() {
+    // January, GTIN of A: 4 emitted, 4 applied, 4 paid, first and last application 10 Jan.
+    let out = billing_month();
+    let product = out.period(AggregateKind::Product, A, "2026-01", Some(GTIN)).expect("product");
+    let at = markledger_operators::Ts::parse_rfc3339("2026-01-10T10:00:00+05:00");
+    assert_eq!(
+        product.figures,
+        Figures::Product { codes_emitted: 4, codes_applied: 4, codes_paid: 4, first_application: at, last_application: at }
+    );
+}
+
+#[test]
+fn s6_emission_sla() {
+    // Three orders at 09:00: one emitted in full at 10:00 (within 4 h), one emitted at
+    // exactly 13:00 (the deadline fires first: late), one never emitted (late and pending).
+    let lines = vec![
+        order("o1", &jan("10T09:00:00"), A, "O1", GTIN, 1),
+        order("o2", &jan("10T09:00:00"), A, "O2", GTIN, 1),
+        order("o3", &jan("10T09:00:00"), A, "O3", GTIN, 1),
+        emission("e1", &jan("10T10:00:00"), A, "O1", GTIN, &["s1"]),
+        emission("e2", &jan("10T13:00:00"), A, "O2", GTIN, &["s2"]),
+        payment("p1", &jan("11T10:00:00"), B, "1.00", "Kaspi Bank"),
+    ];
+    let out = go(lines);
+    let sla = out.period(AggregateKind::Sla, A, "2026-01", None).expect("sla");
+    assert_eq!(sla.figures, Figures::Sla { orders: 3, emitted_within_4h: 1, late: 2, pending: 1 });
+    assert!(!sla.is_final);
+}
+
+// ------------------------------------------------------------------------------ §7 retention
+
+#[test]
+fn s7_final_codes_are_compacted_after_retention() {
+    // With a one-day retention, a dropped code is forgotten a day later: its code string
+    // can be emitted again.
+    let mut config = config();
+    config.retention_ms = 24 * 3_600_000;
+    let lines = vec![
+        order("o1", &jan("10T08:00:00"), A, "O1", GTIN, 3),
+        emission("e1", &jan("10T09:00:00"), A, "O1", GTIN, &["r1"]),
+        dropout("d1", &jan("10T10:00:00"), A, &["r1"]),
+        emission("e2", &jan("11T09:00:00"), A, "O1", GTIN, &["r1"]),
+        emission("e3", &jan("12T10:00:01"), A, "O1", GTIN, &["r1"]),
+    ];
+    let out = run_with(&config, &[lines]);
+    assert_eq!(out.refusals(), vec![(Some("e2"), Some("r1"), Reason::AlreadyExists)]);
+    assert_eq!(out.status_of("r1"), Some(Status::Emitted));
+}
+
+// ------------------------------------------------------------------------------ every reason
+
+#[test]
+fn s5_every_reason_code_is_produced() {
+    // One run with one case per reason of DOMAIN.md §3 and §5 (and BAD_CODE): the set of
+    // reasons produced must be exactly Reason::ALL, so a reason added without a case fails.
+    let mut lines = emitted(A, 3);
+    lines.extend(emitted(B, 1));
+    lines.extend(vec![
+        "{not json".to_string(),
+        r#"{"id":"u1","type":"inventory","ts":"2026-01-10T09:00:00+05:00","account":"KZ-A"}"#.to_string(),
+        tariff("t1", &jan("10T09:10:00"), &jan("10T09:00:00"), "3.00", "0.12"),
+        payment("p0", &jan("10T09:20:00"), A, "0.001", "Kaspi Bank"),
+        payment("p1", &jan("10T09:30:00"), A, "4.00", "Kaspi Bank"),
+        payment("p1", &jan("10T09:30:00"), A, "4.00", "Kaspi Bank"),
+        order("o1", &jan("10T09:31:00"), A, "KZ-A-O1", GTIN, 1),
+        order("o2", &jan("10T09:32:00"), A, "O2", "12345678901234", 1),
+        order("o3", &jan("10T09:33:00"), A, "O3", GTIN, 1),
+        emission("e1", &jan("10T09:34:00"), A, "KZ-B-O1", GTIN, &["z1"]),
+        emission("e2", &jan("10T09:35:00"), A, "O3", GTIN2, &["z1"]),
+        emission("e3", &jan("10T09:36:00"), A, "O3", GTIN, &["z1", "z2"]),
+        refund("r1", &jan("10T09:37:00"), A, "1.00"),
+        application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "KZ-A-c2", "KZ-B-c1", "no space", "ghost"]),
+        refund("r2", &jan("10T10:01:00"), A, "1.00"),
+        introduction("i1", &jan("10T10:02:00"), A, &["KZ-A-c2", "KZ-A-c3"]),
+        defect("f1", &jan("10T10:03:00"), A, "2025-12-01", &["KZ-A-c1"]),
+        emission("e4", &jan("10T10:04:00"), A, "O3", GTIN, &["KZ-A-c1"]),
+        payment("p2", &jan("10T10:05:00"), B, "9.00", "Kaspi Bank"),
+        order_cancel("k1", &jan("10T10:05:30"), B, "KZ-B-O1"),
+        refund("r3", &jan("10T10:06:00"), B, "10.00"),
+    ]);
+    let out = go(lines);
+    let produced: std::collections::BTreeSet<Reason> = out.rejections().iter().map(|r| r.reason).collect();
+    let all: std::collections::BTreeSet<Reason> = Reason::ALL.into_iter().collect();
+    assert_eq!(produced, all, "missing: {:?}", all.difference(&produced).collect::<Vec<_>>());
+}

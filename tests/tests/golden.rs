@@ -1,0 +1,72 @@
+//! Golden scenarios: every folder of `datasets/scenarios/` is run through the same code
+//! path as `markledger run` and its five output files are compared byte for byte with the
+//! reviewed ones in `expected/`. `UPDATE_GOLDEN=1` rewrites them (review the diff).
+
+use markledger::runner::run_files;
+use markledger_tests::default_config;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const OUTPUT_FILES: [&str; 5] = ["status.jsonl", "ledger.jsonl", "balances.jsonl", "rejections.jsonl", "periods.jsonl"];
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/scenarios")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("markledger-golden-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+fn scenarios() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(scenarios_dir())
+        .expect("datasets/scenarios exists")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.join("input").is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn every_golden_scenario_reproduces_its_expected_outputs() {
+    // Runs each scenario's input through runner::run_files (what `markledger run` calls)
+    // and compares all five files with expected/, line by line.
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let all = scenarios();
+    assert!(all.len() >= 7, "the seven scenarios of issue 2 are missing: {all:?}");
+    let mut failures = Vec::new();
+    for scenario in &all {
+        let name = scenario.file_name().unwrap().to_string_lossy().to_string();
+        let out = scratch(&name);
+        run_files(&default_config(), &[scenario.join("input")], &out, true).expect("run succeeds");
+        let expected_dir = scenario.join("expected");
+        for file in OUTPUT_FILES {
+            let actual = fs::read_to_string(out.join(file)).expect("output written");
+            let expected_path = expected_dir.join(file);
+            if update {
+                fs::create_dir_all(&expected_dir).unwrap();
+                fs::write(&expected_path, &actual).unwrap();
+                continue;
+            }
+            let expected = fs::read_to_string(&expected_path)
+                .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1 and review", expected_path.display()));
+            if actual != expected {
+                let diff = actual
+                    .lines()
+                    .zip(expected.lines())
+                    .position(|(a, e)| a != e)
+                    .unwrap_or(actual.lines().count().min(expected.lines().count()));
+                failures.push(format!(
+                    "{name}/{file}: first difference at line {}\n  actual:   {}\n  expected: {}",
+                    diff + 1,
+                    actual.lines().nth(diff).unwrap_or("<end>"),
+                    expected.lines().nth(diff).unwrap_or("<end>")
+                ));
+            }
+        }
+        let _ = fs::remove_dir_all(&out);
+    }
+    assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
+}
