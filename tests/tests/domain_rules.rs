@@ -374,6 +374,26 @@ fn s2_orders_bound_emissions() {
 }
 
 #[test]
+fn s2_refused_codes_of_an_accepted_emission_count_against_its_order() {
+    // docs/ARCHITECTURE.md: an emission that passes its whole-event checks counts every code
+    // it names against the order. B's order of 2 gets x (taken by A: ALREADY_EXISTS) and y:
+    // it is complete, so nothing is pending and a third code exceeds it.
+    let lines = vec![
+        order("o1", &jan("10T08:00:00"), A, "OA", GTIN, 1),
+        order("o2", &jan("10T08:00:00"), B, "OB", GTIN, 2),
+        emission("e1", &jan("10T09:00:00"), A, "OA", GTIN, &["x"]),
+        emission("e2", &jan("10T09:00:01"), B, "OB", GTIN, &["x", "y"]),
+        emission("e3", &jan("10T09:00:02"), B, "OB", GTIN, &["z"]),
+    ];
+    let out = go(lines);
+    assert_eq!(
+        out.refusals(),
+        vec![(Some("e2"), Some("x"), Reason::AlreadyExists), (Some("e3"), None, Reason::OrderExceeded)]
+    );
+    assert_eq!(out.balance(B).pending_orders, 0);
+}
+
+#[test]
 fn s2_expiry_counts_working_days_across_nauryz() {
     // Emitted Tuesday 10 March 2026. Working days after it: 11,12,13,16,17,18,19,20 (8),
     // then 21–25 are off (weekend + Nauryz 21–23 + carry-overs 24, 25), 26,27 (10),

@@ -687,6 +687,22 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             let detail = format!("{} codes exceed the {remaining} remaining on order {order:?}", codes.len());
             return self.reject(event, None, Reason::OrderExceeded, detail);
         }
+        // The emission passed its whole-event checks: every code it names counts against
+        // the order, whatever becomes of each code (docs/ARCHITECTURE.md).
+        let (order_period, completed_within, completed) = {
+            let state = self.account(&event.account).orders.get_mut(order).expect("checked");
+            state.emitted += codes.len() as u64;
+            let completed = state.emitted == state.quantity && !codes.is_empty();
+            (state.period, completed && !state.late, completed)
+        };
+        if completed {
+            self.account(&event.account).pending_orders -= 1;
+            self.aggregates.change_sla(&event.account, order_period, now, |f| {
+                f[1] += u64::from(completed_within);
+                f[3] -= 1;
+            });
+            self.touch_account(&event.account, event.ts);
+        }
         let mut created = Vec::new();
         for code in codes {
             if !is_code(code) {
@@ -713,20 +729,6 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         }
         let period = self.aggregates.accounting_period(event.ts, now);
         self.aggregates.add_emitted(&event.account, period, gtin, created.len() as u64, now);
-        let (order_period, completed_within, completed) = {
-            let state = self.account(&event.account).orders.get_mut(order).expect("checked");
-            state.emitted += created.len() as u64;
-            let completed = state.emitted == state.quantity;
-            (state.period, completed && !state.late, completed)
-        };
-        if completed {
-            self.account(&event.account).pending_orders -= 1;
-            self.aggregates.change_sla(&event.account, order_period, now, |f| {
-                f[1] += u64::from(completed_within);
-                f[3] -= 1;
-            });
-            self.touch_account(&event.account, event.ts);
-        }
         self.emit(Output::Status(StatusChange {
             event: Some(event.id.clone()),
             account: event.account.clone(),
