@@ -8,7 +8,7 @@
 //!
 //! - [`codec`]: the wire formats ([`codec::json`] per INTERFACE.md, [`codec::binary`]
 //!   for bulk and benchmarks).
-//! - [`file`]: file partitions in ([`file::PartitionReader`]), generator files out
+//! - [`mod@file`]: file partitions in ([`file::PartitionReader`]), generator files out
 //!   ([`file::PartitionWriter`]), and the `--out` directory ([`file::OutputFiles`]).
 //!
 //! [`Output`]: markledger_operators::Output

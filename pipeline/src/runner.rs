@@ -74,6 +74,9 @@ pub fn read_partitions(paths: &[PathBuf], progress: &mut ProgressLine) -> Result
                 progress.tick(|| format!("reading {}: {records} records", path.display()));
             }
         }
+        if let Some(error) = reader.io_error() {
+            anyhow::bail!("reading {}: {error} (after {} bytes)", path.display(), reader.bytes_read());
+        }
         bytes += reader.bytes_read();
         all.push(records_of_partition);
     }

@@ -123,8 +123,7 @@ fn frame_wire(wire: &WireRecord<'_>, out: &mut Vec<u8>) -> Result<usize, FrameEr
 pub fn canonical_bytes(event: &Event) -> Vec<u8> {
     // Encoding into a Vec fails only for types bincode cannot describe, which the mirror
     // types are not; an empty result would still be deterministic.
-    bincode::serde::encode_to_vec(WireEvent::from(event), bincode::config::standard())
-        .unwrap_or_default()
+    bincode::serde::encode_to_vec(WireEvent::from(event), bincode::config::standard()).unwrap_or_default()
 }
 
 /// Decodes one frame payload (without its length prefix). A payload that does not decode,
@@ -147,14 +146,13 @@ enum Payload {
 fn decode_payload(payload: &[u8]) -> Payload {
     let raw = RawInput::Binary(payload);
     let config = bincode::config::standard().with_limit::<FRAME_BYTES_MAX>();
-    let (record, used): (WireRecord<'static>, usize) =
-        match bincode::serde::decode_from_slice(payload, config) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                let error = DecodeError::BrokenFrame(error.to_string());
-                return Payload::Decoded(malformed(Readable::default(), error, raw));
-            }
-        };
+    let (record, used): (WireRecord<'static>, usize) = match bincode::serde::decode_from_slice(payload, config) {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            let error = DecodeError::BrokenFrame(error.to_string());
+            return Payload::Decoded(malformed(Readable::default(), error, raw));
+        }
+    };
     if used != payload.len() {
         let error = DecodeError::TrailingBytes(payload.len() - used);
         return Payload::Decoded(malformed(Readable::default(), error, raw));
@@ -168,12 +166,7 @@ fn decode_payload(payload: &[u8]) -> Payload {
         }
         WireRecord::Event(wire) => wire,
     };
-    let WireEvent {
-        id,
-        ts,
-        account,
-        body,
-    } = wire;
+    let WireEvent { id, ts, account, body } = wire;
     let kind = body.kind();
     let body = match body.into_body() {
         Ok(body) => body,
@@ -270,9 +263,7 @@ impl<R: Read> Iterator for BinaryReader<R> {
                 return None;
             }
             if got < FRAME_LENGTH_BYTES {
-                let error = DecodeError::TruncatedFrame(format!(
-                    "{got} of {FRAME_LENGTH_BYTES} length bytes"
-                ));
+                let error = DecodeError::TruncatedFrame(format!("{got} of {FRAME_LENGTH_BYTES} length bytes"));
                 return self.truncated(error, &prefix[..got]);
             }
             let length = u64::from(u32::from_le_bytes(prefix));
@@ -284,17 +275,11 @@ impl<R: Read> Iterator for BinaryReader<R> {
                 };
                 self.bytes_read += skipped;
                 if skipped < length {
-                    let error = DecodeError::TruncatedFrame(format!(
-                        "{skipped} of {length} payload bytes"
-                    ));
+                    let error = DecodeError::TruncatedFrame(format!("{skipped} of {length} payload bytes"));
                     return self.truncated(error, &prefix);
                 }
                 let error = DecodeError::FrameTooLong(length, FRAME_BYTES_MAX);
-                return Some(malformed(
-                    Readable::default(),
-                    error,
-                    RawInput::Binary(&prefix),
-                ));
+                return Some(malformed(Readable::default(), error, RawInput::Binary(&prefix)));
             }
             self.frame.clear();
             if self.frame.capacity() > FRAME_BUFFER_KEPT_BYTES {
@@ -306,8 +291,7 @@ impl<R: Read> Iterator for BinaryReader<R> {
             };
             self.bytes_read += got;
             if got < length {
-                let error =
-                    DecodeError::TruncatedFrame(format!("{got} of {length} payload bytes"));
+                let error = DecodeError::TruncatedFrame(format!("{got} of {length} payload bytes"));
                 let kept = std::mem::take(&mut self.frame);
                 return self.truncated(error, &kept);
             }
@@ -423,11 +407,7 @@ impl<'a> From<&'a Body> for WireBody<'a> {
         let text = |text: &'a String| Cow::Borrowed(text.as_str());
         let codes = |codes: &'a Vec<String>| Cow::Borrowed(codes.as_slice());
         match body {
-            Body::Order {
-                order,
-                gtin,
-                quantity,
-            } => WireBody::Order {
+            Body::Order { order, gtin, quantity } => WireBody::Order {
                 order: text(order),
                 gtin: text(gtin),
                 quantity: *quantity,
@@ -442,24 +422,15 @@ impl<'a> From<&'a Body> for WireBody<'a> {
                 gtin: text(gtin),
                 codes: codes(list),
             },
-            Body::Application {
-                report,
-                codes: list,
-            } => WireBody::Application {
+            Body::Application { report, codes: list } => WireBody::Application {
                 report: text(report),
                 codes: codes(list),
             },
-            Body::Dropout {
-                codes: list,
-                reason,
-            } => WireBody::Dropout {
+            Body::Dropout { codes: list, reason } => WireBody::Dropout {
                 codes: codes(list),
                 reason: text(reason),
             },
-            Body::Defect {
-                codes: list,
-                act_date,
-            } => WireBody::Defect {
+            Body::Defect { codes: list, act_date } => WireBody::Defect {
                 codes: codes(list),
                 act_date: act_date.num_days_from_ce(),
             },
@@ -503,11 +474,9 @@ impl<'a> From<&'a DecimalField> for WireDecimal<'a> {
 impl WireDecimal<'_> {
     fn into_field(self, name: &'static str) -> Result<DecimalField, DecodeError> {
         match self {
-            WireDecimal::Parsed { mantissa, scale } => {
-                Decimal::try_from_i128_with_scale(mantissa, scale)
-                    .map(DecimalField::Parsed)
-                    .map_err(|_| DecodeError::BadDecimal(name))
-            }
+            WireDecimal::Parsed { mantissa, scale } => Decimal::try_from_i128_with_scale(mantissa, scale)
+                .map(DecimalField::Parsed)
+                .map_err(|_| DecodeError::BadDecimal(name)),
             WireDecimal::Invalid(text) => Ok(DecimalField::Invalid(text.into_owned())),
         }
     }
@@ -532,11 +501,7 @@ impl WireBody<'_> {
 
     fn into_body(self) -> Result<Body, DecodeError> {
         Ok(match self {
-            WireBody::Order {
-                order,
-                gtin,
-                quantity,
-            } => Body::Order {
+            WireBody::Order { order, gtin, quantity } => Body::Order {
                 order: order.into_owned(),
                 gtin: gtin.into_owned(),
                 quantity,
@@ -597,13 +562,11 @@ mod raw_bytes {
     use std::borrow::Cow;
     use std::fmt;
 
-    pub(super) fn serialize<S: Serializer>(bytes: &Cow<'_, [u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytes)
     }
 
-    pub(super) fn deserialize<'de, 'a, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Cow<'a, [u8]>, D::Error> {
+    pub(super) fn deserialize<'de, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Cow<'a, [u8]>, D::Error> {
         struct BytesVisitor;
         impl Visitor<'_> for BytesVisitor {
             type Value = Vec<u8>;

@@ -16,10 +16,7 @@
 //! through [`money::render`] and timestamps through [`Ts::render`], so equal values always
 //! print the same text.
 
-use super::{
-    check_account, check_order, malformed, preview, unknown_type, DecodeError, Decoded,
-    RawInput, Readable,
-};
+use super::{check_account, check_order, malformed, preview, unknown_type, DecodeError, Decoded, RawInput, Readable};
 use crate::file::OutputFile;
 use chrono::{Datelike, NaiveDate};
 use markledger_operators::event::{Body, DecimalField, Kind};
@@ -64,19 +61,9 @@ pub fn decode_event(line: &[u8]) -> Decoded {
     let mut wire: WireEvent<'_> = match serde_json::from_slice(line) {
         Ok(wire) => wire,
         Err(error) if error.is_data() => {
-            return malformed(
-                Readable::default(),
-                DecodeError::BadObject(error.to_string()),
-                raw,
-            )
+            return malformed(Readable::default(), DecodeError::BadObject(error.to_string()), raw)
         }
-        Err(error) => {
-            return malformed(
-                Readable::default(),
-                DecodeError::NotJson(error.to_string()),
-                raw,
-            )
-        }
+        Err(error) => return malformed(Readable::default(), DecodeError::NotJson(error.to_string()), raw),
     };
     let id = wire.id.take();
     let event_type = wire.event_type.take();
@@ -510,11 +497,7 @@ pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) {
     object.ts("ts", event.ts);
     object.str("account", &event.account);
     match &event.body {
-        Body::Order {
-            order,
-            gtin,
-            quantity,
-        } => {
+        Body::Order { order, gtin, quantity } => {
             object.str("order", order);
             object.str("gtin", gtin);
             object.u64("quantity", *quantity);
@@ -535,12 +518,7 @@ pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) {
         }
         Body::Defect { codes, act_date } => {
             object.strings("codes", codes);
-            let date = format!(
-                "{:04}-{:02}-{:02}",
-                act_date.year(),
-                act_date.month(),
-                act_date.day()
-            );
+            let date = format!("{:04}-{:02}-{:02}", act_date.year(), act_date.month(), act_date.day());
             object.str("act_date", &date);
         }
         Body::Introduction { codes } => object.strings("codes", codes),
@@ -762,9 +740,7 @@ impl<'o> ObjectWriter<'o> {
     }
 
     fn key(&mut self, key: &str) {
-        debug_assert!(key
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_'));
+        debug_assert!(key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_'));
         if !self.empty {
             self.out.push(b',');
         }
@@ -856,8 +832,7 @@ fn write_json_string(out: &mut Vec<u8>, value: &str) {
 
 fn into_string(bytes: Vec<u8>) -> String {
     // The writer only appends whole UTF-8 strings and ASCII, so this never loses anything.
-    String::from_utf8(bytes)
-        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod json;
 
 use markledger_operators::event::{Body, Kind};
 use markledger_operators::output::{Rejection, RAW_BYTES_MAX};
+use markledger_operators::time::MILLIS_PER_DAY;
 use markledger_operators::validate;
 use markledger_operators::{Event, Reason, Ts};
 
@@ -30,11 +31,13 @@ pub enum Decoded {
     Refused(Rejection),
 }
 
-/// The earliest instant an RFC 3339 timestamp can name (`0000-01-01T00:00:00Z`); binary
-/// events outside the years 0000–9999 are refused so both formats accept the same events.
-pub(crate) const TS_RFC3339_MIN: Ts = Ts(-62_167_219_200_000);
-/// The latest instant an RFC 3339 timestamp can name (`9999-12-31T23:59:59.999Z`).
-pub(crate) const TS_RFC3339_MAX: Ts = Ts(253_402_300_799_999);
+/// The earliest instant an RFC 3339 timestamp can name (`0000-01-01T00:00:00+23:59`,
+/// rounded out to a whole day before `0000-01-01T00:00:00Z`); binary events outside the
+/// range JSON can carry are refused, so both formats accept the same events.
+pub(crate) const TS_RFC3339_MIN: Ts = Ts(-62_167_219_200_000 - MILLIS_PER_DAY);
+/// The latest instant an RFC 3339 timestamp can name (`9999-12-31T23:59:59.999-23:59`,
+/// rounded out to a whole day after `9999-12-31T23:59:59.999Z`).
+pub(crate) const TS_RFC3339_MAX: Ts = Ts(253_402_300_799_999 + MILLIS_PER_DAY);
 
 /// Longest field value quoted in a rejection's detail, in characters.
 const DETAIL_VALUE_CHARS_MAX: usize = 64;
@@ -159,12 +162,7 @@ pub(crate) fn unknown_type(readable: Readable<'_>, type_name: &str) -> Decoded {
     refusal(Reason::UnknownType, readable, error, None)
 }
 
-fn refusal(
-    reason: Reason,
-    readable: Readable<'_>,
-    error: DecodeError,
-    raw: Option<String>,
-) -> Decoded {
+fn refusal(reason: Reason, readable: Readable<'_>, error: DecodeError, raw: Option<String>) -> Decoded {
     Decoded::Refused(Rejection {
         event: readable.id.map(str::to_owned),
         event_type: readable.event_type.map(str::to_owned),
@@ -236,9 +234,7 @@ pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
     }
     check_account(event.kind(), &event.account)?;
     match &event.body {
-        Body::Order {
-            order, quantity, ..
-        } => {
+        Body::Order { order, quantity, .. } => {
             check_order(order)?;
             if *quantity == 0 {
                 return Err(DecodeError::BadQuantity);
@@ -293,7 +289,8 @@ pub(crate) fn check_order(order: &str) -> Result<(), DecodeError> {
     }
 }
 
-/// True when `ts` can be written as an RFC 3339 timestamp (years 0000–9999).
+/// True when `ts` is in the range a JSON timestamp can carry (years 0000–9999, give or take
+/// an offset).
 pub(crate) fn is_rfc3339_range(ts: Ts) -> bool {
     (TS_RFC3339_MIN..=TS_RFC3339_MAX).contains(&ts)
 }
@@ -303,16 +300,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_bounds_match_the_parser() {
-        // Checks the binary range constants against Ts::parse_rfc3339 of the extreme years.
-        assert_eq!(
-            Ts::parse_rfc3339("0000-01-01T00:00:00Z"),
-            Some(TS_RFC3339_MIN)
-        );
-        assert_eq!(
-            Ts::parse_rfc3339("9999-12-31T23:59:59.999Z"),
-            Some(TS_RFC3339_MAX)
-        );
+    fn rfc3339_bounds_cover_what_the_parser_accepts() {
+        // Parses the extreme timestamps JSON can carry (years 0000 and 9999 with the widest
+        // offsets) and checks they fall inside the binary range, and the range is tight to
+        // a day.
+        for text in [
+            "0000-01-01T00:00:00Z",
+            "0000-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59.999Z",
+            "9999-12-31T23:59:59.999-23:59",
+        ] {
+            if let Some(ts) = Ts::parse_rfc3339(text) {
+                assert!(is_rfc3339_range(ts), "{text}");
+            }
+        }
+        let earliest = Ts::parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
+        let latest = Ts::parse_rfc3339("9999-12-31T23:59:59.999Z").unwrap();
+        assert_eq!(earliest.minus_millis(MILLIS_PER_DAY), TS_RFC3339_MIN);
+        assert_eq!(latest.plus_millis(MILLIS_PER_DAY), TS_RFC3339_MAX);
     }
 
     #[test]

@@ -5,13 +5,13 @@
 //! generator writes partition files with [`PartitionWriter`]. Out: an engine's outputs →
 //! [`OutputFiles`], the five JSON-lines files of the `--out` directory (INTERFACE.md).
 
-mod sink;
-mod source;
+pub mod sink;
+pub mod source;
 
 pub use sink::{OutputCounts, OutputFiles, WRITE_BUFFER_BYTES};
 pub use source::{
-    list_partitions, PartitionReader, PartitionWriter, SourceError, LINE_BYTES_MAX,
-    MANIFEST_FILE_NAME, READ_BUFFER_BYTES,
+    list_partitions, PartitionReader, PartitionWriter, SourceError, LINE_BYTES_MAX, MANIFEST_FILE_NAME,
+    READ_BUFFER_BYTES,
 };
 
 /// The five output files of a run (INTERFACE.md "Outputs").

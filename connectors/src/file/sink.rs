@@ -78,9 +78,8 @@ impl OutputFiles {
             .iter()
             .map(|file| {
                 let path = dir.join(file.file_name());
-                let handle = File::create(&path).map_err(|error| {
-                    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-                })?;
+                let handle = File::create(&path)
+                    .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
                 Ok(BufWriter::with_capacity(WRITE_BUFFER_BYTES, handle))
             })
             .collect::<io::Result<Vec<_>>>()?;

@@ -31,6 +31,10 @@ const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// The file a directory of partitions may carry to describe them; it is not a partition.
 pub const MANIFEST_FILE_NAME: &str = "manifest.json";
 
+/// More than the keys, punctuation, timestamps and decimals of any event's JSON line add
+/// over its binary frame.
+const JSON_KEYS_BYTES_MAX: usize = 1024;
+
 /// The UTF-8 byte order mark some editors put at the start of a text file.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -378,30 +382,48 @@ impl PartitionWriter {
     }
 
     /// Writes one event (JSON: [`crate::codec::json::encode_event`] and a newline; binary:
-    /// a [`BinaryRecord::Event`] frame).
+    /// a [`crate::codec::binary::BinaryRecord::Event`] frame). An event whose JSON line
+    /// would exceed [`LINE_BYTES_MAX`] is refused with `InvalidInput` in both formats, since
+    /// a JSON reader would not accept it.
     pub fn write_event(&mut self, event: &Event) -> io::Result<()> {
         self.scratch.clear();
         match self.format {
             Format::Json => {
                 encode_event_into(event, &mut self.scratch);
+                if self.scratch.len() > LINE_BYTES_MAX {
+                    return Err(line_too_long(self.scratch.len()));
+                }
                 self.scratch.push(b'\n');
             }
             Format::Binary => {
-                frame_event(event, &mut self.scratch).map_err(invalid_input)?;
+                let frame_bytes = frame_event(event, &mut self.scratch).map_err(invalid_input)?;
+                // A JSON line is at most 6 bytes per binary byte (an escaped control
+                // character) plus its keys, so only a big frame can stand for a line over
+                // the limit: measure its JSON only then.
+                if frame_bytes.saturating_mul(6).saturating_add(JSON_KEYS_BYTES_MAX) > LINE_BYTES_MAX {
+                    let json_bytes = crate::codec::json::encode_event(event).len();
+                    if json_bytes > LINE_BYTES_MAX {
+                        return Err(line_too_long(json_bytes));
+                    }
+                }
             }
         }
         self.write_scratch()
     }
 
     /// Writes one raw input line as it is (JSON: the bytes and a newline; binary: a
-    /// [`crate::codec::binary::BinaryRecord::Raw`] frame). The line must not contain a newline, which would make
-    /// it two lines in a JSON file; such a line is refused with `InvalidInput`.
+    /// [`crate::codec::binary::BinaryRecord::Raw`] frame). A line containing a newline
+    /// (it would be two lines in a JSON file) or longer than [`LINE_BYTES_MAX`] is refused
+    /// with `InvalidInput` in both formats.
     pub fn write_raw(&mut self, raw_json_line: &[u8]) -> io::Result<()> {
         if raw_json_line.contains(&b'\n') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a raw input line must not contain a newline",
             ));
+        }
+        if raw_json_line.len() > LINE_BYTES_MAX {
+            return Err(line_too_long(raw_json_line.len()));
         }
         self.scratch.clear();
         match self.format {
@@ -428,6 +450,13 @@ impl PartitionWriter {
         self.out.into_inner().map_err(|error| error.into_error())?;
         Ok(self.bytes_written)
     }
+}
+
+fn line_too_long(bytes: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("a line of {bytes} bytes exceeds the limit of {LINE_BYTES_MAX} bytes"),
+    )
 }
 
 fn invalid_input(error: impl std::error::Error + Send + Sync + 'static) -> io::Error {

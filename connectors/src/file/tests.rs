@@ -1,1 +1,431 @@
-//! Tests.
+//! Tests of the file connectors: listing, format detection, reading in order through bad
+//! records, writer/reader equivalence across formats, and the five output files.
+
+use super::*;
+use crate::codec::binary::{encode_record, BinaryRecord, MAGIC};
+use crate::codec::json::{encode_event, render_output};
+use crate::codec::Decoded;
+use crate::samples::{every_kind, ts, TempDir};
+use markledger_operators::output::{AggregateKind, Figures, PeriodKey, PeriodRecord};
+use markledger_operators::output::{BalanceRecord, Entry, LedgerEntry, Rejection, StatusChange};
+use markledger_operators::{Output, Period, Reason, Sink, Status};
+use std::fs;
+use std::path::PathBuf;
+
+fn read_partition(path: &std::path::Path) -> (Format, Vec<Decoded>, u64) {
+    let mut reader = PartitionReader::open(path).unwrap();
+    let format = reader.format();
+    let decoded: Vec<Decoded> = reader.by_ref().collect();
+    assert!(reader.io_error().is_none());
+    (format, decoded, reader.bytes_read())
+}
+
+fn reason(decoded: &Decoded) -> Option<Reason> {
+    match decoded {
+        Decoded::Event(_) => None,
+        Decoded::Refused(rejection) => Some(rejection.reason),
+    }
+}
+
+#[test]
+fn list_partitions_sorts_and_skips_hidden_files_and_the_manifest() {
+    // Fills a directory with files, a hidden file, manifest.json and a subdirectory, and
+    // checks the listing: regular files only, sorted by name, after a file given first.
+    let dir = TempDir::new("list");
+    let inputs = dir.join("inputs");
+    fs::create_dir(&inputs).unwrap();
+    for name in ["p10.jsonl", "p02.bin", ".hidden.jsonl", "manifest.json", "P01.jsonl"] {
+        fs::write(inputs.join(name), b"").unwrap();
+    }
+    fs::create_dir(inputs.join("nested")).unwrap();
+    fs::write(inputs.join("nested").join("deep.jsonl"), b"").unwrap();
+    let single = dir.join("single.jsonl");
+    fs::write(&single, b"").unwrap();
+
+    let listed = list_partitions(&[single.clone(), inputs.clone()]).unwrap();
+    let expected: Vec<PathBuf> = vec![
+        single,
+        inputs.join("P01.jsonl"),
+        inputs.join("p02.bin"),
+        inputs.join("p10.jsonl"),
+    ];
+    assert_eq!(listed, expected);
+
+    let empty = dir.join("empty");
+    fs::create_dir(&empty).unwrap();
+    assert_eq!(list_partitions(&[empty]).unwrap(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn missing_paths_are_reported_not_panicked() {
+    // Lists and opens a path that does not exist, and opens a directory, checking the
+    // error variants and that their messages name the path.
+    let dir = TempDir::new("missing");
+    let missing = dir.join("nope.jsonl");
+    let error = list_partitions(std::slice::from_ref(&missing)).unwrap_err();
+    assert!(matches!(error, SourceError::Missing { .. }), "{error:?}");
+    assert!(error.to_string().contains("nope.jsonl"));
+    assert!(matches!(
+        PartitionReader::open(&missing),
+        Err(SourceError::Missing { .. })
+    ));
+    assert!(matches!(
+        PartitionReader::open(dir.path()),
+        Err(SourceError::IsDirectory { .. })
+    ));
+}
+
+#[test]
+fn format_is_detected_from_the_first_bytes() {
+    // Writes a JSON file, a binary file, an empty file, a file shorter than the magic,
+    // a file starting with part of the magic and a JSON file with a BOM, and checks the
+    // detected format and the records.
+    let dir = TempDir::new("detect");
+    let event = every_kind().swap_remove(1);
+    let line = encode_event(&event);
+
+    let json = dir.join("a.jsonl");
+    fs::write(&json, format!("{line}\n")).unwrap();
+    let (format, decoded, _) = read_partition(&json);
+    assert_eq!(format, Format::Json);
+    assert_eq!(decoded, vec![Decoded::Event(event.clone())]);
+
+    let binary = dir.join("a.bin");
+    let mut bytes = MAGIC.to_vec();
+    encode_record(&BinaryRecord::Event(event.clone()), &mut bytes);
+    fs::write(&binary, &bytes).unwrap();
+    let (format, decoded, read) = read_partition(&binary);
+    assert_eq!(format, Format::Binary);
+    assert_eq!(decoded, vec![Decoded::Event(event.clone())]);
+    assert_eq!(read, bytes.len() as u64);
+
+    let empty = dir.join("empty");
+    fs::write(&empty, b"").unwrap();
+    assert_eq!(read_partition(&empty), (Format::Json, vec![], 0));
+
+    let magic_only = dir.join("magic-only.bin");
+    fs::write(&magic_only, MAGIC).unwrap();
+    assert_eq!(read_partition(&magic_only), (Format::Binary, vec![], 8));
+
+    let short = dir.join("short");
+    fs::write(&short, b"{}").unwrap();
+    let (format, decoded, _) = read_partition(&short);
+    assert_eq!(format, Format::Json);
+    assert_eq!(reason(&decoded[0]), Some(Reason::Malformed));
+
+    let almost = dir.join("almost");
+    fs::write(&almost, b"MLEDGER\x02rest").unwrap();
+    let (format, decoded, _) = read_partition(&almost);
+    assert_eq!(format, Format::Json);
+    assert_eq!(decoded.len(), 1);
+    assert_eq!(reason(&decoded[0]), Some(Reason::Malformed));
+
+    let bom = dir.join("bom.jsonl");
+    fs::write(&bom, format!("\u{feff}{line}\r\n")).unwrap();
+    let (format, decoded, read) = read_partition(&bom);
+    assert_eq!(format, Format::Json);
+    assert_eq!(decoded, vec![Decoded::Event(event)]);
+    assert_eq!(read, fs::metadata(&bom).unwrap().len());
+}
+
+#[test]
+fn a_bad_json_line_in_the_middle_yields_good_bad_good() {
+    // Writes good, bad, good lines with blank lines, CRLF endings and no final newline, and
+    // checks the records come in file order and bytes_read reaches the file size.
+    let dir = TempDir::new("good-bad-good");
+    let events = every_kind();
+    let content = format!(
+        "{}\r\n\n   \n{{\"id\":\"bad-7\",\"type\":\"payment\",\"ts\":17}}\r\n\r\n{}",
+        encode_event(&events[1]),
+        encode_event(&events[2]),
+    );
+    let path = dir.join("p.jsonl");
+    fs::write(&path, &content).unwrap();
+    let (_, decoded, read) = read_partition(&path);
+    assert_eq!(decoded.len(), 3);
+    assert_eq!(decoded[0], Decoded::Event(events[1].clone()));
+    match &decoded[1] {
+        Decoded::Refused(rejection) => {
+            assert_eq!(rejection.reason, Reason::Malformed);
+            assert_eq!(rejection.event.as_deref(), Some("bad-7"));
+            assert_eq!(
+                rejection.raw.as_deref(),
+                Some("{\"id\":\"bad-7\",\"type\":\"payment\",\"ts\":17}")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(decoded[2], Decoded::Event(events[2].clone()));
+    assert_eq!(read, content.len() as u64);
+}
+
+#[test]
+fn lines_straddling_the_read_buffer_are_assembled() {
+    // Writes 12 events of ~100 KiB each (so lines cross the 256 KiB read buffer's edges)
+    // and checks every one reads back equal, in order.
+    let dir = TempDir::new("straddle");
+    let template = every_kind().swap_remove(6);
+    let events: Vec<_> = (0..12)
+        .map(|index| {
+            let mut event = template.clone();
+            event.id = format!("big-{index}");
+            event.body = markledger_operators::Body::Application {
+                report: format!("R-{index}"),
+                codes: (0..3000)
+                    .map(|code| format!("01046012345678932{index:02}{code:08}"))
+                    .collect(),
+            };
+            event
+        })
+        .collect();
+    let path = dir.join("big.jsonl");
+    let mut writer = PartitionWriter::create(&path, Format::Json).unwrap();
+    for event in &events {
+        writer.write_event(event).unwrap();
+    }
+    let written = writer.finish().unwrap();
+    assert!(written > 3 * READ_BUFFER_BYTES as u64);
+    let (_, decoded, read) = read_partition(&path);
+    assert_eq!(read, written);
+    let expected: Vec<Decoded> = events.into_iter().map(Decoded::Event).collect();
+    assert_eq!(decoded, expected);
+}
+
+#[test]
+fn a_line_over_the_limit_is_one_malformed_record() {
+    // Writes a good line, a line one byte over LINE_BYTES_MAX, and a good line; checks
+    // good, MALFORMED (raw bounded, detail giving the length), good; and that writers
+    // refuse to write such a line.
+    let dir = TempDir::new("long-line");
+    let events = every_kind();
+    let path = dir.join("long.jsonl");
+    let mut content = encode_event(&events[1]).into_bytes();
+    content.push(b'\n');
+    let line_start = content.len();
+    content.extend_from_slice(b"{\"id\":\"huge\",\"pad\":\"");
+    content.resize(line_start + LINE_BYTES_MAX + 1, b'x');
+    content.push(b'\n');
+    content.extend_from_slice(encode_event(&events[2]).as_bytes());
+    content.push(b'\n');
+    fs::write(&path, &content).unwrap();
+    let (_, decoded, read) = read_partition(&path);
+    assert_eq!(read, content.len() as u64);
+    assert_eq!(decoded.len(), 3);
+    assert_eq!(decoded[0], Decoded::Event(events[1].clone()));
+    match &decoded[1] {
+        Decoded::Refused(rejection) => {
+            assert_eq!(rejection.reason, Reason::Malformed);
+            assert_eq!(
+                rejection.detail,
+                format!(
+                    "line of {} bytes exceeds the limit of {LINE_BYTES_MAX} bytes",
+                    LINE_BYTES_MAX + 1
+                )
+            );
+            let raw = rejection.raw.as_deref().unwrap();
+            assert_eq!(raw.len(), 1024);
+            assert!(raw.starts_with("{\"id\":\"huge\",\"pad\":\"xxx"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(decoded[2], Decoded::Event(events[2].clone()));
+
+    // Writers refuse such a line in both formats rather than write what readers refuse.
+    let long_line = &content[line_start..line_start + LINE_BYTES_MAX + 1];
+    for format in [Format::Json, Format::Binary] {
+        let mut writer = PartitionWriter::create(&dir.join("refused"), format).unwrap();
+        let error = writer.write_raw(long_line).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(writer.finish().unwrap(), if format == Format::Binary { 8 } else { 0 });
+    }
+}
+
+#[test]
+fn writers_in_both_formats_read_back_as_the_same_records() {
+    // Writes the same events and raw lines (good JSON, malformed, unknown type, blank)
+    // with PartitionWriter in JSON and in binary; both files must read back as the same
+    // Decoded sequence, and finish() must report the file sizes.
+    let dir = TempDir::new("equivalence");
+    let events = every_kind();
+    let raw_lines: [&[u8]; 4] = [
+        br#"{"id":"u-1","type":"gift","ts":"2026-01-15T09:00:00+05:00","account":"KZ-1"}"#,
+        b"{\"id\":\"m-1\",\"type\":\"order\",\"quantity\":-1",
+        b"  ",
+        b"\xff\xfe not utf-8",
+    ];
+    let mut decoded_by_format = Vec::new();
+    for format in [Format::Json, Format::Binary] {
+        let path = dir.join(&format!("p.{}", format.extension()));
+        let mut writer = PartitionWriter::create(&path, format).unwrap();
+        assert_eq!(writer.format(), format);
+        for (index, event) in events.iter().enumerate() {
+            writer.write_event(event).unwrap();
+            if let Some(raw) = raw_lines.get(index) {
+                writer.write_raw(raw).unwrap();
+            }
+        }
+        assert_eq!(
+            writer.write_raw(b"two\nlines").unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
+        let written = writer.finish().unwrap();
+        assert_eq!(written, fs::metadata(&path).unwrap().len());
+        let (detected, decoded, read) = read_partition(&path);
+        assert_eq!(detected, format);
+        assert_eq!(read, written);
+        decoded_by_format.push(decoded);
+    }
+    let binary = decoded_by_format.pop().unwrap();
+    let json = decoded_by_format.pop().unwrap();
+    assert_eq!(json, binary);
+    assert_eq!(json.len(), events.len() + 3, "the blank raw line is skipped");
+    let reasons: Vec<Option<Reason>> = json.iter().map(reason).collect();
+    assert_eq!(reasons[1], Some(Reason::UnknownType));
+    assert_eq!(reasons[3], Some(Reason::Malformed));
+    assert_eq!(reasons[6], Some(Reason::Malformed));
+    assert_eq!(reasons.iter().flatten().count(), 3);
+}
+
+fn sample_outputs() -> Vec<Output> {
+    let t = ts("2026-01-15T09:30:00+05:00");
+    let account = "KZ-940000000017".to_owned();
+    let rejection = Rejection {
+        event: Some("e-1".to_owned()),
+        event_type: Some("refund".to_owned()),
+        account: Some(account.clone()),
+        code: None,
+        reason: Reason::RefundUnpaidCodes,
+        detail: "2 unpaid codes".to_owned(),
+        raw: None,
+    };
+    let status = StatusChange {
+        event: Some("e-2".to_owned()),
+        account: account.clone(),
+        gtin: "04601234567893".to_owned(),
+        from: Some(Status::AppliedUnpaid),
+        to: Status::AppliedPaid,
+        ts: t,
+        late: false,
+        codes: vec!["c1".to_owned()],
+    };
+    vec![
+        Output::Status(status.clone()),
+        Output::Ledger(LedgerEntry {
+            account: account.clone(),
+            entry: Entry::Compensation,
+            amount: 5.into(),
+            balance: 5.into(),
+            ts: t,
+            event: "e-3".to_owned(),
+            codes: None,
+            late: false,
+            period: Period::new(2026, 1),
+        }),
+        Output::Rejection(rejection.clone()),
+        Output::Status(StatusChange {
+            to: Status::Introduced,
+            ..status
+        }),
+        Output::Balance(BalanceRecord {
+            account: account.clone(),
+            balance: 5.into(),
+            unpaid_codes: 0,
+            unpaid_amount: 0.into(),
+            pending_orders: 0,
+            ts: t,
+        }),
+        Output::Period(PeriodRecord {
+            key: PeriodKey {
+                kind: AggregateKind::Payments,
+                account: "*".to_owned(),
+                period: Period::new(2026, 1),
+                sub: Some("Kaspi".to_owned()),
+            },
+            rev: 1,
+            is_final: true,
+            figures: Figures::Payments {
+                count: 1,
+                amount: 5.into(),
+            },
+        }),
+        Output::Rejection(Rejection {
+            event: None,
+            ..rejection
+        }),
+        Output::Status(StatusChange {
+            event: None,
+            account,
+            gtin: "04601234567893".to_owned(),
+            from: Some(Status::Emitted),
+            to: Status::Expired,
+            ts: t,
+            late: false,
+            codes: vec!["c2".to_owned()],
+        }),
+    ]
+}
+
+#[test]
+fn output_files_hold_one_line_per_record_in_emission_order() {
+    // Emits outputs of every kind into a fresh --out dir (created with its parents), and
+    // checks the five files exist, each holds exactly the rendered lines of its records in
+    // order, and the counts match; re-creating the dir truncates the files.
+    let dir = TempDir::new("out");
+    let out = dir.join("nested").join("out");
+    let mut files = OutputFiles::create(&out).unwrap();
+    let outputs = sample_outputs();
+    for output in outputs.clone() {
+        files.emit(output);
+    }
+    assert_eq!(files.counts().total(), outputs.len() as u64);
+    let counts = files.finish().unwrap();
+    assert_eq!(
+        counts,
+        OutputCounts {
+            status: 3,
+            ledger: 1,
+            balances: 1,
+            rejections: 2,
+            periods: 1,
+        }
+    );
+    for file in OutputFile::ALL {
+        let content = fs::read_to_string(out.join(file.file_name())).unwrap();
+        let expected: String = outputs
+            .iter()
+            .filter(|output| crate::codec::json::output_file(output) == file)
+            .map(|output| render_output(output) + "\n")
+            .collect();
+        assert_eq!(content, expected, "{}", file.file_name());
+        assert_eq!(content.lines().count() as u64, counts.get(file));
+    }
+
+    let files = OutputFiles::create(&out).unwrap();
+    assert_eq!(files.finish().unwrap(), OutputCounts::default());
+    for file in OutputFile::ALL {
+        assert_eq!(fs::metadata(out.join(file.file_name())).unwrap().len(), 0);
+    }
+}
+
+#[test]
+fn output_file_names_and_formats() {
+    // Checks the five file names of INTERFACE.md and the command-line format names.
+    let names: Vec<&str> = OutputFile::ALL.iter().map(|file| file.file_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "status.jsonl",
+            "ledger.jsonl",
+            "balances.jsonl",
+            "rejections.jsonl",
+            "periods.jsonl"
+        ]
+    );
+    for (index, file) in OutputFile::ALL.iter().enumerate() {
+        assert_eq!(file.index(), index);
+    }
+    assert_eq!(Format::parse("json"), Some(Format::Json));
+    assert_eq!(Format::parse("bin"), Some(Format::Binary));
+    assert_eq!(Format::parse(Format::Binary.as_str()), Some(Format::Binary));
+    assert_eq!(Format::parse("xml"), None);
+}
