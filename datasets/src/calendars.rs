@@ -98,10 +98,7 @@ mod tests {
         // Parses the embedded file through the public constructor and checks its `range`.
         let calendar = kazakhstan();
         assert_eq!(calendar.range, (date(2020, 1, 1), date(2027, 12, 31)));
-        assert!(
-            calendar.listed().count() > 100,
-            "the file lists too few days"
-        );
+        assert!(calendar.listed().count() > 100, "the file lists too few days");
         for (day, _) in calendar.listed() {
             assert!(
                 (calendar.range.0..=calendar.range.1).contains(day),
@@ -140,10 +137,7 @@ mod tests {
                 .filter(|(day, note)| day.year() == year && note.starts_with("Kurban Ait"))
                 .collect();
             let [(kurban_day, kurban_note)] = kurban[..] else {
-                violations.push(format!(
-                    "{year}: {} Kurban Ait holiday lines, not 1",
-                    kurban.len()
-                ));
+                violations.push(format!("{year}: {} Kurban Ait holiday lines, not 1", kurban.len()));
                 continue;
             };
 
@@ -175,9 +169,7 @@ mod tests {
         for (from, to) in &carry_spans {
             for worked in workdays.keys().filter(|day| is_weekend(**day)) {
                 if from < worked && worked < to {
-                    violations.push(format!(
-                        "worked weekend day {worked} inside carry-over {from} -> {to}"
-                    ));
+                    violations.push(format!("worked weekend day {worked} inside carry-over {from} -> {to}"));
                 }
             }
         }
@@ -186,9 +178,7 @@ mod tests {
                 continue;
             }
             if !matches!(derived.remove(day), Some((DayKind::Carryover, _))) {
-                violations.push(format!(
-                    "weekday workday line {day} ({note}) moves no carry-over"
-                ));
+                violations.push(format!("weekday workday line {day} ({note}) moves no carry-over"));
             }
         }
 
@@ -232,15 +222,9 @@ mod tests {
             ("2023-01-07 holiday Orthodox Christmas\n", "2023-01-07 holiday Orthodox Christmas\n2023-01-09 carryover Orthodox Christmas falls on Saturday 2023-01-07\n"),
         ];
         for (from, to) in edits {
-            assert!(
-                KAZAKHSTAN.contains(from),
-                "edit target {from:?} not in the file"
-            );
+            assert!(KAZAKHSTAN.contains(from), "edit target {from:?} not in the file");
             let drifted = WorkingCalendar::parse(&KAZAKHSTAN.replacen(from, to, 1)).unwrap();
-            assert!(
-                !rule_violations(&drifted).is_empty(),
-                "edit {from:?} went unnoticed"
-            );
+            assert!(!rule_violations(&drifted).is_empty(), "edit {from:?} went unnoticed");
         }
     }
 
@@ -270,10 +254,7 @@ mod tests {
         // 2026-04-25T00:00+05:00 (Almaty is UTC+5 since 2024-03-01).
         let calendar = kazakhstan();
         let emitted = date(2026, 3, 10);
-        assert_eq!(
-            calendar.nth_working_day_after(emitted, 30),
-            date(2026, 4, 24)
-        );
+        assert_eq!(calendar.nth_working_day_after(emitted, 30), date(2026, 4, 24));
         let expected = Ts::parse_rfc3339("2026-04-25T00:00:00+05:00").unwrap();
         assert_eq!(calendar.deadline_after(emitted, 30), expected);
     }

@@ -95,7 +95,10 @@ impl WorkingCalendar {
             if line.is_empty() {
                 continue;
             }
-            let error = |message: String| CalendarError { line: index + 1, message };
+            let error = |message: String| CalendarError {
+                line: index + 1,
+                message,
+            };
             let mut words = line.splitn(3, char::is_whitespace);
             let first = words.next().unwrap_or("");
             if first == "range" {
@@ -110,14 +113,19 @@ impl WorkingCalendar {
             let date = parse_date(first).ok_or_else(|| error(format!("bad date {first:?}")))?;
             let kind_word = words.next().unwrap_or("");
             let kind = DayKind::parse(kind_word).ok_or_else(|| {
-                error(format!("unknown kind {kind_word:?} (holiday, carryover, dayoff, workday)"))
+                error(format!(
+                    "unknown kind {kind_word:?} (holiday, carryover, dayoff, workday)"
+                ))
             })?;
             let note = words.next().unwrap_or("").trim().to_string();
             if days.insert(date, ListedDay { kind, note }).is_some() {
                 return Err(error(format!("{date} is listed twice")));
             }
         }
-        let range = range.ok_or(CalendarError { line: 0, message: "no `range` line".into() })?;
+        let range = range.ok_or(CalendarError {
+            line: 0,
+            message: "no `range` line".into(),
+        })?;
         Ok(WorkingCalendar { range, days })
     }
 
@@ -192,8 +200,14 @@ range 2026-01-01 2026-12-31
     fn nth_working_day_skips_days_off() {
         let calendar = WorkingCalendar::parse(SAMPLE).unwrap();
         // Friday 20 March: the next working days are Thu 26, Fri 27, Sat 28 (transfer).
-        assert_eq!(calendar.nth_working_day_after(date("2026-03-20"), 1), date("2026-03-26"));
-        assert_eq!(calendar.nth_working_day_after(date("2026-03-20"), 3), date("2026-03-28"));
+        assert_eq!(
+            calendar.nth_working_day_after(date("2026-03-20"), 1),
+            date("2026-03-26")
+        );
+        assert_eq!(
+            calendar.nth_working_day_after(date("2026-03-20"), 3),
+            date("2026-03-28")
+        );
     }
 
     #[test]

@@ -290,23 +290,50 @@ impl Figures {
     /// True when every figure is zero (such a record does not exist, DOMAIN.md §8).
     pub fn is_zero(&self) -> bool {
         match self {
-            Figures::Act { codes_paid, net, vat, gross } => {
-                *codes_paid == 0 && net.is_zero() && vat.is_zero() && gross.is_zero()
-            }
-            Figures::Reconciliation { opening, payments, compensations, services, refunds, closing } => {
-                [opening, payments, compensations, services, refunds, closing].iter().all(|m| m.is_zero())
-            }
-            Figures::Product { codes_emitted, codes_applied, codes_paid, .. } => {
-                *codes_emitted == 0 && *codes_applied == 0 && *codes_paid == 0
-            }
-            Figures::Turnover { opening, charged, paid, compensations, refunds, closing } => {
-                [opening, charged, paid, compensations, refunds, closing].iter().all(|m| m.is_zero())
-            }
-            Figures::Debtors { unpaid_codes, amount_owed, .. } => *unpaid_codes == 0 && amount_owed.is_zero(),
+            Figures::Act {
+                codes_paid,
+                net,
+                vat,
+                gross,
+            } => *codes_paid == 0 && net.is_zero() && vat.is_zero() && gross.is_zero(),
+            Figures::Reconciliation {
+                opening,
+                payments,
+                compensations,
+                services,
+                refunds,
+                closing,
+            } => [opening, payments, compensations, services, refunds, closing]
+                .iter()
+                .all(|m| m.is_zero()),
+            Figures::Product {
+                codes_emitted,
+                codes_applied,
+                codes_paid,
+                ..
+            } => *codes_emitted == 0 && *codes_applied == 0 && *codes_paid == 0,
+            Figures::Turnover {
+                opening,
+                charged,
+                paid,
+                compensations,
+                refunds,
+                closing,
+            } => [opening, charged, paid, compensations, refunds, closing]
+                .iter()
+                .all(|m| m.is_zero()),
+            Figures::Debtors {
+                unpaid_codes,
+                amount_owed,
+                ..
+            } => *unpaid_codes == 0 && amount_owed.is_zero(),
             Figures::Payments { count, amount } => *count == 0 && amount.is_zero(),
-            Figures::Sla { orders, emitted_within_4h, late, pending } => {
-                *orders == 0 && *emitted_within_4h == 0 && *late == 0 && *pending == 0
-            }
+            Figures::Sla {
+                orders,
+                emitted_within_4h,
+                late,
+                pending,
+            } => *orders == 0 && *emitted_within_4h == 0 && *late == 0 && *pending == 0,
             Figures::RefundDue { balance, .. } => balance.is_zero(),
         }
     }

@@ -21,7 +21,10 @@ pub struct Tariff {
 impl Tariff {
     /// The built-in tariff: 2.68 KZT net plus 12 % VAT.
     pub fn built_in() -> Tariff {
-        Tariff { net_price: Decimal::new(268, 2), vat_rate: Decimal::new(12, 2) }
+        Tariff {
+            net_price: Decimal::new(268, 2),
+            vat_rate: Decimal::new(12, 2),
+        }
     }
 
     /// VAT on one code, exact.
@@ -91,7 +94,10 @@ mod tests {
     fn versions_apply_from_their_instant() {
         let mut history = TariffHistory::built_in();
         let from = Ts::parse_rfc3339("2026-03-01T00:00:00+05:00").unwrap();
-        let new = Tariff { net_price: Decimal::new(300, 2), vat_rate: Decimal::new(16, 2) };
+        let new = Tariff {
+            net_price: Decimal::new(300, 2),
+            vat_rate: Decimal::new(16, 2),
+        };
         history.insert(from, new);
         assert_eq!(history.at(from.minus_millis(1)), Tariff::built_in());
         assert_eq!(history.at(from), new);

@@ -16,7 +16,9 @@ pub const GROUP_SEPARATOR: char = '\u{1d}';
 pub fn is_account(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= ACCOUNT_LEN_MAX
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// An order id: 1–64 characters.
@@ -31,9 +33,7 @@ pub fn is_event_id(text: &str) -> bool {
 
 /// A code: 1–128 chars, printable ASCII without space, plus the GS separator.
 pub fn is_code(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= CODE_LEN_MAX
-        && text.bytes().all(|b| b.is_ascii_graphic() || b == 0x1d)
+    !text.is_empty() && text.len() <= CODE_LEN_MAX && text.bytes().all(|b| b.is_ascii_graphic() || b == 0x1d)
 }
 
 /// A GTIN: exactly 14 digits whose last is the GS1 check digit of the first 13.

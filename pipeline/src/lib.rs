@@ -4,12 +4,14 @@
 //! - [`reference`]: the deliberately simple single-threaded engine of DOMAIN.md, the
 //!   oracle every other engine is checked against.
 //! - [`config`]: every tunable of DOMAIN.md with its default.
+//! - [`demo`]: the `demo` command: generate, run, and show the results to a person.
 //! - [`runner`]: reading partitions from files, running an engine, writing the outputs
 //!   and the closing summary.
 
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod demo;
 pub mod reference;
 pub mod runner;
 

@@ -23,7 +23,12 @@ impl ProgressLine {
     /// A progress line printing at most every `interval` (nothing when `quiet`).
     pub fn new(interval: Duration, quiet: bool) -> ProgressLine {
         let now = Instant::now();
-        ProgressLine { started: now, last: now, interval, quiet }
+        ProgressLine {
+            started: now,
+            last: now,
+            interval,
+            quiet,
+        }
     }
 
     /// Prints `message()` if the interval has passed.
@@ -59,7 +64,10 @@ pub struct RunReport {
 }
 
 /// Reads every partition fully, in order.
-pub fn read_partitions(paths: &[PathBuf], progress: &mut ProgressLine) -> Result<(Vec<PathBuf>, Vec<Vec<Decoded>>, u64)> {
+pub fn read_partitions(
+    paths: &[PathBuf],
+    progress: &mut ProgressLine,
+) -> Result<(Vec<PathBuf>, Vec<Vec<Decoded>>, u64)> {
     let partitions = list_partitions(paths).context("listing input partitions")?;
     let mut all = Vec::with_capacity(partitions.len());
     let mut bytes = 0;
@@ -75,7 +83,11 @@ pub fn read_partitions(paths: &[PathBuf], progress: &mut ProgressLine) -> Result
             }
         }
         if let Some(error) = reader.io_error() {
-            anyhow::bail!("reading {}: {error} (after {} bytes)", path.display(), reader.bytes_read());
+            anyhow::bail!(
+                "reading {}: {error} (after {} bytes)",
+                path.display(),
+                reader.bytes_read()
+            );
         }
         bytes += reader.bytes_read();
         all.push(records_of_partition);
@@ -90,10 +102,24 @@ pub fn run_files(config: &Config, inputs: &[PathBuf], out: &Path, quiet: bool) -
     let read_time = progress.elapsed();
     let sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
     let (summary, sink) = reference::run(config, records, sink, &mut |done, total| {
-        progress.tick(|| format!("applied {done} of {total} events ({:.0}%)", 100.0 * done as f64 / total.max(1) as f64));
+        progress.tick(|| {
+            format!(
+                "applied {done} of {total} events ({:.0}%)",
+                100.0 * done as f64 / total.max(1) as f64
+            )
+        });
     });
-    let written = sink.finish().with_context(|| format!("writing outputs in {}", out.display()))?;
-    Ok(RunReport { summary, written, partitions, bytes, read_time, total_time: progress.elapsed() })
+    let written = sink
+        .finish()
+        .with_context(|| format!("writing outputs in {}", out.display()))?;
+    Ok(RunReport {
+        summary,
+        written,
+        partitions,
+        bytes,
+        read_time,
+        total_time: progress.elapsed(),
+    })
 }
 
 /// A summary a person can read.
@@ -116,7 +142,9 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
         s.late_events
     ));
     if let (Some(first), Some(last)) = (s.first_ts, s.last_ts) {
-        line(format!("  time span   {first} .. {last} (the watermark stopped at the last)"));
+        line(format!(
+            "  time span   {first} .. {last} (the watermark stopped at the last)"
+        ));
     }
     line(format!(
         "  speed       {:.2} s in all ({:.2} s reading); {:.0} code events/s",
@@ -124,8 +152,19 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
         report.read_time.as_secs_f64(),
         s.code_events as f64 / seconds
     ));
-    let statuses: Vec<String> = s.codes_by_status.iter().map(|(status, n)| format!("{} {n}", status.as_str())).collect();
-    line(format!("  codes       {}", if statuses.is_empty() { "none".into() } else { statuses.join(", ") }));
+    let statuses: Vec<String> = s
+        .codes_by_status
+        .iter()
+        .map(|(status, n)| format!("{} {n}", status.as_str()))
+        .collect();
+    line(format!(
+        "  codes       {}",
+        if statuses.is_empty() {
+            "none".into()
+        } else {
+            statuses.join(", ")
+        }
+    ));
     line(format!(
         "  money       payments {} + compensations {} − charged {} − refunds {} = balances {} (still owed {})",
         render(s.payments),
@@ -137,10 +176,18 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
     ));
     debug_assert_eq!(s.payments + s.compensations - s.charged - s.refunds, s.balance);
     let rejected: u64 = s.rejections.values().sum();
-    let reasons: Vec<String> = s.rejections.iter().map(|(reason, n)| format!("{} {n}", reason.as_str())).collect();
+    let reasons: Vec<String> = s
+        .rejections
+        .iter()
+        .map(|(reason, n)| format!("{} {n}", reason.as_str()))
+        .collect();
     line(format!(
         "  rejections  {rejected}{}",
-        if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join(", ")) }
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", reasons.join(", "))
+        }
     ));
     let w = &report.written;
     line(format!(

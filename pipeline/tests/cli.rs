@@ -9,7 +9,9 @@ fn markledger() -> Command {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/scenarios").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/scenarios")
+        .join(name)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -32,9 +34,20 @@ fn run_reproduces_a_golden_scenario_and_exits_zero_despite_rejections() {
         .output()
         .expect("binary runs");
     let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(result.status.success(), "exit {:?}: {}", result.status, String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "exit {:?}: {}",
+        result.status,
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert!(stdout.contains("rejections  4: "), "summary: {stdout}");
-    for file in ["status.jsonl", "ledger.jsonl", "balances.jsonl", "rejections.jsonl", "periods.jsonl"] {
+    for file in [
+        "status.jsonl",
+        "ledger.jsonl",
+        "balances.jsonl",
+        "rejections.jsonl",
+        "periods.jsonl",
+    ] {
         let actual = std::fs::read_to_string(out.join(file)).expect("written");
         let expected = std::fs::read_to_string(dir.join("expected").join(file)).expect("expected");
         assert_eq!(actual, expected, "{file}");

@@ -61,7 +61,13 @@ pub fn compensation(id: &str, ts: &str, account: &str, amount: &str) -> String {
 
 /// `refund`.
 pub fn refund(id: &str, ts: &str, account: &str, amount: &str) -> String {
-    format!(r#"{{"id":{},"type":"refund","ts":{},"account":{},"amount":{}}}"#, q(id), q(ts), q(account), q(amount))
+    format!(
+        r#"{{"id":{},"type":"refund","ts":{},"account":{},"amount":{}}}"#,
+        q(id),
+        q(ts),
+        q(account),
+        q(amount)
+    )
 }
 
 /// `order`.
@@ -78,7 +84,13 @@ pub fn order(id: &str, ts: &str, account: &str, order: &str, gtin: &str, quantit
 
 /// `order_cancel`.
 pub fn order_cancel(id: &str, ts: &str, account: &str, order: &str) -> String {
-    format!(r#"{{"id":{},"type":"order_cancel","ts":{},"account":{},"order":{}}}"#, q(id), q(ts), q(account), q(order))
+    format!(
+        r#"{{"id":{},"type":"order_cancel","ts":{},"account":{},"order":{}}}"#,
+        q(id),
+        q(ts),
+        q(account),
+        q(order)
+    )
 }
 
 /// `emission`.
@@ -172,8 +184,10 @@ pub fn run(partitions: &[Vec<String>]) -> Outcome {
 
 /// Runs the reference engine on partitions of JSON lines.
 pub fn run_with(config: &Config, partitions: &[Vec<String>]) -> Outcome {
-    let decoded: Vec<Vec<Decoded>> =
-        partitions.iter().map(|lines| lines.iter().map(|line| decode_event(line.as_bytes())).collect()).collect();
+    let decoded: Vec<Vec<Decoded>> = partitions
+        .iter()
+        .map(|lines| lines.iter().map(|line| decode_event(line.as_bytes())).collect())
+        .collect();
     let (summary, outputs) = reference::run(config, decoded, Vec::new(), &mut |_, _| {});
     let outcome = Outcome { outputs, summary };
     outcome.assert_reconciliation_identity();
@@ -183,22 +197,35 @@ pub fn run_with(config: &Config, partitions: &[Vec<String>]) -> Outcome {
 impl Outcome {
     /// Every rejection record.
     pub fn rejections(&self) -> Vec<&Rejection> {
-        self.outputs.iter().filter_map(|o| if let Output::Rejection(r) = o { Some(r) } else { None }).collect()
+        self.outputs
+            .iter()
+            .filter_map(|o| if let Output::Rejection(r) = o { Some(r) } else { None })
+            .collect()
     }
 
     /// (event, code, reason) of every rejection.
     pub fn refusals(&self) -> Vec<(Option<&str>, Option<&str>, Reason)> {
-        self.rejections().into_iter().map(|r| (r.event.as_deref(), r.code.as_deref(), r.reason)).collect()
+        self.rejections()
+            .into_iter()
+            .map(|r| (r.event.as_deref(), r.code.as_deref(), r.reason))
+            .collect()
     }
 
     /// Every status change.
     pub fn status_changes(&self) -> Vec<&StatusChange> {
-        self.outputs.iter().filter_map(|o| if let Output::Status(s) = o { Some(s) } else { None }).collect()
+        self.outputs
+            .iter()
+            .filter_map(|o| if let Output::Status(s) = o { Some(s) } else { None })
+            .collect()
     }
 
     /// The status a code ended in (its last change), if it ever had one.
     pub fn status_of(&self, code: &str) -> Option<Status> {
-        self.status_changes().into_iter().filter(|s| s.codes.iter().any(|c| c == code)).map(|s| s.to).last()
+        self.status_changes()
+            .into_iter()
+            .filter(|s| s.codes.iter().any(|c| c == code))
+            .map(|s| s.to)
+            .next_back()
     }
 
     /// Ledger entries of an account, in order.
@@ -215,14 +242,16 @@ impl Outcome {
         self.outputs
             .iter()
             .filter_map(|o| if let Output::Balance(b) = o { Some(b) } else { None })
-            .filter(|b| b.account == account)
-            .last()
+            .rfind(|b| b.account == account)
             .unwrap_or_else(|| panic!("no balance record for {account}"))
     }
 
     /// All revisions of period records.
     pub fn period_records(&self) -> Vec<&PeriodRecord> {
-        self.outputs.iter().filter_map(|o| if let Output::Period(p) = o { Some(p) } else { None }).collect()
+        self.outputs
+            .iter()
+            .filter_map(|o| if let Output::Period(p) = o { Some(p) } else { None })
+            .collect()
     }
 
     /// The highest revision of a period record, if it exists.
@@ -253,8 +282,14 @@ impl Outcome {
     pub fn assert_reconciliation_identity(&self) {
         let mut last: BTreeMap<String, (u64, bool)> = BTreeMap::new();
         for record in self.period_records() {
-            if let Figures::Reconciliation { opening, payments, compensations, services, refunds, closing } =
-                &record.figures
+            if let Figures::Reconciliation {
+                opening,
+                payments,
+                compensations,
+                services,
+                refunds,
+                closing,
+            } = &record.figures
             {
                 assert_eq!(
                     *closing,

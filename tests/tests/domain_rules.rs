@@ -52,8 +52,22 @@ fn refs(codes: &[String]) -> Vec<&str> {
 fn emitted(account: &str, n: usize) -> Vec<String> {
     let c = codes(&format!("{account}-c"), n);
     vec![
-        order(&format!("{account}-o"), &jan("10T08:00:00"), account, &format!("{account}-O1"), GTIN, n as u64),
-        emission(&format!("{account}-e"), &jan("10T09:00:00"), account, &format!("{account}-O1"), GTIN, &refs(&c)),
+        order(
+            &format!("{account}-o"),
+            &jan("10T08:00:00"),
+            account,
+            &format!("{account}-O1"),
+            GTIN,
+            n as u64,
+        ),
+        emission(
+            &format!("{account}-e"),
+            &jan("10T09:00:00"),
+            account,
+            &format!("{account}-O1"),
+            GTIN,
+            &refs(&c),
+        ),
     ]
 }
 
@@ -69,8 +83,11 @@ fn s3_fifo_settlement_worked_example() {
     lines.push(application("a1", &jan("10T10:00:00"), A, &refs(&c)));
     lines.push(payment("p2", &jan("10T11:00:00"), A, "5.00", "Kaspi Bank"));
     let out = go(lines);
-    let ledger: Vec<_> =
-        out.ledger(A).iter().map(|l| (l.entry, l.amount, l.balance, l.event.clone(), l.codes)).collect();
+    let ledger: Vec<_> = out
+        .ledger(A)
+        .iter()
+        .map(|l| (l.entry, l.amount, l.balance, l.event.clone(), l.codes))
+        .collect();
     assert_eq!(
         ledger,
         vec![
@@ -80,8 +97,11 @@ fn s3_fifo_settlement_worked_example() {
             (Entry::Charge, dec("3.0016"), dec("2.9936"), "p2".into(), Some(1)),
         ]
     );
-    let changes: Vec<_> =
-        out.status_changes().iter().map(|s| (s.event.clone(), s.from, s.to, s.codes.len())).collect();
+    let changes: Vec<_> = out
+        .status_changes()
+        .iter()
+        .map(|s| (s.event.clone(), s.from, s.to, s.codes.len()))
+        .collect();
     assert_eq!(
         changes,
         vec![
@@ -93,7 +113,10 @@ fn s3_fifo_settlement_worked_example() {
     );
     assert_eq!(out.status_of("KZ-A-c4"), Some(Status::AppliedPaid));
     let balance = out.balance(A);
-    assert_eq!((balance.balance, balance.unpaid_codes, balance.unpaid_amount), (dec("2.9936"), 0, dec("0")));
+    assert_eq!(
+        (balance.balance, balance.unpaid_codes, balance.unpaid_amount),
+        (dec("2.9936"), 0, dec("0"))
+    );
 }
 
 #[test]
@@ -109,7 +132,10 @@ fn s3_fifo_never_skips_the_head() {
     assert_eq!(out.status_of("KZ-A-c1"), Some(Status::AppliedUnpaid));
     assert_eq!(out.status_of("KZ-A-c2"), Some(Status::AppliedUnpaid));
     let balance = out.balance(A);
-    assert_eq!((balance.balance, balance.unpaid_codes, balance.unpaid_amount), (dec("2.00"), 2, dec("4.1216")));
+    assert_eq!(
+        (balance.balance, balance.unpaid_codes, balance.unpaid_amount),
+        (dec("2.00"), 2, dec("4.1216"))
+    );
     // 1.12 more pays the head (3.12 ≥ 3.0016), leaving 0.1184 < 1.12: the second waits.
     let mut lines2 = emitted(A, 2);
     lines2.push(tariff("t1", &jan("10T09:10:00"), &jan("10T12:00:00"), "1.00", "0.12"));
@@ -132,12 +158,22 @@ fn s3_tariff_change_mid_month_applies_from_its_instant() {
     lines.push(application("a1", &jan("14T23:59:59"), A, &["KZ-A-c1"]));
     lines.push(application("a2", &jan("15T00:00:00"), A, &["KZ-A-c2"]));
     let out = go(lines);
-    let charges: Vec<_> = out.ledger(A).iter().filter(|l| l.entry == Entry::Charge).map(|l| l.amount).collect();
+    let charges: Vec<_> = out
+        .ledger(A)
+        .iter()
+        .filter(|l| l.entry == Entry::Charge)
+        .map(|l| l.amount)
+        .collect();
     assert_eq!(charges, vec![dec("3.0016"), dec("3.48")]);
     let act = out.period(AggregateKind::Act, A, "2026-01", None).expect("act");
     assert_eq!(
         act.figures,
-        Figures::Act { codes_paid: 2, net: dec("5.68"), vat: dec("0.8016"), gross: dec("6.4816") }
+        Figures::Act {
+            codes_paid: 2,
+            net: dec("5.68"),
+            vat: dec("0.8016"),
+            gross: dec("6.4816")
+        }
     );
 }
 
@@ -208,7 +244,10 @@ fn s3_refund_reasons_in_order_then_accepted() {
         ]
     );
     let last = *out.ledger(A).last().expect("ledger");
-    assert_eq!((last.entry, last.amount, last.balance), (Entry::Refund, dec("8.99"), dec("0.0084")));
+    assert_eq!(
+        (last.entry, last.amount, last.balance),
+        (Entry::Refund, dec("8.99"), dec("0.0084"))
+    );
     assert_eq!(out.balance(A).pending_orders, 0);
 }
 
@@ -221,7 +260,10 @@ fn s3_compensation_credits_and_settles() {
     let out = go(lines);
     assert_eq!(out.status_of("KZ-A-c1"), Some(Status::AppliedPaid));
     let ledger: Vec<_> = out.ledger(A).iter().map(|l| (l.entry, l.balance)).collect();
-    assert_eq!(ledger, vec![(Entry::Compensation, dec("5.00")), (Entry::Charge, dec("1.9984"))]);
+    assert_eq!(
+        ledger,
+        vec![(Entry::Compensation, dec("5.00")), (Entry::Charge, dec("1.9984"))]
+    );
 }
 
 #[test]
@@ -234,9 +276,16 @@ fn s3_dormant_advance_reported_once_a_year_after() {
         payment("q2", "2026-03-01T10:00:00+05:00", B, "1.00", "Halyk Bank"),
     ];
     let out = go(lines);
-    let due: Vec<_> = out.period_records().into_iter().filter(|r| r.key.kind == AggregateKind::RefundDue).collect();
+    let due: Vec<_> = out
+        .period_records()
+        .into_iter()
+        .filter(|r| r.key.kind == AggregateKind::RefundDue)
+        .collect();
     assert_eq!(due.len(), 2, "one revision, then its final one: {due:?}");
-    assert_eq!((due[0].key.account.as_str(), due[0].key.period.to_string()), (A, "2026-01".to_string()));
+    assert_eq!(
+        (due[0].key.account.as_str(), due[0].key.period.to_string()),
+        (A, "2026-01".to_string())
+    );
     assert_eq!(
         due[0].figures,
         Figures::RefundDue {
@@ -258,7 +307,10 @@ fn s2_dropout_rejects_emitted_codes_and_never_charges() {
     lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "KZ-A-c2"]));
     let out = go(lines);
     assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Rejected));
-    assert_eq!(out.refusals(), vec![(Some("a1"), Some("KZ-A-c1"), Reason::InvalidTransition)]);
+    assert_eq!(
+        out.refusals(),
+        vec![(Some("a1"), Some("KZ-A-c1"), Reason::InvalidTransition)]
+    );
     assert_eq!(out.balance(A).balance, dec("6.9984"));
 }
 
@@ -273,7 +325,10 @@ fn s2_defect_after_payment_keeps_the_charge() {
     let out = go(lines);
     assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Annulled));
     assert_eq!(out.balance(A).balance, dec("6.9984"));
-    assert_eq!(out.refusals(), vec![(Some("i1"), Some("KZ-A-c1"), Reason::InvalidTransition)]);
+    assert_eq!(
+        out.refusals(),
+        vec![(Some("i1"), Some("KZ-A-c1"), Reason::InvalidTransition)]
+    );
 }
 
 #[test]
@@ -286,9 +341,19 @@ fn s2_defect_of_unpaid_code_stays_in_fifo_and_is_settled() {
     lines.push(payment("p1", &jan("10T12:00:00"), A, "5.00", "Kaspi Bank"));
     let out = go(lines);
     assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Annulled));
-    let charge = out.ledger(A).into_iter().find(|l| l.entry == Entry::Charge).expect("charged");
-    assert_eq!((charge.amount, charge.balance, charge.event.as_str()), (dec("3.0016"), dec("1.9984"), "p1"));
-    assert!(out.status_changes().iter().all(|s| s.event.as_deref() != Some("p1")), "no status change by p1");
+    let charge = out
+        .ledger(A)
+        .into_iter()
+        .find(|l| l.entry == Entry::Charge)
+        .expect("charged");
+    assert_eq!(
+        (charge.amount, charge.balance, charge.event.as_str()),
+        (dec("3.0016"), dec("1.9984"), "p1")
+    );
+    assert!(
+        out.status_changes().iter().all(|s| s.event.as_deref() != Some("p1")),
+        "no status change by p1"
+    );
     assert_eq!(out.balance(A).unpaid_codes, 0);
 }
 
@@ -298,12 +363,20 @@ fn s2_introduction_needs_a_paid_code() {
     let mut lines = emitted(A, 3);
     lines.push(payment("p1", &jan("10T09:30:00"), A, "4.00", "Kaspi Bank"));
     lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "KZ-A-c2"]));
-    lines.push(introduction("i1", &jan("10T11:00:00"), A, &["KZ-A-c1", "KZ-A-c2", "KZ-A-c3"]));
+    lines.push(introduction(
+        "i1",
+        &jan("10T11:00:00"),
+        A,
+        &["KZ-A-c1", "KZ-A-c2", "KZ-A-c3"],
+    ));
     let out = go(lines);
     assert_eq!(out.status_of("KZ-A-c1"), Some(Status::Introduced));
     assert_eq!(
         out.refusals(),
-        vec![(Some("i1"), Some("KZ-A-c2"), Reason::CodeUnpaid), (Some("i1"), Some("KZ-A-c3"), Reason::InvalidTransition)]
+        vec![
+            (Some("i1"), Some("KZ-A-c2"), Reason::CodeUnpaid),
+            (Some("i1"), Some("KZ-A-c3"), Reason::InvalidTransition)
+        ]
     );
 }
 
@@ -328,7 +401,11 @@ fn s2_validation_is_per_code() {
             (Some("a1"), Some("bad code"), Reason::BadCode),
         ]
     );
-    let paid = out.status_changes().into_iter().find(|s| s.to == Status::AppliedPaid).expect("paid");
+    let paid = out
+        .status_changes()
+        .into_iter()
+        .find(|s| s.to == Status::AppliedPaid)
+        .expect("paid");
     assert_eq!(paid.codes.len(), 7);
     assert_eq!(out.status_of("KZ-B-c1"), Some(Status::Emitted));
 }
@@ -388,7 +465,10 @@ fn s2_refused_codes_of_an_accepted_emission_count_against_its_order() {
     let out = go(lines);
     assert_eq!(
         out.refusals(),
-        vec![(Some("e2"), Some("x"), Reason::AlreadyExists), (Some("e3"), None, Reason::OrderExceeded)]
+        vec![
+            (Some("e2"), Some("x"), Reason::AlreadyExists),
+            (Some("e3"), None, Reason::OrderExceeded)
+        ]
     );
     assert_eq!(out.balance(B).pending_orders, 0);
 }
@@ -410,8 +490,15 @@ fn s2_expiry_counts_working_days_across_nauryz() {
     ];
     let out = go(lines);
     assert_eq!(out.status_of("m1"), Some(Status::AppliedPaid));
-    assert_eq!(out.refusals(), vec![(Some("a2"), Some("m2"), Reason::InvalidTransition)]);
-    let expiry = out.status_changes().into_iter().find(|s| s.to == Status::Expired).expect("expiry record");
+    assert_eq!(
+        out.refusals(),
+        vec![(Some("a2"), Some("m2"), Reason::InvalidTransition)]
+    );
+    let expiry = out
+        .status_changes()
+        .into_iter()
+        .find(|s| s.to == Status::Expired)
+        .expect("expiry record");
     assert_eq!(expiry.event, None);
     assert_eq!(expiry.ts.render(), "2026-04-25T00:00:00+05:00");
     assert_eq!(expiry.codes, vec!["m2".to_string(), "m3".to_string()]);
@@ -449,17 +536,42 @@ fn s4_late_event_takes_effect_at_high_water_minus_lateness() {
     let mut p2 = emitted(A, 1);
     p2.push(application("a1", &jan("10T09:59:53"), A, &["KZ-A-c1"]));
     let out = run_with(&config(), &[p1, p2]);
-    let ledger: Vec<_> =
-        out.ledger(A).iter().map(|l| (l.entry, l.event.as_str(), l.late, l.ts.render(), l.balance)).collect();
+    let ledger: Vec<_> = out
+        .ledger(A)
+        .iter()
+        .map(|l| (l.entry, l.event.as_str(), l.late, l.ts.render(), l.balance))
+        .collect();
     assert_eq!(
         ledger,
         vec![
-            (Entry::Payment, "Y", true, "2026-01-10T09:59:50+05:00".to_string(), dec("5.00")),
-            (Entry::Charge, "Y", true, "2026-01-10T09:59:50+05:00".to_string(), dec("1.9984")),
-            (Entry::Payment, "X", false, "2026-01-10T10:00:00+05:00".to_string(), dec("6.9984")),
+            (
+                Entry::Payment,
+                "Y",
+                true,
+                "2026-01-10T09:59:50+05:00".to_string(),
+                dec("5.00")
+            ),
+            (
+                Entry::Charge,
+                "Y",
+                true,
+                "2026-01-10T09:59:50+05:00".to_string(),
+                dec("1.9984")
+            ),
+            (
+                Entry::Payment,
+                "X",
+                false,
+                "2026-01-10T10:00:00+05:00".to_string(),
+                dec("6.9984")
+            ),
         ]
     );
-    let paid = out.status_changes().into_iter().find(|s| s.to == Status::AppliedPaid).expect("paid");
+    let paid = out
+        .status_changes()
+        .into_iter()
+        .find(|s| s.to == Status::AppliedPaid)
+        .expect("paid");
     assert_eq!((paid.event.as_deref(), paid.late), (Some("Y"), true));
 }
 
@@ -471,7 +583,11 @@ fn s4_same_instant_follows_kind_rank() {
     lines.push(application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1"]));
     lines.push(payment("p1", &jan("10T10:00:00"), A, "5.00", "Kaspi Bank"));
     let out = go(lines);
-    let charge = out.ledger(A).into_iter().find(|l| l.entry == Entry::Charge).expect("charge");
+    let charge = out
+        .ledger(A)
+        .into_iter()
+        .find(|l| l.entry == Entry::Charge)
+        .expect("charge");
     assert_eq!(charge.event, "a1");
 }
 
@@ -485,7 +601,13 @@ fn s4_duplicate_ids_have_no_effect() {
         refund("p1", &jan("10T10:00:01"), A, "1.00"),
     ];
     let out = go(lines);
-    assert_eq!(out.refusals(), vec![(Some("p1"), None, Reason::Duplicate), (Some("p1"), None, Reason::Duplicate)]);
+    assert_eq!(
+        out.refusals(),
+        vec![
+            (Some("p1"), None, Reason::Duplicate),
+            (Some("p1"), None, Reason::Duplicate)
+        ]
+    );
     assert_eq!(out.balance(A).balance, dec("5.00"));
 }
 
@@ -503,10 +625,21 @@ fn s4_hold_waits_for_the_emission_and_charges_at_the_commands_tariff() {
     ];
     let out = go(lines);
     assert!(out.refusals().is_empty(), "{:?}", out.refusals());
-    let charge = out.ledger(A).into_iter().find(|l| l.entry == Entry::Charge).expect("charge");
+    let charge = out
+        .ledger(A)
+        .into_iter()
+        .find(|l| l.entry == Entry::Charge)
+        .expect("charge");
     assert_eq!((charge.amount, charge.event.as_str()), (dec("3.0016"), "a1"));
-    let applied = out.status_changes().into_iter().find(|s| s.to == Status::AppliedPaid).expect("applied");
-    assert_eq!((applied.event.as_deref(), applied.ts.render()), (Some("a1"), "2026-01-10T10:00:00+05:00".to_string()));
+    let applied = out
+        .status_changes()
+        .into_iter()
+        .find(|s| s.to == Status::AppliedPaid)
+        .expect("applied");
+    assert_eq!(
+        (applied.event.as_deref(), applied.ts.render()),
+        (Some("a1"), "2026-01-10T10:00:00+05:00".to_string())
+    );
 }
 
 #[test]
@@ -583,8 +716,15 @@ fn s5_malformed_input_is_kept_and_moves_nothing() {
     let out = go(lines);
     let rejections = out.rejections();
     assert_eq!(
-        rejections.iter().map(|r| (r.event.as_deref(), r.reason)).collect::<Vec<_>>(),
-        vec![(Some("p2"), Reason::Malformed), (None, Reason::Malformed), (Some("u1"), Reason::UnknownType)]
+        rejections
+            .iter()
+            .map(|r| (r.event.as_deref(), r.reason))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some("p2"), Reason::Malformed),
+            (None, Reason::Malformed),
+            (Some("u1"), Reason::UnknownType)
+        ]
     );
     assert_eq!(rejections[1].raw.as_deref(), Some("this is not json"));
     assert_eq!(out.summary.late_events, 0);
@@ -622,9 +762,19 @@ fn s6_act_and_reconciliation_of_a_month() {
     // 12.0064; reconciliation 0 + 15.00 − 12.0064 = 2.9936, final after 7 February.
     let out = billing_month();
     let act = out.period(AggregateKind::Act, A, "2026-01", None).expect("act");
-    assert_eq!(act.figures, Figures::Act { codes_paid: 4, net: dec("10.72"), vat: dec("1.2864"), gross: dec("12.0064") });
+    assert_eq!(
+        act.figures,
+        Figures::Act {
+            codes_paid: 4,
+            net: dec("10.72"),
+            vat: dec("1.2864"),
+            gross: dec("12.0064")
+        }
+    );
     assert!(act.is_final);
-    let rec = out.period(AggregateKind::Reconciliation, A, "2026-01", None).expect("reconciliation");
+    let rec = out
+        .period(AggregateKind::Reconciliation, A, "2026-01", None)
+        .expect("reconciliation");
     assert_eq!(
         rec.figures,
         Figures::Reconciliation {
@@ -638,7 +788,9 @@ fn s6_act_and_reconciliation_of_a_month() {
     );
     assert!(rec.is_final);
     // February opens with January's closing; f1 costs 3.0016 > 2.9936, so nothing is paid.
-    let feb = out.period(AggregateKind::Reconciliation, A, "2026-02", None).expect("february");
+    let feb = out
+        .period(AggregateKind::Reconciliation, A, "2026-02", None)
+        .expect("february");
     assert_eq!(
         feb.figures,
         Figures::Reconciliation {
@@ -650,7 +802,9 @@ fn s6_act_and_reconciliation_of_a_month() {
             closing: dec("2.9936"),
         }
     );
-    let b = out.period(AggregateKind::Reconciliation, B, "2026-01", None).expect("B");
+    let b = out
+        .period(AggregateKind::Reconciliation, B, "2026-01", None)
+        .expect("B");
     assert_eq!(
         b.figures,
         Figures::Reconciliation {
@@ -671,8 +825,13 @@ fn s6_late_event_into_a_closed_period_is_an_adjustment() {
     // figures stay as they were.
     let out = billing_month();
     let p5 = out.ledger(A).into_iter().find(|l| l.event == "p5").expect("p5");
-    assert_eq!((p5.period.to_string(), p5.ts.render(), p5.late), ("2026-03".into(), "2026-01-31T12:00:00+05:00".into(), true));
-    let mar = out.period(AggregateKind::Reconciliation, A, "2026-03", None).expect("march");
+    assert_eq!(
+        (p5.period.to_string(), p5.ts.render(), p5.late),
+        ("2026-03".into(), "2026-01-31T12:00:00+05:00".into(), true)
+    );
+    let mar = out
+        .period(AggregateKind::Reconciliation, A, "2026-03", None)
+        .expect("march");
     // March: opening 2.9936 + 1.00 (p3) + 1.00 (p4) + 2.00 (p5) = 6.9936; f1 (3.0016) paid by p3
     // (2.9936 + 1.00 = 3.9936 ≥ 3.0016).
     assert_eq!(
@@ -686,11 +845,26 @@ fn s6_late_event_into_a_closed_period_is_an_adjustment() {
             closing: dec("3.992"),
         }
     );
-    let jan_payments = out.period(AggregateKind::Payments, "*", "2026-01", Some("Kaspi Bank")).expect("register");
-    assert_eq!(jan_payments.figures, Figures::Payments { count: 2, amount: dec("15.00") });
-    let adjusted_day =
-        out.period(AggregateKind::Payments, "*", "2026-03", Some("Kaspi Bank/2026-01-31")).expect("late day kept");
-    assert_eq!(adjusted_day.figures, Figures::Payments { count: 1, amount: dec("2.00") });
+    let jan_payments = out
+        .period(AggregateKind::Payments, "*", "2026-01", Some("Kaspi Bank"))
+        .expect("register");
+    assert_eq!(
+        jan_payments.figures,
+        Figures::Payments {
+            count: 2,
+            amount: dec("15.00")
+        }
+    );
+    let adjusted_day = out
+        .period(AggregateKind::Payments, "*", "2026-03", Some("Kaspi Bank/2026-01-31"))
+        .expect("late day kept");
+    assert_eq!(
+        adjusted_day.figures,
+        Figures::Payments {
+            count: 1,
+            amount: dec("2.00")
+        }
+    );
     assert_eq!(out.balance(A).balance, dec("3.992"));
 }
 
@@ -699,7 +873,9 @@ fn s6_turnover_rows_and_total() {
     // Turnover of January: A opening 0, charged 12.0064, paid 15.00, closing 2.9936; B paid
     // 7.00, compensations 1.00, refunds 3.00, closing 5.00; the "*" row sums them.
     let out = billing_month();
-    let total = out.period(AggregateKind::Turnover, "*", "2026-01", None).expect("total");
+    let total = out
+        .period(AggregateKind::Turnover, "*", "2026-01", None)
+        .expect("total");
     assert_eq!(
         total.figures,
         Figures::Turnover {
@@ -735,11 +911,19 @@ fn s6_debtors_snapshot_at_the_months_end() {
 fn s6_product_detail_per_gtin() {
     // January, GTIN of A: 4 emitted, 4 applied, 4 paid, first and last application 10 Jan.
     let out = billing_month();
-    let product = out.period(AggregateKind::Product, A, "2026-01", Some(GTIN)).expect("product");
+    let product = out
+        .period(AggregateKind::Product, A, "2026-01", Some(GTIN))
+        .expect("product");
     let at = markledger_operators::Ts::parse_rfc3339("2026-01-10T10:00:00+05:00");
     assert_eq!(
         product.figures,
-        Figures::Product { codes_emitted: 4, codes_applied: 4, codes_paid: 4, first_application: at, last_application: at }
+        Figures::Product {
+            codes_emitted: 4,
+            codes_applied: 4,
+            codes_paid: 4,
+            first_application: at,
+            last_application: at
+        }
     );
 }
 
@@ -757,7 +941,15 @@ fn s6_emission_sla() {
     ];
     let out = go(lines);
     let sla = out.period(AggregateKind::Sla, A, "2026-01", None).expect("sla");
-    assert_eq!(sla.figures, Figures::Sla { orders: 3, emitted_within_4h: 1, late: 2, pending: 1 });
+    assert_eq!(
+        sla.figures,
+        Figures::Sla {
+            orders: 3,
+            emitted_within_4h: 1,
+            late: 2,
+            pending: 1
+        }
+    );
     assert!(!sla.is_final);
 }
 
@@ -803,7 +995,12 @@ fn s5_every_reason_code_is_produced() {
         emission("e2", &jan("10T09:35:00"), A, "O3", GTIN2, &["z1"]),
         emission("e3", &jan("10T09:36:00"), A, "O3", GTIN, &["z1", "z2"]),
         refund("r1", &jan("10T09:37:00"), A, "1.00"),
-        application("a1", &jan("10T10:00:00"), A, &["KZ-A-c1", "KZ-A-c2", "KZ-B-c1", "no space", "ghost"]),
+        application(
+            "a1",
+            &jan("10T10:00:00"),
+            A,
+            &["KZ-A-c1", "KZ-A-c2", "KZ-B-c1", "no space", "ghost"],
+        ),
         refund("r2", &jan("10T10:01:00"), A, "1.00"),
         introduction("i1", &jan("10T10:02:00"), A, &["KZ-A-c2", "KZ-A-c3"]),
         defect("f1", &jan("10T10:03:00"), A, "2025-12-01", &["KZ-A-c1"]),
@@ -815,5 +1012,10 @@ fn s5_every_reason_code_is_produced() {
     let out = go(lines);
     let produced: std::collections::BTreeSet<Reason> = out.rejections().iter().map(|r| r.reason).collect();
     let all: std::collections::BTreeSet<Reason> = Reason::ALL.into_iter().collect();
-    assert_eq!(produced, all, "missing: {:?}", all.difference(&produced).collect::<Vec<_>>());
+    assert_eq!(
+        produced,
+        all,
+        "missing: {:?}",
+        all.difference(&produced).collect::<Vec<_>>()
+    );
 }

@@ -7,7 +7,13 @@ use markledger_tests::default_config;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const OUTPUT_FILES: [&str; 5] = ["status.jsonl", "ledger.jsonl", "balances.jsonl", "rejections.jsonl", "periods.jsonl"];
+const OUTPUT_FILES: [&str; 5] = [
+    "status.jsonl",
+    "ledger.jsonl",
+    "balances.jsonl",
+    "rejections.jsonl",
+    "periods.jsonl",
+];
 
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/scenarios")
@@ -50,8 +56,12 @@ fn every_golden_scenario_reproduces_its_expected_outputs() {
                 fs::write(&expected_path, &actual).unwrap();
                 continue;
             }
-            let expected = fs::read_to_string(&expected_path)
-                .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1 and review", expected_path.display()));
+            let expected = fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+                panic!(
+                    "{} missing: run with UPDATE_GOLDEN=1 and review",
+                    expected_path.display()
+                )
+            });
             if actual != expected {
                 let diff = actual
                     .lines()

@@ -23,11 +23,9 @@ pub const UNEMITTED_SERIAL_BASE: u64 = 1 << 62;
 pub const CODE_LEN: usize = 2 + 14 + 2 + 13 + 1 + 2 + 4 + 1 + 2 + 44;
 
 /// The serial alphabet: 64 printable ASCII characters that need no JSON escaping.
-const SERIAL_ALPHABET: &[u8; 64] =
-    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!*";
+const SERIAL_ALPHABET: &[u8; 64] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!*";
 /// The crypto tail's alphabet (base64).
-const TAIL_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const TAIL_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 /// Verification-key digits.
 const KEY_ALPHABET: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -179,7 +177,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar") as i32, -790_332_482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985_981_536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1_486_304_829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58_897_971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58_897_971
+        );
         assert!(is_account(&account_id(0)));
         assert_eq!(account_id(16), "KZ-940000000017");
         assert!(partition_of("KZ-940000000017", 4) < 4);

@@ -48,7 +48,12 @@ impl Rng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Rng {
         let mut seeder = SplitMix64::new(seed);
-        let state = [seeder.next_u64(), seeder.next_u64(), seeder.next_u64(), seeder.next_u64()];
+        let state = [
+            seeder.next_u64(),
+            seeder.next_u64(),
+            seeder.next_u64(),
+            seeder.next_u64(),
+        ];
         Rng { state }
     }
 

@@ -64,13 +64,21 @@ pub struct Aggregates {
 }
 
 fn key(kind: AggregateKind, account: &str, period: Period, sub: Option<String>) -> PeriodKey {
-    PeriodKey { kind, account: account.to_string(), period, sub }
+    PeriodKey {
+        kind,
+        account: account.to_string(),
+        period,
+        sub,
+    }
 }
 
 impl Aggregates {
     /// Empty aggregates.
     pub fn new(close_after_days: u32) -> Aggregates {
-        Aggregates { close_after_days, ..Aggregates::default() }
+        Aggregates {
+            close_after_days,
+            ..Aggregates::default()
+        }
     }
 
     /// True when `period` has closed by `now`.
@@ -109,7 +117,10 @@ impl Aggregates {
 
     /// Records a money movement of `account` accounted in `period`.
     pub fn add_movement(&mut self, account: &str, period: Period, delta: Movements, now: Ts) {
-        self.movements.entry((account.to_string(), period)).or_default().add(&delta);
+        self.movements
+            .entry((account.to_string(), period))
+            .or_default()
+            .add(&delta);
         self.totals.entry(period).or_default().add(&delta);
         // The movement changes this period and moves the opening of every later one.
         let last = self.current_period.unwrap_or(period).max(period);
@@ -129,9 +140,20 @@ impl Aggregates {
     /// Codes paid: the act and the product detail of the settling event's period.
     pub fn add_paid(&mut self, account: &str, period: Period, gtin: &str, net: Money, vat: Money, now: Ts) {
         let act = key(AggregateKind::Act, account, period, None);
-        if let Figures::Act { codes_paid, net: n, vat: v, gross } =
-            self.entry(&act, Figures::Act { codes_paid: 0, net: Money::ZERO, vat: Money::ZERO, gross: Money::ZERO })
-        {
+        if let Figures::Act {
+            codes_paid,
+            net: n,
+            vat: v,
+            gross,
+        } = self.entry(
+            &act,
+            Figures::Act {
+                codes_paid: 0,
+                net: Money::ZERO,
+                vat: Money::ZERO,
+                gross: Money::ZERO,
+            },
+        ) {
             *codes_paid += 1;
             *n += net;
             *v += vat;
@@ -149,8 +171,12 @@ impl Aggregates {
     /// One code applied at `application_ts`, for the product detail.
     pub fn add_applied(&mut self, account: &str, period: Period, gtin: &str, application_ts: Ts, now: Ts) {
         let product_key = key(AggregateKind::Product, account, period, Some(gtin.to_string()));
-        if let Figures::Product { codes_applied, first_application, last_application, .. } =
-            self.entry(&product_key, empty_product())
+        if let Figures::Product {
+            codes_applied,
+            first_application,
+            last_application,
+            ..
+        } = self.entry(&product_key, empty_product())
         {
             *codes_applied += 1;
             *first_application = Some(first_application.map_or(application_ts, |t| t.min(application_ts)));
@@ -159,10 +185,21 @@ impl Aggregates {
         self.touch(product_key, now);
     }
 
-    fn product(&mut self, account: &str, period: Period, gtin: &str, now: Ts, change: impl FnOnce(&mut (u64, u64, u64))) {
+    fn product(
+        &mut self,
+        account: &str,
+        period: Period,
+        gtin: &str,
+        now: Ts,
+        change: impl FnOnce(&mut (u64, u64, u64)),
+    ) {
         let product_key = key(AggregateKind::Product, account, period, Some(gtin.to_string()));
-        if let Figures::Product { codes_emitted, codes_applied, codes_paid, .. } =
-            self.entry(&product_key, empty_product())
+        if let Figures::Product {
+            codes_emitted,
+            codes_applied,
+            codes_paid,
+            ..
+        } = self.entry(&product_key, empty_product())
         {
             let mut fields = (*codes_emitted, *codes_applied, *codes_paid);
             change(&mut fields);
@@ -175,9 +212,13 @@ impl Aggregates {
     pub fn add_payment(&mut self, period: Period, channel: &str, day: &str, amount: Money, now: Ts) {
         for sub in [channel.to_string(), format!("{channel}/{day}")] {
             let register = key(AggregateKind::Payments, ALL_ACCOUNTS, period, Some(sub));
-            if let Figures::Payments { count, amount: sum } =
-                self.entry(&register, Figures::Payments { count: 0, amount: Money::ZERO })
-            {
+            if let Figures::Payments { count, amount: sum } = self.entry(
+                &register,
+                Figures::Payments {
+                    count: 0,
+                    amount: Money::ZERO,
+                },
+            ) {
                 *count += 1;
                 *sum += amount;
             }
@@ -192,9 +233,20 @@ impl Aggregates {
             return;
         }
         let sla = key(AggregateKind::Sla, account, period, None);
-        if let Figures::Sla { orders, emitted_within_4h, late, pending } =
-            self.entry(&sla, Figures::Sla { orders: 0, emitted_within_4h: 0, late: 0, pending: 0 })
-        {
+        if let Figures::Sla {
+            orders,
+            emitted_within_4h,
+            late,
+            pending,
+        } = self.entry(
+            &sla,
+            Figures::Sla {
+                orders: 0,
+                emitted_within_4h: 0,
+                late: 0,
+                pending: 0,
+            },
+        ) {
             let mut fields = [*orders, *emitted_within_4h, *late, *pending];
             change(&mut fields);
             [*orders, *emitted_within_4h, *late, *pending] = fields;
@@ -248,7 +300,10 @@ impl Aggregates {
         if account == ALL_ACCOUNTS {
             return self.totals.get(&period).copied().unwrap_or_default();
         }
-        self.movements.get(&(account.to_string(), period)).copied().unwrap_or_default()
+        self.movements
+            .get(&(account.to_string(), period))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The current figures of a record.
@@ -259,7 +314,12 @@ impl Aggregates {
                 let m = self.movements_of(&record.account, record.period);
                 let closing = opening + m.payments + m.compensations - m.services - m.refunds;
                 // The reconciliation identity of DOMAIN.md §6, exact.
-                assert_eq!(closing - opening, m.net(), "reconciliation identity broken for {}", record.render());
+                assert_eq!(
+                    closing - opening,
+                    m.net(),
+                    "reconciliation identity broken for {}",
+                    record.render()
+                );
                 if record.kind == AggregateKind::Reconciliation {
                     Figures::Reconciliation {
                         opening,
@@ -280,7 +340,11 @@ impl Aggregates {
                     }
                 }
             }
-            _ => self.figures.get(record).cloned().unwrap_or_else(|| empty_of(record.kind)),
+            _ => self
+                .figures
+                .get(record)
+                .cloned()
+                .unwrap_or_else(|| empty_of(record.kind)),
         }
     }
 
@@ -306,26 +370,54 @@ impl Aggregates {
             };
             self.emitted.insert(record.clone(), (rev, is_final, figures.clone()));
             self.by_period.entry(record.period).or_default().insert(record.clone());
-            emit(PeriodRecord { key: record, rev, is_final, figures });
+            emit(PeriodRecord {
+                key: record,
+                rev,
+                is_final,
+                figures,
+            });
         }
     }
-
 }
 
 fn empty_product() -> Figures {
-    Figures::Product { codes_emitted: 0, codes_applied: 0, codes_paid: 0, first_application: None, last_application: None }
+    Figures::Product {
+        codes_emitted: 0,
+        codes_applied: 0,
+        codes_paid: 0,
+        first_application: None,
+        last_application: None,
+    }
 }
 
 fn empty_of(kind: AggregateKind) -> Figures {
     match kind {
-        AggregateKind::Act => Figures::Act { codes_paid: 0, net: Money::ZERO, vat: Money::ZERO, gross: Money::ZERO },
+        AggregateKind::Act => Figures::Act {
+            codes_paid: 0,
+            net: Money::ZERO,
+            vat: Money::ZERO,
+            gross: Money::ZERO,
+        },
         AggregateKind::Product => empty_product(),
-        AggregateKind::Debtors => {
-            Figures::Debtors { unpaid_codes: 0, amount_owed: Money::ZERO, oldest_unpaid_application: None }
-        }
-        AggregateKind::Payments => Figures::Payments { count: 0, amount: Money::ZERO },
-        AggregateKind::Sla => Figures::Sla { orders: 0, emitted_within_4h: 0, late: 0, pending: 0 },
-        AggregateKind::RefundDue => Figures::RefundDue { balance: Money::ZERO, since: Ts(0) },
+        AggregateKind::Debtors => Figures::Debtors {
+            unpaid_codes: 0,
+            amount_owed: Money::ZERO,
+            oldest_unpaid_application: None,
+        },
+        AggregateKind::Payments => Figures::Payments {
+            count: 0,
+            amount: Money::ZERO,
+        },
+        AggregateKind::Sla => Figures::Sla {
+            orders: 0,
+            emitted_within_4h: 0,
+            late: 0,
+            pending: 0,
+        },
+        AggregateKind::RefundDue => Figures::RefundDue {
+            balance: Money::ZERO,
+            since: Ts(0),
+        },
         AggregateKind::Reconciliation | AggregateKind::Turnover => unreachable!("derived from movements"),
     }
 }

@@ -23,13 +23,9 @@ use aggregates::{Aggregates, Movements};
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
 use markledger_operators::money::{check_amount, Money};
-use markledger_operators::output::{
-    BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange,
-};
+use markledger_operators::output::{BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange};
 use markledger_operators::validate::{is_code, is_gtin};
-use markledger_operators::{
-    Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, Tariff, TariffHistory, Ts,
-};
+use markledger_operators::{Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, Tariff, TariffHistory, Ts};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -279,7 +275,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
 
     /// Steps 2–4: visit every instant up to the watermark's final position.
     fn process(&mut self, pending: Vec<Pending>, progress: &mut dyn FnMut(u64, u64)) {
-        let Some(watermark_end) = self.summary.last_ts else { return };
+        let Some(watermark_end) = self.summary.last_ts else {
+            return;
+        };
         let total = pending.len() as u64;
         let mut events = pending.into_iter().peekable();
         let mut processed = 0u64;
@@ -293,7 +291,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             let next_event = events.peek().map(|p| p.effective);
             let next_timer = self.timers.first().map(|(t, _)| *t);
             let next_hold = self.hold_deadlines.first().map(|(t, _)| *t);
-            let Some(now) = [next_event, next_timer, next_hold].into_iter().flatten().min() else { break };
+            let Some(now) = [next_event, next_timer, next_hold].into_iter().flatten().min() else {
+                break;
+            };
             if now > watermark_end {
                 break;
             }
@@ -351,12 +351,19 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             let queued: Money = account.queue.iter().map(Queued::charge).sum();
             assert_eq!(queued, account.unpaid_amount, "unpaid amount of {name} drifted");
             if let Some(head) = account.queue.front() {
-                assert!(account.balance < head.charge(), "FIFO head of {name} affordable but unpaid");
+                assert!(
+                    account.balance < head.charge(),
+                    "FIFO head of {name} affordable but unpaid"
+                );
             }
             // Every movement is accounted in some period up to the current one, so the
             // latest closing is the balance.
             if let Some(period) = current {
-                assert_eq!(self.aggregates.closing(name, period), account.balance, "closing of {name} is not its balance");
+                assert_eq!(
+                    self.aggregates.closing(name, period),
+                    account.balance,
+                    "closing of {name} is not its balance"
+                );
             }
         }
         self.summary.accounts = self.accounts.len() as u64;
@@ -414,7 +421,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             }
             Timer::Close(period) => self.aggregates.close(period),
             Timer::Expiry(emission) => {
-                let Some(emission) = self.emissions.remove(&emission) else { return };
+                let Some(emission) = self.emissions.remove(&emission) else {
+                    return;
+                };
                 let mut expired = Vec::new();
                 for code in &emission.codes {
                     if let Some(state) = self.codes.get_mut(code) {
@@ -452,7 +461,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 }
             }
             Timer::Dormant(name, generation) => {
-                let Some(account) = self.accounts.get(&name) else { return };
+                let Some(account) = self.accounts.get(&name) else {
+                    return;
+                };
                 if account.dormant_generation == generation && account.balance > Money::ZERO {
                     let (balance, since) = (account.balance, account.dormant_anchor.unwrap_or(now));
                     self.aggregates.set_refund_due(&name, balance, since, now);
@@ -465,7 +476,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                         Status::Annulled => state.paid,
                         _ => false,
                     };
-                    if compactable && state.final_at.is_some_and(|t| t.plus_millis(self.config.retention_ms) <= now) {
+                    if compactable
+                        && state
+                            .final_at
+                            .is_some_and(|t| t.plus_millis(self.config.retention_ms) <= now)
+                    {
                         self.codes.remove(&code);
                     }
                 }
@@ -508,9 +523,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             self.account(&event.account);
         }
         match &event.body {
-            Body::Tariff { effective_from, net_price, vat_rate } => {
-                self.apply_tariff(event, *effective_from, net_price, vat_rate, now)
-            }
+            Body::Tariff {
+                effective_from,
+                net_price,
+                vat_rate,
+            } => self.apply_tariff(event, *effective_from, net_price, vat_rate, now),
             Body::Payment { amount, channel } => self.apply_credit(&pending, amount, Some(channel), now),
             Body::Compensation { amount, .. } => self.apply_credit(&pending, amount, None, now),
             Body::Refund { amount } => self.apply_refund(&pending, amount, now),
@@ -518,7 +535,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Body::OrderCancel { order } => self.apply_order_cancel(&pending, order, now),
             Body::Emission { order, gtin, codes } => self.apply_emission(&pending, order, gtin, codes, now),
             Body::Defect { act_date, .. } => {
-                let deadline = self.config.calendar.deadline_after(*act_date, self.config.defect_working_days);
+                let deadline = self
+                    .config
+                    .calendar
+                    .deadline_after(*act_date, self.config.defect_working_days);
                 if event.ts >= deadline {
                     let detail = format!("defect act of {act_date} had to be reported before {deadline}");
                     self.reject(event, None, Reason::DefectReportLate, detail);
@@ -584,7 +604,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
 
     fn apply_credit(&mut self, pending: &Pending, field: &DecimalField, channel: Option<&String>, now: Ts) {
         let event = &pending.event;
-        let Some(amount) = self.amount(event, field) else { return };
+        let Some(amount) = self.amount(event, field) else {
+            return;
+        };
         let period = self.aggregates.accounting_period(event.ts, now);
         self.account(&event.account).balance += amount;
         let (entry, movement) = match channel {
@@ -593,30 +615,56 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 let day = event.ts.local_date().format("%Y-%m-%d").to_string();
                 self.aggregates.add_payment(period, channel, &day, amount, now);
                 self.move_dormant_anchor(&event.account, event.ts, now);
-                (Entry::Payment, Movements { payments: amount, ..Movements::default() })
+                (
+                    Entry::Payment,
+                    Movements {
+                        payments: amount,
+                        ..Movements::default()
+                    },
+                )
             }
             None => {
                 self.summary.compensations += amount;
-                (Entry::Compensation, Movements { compensations: amount, ..Movements::default() })
+                (
+                    Entry::Compensation,
+                    Movements {
+                        compensations: amount,
+                        ..Movements::default()
+                    },
+                )
             }
         };
         self.aggregates.add_movement(&event.account, period, movement, now);
         self.ledger(pending, entry, amount, None, period);
         self.touch_account(&event.account, event.ts);
         let paid = self.settle(pending, now);
-        self.emit_status_groups(pending, paid.into_iter().map(|(code, gtin)| (gtin, Status::AppliedUnpaid, code)));
+        self.emit_status_groups(
+            pending,
+            paid.into_iter().map(|(code, gtin)| (gtin, Status::AppliedUnpaid, code)),
+        );
     }
 
     fn apply_refund(&mut self, pending: &Pending, field: &DecimalField, now: Ts) {
         let event = &pending.event;
-        let Some(amount) = self.amount(event, field) else { return };
+        let Some(amount) = self.amount(event, field) else {
+            return;
+        };
         let account = &self.accounts[&event.account];
         let refusal = if !account.queue.is_empty() {
-            Some((Reason::RefundUnpaidCodes, format!("{} codes are unpaid", account.queue.len())))
+            Some((
+                Reason::RefundUnpaidCodes,
+                format!("{} codes are unpaid", account.queue.len()),
+            ))
         } else if account.pending_orders > 0 {
-            Some((Reason::RefundPendingOrder, format!("{} orders are pending", account.pending_orders)))
+            Some((
+                Reason::RefundPendingOrder,
+                format!("{} orders are pending", account.pending_orders),
+            ))
         } else if amount > account.balance {
-            Some((Reason::RefundExceedsBalance, format!("refund {amount} exceeds balance {}", account.balance)))
+            Some((
+                Reason::RefundExceedsBalance,
+                format!("refund {amount} exceeds balance {}", account.balance),
+            ))
         } else {
             None
         };
@@ -626,7 +674,15 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let period = self.aggregates.accounting_period(event.ts, now);
         self.account(&event.account).balance -= amount;
         self.summary.refunds += amount;
-        self.aggregates.add_movement(&event.account, period, Movements { refunds: amount, ..Movements::default() }, now);
+        self.aggregates.add_movement(
+            &event.account,
+            period,
+            Movements {
+                refunds: amount,
+                ..Movements::default()
+            },
+            now,
+        );
         self.ledger(pending, Entry::Refund, amount, None, period);
         self.touch_account(&event.account, event.ts);
     }
@@ -634,14 +690,31 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_order(&mut self, pending: &Pending, order: &str, gtin: &str, quantity: u64, now: Ts) {
         let event = &pending.event;
         if !is_gtin(gtin) {
-            return self.reject(event, None, Reason::BadGtin, format!("{gtin:?} is not a GTIN-14 with a valid check digit"));
+            return self.reject(
+                event,
+                None,
+                Reason::BadGtin,
+                format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
+            );
         }
         if self.accounts[&event.account].orders.contains_key(order) {
-            return self.reject(event, None, Reason::AlreadyExists, format!("order {order:?} already exists"));
+            return self.reject(
+                event,
+                None,
+                Reason::AlreadyExists,
+                format!("order {order:?} already exists"),
+            );
         }
         let period = self.aggregates.accounting_period(event.ts, now);
         let deadline = event.ts.plus_millis(self.config.sla_ms);
-        let state = Order { gtin: gtin.to_string(), quantity, emitted: 0, cancelled: false, period, late: false };
+        let state = Order {
+            gtin: gtin.to_string(),
+            quantity,
+            emitted: 0,
+            cancelled: false,
+            period,
+            late: false,
+        };
         let account = self.account(&event.account);
         account.orders.insert(order.to_string(), state);
         account.pending_orders += 1;
@@ -650,17 +723,30 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             f[3] += 1;
         });
         // A deadline already behind the watermark (a very late order) fires at once.
-        self.schedule(deadline.max(now), Timer::SlaDeadline(event.account.clone(), order.to_string()));
+        self.schedule(
+            deadline.max(now),
+            Timer::SlaDeadline(event.account.clone(), order.to_string()),
+        );
         self.touch_account(&event.account, event.ts);
     }
 
     fn apply_order_cancel(&mut self, pending: &Pending, order: &str, now: Ts) {
         let event = &pending.event;
         let Some(state) = self.accounts[&event.account].orders.get(order) else {
-            return self.reject(event, None, Reason::UnknownOrder, format!("account has no order {order:?}"));
+            return self.reject(
+                event,
+                None,
+                Reason::UnknownOrder,
+                format!("account has no order {order:?}"),
+            );
         };
         if !state.is_pending() {
-            return self.reject(event, None, Reason::InvalidTransition, format!("order {order:?} is already finished"));
+            return self.reject(
+                event,
+                None,
+                Reason::InvalidTransition,
+                format!("order {order:?} is already finished"),
+            );
         }
         let period = state.period;
         let account = self.account(&event.account);
@@ -673,18 +759,35 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_emission(&mut self, pending: &Pending, order: &str, gtin: &str, codes: &[String], now: Ts) {
         let event = &pending.event;
         if !is_gtin(gtin) {
-            return self.reject(event, None, Reason::BadGtin, format!("{gtin:?} is not a GTIN-14 with a valid check digit"));
+            return self.reject(
+                event,
+                None,
+                Reason::BadGtin,
+                format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
+            );
         }
         let Some(state) = self.accounts[&event.account].orders.get(order) else {
-            return self.reject(event, None, Reason::UnknownOrder, format!("account has no order {order:?}"));
+            return self.reject(
+                event,
+                None,
+                Reason::UnknownOrder,
+                format!("account has no order {order:?}"),
+            );
         };
         if state.gtin != gtin {
             let detail = format!("order {order:?} is for GTIN {}, emission is for {gtin}", state.gtin);
             return self.reject(event, None, Reason::GtinMismatch, detail);
         }
-        let remaining = if state.cancelled { 0 } else { state.quantity - state.emitted };
+        let remaining = if state.cancelled {
+            0
+        } else {
+            state.quantity - state.emitted
+        };
         if codes.len() as u64 > remaining {
-            let detail = format!("{} codes exceed the {remaining} remaining on order {order:?}", codes.len());
+            let detail = format!(
+                "{} codes exceed the {remaining} remaining on order {order:?}",
+                codes.len()
+            );
             return self.reject(event, None, Reason::OrderExceeded, detail);
         }
         // The emission passed its whole-event checks: every code it names counts against
@@ -706,7 +809,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let mut created = Vec::new();
         for code in codes {
             if !is_code(code) {
-                self.reject(event, Some(code), Reason::BadCode, "not 1–128 printable ASCII characters".into());
+                self.reject(
+                    event,
+                    Some(code),
+                    Reason::BadCode,
+                    "not 1–128 printable ASCII characters".into(),
+                );
             } else if let Some(existing) = self.codes.get(code) {
                 let detail = format!("code exists ({} of another emission)", existing.status.as_str());
                 self.reject(event, Some(code), Reason::AlreadyExists, detail);
@@ -728,7 +836,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             return;
         }
         let period = self.aggregates.accounting_period(event.ts, now);
-        self.aggregates.add_emitted(&event.account, period, gtin, created.len() as u64, now);
+        self.aggregates
+            .add_emitted(&event.account, period, gtin, created.len() as u64, now);
         self.emit(Output::Status(StatusChange {
             event: Some(event.id.clone()),
             account: event.account.clone(),
@@ -741,8 +850,18 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         }));
         let id = self.next_emission;
         self.next_emission += 1;
-        let expiry = self.config.calendar.deadline_after(event.ts.local_date(), self.config.expiry_working_days);
-        self.emissions.insert(id, Emission { account: event.account.clone(), gtin: gtin.to_string(), codes: created.clone() });
+        let expiry = self
+            .config
+            .calendar
+            .deadline_after(event.ts.local_date(), self.config.expiry_working_days);
+        self.emissions.insert(
+            id,
+            Emission {
+                account: event.account.clone(),
+                gtin: gtin.to_string(),
+                codes: created.clone(),
+            },
+        );
         self.schedule(expiry.max(now), Timer::Expiry(id));
         self.resolve_holds(&created, now);
     }
@@ -793,7 +912,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let mut held: Vec<String> = Vec::new();
         for code in codes {
             if !is_code(code) {
-                self.reject(event, Some(code), Reason::BadCode, "not 1–128 printable ASCII characters".into());
+                self.reject(
+                    event,
+                    Some(code),
+                    Reason::BadCode,
+                    "not 1–128 printable ASCII characters".into(),
+                );
                 continue;
             }
             let Some(state) = self.codes.get(code) else {
@@ -802,7 +926,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 continue;
             };
             if state.account != event.account {
-                self.reject(event, Some(code), Reason::WrongAccount, "code belongs to another account".into());
+                self.reject(
+                    event,
+                    Some(code),
+                    Reason::WrongAccount,
+                    "code belongs to another account".into(),
+                );
                 continue;
             }
             let from = state.status;
@@ -812,7 +941,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 (Kind::Defect, Status::AppliedUnpaid | Status::AppliedPaid) => Status::Annulled,
                 (Kind::Introduction, Status::AppliedPaid) => Status::Introduced,
                 (Kind::Introduction, Status::AppliedUnpaid) => {
-                    self.reject(event, Some(code), Reason::CodeUnpaid, "the code's charge is not paid yet".into());
+                    self.reject(
+                        event,
+                        Some(code),
+                        Reason::CodeUnpaid,
+                        "the code's charge is not paid yet".into(),
+                    );
                     continue;
                 }
                 _ => {
@@ -835,7 +969,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 applied.push(code.clone());
                 let tariff = self.tariffs.at(event.ts);
                 let period = self.aggregates.accounting_period(event.ts, now);
-                self.aggregates.add_applied(&event.account, period, &gtin, event.ts, now);
+                self.aggregates
+                    .add_applied(&event.account, period, &gtin, event.ts, now);
                 let account = self.account(&event.account);
                 account.queue.push_back(Queued {
                     code: code.clone(),
@@ -864,12 +999,22 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             let mut groups: BTreeMap<(String, Status, Status), Vec<String>> = BTreeMap::new();
             for code in &applied {
                 let gtin = self.codes[code].gtin.clone();
-                let to = if paid.contains_key(code) { Status::AppliedPaid } else { Status::AppliedUnpaid };
-                groups.entry((gtin, Status::Emitted, to)).or_default().push(code.clone());
+                let to = if paid.contains_key(code) {
+                    Status::AppliedPaid
+                } else {
+                    Status::AppliedUnpaid
+                };
+                groups
+                    .entry((gtin, Status::Emitted, to))
+                    .or_default()
+                    .push(code.clone());
             }
             for (code, gtin) in &paid {
                 if !applied.contains(code) {
-                    groups.entry((gtin.clone(), Status::AppliedUnpaid, Status::AppliedPaid)).or_default().push(code.clone());
+                    groups
+                        .entry((gtin.clone(), Status::AppliedUnpaid, Status::AppliedPaid))
+                        .or_default()
+                        .push(code.clone());
                 }
             }
             self.emit_groups(pending, groups);
@@ -894,8 +1039,19 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         for code in &codes {
             self.holds_by_code.entry(code.clone()).or_default().push(id);
         }
-        let copy = Pending { effective: pending.effective, late: pending.late, event: pending.event.clone() };
-        self.holds.insert(id, Hold { pending: copy, deadline, codes });
+        let copy = Pending {
+            effective: pending.effective,
+            late: pending.late,
+            event: pending.event.clone(),
+        };
+        self.holds.insert(
+            id,
+            Hold {
+                pending: copy,
+                deadline,
+                codes,
+            },
+        );
         self.hold_deadlines.insert((deadline, id));
     }
 
@@ -944,7 +1100,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             debug_assert!(account.balance >= Money::ZERO);
             charged += head.charge();
             count += 1;
-            self.aggregates.add_paid(&event.account, period, &head.gtin, head.net, head.vat, now);
+            self.aggregates
+                .add_paid(&event.account, period, &head.gtin, head.net, head.vat, now);
             let state = self.codes.get_mut(&head.code).expect("queued codes exist");
             state.paid = true;
             match state.status {
@@ -960,7 +1117,15 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             return paid_codes;
         }
         self.summary.charged += charged;
-        self.aggregates.add_movement(&event.account, period, Movements { services: charged, ..Movements::default() }, now);
+        self.aggregates.add_movement(
+            &event.account,
+            period,
+            Movements {
+                services: charged,
+                ..Movements::default()
+            },
+            now,
+        );
         self.ledger(pending, Entry::Charge, charged, Some(count), period);
         self.move_dormant_anchor(&event.account, event.ts, now);
         self.touch_account(&event.account, event.ts);
@@ -970,7 +1135,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn end_instant(&mut self, now: Ts) {
         for name in std::mem::take(&mut self.dirty_accounts) {
             let account = &self.accounts[&name];
-            let shown = (account.balance, account.queue.len() as u64, account.unpaid_amount, account.pending_orders);
+            let shown = (
+                account.balance,
+                account.queue.len() as u64,
+                account.unpaid_amount,
+                account.pending_orders,
+            );
             if account.last_emitted == Some(shown) {
                 continue;
             }
