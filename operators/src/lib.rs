@@ -6,10 +6,17 @@
 
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod calendar;
+pub mod codes;
+pub mod dedup;
 pub mod event;
+pub mod flow;
+pub mod machine;
 pub mod money;
+pub mod orders;
 pub mod output;
+pub mod periods;
 pub mod reason;
 pub mod status;
 pub mod tariff;

@@ -3,6 +3,7 @@
 //!
 //! - [`reference`]: the deliberately simple single-threaded engine of DOMAIN.md, the
 //!   oracle every other engine is checked against.
+//! - [`dataflow`]: the timely dataflow engine (multi-worker), checked against the reference.
 //! - [`config`]: every tunable of DOMAIN.md with its default.
 //! - [`demo`]: the `demo` command: generate, run, and show the results to a person.
 //! - [`runner`]: reading partitions from files, running an engine, writing the outputs
@@ -11,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod dataflow;
 pub mod demo;
 pub mod reference;
 pub mod runner;

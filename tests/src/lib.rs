@@ -4,6 +4,8 @@
 
 #![deny(missing_docs)]
 
+pub mod compare;
+
 use markledger::config::Config;
 use markledger::reference::{self, Summary};
 use markledger_connectors::codec::json::decode_event;
@@ -182,16 +184,43 @@ pub fn run(partitions: &[Vec<String>]) -> Outcome {
     run_with(&default_config(), partitions)
 }
 
-/// Runs the reference engine on partitions of JSON lines.
+/// Runs the reference engine on partitions of JSON lines, and checks that the dataflow
+/// engine on 1 and 3 workers produces the same multiset of output records.
 pub fn run_with(config: &Config, partitions: &[Vec<String>]) -> Outcome {
-    let decoded: Vec<Vec<Decoded>> = partitions
-        .iter()
-        .map(|lines| lines.iter().map(|line| decode_event(line.as_bytes())).collect())
-        .collect();
-    let (summary, outputs) = reference::run(config, decoded, Vec::new(), &mut |_, _| {});
+    let outcome = run_reference_only(config, partitions);
+    let decoded = decode(partitions);
+    let expected = multiset(&outcome.outputs);
+    for workers in [1, 3] {
+        let actual = multiset(&markledger::dataflow::run(config, decoded.clone(), workers));
+        if actual != expected {
+            let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(8).collect();
+            let extra: Vec<_> = actual.iter().filter(|l| !expected.contains(l)).take(8).collect();
+            panic!("dataflow on {workers} workers differs from the reference:\nmissing {missing:#?}\nextra {extra:#?}");
+        }
+    }
+    outcome
+}
+
+/// Runs only the reference engine (for rules the dataflow does not implement yet).
+pub fn run_reference_only(config: &Config, partitions: &[Vec<String>]) -> Outcome {
+    let (summary, outputs) = reference::run(config, decode(partitions), Vec::new(), &mut |_, _| {});
     let outcome = Outcome { outputs, summary };
     outcome.assert_reconciliation_identity();
     outcome
+}
+
+fn decode(partitions: &[Vec<String>]) -> Vec<Vec<Decoded>> {
+    partitions
+        .iter()
+        .map(|lines| lines.iter().map(|line| decode_event(line.as_bytes())).collect())
+        .collect()
+}
+
+/// Output records as a sorted multiset of their debug text (engines interleave workers).
+pub fn multiset(outputs: &[Output]) -> Vec<String> {
+    let mut lines: Vec<String> = outputs.iter().map(|output| format!("{output:?}")).collect();
+    lines.sort();
+    lines
 }
 
 impl Outcome {

@@ -815,9 +815,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                     Reason::BadCode,
                     "not 1–128 printable ASCII characters".into(),
                 );
-            } else if let Some(existing) = self.codes.get(code) {
-                let detail = format!("code exists ({} of another emission)", existing.status.as_str());
-                self.reject(event, Some(code), Reason::AlreadyExists, detail);
+            } else if self.codes.contains_key(code) {
+                self.reject(event, Some(code), Reason::AlreadyExists, "code exists".into());
             } else {
                 self.codes.insert(
                     code.clone(),

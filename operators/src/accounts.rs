@@ -1,0 +1,643 @@
+//! "Accounts: lifecycle, balance, FIFO" — the order-dependent heart of the dataflow.
+//!
+//! In (exchanged by account; tariffs broadcast to every worker): payments, compensations,
+//! refunds, tariffs, pending-order counts from the order book, and from the national index
+//! the codes an account's emissions created, commands on its own codes, and held commands an
+//! emission resolved. Out: status changes, ledger entries, balances, rejections
+//! (`BAD_AMOUNT`, `REFUND_*`, `INVALID_TRANSITION`, `CODE_UNPAID`) and period facts.
+//!
+//! Within an instant: timers (month end → debtors, expiry, dormant advance) first, then
+//! inputs in account order — (kind rank, event id); an emission's created codes, then the
+//! holds it resolved in hold order; pending counts just before refunds. Invariants: the
+//! balance never goes negative and the FIFO head is never affordable while unpaid.
+
+use crate::event::{Body, DecimalField, Kind};
+use crate::flow::{time_of, ts_of, AccountIn, CodeIn, CodeOut, Fact, Flow, Header, Placed};
+use crate::machine::{Machine, Time};
+use crate::money::{check_amount, Money};
+use crate::orders::accounting_period;
+use crate::output::{BalanceRecord, Entry, LedgerEntry, Output, Rejection, StatusChange};
+use crate::reason::Reason;
+use crate::status::Status;
+use crate::tariff::{Tariff, TariffHistory};
+use crate::time::{Period, Ts};
+use crate::WorkingCalendar;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// One of the account's codes.
+struct Code {
+    gtin: String,
+    status: Status,
+}
+
+/// An unpaid applied code in the FIFO queue.
+struct Unpaid {
+    code: String,
+    gtin: String,
+    net: Money,
+    vat: Money,
+    applied_at: Ts,
+}
+
+impl Unpaid {
+    fn charge(&self) -> Money {
+        self.net + self.vat
+    }
+}
+
+#[derive(Default)]
+struct Account {
+    balance: Money,
+    queue: VecDeque<Unpaid>,
+    unpaid: Money,
+    pending_orders: u64,
+    codes: BTreeMap<String, Code>,
+    anchor: Option<Ts>,
+    anchor_generation: u64,
+    changed_at: Option<Ts>,
+    shown: Option<(Money, u64, Money, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    MonthEnd(Period),
+    Expiry(u64),
+    Dormant(String, u64),
+}
+
+/// Knobs of the accounts operator.
+#[derive(Clone)]
+pub struct AccountRules {
+    /// Working days and days off.
+    pub calendar: WorkingCalendar,
+    /// Working days until unapplied codes expire.
+    pub expiry_working_days: u32,
+    /// Days into the next month a period stays open.
+    pub close_after_days: u32,
+}
+
+/// The accounts of one worker.
+pub struct Accounts {
+    rules: AccountRules,
+    tariffs: TariffHistory,
+    accounts: BTreeMap<String, Account>,
+    emissions: BTreeMap<u64, (String, String, Vec<String>)>,
+    next_emission: u64,
+    timers: BTreeSet<(Ts, Timer)>,
+    month_end_scheduled: bool,
+    touched: BTreeSet<String>,
+}
+
+/// Sort key of a unit of work within an instant (see the module docs).
+type UnitKey = (Kind, String, u8, Option<(Ts, Kind, String)>);
+
+enum Unit {
+    Event(Placed),
+    Pending(String, u64, Ts),
+    Created(Header, Vec<CodeIn>),
+    Command(Header, Vec<CodeIn>),
+}
+
+fn rejection(header: &Header, code: Option<&str>, reason: Reason, detail: String) -> Flow {
+    Flow::Out(Output::Rejection(Rejection {
+        event: Some(header.id.clone()),
+        event_type: Some(header.kind.as_str().to_string()),
+        account: Some(header.account.clone()),
+        code: code.map(str::to_string),
+        reason,
+        detail,
+        raw: None,
+    }))
+}
+
+impl Accounts {
+    /// Empty accounts with the built-in tariff.
+    pub fn new(rules: AccountRules) -> Accounts {
+        Accounts {
+            rules,
+            tariffs: TariffHistory::built_in(),
+            accounts: BTreeMap::new(),
+            emissions: BTreeMap::new(),
+            next_emission: 0,
+            timers: BTreeSet::new(),
+            month_end_scheduled: false,
+            touched: BTreeSet::new(),
+        }
+    }
+
+    fn account(&mut self, name: &str) -> &mut Account {
+        self.accounts.entry(name.to_string()).or_default()
+    }
+
+    fn touch(&mut self, name: &str, ts: Ts) {
+        let account = self.account(name);
+        account.changed_at = Some(account.changed_at.map_or(ts, |t| t.max(ts)));
+        self.touched.insert(name.to_string());
+    }
+
+    fn period(&self, ts: Ts, now: Ts) -> Period {
+        accounting_period(ts, now, self.rules.close_after_days)
+    }
+
+    fn movement(&self, account: &str, period: Period, amounts: [Money; 4], out: &mut Vec<Flow>) {
+        for target in [account, "*"] {
+            out.push(Flow::Fact(Fact::Movement {
+                account: target.to_string(),
+                period,
+                amounts,
+            }));
+        }
+    }
+
+    fn ledger(&self, header: &Header, entry: Entry, amount: Money, codes: Option<u64>, period: Period) -> Flow {
+        let balance = self.accounts[&header.account].balance;
+        debug_assert!(balance >= Money::ZERO, "balance of {} went negative", header.account);
+        Flow::Out(Output::Ledger(LedgerEntry {
+            account: header.account.clone(),
+            entry,
+            amount,
+            balance,
+            ts: header.ts,
+            event: header.id.clone(),
+            codes,
+            late: header.late,
+            period,
+        }))
+    }
+
+    fn status(header: &Header, groups: BTreeMap<(String, Option<Status>, Status), Vec<String>>, out: &mut Vec<Flow>) {
+        for ((gtin, from, to), codes) in groups {
+            out.push(Flow::Out(Output::Status(StatusChange {
+                event: Some(header.id.clone()),
+                account: header.account.clone(),
+                gtin,
+                from,
+                to,
+                ts: header.ts,
+                late: header.late,
+                codes,
+            })));
+        }
+    }
+
+    fn anchor(&mut self, name: &str, ts: Ts, now: Ts) {
+        let account = self.account(name);
+        let anchor = account.anchor.map_or(ts, |a| a.max(ts));
+        if account.anchor == Some(anchor) {
+            return;
+        }
+        account.anchor = Some(anchor);
+        account.anchor_generation += 1;
+        let generation = account.anchor_generation;
+        self.timers.insert((
+            anchor.plus_one_local_year().max(now),
+            Timer::Dormant(name.to_string(), generation),
+        ));
+    }
+
+    /// Pays from the FIFO head while the balance covers it. Returns the codes that became
+    /// `APPLIED_PAID` (annulled codes are paid silently).
+    fn settle(&mut self, header: &Header, now: Ts, out: &mut Vec<Flow>) -> Vec<(String, String)> {
+        let period = self.period(header.ts, now);
+        let (mut total, mut count, mut became_paid) = (Money::ZERO, 0u64, Vec::new());
+        let account = self
+            .accounts
+            .get_mut(&header.account)
+            .expect("settling a known account");
+        while account
+            .queue
+            .front()
+            .is_some_and(|head| head.charge() <= account.balance)
+        {
+            let head = account.queue.pop_front().expect("checked");
+            account.balance -= head.charge();
+            account.unpaid -= head.charge();
+            total += head.charge();
+            count += 1;
+            out.push(Flow::Fact(Fact::Paid {
+                account: header.account.clone(),
+                period,
+                gtin: head.gtin.clone(),
+                net: head.net,
+                vat: head.vat,
+            }));
+            let code = account
+                .codes
+                .get_mut(&head.code)
+                .expect("queued codes are the account's");
+            if code.status == Status::AppliedUnpaid {
+                code.status = Status::AppliedPaid;
+                became_paid.push((head.code, head.gtin));
+            }
+        }
+        debug_assert!(account.queue.front().is_none_or(|head| head.charge() > account.balance));
+        if count > 0 {
+            self.movement(
+                &header.account,
+                period,
+                [Money::ZERO, Money::ZERO, total, Money::ZERO],
+                out,
+            );
+            out.push(self.ledger(header, Entry::Charge, total, Some(count), period));
+            self.anchor(&header.account, header.ts, now);
+            self.touch(&header.account, header.ts);
+        }
+        became_paid
+    }
+
+    fn credit(&mut self, placed: &Placed, now: Ts, out: &mut Vec<Flow>) {
+        let header = Header::of(placed, "");
+        let (field, channel) = match &placed.event.body {
+            Body::Payment { amount, channel } => (amount, Some(channel)),
+            Body::Compensation { amount, .. } => (amount, None),
+            _ => unreachable!("credits only"),
+        };
+        let Some(amount) = self.amount(&header, field, out) else {
+            return;
+        };
+        let period = self.period(header.ts, now);
+        self.account(&header.account).balance += amount;
+        if let Some(channel) = channel {
+            let day = header.ts.local_date().format("%Y-%m-%d").to_string();
+            out.push(Flow::Fact(Fact::Payment {
+                period,
+                channel: channel.clone(),
+                day,
+                amount,
+            }));
+            self.movement(
+                &header.account,
+                period,
+                [amount, Money::ZERO, Money::ZERO, Money::ZERO],
+                out,
+            );
+            out.push(self.ledger(&header, Entry::Payment, amount, None, period));
+            self.anchor(&header.account, header.ts, now);
+        } else {
+            self.movement(
+                &header.account,
+                period,
+                [Money::ZERO, amount, Money::ZERO, Money::ZERO],
+                out,
+            );
+            out.push(self.ledger(&header, Entry::Compensation, amount, None, period));
+        }
+        self.touch(&header.account, header.ts);
+        let mut groups = BTreeMap::new();
+        for (code, gtin) in self.settle(&header, now, out) {
+            groups
+                .entry((gtin, Some(Status::AppliedUnpaid), Status::AppliedPaid))
+                .or_insert_with(Vec::new)
+                .push(code);
+        }
+        Self::status(&header, groups, out);
+    }
+
+    fn amount(&self, header: &Header, field: &DecimalField, out: &mut Vec<Flow>) -> Option<Money> {
+        let result = match field {
+            DecimalField::Parsed(value) => check_amount(*value).map_err(|error| error.to_string()),
+            DecimalField::Invalid(text) => Err(format!("amount {text:?} is not a decimal string")),
+        };
+        result
+            .map_err(|detail| out.push(rejection(header, None, Reason::BadAmount, detail)))
+            .ok()
+    }
+
+    fn refund(&mut self, placed: &Placed, now: Ts, out: &mut Vec<Flow>) {
+        let header = Header::of(placed, "");
+        let Body::Refund { amount } = &placed.event.body else {
+            unreachable!("refunds only")
+        };
+        let Some(amount) = self.amount(&header, amount, out) else {
+            return;
+        };
+        let account = self.account(&header.account);
+        let refusal = if !account.queue.is_empty() {
+            Some((
+                Reason::RefundUnpaidCodes,
+                format!("{} codes are unpaid", account.queue.len()),
+            ))
+        } else if account.pending_orders > 0 {
+            Some((
+                Reason::RefundPendingOrder,
+                format!("{} orders are pending", account.pending_orders),
+            ))
+        } else if amount > account.balance {
+            Some((
+                Reason::RefundExceedsBalance,
+                format!("refund {amount} exceeds balance {}", account.balance),
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, detail)) = refusal {
+            out.push(rejection(&header, None, reason, detail));
+            return;
+        }
+        account.balance -= amount;
+        let period = self.period(header.ts, now);
+        self.movement(
+            &header.account,
+            period,
+            [Money::ZERO, Money::ZERO, Money::ZERO, amount],
+            out,
+        );
+        out.push(self.ledger(&header, Entry::Refund, amount, None, period));
+        self.touch(&header.account, header.ts);
+    }
+
+    fn create(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<Flow>) {
+        let created: Vec<String> = codes.into_iter().map(|c| c.code).collect();
+        let account = self.account(&header.account);
+        for code in &created {
+            account.codes.insert(
+                code.clone(),
+                Code {
+                    gtin: header.gtin.clone(),
+                    status: Status::Emitted,
+                },
+            );
+        }
+        let period = self.period(header.ts, now);
+        out.push(Flow::Fact(Fact::Emitted {
+            account: header.account.clone(),
+            period,
+            gtin: header.gtin.clone(),
+            count: created.len() as u64,
+        }));
+        let mut groups = BTreeMap::new();
+        groups.insert((header.gtin.clone(), None, Status::Emitted), created.clone());
+        Self::status(header, groups, out);
+        let expiry = self
+            .rules
+            .calendar
+            .deadline_after(header.ts.local_date(), self.rules.expiry_working_days);
+        let id = self.next_emission;
+        self.next_emission += 1;
+        self.emissions
+            .insert(id, (header.account.clone(), header.gtin.clone(), created));
+        self.timers.insert((expiry.max(now), Timer::Expiry(id)));
+    }
+
+    fn command(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<Flow>) {
+        let kind = header.kind;
+        let tariff: Tariff = self.tariffs.at(header.ts);
+        let period = self.period(header.ts, now);
+        let mut groups: BTreeMap<(String, Option<Status>, Status), Vec<String>> = BTreeMap::new();
+        let mut applied: Vec<(String, String)> = Vec::new();
+        for code in codes {
+            let account = self
+                .accounts
+                .get_mut(&header.account)
+                .expect("commands reach known accounts");
+            let state = account
+                .codes
+                .get_mut(&code.code)
+                .expect("the index forwards only the account's codes");
+            let from = state.status;
+            let to = match (kind, from) {
+                (Kind::Application, Status::Emitted) => Status::AppliedUnpaid,
+                (Kind::Dropout, Status::Emitted) => Status::Rejected,
+                (Kind::Defect, Status::AppliedUnpaid | Status::AppliedPaid) => Status::Annulled,
+                (Kind::Introduction, Status::AppliedPaid) => Status::Introduced,
+                (Kind::Introduction, Status::AppliedUnpaid) => {
+                    out.push(rejection(
+                        header,
+                        Some(&code.code),
+                        Reason::CodeUnpaid,
+                        "the code's charge is not paid yet".into(),
+                    ));
+                    continue;
+                }
+                _ => {
+                    let detail = format!("{} is not allowed from {}", kind.as_str(), from.as_str());
+                    out.push(rejection(header, Some(&code.code), Reason::InvalidTransition, detail));
+                    continue;
+                }
+            };
+            state.status = to;
+            let gtin = state.gtin.clone();
+            if kind == Kind::Application {
+                account.queue.push_back(Unpaid {
+                    code: code.code.clone(),
+                    gtin: gtin.clone(),
+                    net: tariff.net_price,
+                    vat: tariff.vat(),
+                    applied_at: header.ts,
+                });
+                account.unpaid += tariff.charge();
+                out.push(Flow::Fact(Fact::Applied {
+                    account: header.account.clone(),
+                    period,
+                    gtin: gtin.clone(),
+                    at: header.ts,
+                }));
+                applied.push((code.code, gtin));
+            } else {
+                groups.entry((gtin, Some(from), to)).or_default().push(code.code);
+            }
+        }
+        if kind == Kind::Application && !applied.is_empty() {
+            self.touch(&header.account, header.ts);
+            let paid: BTreeSet<String> = self
+                .settle(header, now, out)
+                .into_iter()
+                .map(|(code, _)| code)
+                .collect();
+            for (code, gtin) in applied {
+                let to = if paid.contains(&code) {
+                    Status::AppliedPaid
+                } else {
+                    Status::AppliedUnpaid
+                };
+                groups.entry((gtin, Some(Status::Emitted), to)).or_default().push(code);
+            }
+        }
+        Self::status(header, groups, out);
+    }
+
+    fn fire(&mut self, timer: Timer, now: Ts, out: &mut Vec<Flow>) {
+        match timer {
+            Timer::MonthEnd(period) => {
+                for (name, account) in &self.accounts {
+                    if account.queue.is_empty() {
+                        continue;
+                    }
+                    out.push(Flow::Fact(Fact::Debtor {
+                        account: name.clone(),
+                        period,
+                        unpaid_codes: account.queue.len() as u64,
+                        amount_owed: account.unpaid,
+                        oldest: account.queue.iter().map(|u| u.applied_at).min(),
+                    }));
+                }
+                self.timers
+                    .insert((period.next().end(), Timer::MonthEnd(period.next())));
+            }
+            Timer::Expiry(id) => {
+                let Some((name, gtin, codes)) = self.emissions.remove(&id) else {
+                    return;
+                };
+                let account = self.accounts.get_mut(&name).expect("emitting account");
+                let mut expired = Vec::new();
+                for code in codes {
+                    if let Some(state) = account.codes.get_mut(&code).filter(|c| c.status == Status::Emitted) {
+                        state.status = Status::Expired;
+                        expired.push(code);
+                    }
+                }
+                if !expired.is_empty() {
+                    out.push(Flow::Out(Output::Status(StatusChange {
+                        event: None,
+                        account: name,
+                        gtin,
+                        from: Some(Status::Emitted),
+                        to: Status::Expired,
+                        ts: now,
+                        late: false,
+                        codes: expired,
+                    })));
+                }
+            }
+            Timer::Dormant(name, generation) => {
+                let account = &self.accounts[&name];
+                if account.anchor_generation == generation && account.balance > Money::ZERO {
+                    out.push(Flow::Fact(Fact::RefundDue {
+                        account: name.clone(),
+                        period: now.period(),
+                        balance: account.balance,
+                        since: account.anchor.unwrap_or(now),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn units(inputs: Vec<AccountIn>) -> Vec<(UnitKey, Unit)> {
+        let mut units: BTreeMap<UnitKey, Unit> = BTreeMap::new();
+        for input in inputs {
+            match input {
+                AccountIn::Event(placed) | AccountIn::Tariff { placed, .. } => {
+                    let key = (placed.event.kind(), placed.event.id.clone(), 0, None);
+                    units.insert(key, Unit::Event(placed));
+                }
+                // Pending counts sort before every refund (ids are never empty).
+                AccountIn::Pending { account, pending, ts } => {
+                    let key = (
+                        Kind::Refund,
+                        String::new(),
+                        0,
+                        Some((Ts(0), Kind::Refund, account.clone())),
+                    );
+                    units.insert(key, Unit::Pending(account, pending, ts));
+                }
+                AccountIn::Code(CodeOut::Created(code)) => {
+                    let key = (Kind::Emission, code.header.id.clone(), 0, None);
+                    let header = code.header.clone();
+                    match units.entry(key).or_insert_with(|| Unit::Created(header, Vec::new())) {
+                        Unit::Created(_, codes) => codes.push(code),
+                        _ => unreachable!("one unit per key"),
+                    }
+                }
+                AccountIn::Code(CodeOut::Resolved { after, command }) => {
+                    let header = command.header.clone();
+                    let hold = Some((header.effective, header.kind, header.id.clone()));
+                    let key = (Kind::Emission, after.id.clone(), 1, hold);
+                    match units.entry(key).or_insert_with(|| Unit::Command(header, Vec::new())) {
+                        Unit::Command(_, codes) => codes.push(command),
+                        _ => unreachable!("one unit per key"),
+                    }
+                }
+                AccountIn::Code(CodeOut::Command(code)) => {
+                    let header = code.header.clone();
+                    let key = (header.kind, header.id.clone(), 0, None);
+                    match units.entry(key).or_insert_with(|| Unit::Command(header, Vec::new())) {
+                        Unit::Command(_, codes) => codes.push(code),
+                        _ => unreachable!("one unit per key"),
+                    }
+                }
+            }
+        }
+        units.into_iter().collect()
+    }
+}
+
+impl Machine for Accounts {
+    type In = AccountIn;
+    type Out = Flow;
+
+    fn step(&mut self, now: Time, inputs: Vec<AccountIn>, out: &mut Vec<Flow>) {
+        let now = ts_of(now);
+        if !self.month_end_scheduled {
+            self.month_end_scheduled = true;
+            let period = now.period();
+            self.timers.insert((period.end(), Timer::MonthEnd(period)));
+        }
+        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, timer) = self.timers.pop_first().expect("peeked");
+            self.fire(timer, now, out);
+        }
+        for ((_, _, _, _), unit) in Self::units(inputs) {
+            match unit {
+                Unit::Event(placed) => match &placed.event.body {
+                    Body::Tariff {
+                        effective_from,
+                        net_price,
+                        vat_rate,
+                    } => {
+                        if let (DecimalField::Parsed(net_price), DecimalField::Parsed(vat_rate)) = (net_price, vat_rate)
+                        {
+                            let tariff = Tariff {
+                                net_price: *net_price,
+                                vat_rate: *vat_rate,
+                            };
+                            self.tariffs.insert(*effective_from, tariff);
+                        }
+                    }
+                    Body::Payment { .. } | Body::Compensation { .. } => self.credit(&placed, now, out),
+                    Body::Refund { .. } => self.refund(&placed, now, out),
+                    _ => unreachable!("order and code events arrive as codes"),
+                },
+                Unit::Pending(name, pending, ts) => {
+                    self.account(&name).pending_orders = pending;
+                    self.touch(&name, ts);
+                }
+                Unit::Created(header, mut codes) => {
+                    codes.sort_by_key(|c| c.position);
+                    self.create(&header, codes, now, out);
+                }
+                Unit::Command(header, mut codes) => {
+                    codes.sort_by_key(|c| c.position);
+                    self.command(&header, codes, now, out);
+                }
+            }
+        }
+        for name in std::mem::take(&mut self.touched) {
+            let account = self.accounts.get_mut(&name).expect("touched accounts exist");
+            let shown = (
+                account.balance,
+                account.queue.len() as u64,
+                account.unpaid,
+                account.pending_orders,
+            );
+            if account.shown == Some(shown) {
+                continue;
+            }
+            account.shown = Some(shown);
+            out.push(Flow::Out(Output::Balance(BalanceRecord {
+                account: name,
+                balance: shown.0,
+                unpaid_codes: shown.1,
+                unpaid_amount: shown.2,
+                pending_orders: shown.3,
+                ts: account.changed_at.unwrap_or(now),
+            })));
+        }
+    }
+
+    fn next_timer(&self) -> Option<Time> {
+        self.timers.first().map(|(at, _)| time_of(*at))
+    }
+
+    fn finish(&mut self, _end: Time, _out: &mut Vec<Flow>) {}
+}

@@ -1,0 +1,156 @@
+//! "Codes: national index" — who owns every code, and the commands waiting for one.
+//!
+//! In: each valid code of an accepted emission and of a command, exchanged by a hash of the
+//! code. Out: `ALREADY_EXISTS`, `WRONG_ACCOUNT` and `UNKNOWN_CODE` rejections, and for the
+//! owner's account: codes created, commands on its own codes, and held commands resolved by
+//! an emission (DOMAIN.md §4, §8). Within an instant, codes are taken in account order
+//! (kind rank, event id, position); holds ending at an instant end after its inputs.
+
+use crate::event::Kind;
+use crate::flow::{time_of, ts_of, AccountIn, CodeIn, CodeOut, Flow};
+use crate::machine::{Machine, Time};
+use crate::output::{Output, Rejection};
+use crate::reason::Reason;
+use crate::time::Ts;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A held command's code, ordered the way holds were made.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct HoldKey {
+    effective: Ts,
+    kind: Kind,
+    id: String,
+    position: u32,
+}
+
+/// The index of one worker's share of the codes.
+pub struct Codes {
+    owners: BTreeMap<String, String>,
+    held: BTreeMap<String, BTreeMap<HoldKey, (Ts, CodeIn)>>,
+    deadlines: BTreeSet<(Ts, HoldKey, String)>,
+    hold_ms: i64,
+}
+
+fn reject(code: &CodeIn, reason: Reason, detail: String) -> Flow {
+    Flow::Out(Output::Rejection(Rejection {
+        event: Some(code.header.id.clone()),
+        event_type: Some(code.header.kind.as_str().to_string()),
+        account: Some(code.header.account.clone()),
+        code: Some(code.code.clone()),
+        reason,
+        detail,
+        raw: None,
+    }))
+}
+
+impl Codes {
+    /// An empty index; commands wait `hold_ms` for unknown codes.
+    pub fn new(hold_ms: i64) -> Codes {
+        Codes {
+            owners: BTreeMap::new(),
+            held: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            hold_ms,
+        }
+    }
+
+    fn emit(&mut self, code: CodeIn, out: &mut Vec<Flow>) {
+        if self.owners.contains_key(&code.code) {
+            out.push(reject(&code, Reason::AlreadyExists, "code exists".into()));
+            return;
+        }
+        self.owners.insert(code.code.clone(), code.header.account.clone());
+        let waiting = self.held.remove(&code.code).unwrap_or_default();
+        let after = code.header.clone();
+        out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Created(code))));
+        for (key, (deadline, command)) in waiting {
+            self.deadlines.remove(&(deadline, key, command.code.clone()));
+            if command.header.account == after.account {
+                out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Resolved {
+                    after: after.clone(),
+                    command,
+                })));
+            } else {
+                out.push(reject(
+                    &command,
+                    Reason::WrongAccount,
+                    "code belongs to another account".into(),
+                ));
+            }
+        }
+    }
+
+    fn command(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
+        match self.owners.get(&code.code) {
+            Some(owner) if *owner == code.header.account => {
+                out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Command(code))))
+            }
+            Some(_) => out.push(reject(
+                &code,
+                Reason::WrongAccount,
+                "code belongs to another account".into(),
+            )),
+            None => {
+                let deadline = code.header.ts.plus_millis(self.hold_ms).max(now);
+                let key = HoldKey {
+                    effective: code.header.effective,
+                    kind: code.header.kind,
+                    id: code.header.id.clone(),
+                    position: code.position,
+                };
+                self.deadlines.insert((deadline, key.clone(), code.code.clone()));
+                self.held
+                    .entry(code.code.clone())
+                    .or_default()
+                    .insert(key, (deadline, code));
+            }
+        }
+    }
+
+    fn end_holds(&mut self, until: Option<Ts>, out: &mut Vec<Flow>) {
+        while let Some((deadline, _, _)) = self.deadlines.first() {
+            if until.is_some_and(|until| *deadline > until) {
+                break;
+            }
+            let (_, key, code) = self.deadlines.pop_first().expect("peeked");
+            let holds = self.held.get_mut(&code).expect("indexed hold");
+            let (deadline, command) = holds.remove(&key).expect("indexed hold");
+            if holds.is_empty() {
+                self.held.remove(&code);
+            }
+            out.push(reject(
+                &command,
+                Reason::UnknownCode,
+                format!("code was not emitted within the hold ending {deadline}"),
+            ));
+        }
+    }
+}
+
+impl Machine for Codes {
+    type In = CodeIn;
+    type Out = Flow;
+
+    fn step(&mut self, now: Time, mut inputs: Vec<CodeIn>, out: &mut Vec<Flow>) {
+        let now = ts_of(now);
+        inputs
+            .sort_by(|a, b| (a.header.kind, &a.header.id, a.position).cmp(&(b.header.kind, &b.header.id, b.position)));
+        for code in inputs {
+            if code.header.kind == Kind::Emission {
+                self.emit(code, out);
+            } else {
+                self.command(code, now, out);
+            }
+        }
+        self.end_holds(Some(now), out);
+    }
+
+    fn next_timer(&self) -> Option<Time> {
+        self.deadlines.first().map(|(at, _, _)| time_of(*at))
+    }
+
+    fn finish(&mut self, _end: Time, out: &mut Vec<Flow>) {
+        // The watermark stopped: commands still waiting are refused.
+        self.end_holds(None, out);
+    }
+}

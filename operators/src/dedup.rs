@@ -1,0 +1,73 @@
+//! "Dedup: by id" — the first stateful stage.
+//!
+//! In: every well-formed event at its effective time, exchanged by a hash of its `id`.
+//! Out: `Ok(event)` for the first event of an id, `Err(DUPLICATE rejection)` for the rest.
+//! Within one instant the first is the least (kind rank, id, canonical bytes), so the winner
+//! depends only on the events. An id is remembered for `horizon_ms` after it took effect.
+
+use crate::flow::{ts_of, Placed};
+use crate::machine::{Machine, Time};
+use crate::output::{Output, Rejection};
+use crate::reason::Reason;
+use crate::time::Ts;
+use std::collections::BTreeMap;
+
+/// Orders same-id events deterministically (the engine passes bincode's canonical bytes).
+pub type Tiebreak = Box<dyn Fn(&Placed) -> Vec<u8>>;
+
+/// The de-duplication state of one worker.
+pub struct Dedup {
+    seen: BTreeMap<String, Ts>,
+    horizon_ms: i64,
+    tiebreak: Tiebreak,
+}
+
+impl Dedup {
+    /// Remembers ids for `horizon_ms`.
+    pub fn new(horizon_ms: i64, tiebreak: Tiebreak) -> Dedup {
+        Dedup {
+            seen: BTreeMap::new(),
+            horizon_ms,
+            tiebreak,
+        }
+    }
+}
+
+impl Machine for Dedup {
+    type In = Placed;
+    type Out = Result<Placed, Output>;
+
+    fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<Self::Out>) {
+        let now = ts_of(now);
+        inputs.sort_by(|a, b| {
+            (a.event.kind(), &a.event.id)
+                .cmp(&(b.event.kind(), &b.event.id))
+                .then_with(|| (self.tiebreak)(a).cmp(&(self.tiebreak)(b)))
+        });
+        for placed in inputs {
+            let event = &placed.event;
+            if let Some(first) = self.seen.get(&event.id) {
+                if now < first.plus_millis(self.horizon_ms) {
+                    out.push(Err(Output::Rejection(Rejection {
+                        event: Some(event.id.clone()),
+                        event_type: Some(event.kind().as_str().to_string()),
+                        account: Some(event.account.clone()),
+                        code: None,
+                        reason: Reason::Duplicate,
+                        detail: format!("event id already seen at {first}"),
+                        raw: None,
+                    })));
+                    continue;
+                }
+            }
+            self.seen.insert(event.id.clone(), now);
+            out.push(Ok(placed));
+        }
+    }
+
+    fn next_timer(&self) -> Option<Time> {
+        None
+    }
+
+    fn finish(&mut self, _end: Time, _out: &mut Vec<Self::Out>) {}
+}

@@ -1,0 +1,269 @@
+//! Records that travel between the dataflow's operators (docs/ARCHITECTURE.md, "The
+//! dataflow engine"), and the stable hash that routes them to workers.
+
+use crate::event::{Event, Kind};
+use crate::money::Money;
+use crate::output::Output;
+use crate::time::{Period, Ts};
+use serde::{Deserialize, Serialize};
+
+/// FNV-1a 64: a routing hash that is the same on every worker, process and run.
+pub fn route(key: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The dataflow timestamp of an instant.
+pub fn time_of(ts: Ts) -> u64 {
+    u64::try_from(ts.0).unwrap_or(0)
+}
+
+/// The instant of a dataflow timestamp.
+pub fn ts_of(time: u64) -> Ts {
+    Ts(i64::try_from(time).unwrap_or(i64::MAX))
+}
+
+/// An event with its effective time and lateness (DOMAIN.md §4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    /// When it takes effect.
+    pub effective: Ts,
+    /// Its `ts` is below its partition's high-water mark − lateness.
+    pub late: bool,
+    /// The event.
+    pub event: Event,
+}
+
+/// What every code of an emission or a command carries about its event.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Header {
+    /// Effective time (orders held commands the way they were held).
+    pub effective: Ts,
+    /// The event's kind.
+    pub kind: Kind,
+    /// The event id.
+    pub id: String,
+    /// The account.
+    pub account: String,
+    /// Business time.
+    pub ts: Ts,
+    /// Late flag.
+    pub late: bool,
+    /// The product (emissions only).
+    pub gtin: String,
+}
+
+impl Header {
+    /// The header of an event.
+    pub fn of(placed: &Placed, gtin: &str) -> Header {
+        Header {
+            effective: placed.effective,
+            kind: placed.event.kind(),
+            id: placed.event.id.clone(),
+            account: placed.event.account.clone(),
+            ts: placed.event.ts,
+            late: placed.late,
+            gtin: gtin.to_string(),
+        }
+    }
+}
+
+/// One code of an emission or of a command, routed to the national code index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeIn {
+    /// Its event.
+    pub header: Header,
+    /// Its place in the event's list.
+    pub position: u32,
+    /// The code.
+    pub code: String,
+}
+
+/// What the national code index sends to the code owner's account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CodeOut {
+    /// The emission created this code.
+    Created(CodeIn),
+    /// A command on a code the account owns.
+    Command(CodeIn),
+    /// A held command whose code the emission `after` just created.
+    Resolved {
+        /// The emission that created the code.
+        after: Header,
+        /// The held command's code.
+        command: CodeIn,
+    },
+}
+
+/// Inputs of the accounts operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountIn {
+    /// A payment, compensation or refund.
+    Event(Placed),
+    /// A tariff, one copy addressed to every worker.
+    Tariff {
+        /// The worker this copy is for.
+        worker: u64,
+        /// The tariff event.
+        placed: Placed,
+    },
+    /// The account's pending orders after this instant's order events.
+    Pending {
+        /// The account.
+        account: String,
+        /// Orders neither emitted in full nor cancelled.
+        pending: u64,
+        /// `ts` of the latest order event that changed it.
+        ts: Ts,
+    },
+    /// A code from the national index.
+    Code(CodeOut),
+}
+
+impl AccountIn {
+    /// The worker hash: tariffs go to the worker they are addressed to, everything else by
+    /// account.
+    pub fn route(&self) -> u64 {
+        match self {
+            AccountIn::Tariff { worker, .. } => *worker,
+            other => route(other.account()),
+        }
+    }
+
+    /// The account this input belongs to (`"*"` for tariffs).
+    pub fn account(&self) -> &str {
+        match self {
+            AccountIn::Event(placed) | AccountIn::Tariff { placed, .. } => &placed.event.account,
+            AccountIn::Pending { account, .. } => account,
+            AccountIn::Code(CodeOut::Created(c) | CodeOut::Command(c)) => &c.header.account,
+            AccountIn::Code(CodeOut::Resolved { command, .. }) => &command.header.account,
+        }
+    }
+}
+
+/// A change to period aggregates, routed by `account` (`"*"` for totals and registers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fact {
+    /// Money moved (reconciliation and turnover; with account `"*"`, the total row).
+    Movement {
+        /// Account, or `"*"`.
+        account: String,
+        /// Accounting period.
+        period: Period,
+        /// [payments, compensations, services, refunds].
+        amounts: [Money; 4],
+    },
+    /// One code paid (act and product detail).
+    Paid {
+        /// Account.
+        account: String,
+        /// Accounting period of the settling event.
+        period: Period,
+        /// Product.
+        gtin: String,
+        /// Net price.
+        net: Money,
+        /// VAT.
+        vat: Money,
+    },
+    /// Codes emitted (product detail).
+    Emitted {
+        /// Account.
+        account: String,
+        /// Accounting period.
+        period: Period,
+        /// Product.
+        gtin: String,
+        /// How many.
+        count: u64,
+    },
+    /// One code applied (product detail).
+    Applied {
+        /// Account.
+        account: String,
+        /// Accounting period.
+        period: Period,
+        /// Product.
+        gtin: String,
+        /// The application's `ts`.
+        at: Ts,
+    },
+    /// One payment (register, account `"*"`).
+    Payment {
+        /// Accounting period.
+        period: Period,
+        /// Channel.
+        channel: String,
+        /// Local date of its `ts`, `YYYY-MM-DD`.
+        day: String,
+        /// Amount.
+        amount: Money,
+    },
+    /// SLA counters change: [orders, emitted_within_4h, late, pending].
+    Sla {
+        /// Account.
+        account: String,
+        /// The order's accounting period.
+        period: Period,
+        /// Deltas.
+        delta: [i64; 4],
+    },
+    /// The debtors snapshot at the end of `period`.
+    Debtor {
+        /// Account.
+        account: String,
+        /// The month that ended.
+        period: Period,
+        /// Codes in the FIFO queue.
+        unpaid_codes: u64,
+        /// Their charges.
+        amount_owed: Money,
+        /// Earliest application `ts` among them.
+        oldest: Option<Ts>,
+    },
+    /// A dormant advance.
+    RefundDue {
+        /// Account.
+        account: String,
+        /// Period of the instant it fired.
+        period: Period,
+        /// Balance then.
+        balance: Money,
+        /// The anchor.
+        since: Ts,
+    },
+}
+
+impl Fact {
+    /// The account this fact is routed by.
+    pub fn account(&self) -> &str {
+        match self {
+            Fact::Payment { .. } => "*",
+            Fact::Movement { account, .. }
+            | Fact::Paid { account, .. }
+            | Fact::Emitted { account, .. }
+            | Fact::Applied { account, .. }
+            | Fact::Sla { account, .. }
+            | Fact::Debtor { account, .. }
+            | Fact::RefundDue { account, .. } => account,
+        }
+    }
+}
+
+/// Everything a stage emits: finished outputs, aggregate facts, and records for the next
+/// stages. Streams of `Flow` never cross workers whole: each consumer takes its part first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// A finished output record.
+    Out(Output),
+    /// A change to period aggregates.
+    Fact(Fact),
+    /// A code for the national index.
+    ToCodes(CodeIn),
+    /// An input for the accounts operator.
+    ToAccounts(AccountIn),
+}

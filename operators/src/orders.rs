@@ -1,0 +1,279 @@
+//! "Orders: emission checks" — the order book of every account.
+//!
+//! In: `order`, `order_cancel` and `emission` events, exchanged by account. Out: rejections
+//! (`BAD_GTIN`, `ALREADY_EXISTS` for an order id, `UNKNOWN_ORDER`, `GTIN_MISMATCH`,
+//! `ORDER_EXCEEDED`, `INVALID_TRANSITION`, per-code `BAD_CODE`), each valid code of an
+//! accepted emission for the national index, the account's pending-order count after every
+//! instant that changed it, and SLA facts. An accepted emission counts every code it names
+//! against its order, so this book never waits for the code index.
+
+use crate::event::Body;
+use crate::flow::{ts_of, AccountIn, CodeIn, Fact, Flow, Header, Placed};
+use crate::machine::{Machine, Time};
+use crate::output::{Output, Rejection};
+use crate::reason::Reason;
+use crate::time::{Period, Ts};
+use crate::validate::{is_code, is_gtin};
+use std::collections::{BTreeMap, BTreeSet};
+
+struct Order {
+    gtin: String,
+    quantity: u64,
+    emitted: u64,
+    cancelled: bool,
+    period: Period,
+    late: bool,
+}
+
+impl Order {
+    fn pending(&self) -> bool {
+        !self.cancelled && self.emitted < self.quantity
+    }
+}
+
+#[derive(Default)]
+struct Book {
+    orders: BTreeMap<String, Order>,
+    pending: u64,
+}
+
+/// The order books of one worker's accounts.
+pub struct Orders {
+    books: BTreeMap<String, Book>,
+    deadlines: BTreeSet<(Ts, String, String)>,
+    sla_ms: i64,
+    close_after_days: u32,
+}
+
+/// The period an event is accounted in: its own, or the oldest open one when its own has
+/// closed by `now` (an adjustment, DOMAIN.md §6).
+pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
+    let own = ts.period();
+    if own.close_instant(close_after_days) > now {
+        return own;
+    }
+    let mut open = now.period();
+    while open.prev().close_instant(close_after_days) > now {
+        open = open.prev();
+    }
+    open
+}
+
+fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Flow {
+    Flow::Out(Output::Rejection(Rejection {
+        event: Some(placed.event.id.clone()),
+        event_type: Some(placed.event.kind().as_str().to_string()),
+        account: Some(placed.event.account.clone()),
+        code: code.map(str::to_string),
+        reason,
+        detail,
+        raw: None,
+    }))
+}
+
+impl Orders {
+    /// Empty books.
+    pub fn new(sla_ms: i64, close_after_days: u32) -> Orders {
+        Orders {
+            books: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            sla_ms,
+            close_after_days,
+        }
+    }
+
+    fn sla(&self, account: &str, period: Period, now: Ts, delta: [i64; 4], out: &mut Vec<Flow>) {
+        // An SLA record is frozen with its period.
+        if period.close_instant(self.close_after_days) > now {
+            out.push(Flow::Fact(Fact::Sla {
+                account: account.to_string(),
+                period,
+                delta,
+            }));
+        }
+    }
+
+    fn apply(&mut self, placed: &Placed, now: Ts, out: &mut Vec<Flow>) -> bool {
+        let event = &placed.event;
+        let account = event.account.clone();
+        match &event.body {
+            Body::Order { order, gtin, quantity } => {
+                if !is_gtin(gtin) {
+                    out.push(reject(
+                        placed,
+                        None,
+                        Reason::BadGtin,
+                        format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
+                    ));
+                    return false;
+                }
+                let book = self.books.entry(account.clone()).or_default();
+                if book.orders.contains_key(order) {
+                    out.push(reject(
+                        placed,
+                        None,
+                        Reason::AlreadyExists,
+                        format!("order {order:?} already exists"),
+                    ));
+                    return false;
+                }
+                let period = accounting_period(event.ts, now, self.close_after_days);
+                let deadline = event.ts.plus_millis(self.sla_ms).max(now);
+                book.orders.insert(
+                    order.clone(),
+                    Order {
+                        gtin: gtin.clone(),
+                        quantity: *quantity,
+                        emitted: 0,
+                        cancelled: false,
+                        period,
+                        late: false,
+                    },
+                );
+                book.pending += 1;
+                self.deadlines.insert((deadline, account.clone(), order.clone()));
+                self.sla(&account, period, now, [1, 0, 0, 1], out);
+                true
+            }
+            Body::OrderCancel { order } => {
+                let book = self.books.entry(account.clone()).or_default();
+                let Some(state) = book.orders.get_mut(order) else {
+                    out.push(reject(
+                        placed,
+                        None,
+                        Reason::UnknownOrder,
+                        format!("account has no order {order:?}"),
+                    ));
+                    return false;
+                };
+                if !state.pending() {
+                    out.push(reject(
+                        placed,
+                        None,
+                        Reason::InvalidTransition,
+                        format!("order {order:?} is already finished"),
+                    ));
+                    return false;
+                }
+                state.cancelled = true;
+                book.pending -= 1;
+                let period = state.period;
+                self.sla(&account, period, now, [0, 0, 0, -1], out);
+                true
+            }
+            Body::Emission { order, gtin, codes } => {
+                if !is_gtin(gtin) {
+                    out.push(reject(
+                        placed,
+                        None,
+                        Reason::BadGtin,
+                        format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
+                    ));
+                    return false;
+                }
+                let book = self.books.entry(account.clone()).or_default();
+                let Some(state) = book.orders.get_mut(order) else {
+                    out.push(reject(
+                        placed,
+                        None,
+                        Reason::UnknownOrder,
+                        format!("account has no order {order:?}"),
+                    ));
+                    return false;
+                };
+                if state.gtin != *gtin {
+                    out.push(reject(
+                        placed,
+                        None,
+                        Reason::GtinMismatch,
+                        format!("order {order:?} is for GTIN {}, emission is for {gtin}", state.gtin),
+                    ));
+                    return false;
+                }
+                let remaining = if state.cancelled {
+                    0
+                } else {
+                    state.quantity - state.emitted
+                };
+                if codes.len() as u64 > remaining {
+                    let detail = format!(
+                        "{} codes exceed the {remaining} remaining on order {order:?}",
+                        codes.len()
+                    );
+                    out.push(reject(placed, None, Reason::OrderExceeded, detail));
+                    return false;
+                }
+                state.emitted += codes.len() as u64;
+                let mut changed = false;
+                if state.emitted == state.quantity && !codes.is_empty() {
+                    book.pending -= 1;
+                    changed = true;
+                    let (period, within) = (state.period, i64::from(!state.late));
+                    self.sla(&account, period, now, [0, within, 0, -1], out);
+                }
+                let header = Header::of(placed, gtin);
+                for (position, code) in codes.iter().enumerate() {
+                    if is_code(code) {
+                        let position = u32::try_from(position).unwrap_or(u32::MAX);
+                        out.push(Flow::ToCodes(CodeIn {
+                            header: header.clone(),
+                            position,
+                            code: code.clone(),
+                        }));
+                    } else {
+                        out.push(reject(
+                            placed,
+                            Some(code),
+                            Reason::BadCode,
+                            "not 1–128 printable ASCII characters".into(),
+                        ));
+                    }
+                }
+                changed
+            }
+            _ => unreachable!("only order events reach the order book"),
+        }
+    }
+}
+
+impl Machine for Orders {
+    type In = Placed;
+    type Out = Flow;
+
+    fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<Flow>) {
+        let now = ts_of(now);
+        while let Some((at, _, _)) = self.deadlines.first() {
+            if *at > now {
+                break;
+            }
+            let (_, account, order) = self.deadlines.pop_first().expect("peeked");
+            let state = self
+                .books
+                .get_mut(&account)
+                .and_then(|book| book.orders.get_mut(&order));
+            if let Some(state) = state.filter(|s| s.pending() && !s.late) {
+                state.late = true;
+                let period = state.period;
+                self.sla(&account, period, now, [0, 0, 1, 0], out);
+            }
+        }
+        inputs.sort_by(|a, b| (a.event.kind(), &a.event.id).cmp(&(b.event.kind(), &b.event.id)));
+        let mut changed: BTreeMap<String, Ts> = BTreeMap::new();
+        for placed in &inputs {
+            if self.apply(placed, now, out) {
+                let ts = changed.entry(placed.event.account.clone()).or_insert(placed.event.ts);
+                *ts = (*ts).max(placed.event.ts);
+            }
+        }
+        for (account, ts) in changed {
+            let pending = self.books[&account].pending;
+            out.push(Flow::ToAccounts(AccountIn::Pending { account, pending, ts }));
+        }
+    }
+
+    fn next_timer(&self) -> Option<Time> {
+        self.deadlines.first().map(|(at, _, _)| crate::flow::time_of(*at))
+    }
+
+    fn finish(&mut self, _end: Time, _out: &mut Vec<Flow>) {}
+}

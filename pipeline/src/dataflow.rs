@@ -1,0 +1,344 @@
+//! The dataflow engine: the whole graph, assembled in one place, top to bottom.
+//!
+//! ```text
+//! partitions ─► Source (per worker: its partitions, each event at its effective time; the
+//!               held capability is the watermark)
+//!   ─► Dedup: by id ──┬─ tariffs: validate ─► broadcast ───────────────────────────┐
+//!                     ├─ payments, compensations, refunds ──────────────────────────┤
+//!                     ├─ orders, cancels, emissions ─► Orders ─┬─ pending counts ───┤
+//!                     │                                       └─ codes ─┐          │
+//!                     └─ commands: pre-checks ─────────── codes ──► Codes: index ──►│
+//!                                                                        Accounts ◄─┘
+//!   facts (Orders, Accounts) ─► Periods ─► period records
+//! ```
+//! Every stage is a [`Machine`](markledger_operators::machine::Machine) stepped one complete
+//! instant at a time (docs/ARCHITECTURE.md).
+
+use crate::config::Config;
+use markledger_connectors::codec::binary::canonical_bytes;
+use markledger_connectors::codec::Decoded;
+use markledger_operators::accounts::{AccountRules, Accounts};
+use markledger_operators::codes::Codes;
+use markledger_operators::dedup::Dedup;
+use markledger_operators::event::{Body, DecimalField, Kind};
+use markledger_operators::flow::{route, time_of, AccountIn, CodeIn, Fact, Flow, Header, Placed};
+use markledger_operators::machine::{run_machine, Time};
+use markledger_operators::orders::Orders;
+use markledger_operators::output::{Output, Rejection};
+use markledger_operators::periods::Periods;
+use markledger_operators::validate::is_code;
+use markledger_operators::{Reason, Ts};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::{Capability, Concat, Concatenate, Inspect};
+use timely::dataflow::{Scope, StreamVec};
+
+/// Records a source emits per activation.
+pub const SOURCE_BATCH_MAX: usize = 4_096;
+
+/// Effective time and lateness of every event of one partition (DOMAIN.md §4); refused
+/// records are returned apart (they neither move the high-water mark nor take effect).
+pub fn place_partition(records: Vec<Decoded>, lateness_ms: i64) -> (Vec<Placed>, Vec<Rejection>) {
+    let mut high_water: Option<Ts> = None;
+    let (mut placed, mut refused) = (Vec::new(), Vec::new());
+    for record in records {
+        match record {
+            Decoded::Refused(rejection) => refused.push(rejection),
+            Decoded::Event(event) => {
+                let floor = high_water.map(|hw| hw.minus_millis(lateness_ms));
+                let effective = floor.map_or(event.ts, |floor| floor.max(event.ts));
+                let late = floor.is_some_and(|floor| event.ts < floor);
+                high_water = Some(high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+                placed.push(Placed { effective, late, event });
+            }
+        }
+    }
+    (placed, refused)
+}
+
+/// A worker's source: its partitions' events in effective-time order, each at its own
+/// time, the held capability always at the next event's time (the worker's watermark).
+fn replay<'scope>(scope: Scope<'scope, Time>, mut events: Vec<Placed>) -> StreamVec<'scope, Time, Placed> {
+    events.sort_by_key(|placed| placed.effective);
+    source::<_, CapacityContainerBuilder<Vec<Placed>>, _, _>(scope, "Source: partitions", move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut held: Option<Capability<Time>> = Some(cap);
+        let mut events = events.into_iter().peekable();
+        move |output| {
+            let Some(cap) = held.as_mut() else { return };
+            for _ in 0..SOURCE_BATCH_MAX {
+                let Some(placed) = events.next() else { break };
+                let time = time_of(placed.effective);
+                if time > *cap.time() {
+                    cap.downgrade(&time);
+                }
+                output.session(cap).give(placed);
+            }
+            match events.peek() {
+                Some(next) => {
+                    cap.downgrade(&time_of(next.effective).max(*cap.time()));
+                    activator.activate();
+                }
+                None => held = None,
+            }
+        }
+    })
+}
+
+fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Output {
+    Output::Rejection(Rejection {
+        event: Some(placed.event.id.clone()),
+        event_type: Some(placed.event.kind().as_str().to_string()),
+        account: Some(placed.event.account.clone()),
+        code: code.map(str::to_string),
+        reason,
+        detail,
+        raw: None,
+    })
+}
+
+/// Tariffs need no state to check: bad prices, or taking effect before their own event.
+fn check_tariff(placed: Placed) -> Result<Placed, Output> {
+    let Body::Tariff {
+        effective_from,
+        net_price,
+        vat_rate,
+    } = &placed.event.body
+    else {
+        return Ok(placed);
+    };
+    let valid = matches!((net_price, vat_rate),
+        (DecimalField::Parsed(net), DecimalField::Parsed(vat)) if !net.is_sign_negative() && !net.is_zero()
+            && !vat.is_sign_negative() && *vat < rust_decimal::Decimal::ONE);
+    if !valid {
+        let detail = format!("tariff needs net_price > 0 and 0 ≤ vat_rate < 1, got {net_price:?} and {vat_rate:?}");
+        return Err(reject(&placed, None, Reason::BadAmount, detail));
+    }
+    if *effective_from < placed.effective {
+        let detail = format!(
+            "tariff effective from {effective_from} is before its event took effect at {}",
+            placed.effective
+        );
+        return Err(reject(&placed, None, Reason::TariffRetroactive, detail));
+    }
+    Ok(placed)
+}
+
+/// A command's checks that need no state (a late defect report, codes outside the
+/// alphabet); its other codes go to the national index.
+fn split_command(placed: Placed, config: &Config) -> Vec<Flow> {
+    if let Body::Defect { act_date, .. } = &placed.event.body {
+        let deadline = config.calendar.deadline_after(*act_date, config.defect_working_days);
+        if placed.event.ts >= deadline {
+            let detail = format!("defect act of {act_date} had to be reported before {deadline}");
+            return vec![Flow::Out(reject(&placed, None, Reason::DefectReportLate, detail))];
+        }
+    }
+    let header = Header::of(&placed, "");
+    placed
+        .event
+        .body
+        .codes()
+        .iter()
+        .enumerate()
+        .map(|(position, code)| {
+            if is_code(code) {
+                let position = u32::try_from(position).unwrap_or(u32::MAX);
+                Flow::ToCodes(CodeIn {
+                    header: header.clone(),
+                    position,
+                    code: code.clone(),
+                })
+            } else {
+                Flow::Out(reject(
+                    &placed,
+                    Some(code),
+                    Reason::BadCode,
+                    "not 1–128 printable ASCII characters".into(),
+                ))
+            }
+        })
+        .collect()
+}
+
+fn outs(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, Output> {
+    flows.flat_map(|flow| {
+        if let Flow::Out(output) = flow {
+            Some(output)
+        } else {
+            None
+        }
+    })
+}
+
+fn facts(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, Fact> {
+    flows.flat_map(|flow| if let Flow::Fact(fact) = flow { Some(fact) } else { None })
+}
+
+fn to_codes(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, CodeIn> {
+    flows.flat_map(|flow| {
+        if let Flow::ToCodes(code) = flow {
+            Some(code)
+        } else {
+            None
+        }
+    })
+}
+
+fn to_accounts(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, AccountIn> {
+    flows.flat_map(|flow| {
+        if let Flow::ToAccounts(input) = flow {
+            Some(input)
+        } else {
+            None
+        }
+    })
+}
+
+/// Runs the dataflow over in-memory partitions on `workers` threads and returns every
+/// output (decode refusals first, then each worker's outputs).
+pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Vec<Output> {
+    let mut outputs = Vec::new();
+    let mut placed_partitions = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let (placed, refused) = place_partition(partition, config.lateness_ms);
+        outputs.extend(refused.into_iter().map(Output::Rejection));
+        placed_partitions.push(placed);
+    }
+    // A file run's watermark stops at the largest ts read.
+    let end = placed_partitions
+        .iter()
+        .flatten()
+        .map(|p| time_of(p.event.ts))
+        .max()
+        .unwrap_or(0);
+    let partitions = Arc::new(placed_partitions);
+    let config = Arc::new(config.clone());
+    let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let mine: Vec<Placed> = partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .flat_map(|(_, p)| p.clone())
+            .collect();
+        let collected: Rc<RefCell<Vec<Output>>> = Rc::default();
+        let sink = collected.clone();
+        let config = config.clone();
+        worker.dataflow::<Time, _, _>(|scope| {
+            let events = replay(scope, mine);
+            let dedup = Dedup::new(
+                config.dedup_horizon_ms,
+                Box::new(|placed: &Placed| canonical_bytes(&placed.event)),
+            );
+            let unique = run_machine(
+                events,
+                Exchange::new(|placed: &Placed| route(&placed.event.id)),
+                "Dedup: by id",
+                dedup,
+                end,
+            );
+            let duplicates = unique.clone().flat_map(Result::err);
+            let unique = unique.flat_map(Result::ok);
+
+            let tariffs = unique.clone().filter_kinds(&[Kind::Tariff]).map(check_tariff);
+            let tariff_refusals = tariffs.clone().flat_map(Result::err);
+            // Every worker's accounts need every tariff: broadcast, addressed to the worker.
+            let tariffs = tariffs
+                .flat_map(Result::ok)
+                .broadcast()
+                .map(move |placed| AccountIn::Tariff {
+                    worker: index as u64,
+                    placed,
+                });
+            let credits = unique
+                .clone()
+                .filter_kinds(&[Kind::Payment, Kind::Compensation, Kind::Refund])
+                .map(AccountIn::Event);
+
+            let order_events = unique
+                .clone()
+                .filter_kinds(&[Kind::Order, Kind::OrderCancel, Kind::Emission]);
+            let orders = run_machine(
+                order_events,
+                Exchange::new(|placed: &Placed| route(&placed.event.account)),
+                "Orders: emission checks",
+                Orders::new(config.sla_ms, config.close_after_days),
+                end,
+            );
+
+            let command_config = config.clone();
+            let commands = unique
+                .filter_kinds(&[Kind::Application, Kind::Dropout, Kind::Defect, Kind::Introduction])
+                .flat_map(move |placed| split_command(placed, &command_config));
+
+            let codes = run_machine(
+                to_codes(orders.clone()).concat(to_codes(commands.clone())),
+                Exchange::new(|code: &CodeIn| route(&code.code)),
+                "Codes: national index",
+                Codes::new(config.hold_ms),
+                end,
+            );
+
+            let account_inputs = credits
+                .concat(to_accounts(orders.clone()))
+                .concat(to_accounts(codes.clone()))
+                .concat(tariffs);
+            let rules = AccountRules {
+                calendar: config.calendar.clone(),
+                expiry_working_days: config.expiry_working_days,
+                close_after_days: config.close_after_days,
+            };
+            let accounts = run_machine(
+                account_inputs,
+                Exchange::new(AccountIn::route),
+                "Accounts: lifecycle, balance, FIFO",
+                Accounts::new(rules),
+                end,
+            );
+
+            let periods = run_machine(
+                facts(orders.clone()).concat(facts(accounts.clone())),
+                Exchange::new(|fact: &Fact| route(fact.account())),
+                "Periods: revisions",
+                Periods::new(config.close_after_days),
+                end,
+            );
+
+            scope
+                .concatenate([
+                    duplicates,
+                    tariff_refusals,
+                    outs(commands),
+                    outs(orders),
+                    outs(codes),
+                    outs(accounts),
+                    periods,
+                ])
+                .inspect(move |output| sink.borrow_mut().push(output.clone()));
+        });
+        while worker.step() {}
+        collected.take()
+    })
+    .expect("timely workers start");
+    for worker in guards.join() {
+        outputs.extend(worker.expect("a worker panicked"));
+    }
+    outputs
+}
+
+/// Keeps the events of the given kinds.
+trait FilterKinds<'scope> {
+    fn filter_kinds(self, kinds: &'static [Kind]) -> StreamVec<'scope, Time, Placed>;
+}
+
+impl<'scope> FilterKinds<'scope> for StreamVec<'scope, Time, Placed> {
+    fn filter_kinds(self, kinds: &'static [Kind]) -> StreamVec<'scope, Time, Placed> {
+        self.flat_map(move |placed| kinds.contains(&placed.event.kind()).then_some(placed))
+    }
+}
