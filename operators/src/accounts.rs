@@ -200,6 +200,7 @@ impl Accounts {
     fn settle(&mut self, header: &Header, now: Ts, out: &mut Vec<Flow>) -> Vec<(String, String)> {
         let period = self.period(header.ts, now);
         let (mut total, mut count, mut became_paid) = (Money::ZERO, 0u64, Vec::new());
+        let mut paid_by_gtin: BTreeMap<String, (u64, Money, Money)> = BTreeMap::new();
         let account = self
             .accounts
             .get_mut(&header.account)
@@ -214,13 +215,10 @@ impl Accounts {
             account.unpaid -= head.charge();
             total += head.charge();
             count += 1;
-            out.push(Flow::Fact(Fact::Paid {
-                account: header.account.clone(),
-                period,
-                gtin: head.gtin.clone(),
-                net: head.net,
-                vat: head.vat,
-            }));
+            let paid = paid_by_gtin.entry(head.gtin.clone()).or_default();
+            paid.0 += 1;
+            paid.1 += head.net;
+            paid.2 += head.vat;
             let code = account
                 .codes
                 .get_mut(&head.code)
@@ -231,6 +229,16 @@ impl Accounts {
             }
         }
         debug_assert!(account.queue.front().is_none_or(|head| head.charge() > account.balance));
+        for (gtin, (count, net, vat)) in paid_by_gtin {
+            out.push(Flow::Fact(Fact::Paid {
+                account: header.account.clone(),
+                period,
+                gtin,
+                count,
+                net,
+                vat,
+            }));
+        }
         if count > 0 {
             self.movement(
                 &header.account,
@@ -385,6 +393,7 @@ impl Accounts {
         let period = self.period(header.ts, now);
         let mut groups: BTreeMap<(String, Option<Status>, Status), Vec<String>> = BTreeMap::new();
         let mut applied: Vec<(String, String)> = Vec::new();
+        let mut applied_by_gtin: BTreeMap<String, u64> = BTreeMap::new();
         for code in codes {
             let account = self
                 .accounts
@@ -426,16 +435,21 @@ impl Accounts {
                     applied_at: header.ts,
                 });
                 account.unpaid += tariff.charge();
-                out.push(Flow::Fact(Fact::Applied {
-                    account: header.account.clone(),
-                    period,
-                    gtin: gtin.clone(),
-                    at: header.ts,
-                }));
+                *applied_by_gtin.entry(gtin.clone()).or_default() += 1;
                 applied.push((code.code, gtin));
             } else {
                 groups.entry((gtin, Some(from), to)).or_default().push(code.code);
             }
+        }
+        for (gtin, count) in applied_by_gtin {
+            let account = header.account.clone();
+            out.push(Flow::Fact(Fact::Applied {
+                account,
+                period,
+                gtin,
+                count,
+                at: header.ts,
+            }));
         }
         if kind == Kind::Application && !applied.is_empty() {
             self.touch(&header.account, header.ts);

@@ -157,7 +157,7 @@ pub enum Fact {
         /// [payments, compensations, services, refunds].
         amounts: [Money; 4],
     },
-    /// One code paid (act and product detail).
+    /// Codes of one product paid by one settlement (act and product detail).
     Paid {
         /// Account.
         account: String,
@@ -165,9 +165,11 @@ pub enum Fact {
         period: Period,
         /// Product.
         gtin: String,
-        /// Net price.
+        /// How many.
+        count: u64,
+        /// Their net prices.
         net: Money,
-        /// VAT.
+        /// Their VAT.
         vat: Money,
     },
     /// Codes emitted (product detail).
@@ -181,7 +183,7 @@ pub enum Fact {
         /// How many.
         count: u64,
     },
-    /// One code applied (product detail).
+    /// Codes of one product applied by one application (product detail).
     Applied {
         /// Account.
         account: String,
@@ -189,6 +191,8 @@ pub enum Fact {
         period: Period,
         /// Product.
         gtin: String,
+        /// How many.
+        count: u64,
         /// The application's `ts`.
         at: Ts,
     },

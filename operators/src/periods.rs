@@ -149,6 +149,7 @@ impl Periods {
                 account,
                 period,
                 gtin,
+                count,
                 net,
                 vat,
             } => {
@@ -160,7 +161,7 @@ impl Periods {
                         gross,
                     } = f
                     {
-                        *codes_paid += 1;
+                        *codes_paid += count;
                         *n += net;
                         *v += vat;
                         *gross += net + vat;
@@ -168,7 +169,7 @@ impl Periods {
                 });
                 self.accumulate(key(AggregateKind::Product, &account, period, Some(gtin)), now, |f| {
                     if let Figures::Product { codes_paid, .. } = f {
-                        *codes_paid += 1;
+                        *codes_paid += count;
                     }
                 });
             }
@@ -188,6 +189,7 @@ impl Periods {
                 account,
                 period,
                 gtin,
+                count,
                 at,
             } => {
                 self.accumulate(key(AggregateKind::Product, &account, period, Some(gtin)), now, |f| {
@@ -198,7 +200,7 @@ impl Periods {
                         ..
                     } = f
                     {
-                        *codes_applied += 1;
+                        *codes_applied += count;
                         *first_application = Some(first_application.map_or(at, |t| t.min(at)));
                         *last_application = Some(last_application.map_or(at, |t| t.max(at)));
                     }

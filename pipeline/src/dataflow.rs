@@ -15,6 +15,7 @@
 //! instant at a time (docs/ARCHITECTURE.md).
 
 use crate::config::Config;
+use crate::reference::Summary;
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
 use markledger_operators::accounts::{AccountRules, Accounts};
@@ -24,7 +25,7 @@ use markledger_operators::event::{Body, DecimalField, Kind};
 use markledger_operators::flow::{route, time_of, AccountIn, CodeIn, Fact, Flow, Header, Placed};
 use markledger_operators::machine::{run_machine, Time};
 use markledger_operators::orders::Orders;
-use markledger_operators::output::{Output, Rejection};
+use markledger_operators::output::{Entry, Output, Rejection};
 use markledger_operators::periods::Periods;
 use markledger_operators::validate::is_code;
 use markledger_operators::{Reason, Ts};
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
 use timely::dataflow::operators::{Capability, Concat, Concatenate, Inspect};
 use timely::dataflow::{Scope, StreamVec};
 
@@ -103,7 +104,7 @@ fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -
 }
 
 /// Tariffs need no state to check: bad prices, or taking effect before their own event.
-fn check_tariff(placed: Placed) -> Result<Placed, Output> {
+fn check_tariff(placed: Placed) -> Result<Placed, Box<Output>> {
     let Body::Tariff {
         effective_from,
         net_price,
@@ -117,14 +118,14 @@ fn check_tariff(placed: Placed) -> Result<Placed, Output> {
             && !vat.is_sign_negative() && *vat < rust_decimal::Decimal::ONE);
     if !valid {
         let detail = format!("tariff needs net_price > 0 and 0 ≤ vat_rate < 1, got {net_price:?} and {vat_rate:?}");
-        return Err(reject(&placed, None, Reason::BadAmount, detail));
+        return Err(Box::new(reject(&placed, None, Reason::BadAmount, detail)));
     }
     if *effective_from < placed.effective {
         let detail = format!(
             "tariff effective from {effective_from} is before its event took effect at {}",
             placed.effective
         );
-        return Err(reject(&placed, None, Reason::TariffRetroactive, detail));
+        return Err(Box::new(reject(&placed, None, Reason::TariffRetroactive, detail)));
     }
     Ok(placed)
 }
@@ -166,38 +167,51 @@ fn split_command(placed: Placed, config: &Config) -> Vec<Flow> {
         .collect()
 }
 
-fn outs(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, Output> {
-    flows.flat_map(|flow| {
-        if let Flow::Out(output) = flow {
-            Some(output)
-        } else {
-            None
-        }
-    })
+/// A stage's output split by destination, each record moved (not copied) to one part.
+struct Parts<'scope> {
+    outs: StreamVec<'scope, Time, Output>,
+    facts: StreamVec<'scope, Time, Fact>,
+    codes: StreamVec<'scope, Time, CodeIn>,
+    accounts: StreamVec<'scope, Time, AccountIn>,
 }
 
-fn facts(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, Fact> {
-    flows.flat_map(|flow| if let Flow::Fact(fact) = flow { Some(fact) } else { None })
-}
-
-fn to_codes(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, CodeIn> {
-    flows.flat_map(|flow| {
-        if let Flow::ToCodes(code) = flow {
-            Some(code)
-        } else {
-            None
-        }
-    })
-}
-
-fn to_accounts(flows: StreamVec<'_, Time, Flow>) -> StreamVec<'_, Time, AccountIn> {
-    flows.flat_map(|flow| {
-        if let Flow::ToAccounts(input) = flow {
-            Some(input)
-        } else {
-            None
-        }
-    })
+fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
+    let mut parts = flows
+        .partition(4, |flow| {
+            let part = match &flow {
+                Flow::Out(_) => 0,
+                Flow::Fact(_) => 1,
+                Flow::ToCodes(_) => 2,
+                Flow::ToAccounts(_) => 3,
+            };
+            (part, flow)
+        })
+        .into_iter();
+    let mut next = || parts.next().expect("four parts");
+    Parts {
+        outs: next().flat_map(|flow| {
+            if let Flow::Out(output) = flow {
+                Some(output)
+            } else {
+                None
+            }
+        }),
+        facts: next().flat_map(|flow| if let Flow::Fact(fact) = flow { Some(fact) } else { None }),
+        codes: next().flat_map(|flow| {
+            if let Flow::ToCodes(code) = flow {
+                Some(code)
+            } else {
+                None
+            }
+        }),
+        accounts: next().flat_map(|flow| {
+            if let Flow::ToAccounts(input) = flow {
+                Some(input)
+            } else {
+                None
+            }
+        }),
+    }
 }
 
 /// Runs the dataflow over in-memory partitions on `workers` threads and returns every
@@ -247,7 +261,9 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
             let unique = unique.flat_map(Result::ok);
 
             let tariffs = unique.clone().filter_kinds(&[Kind::Tariff]).map(check_tariff);
-            let tariff_refusals = tariffs.clone().flat_map(Result::err);
+            let tariff_refusals = tariffs
+                .clone()
+                .flat_map(|checked| checked.err().map(|refusal| *refusal));
             // Every worker's accounts need every tariff: broadcast, addressed to the worker.
             let tariffs = tariffs
                 .flat_map(Result::ok)
@@ -264,46 +280,45 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
             let order_events = unique
                 .clone()
                 .filter_kinds(&[Kind::Order, Kind::OrderCancel, Kind::Emission]);
-            let orders = run_machine(
+            let orders = split(run_machine(
                 order_events,
                 Exchange::new(|placed: &Placed| route(&placed.event.account)),
                 "Orders: emission checks",
                 Orders::new(config.sla_ms, config.close_after_days),
                 end,
-            );
+            ));
 
             let command_config = config.clone();
-            let commands = unique
-                .filter_kinds(&[Kind::Application, Kind::Dropout, Kind::Defect, Kind::Introduction])
-                .flat_map(move |placed| split_command(placed, &command_config));
+            let commands = split(
+                unique
+                    .filter_kinds(&[Kind::Application, Kind::Dropout, Kind::Defect, Kind::Introduction])
+                    .flat_map(move |placed| split_command(placed, &command_config)),
+            );
 
-            let codes = run_machine(
-                to_codes(orders.clone()).concat(to_codes(commands.clone())),
+            let codes = split(run_machine(
+                orders.codes.concat(commands.codes),
                 Exchange::new(|code: &CodeIn| route(&code.code)),
                 "Codes: national index",
                 Codes::new(config.hold_ms),
                 end,
-            );
+            ));
 
-            let account_inputs = credits
-                .concat(to_accounts(orders.clone()))
-                .concat(to_accounts(codes.clone()))
-                .concat(tariffs);
+            let account_inputs = credits.concat(orders.accounts).concat(codes.accounts).concat(tariffs);
             let rules = AccountRules {
                 calendar: config.calendar.clone(),
                 expiry_working_days: config.expiry_working_days,
                 close_after_days: config.close_after_days,
             };
-            let accounts = run_machine(
+            let accounts = split(run_machine(
                 account_inputs,
                 Exchange::new(AccountIn::route),
                 "Accounts: lifecycle, balance, FIFO",
                 Accounts::new(rules),
                 end,
-            );
+            ));
 
             let periods = run_machine(
-                facts(orders.clone()).concat(facts(accounts.clone())),
+                orders.facts.concat(accounts.facts),
                 Exchange::new(|fact: &Fact| route(fact.account())),
                 "Periods: revisions",
                 Periods::new(config.close_after_days),
@@ -314,10 +329,10 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
                 .concatenate([
                     duplicates,
                     tariff_refusals,
-                    outs(commands),
-                    outs(orders),
-                    outs(codes),
-                    outs(accounts),
+                    commands.outs,
+                    orders.outs,
+                    codes.outs,
+                    accounts.outs,
                     periods,
                 ])
                 .inspect(move |output| sink.borrow_mut().push(output.clone()));
@@ -341,4 +356,97 @@ impl<'scope> FilterKinds<'scope> for StreamVec<'scope, Time, Placed> {
     fn filter_kinds(self, kinds: &'static [Kind]) -> StreamVec<'scope, Time, Placed> {
         self.flat_map(move |placed| kinds.contains(&placed.event.kind()).then_some(placed))
     }
+}
+
+/// Runs the dataflow and returns its outputs in a canonical order, with the run's summary.
+///
+/// The order makes output files identical whatever the worker count: records are grouped
+/// by output and by account (or period key), and within an account keep the order its
+/// worker produced them in, which is account order; rejections are sorted.
+pub fn run_summarized(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> (Summary, Vec<Output>) {
+    let mut summary = Summary::default();
+    let mut accounts = std::collections::BTreeSet::new();
+    for partition in &partitions {
+        let mut high_water: Option<Ts> = None;
+        for record in partition {
+            summary.records += 1;
+            let Decoded::Event(event) = record else { continue };
+            let floor = high_water.map(|hw| hw.minus_millis(config.lateness_ms));
+            summary.late_events += u64::from(floor.is_some_and(|floor| event.ts < floor));
+            high_water = Some(high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+            summary.events += 1;
+            summary.code_events += event.code_count() as u64;
+            summary.first_ts = Some(summary.first_ts.map_or(event.ts, |t| t.min(event.ts)));
+            summary.last_ts = Some(summary.last_ts.map_or(event.ts, |t| t.max(event.ts)));
+            if event.kind() != Kind::Tariff {
+                accounts.insert(event.account.clone());
+            }
+        }
+    }
+    summary.accounts = accounts.len() as u64;
+    let mut outputs = run(config, partitions, workers);
+    canonical_order(&mut outputs);
+    let mut by_status: std::collections::BTreeMap<markledger_operators::Status, i64> = Default::default();
+    let mut balances: std::collections::BTreeMap<&str, (rust_decimal::Decimal, rust_decimal::Decimal)> =
+        Default::default();
+    for output in &outputs {
+        let name = match output {
+            Output::Status(change) => {
+                let n = change.codes.len() as i64;
+                *by_status.entry(change.to).or_default() += n;
+                if let Some(from) = change.from {
+                    *by_status.entry(from).or_default() -= n;
+                }
+                "status"
+            }
+            Output::Ledger(entry) => {
+                let total = match entry.entry {
+                    Entry::Payment => &mut summary.payments,
+                    Entry::Compensation => &mut summary.compensations,
+                    Entry::Charge => &mut summary.charged,
+                    Entry::Refund => &mut summary.refunds,
+                };
+                *total += entry.amount;
+                "ledger"
+            }
+            Output::Balance(balance) => {
+                balances.insert(&balance.account, (balance.balance, balance.unpaid_amount));
+                "balances"
+            }
+            Output::Rejection(rejection) => {
+                *summary.rejections.entry(rejection.reason).or_default() += 1;
+                "rejections"
+            }
+            Output::Period(_) => "periods",
+        };
+        *summary.outputs.entry(name).or_default() += 1;
+    }
+    summary.codes_by_status = by_status
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(status, n)| (status, n.unsigned_abs()))
+        .collect();
+    summary.balance = balances.values().map(|(balance, _)| *balance).sum();
+    summary.unpaid = balances.values().map(|(_, unpaid)| *unpaid).sum();
+    (summary, outputs)
+}
+
+fn canonical_order(outputs: &mut [Output]) {
+    fn group(output: &Output) -> (u8, String) {
+        match output {
+            Output::Status(s) => (0, s.account.clone()),
+            Output::Ledger(l) => (1, l.account.clone()),
+            Output::Balance(b) => (2, b.account.clone()),
+            Output::Rejection(_) => (3, String::new()),
+            Output::Period(p) => (4, p.key.render()),
+        }
+    }
+    // Stable: records of one account keep their account order.
+    outputs.sort_by_cached_key(group);
+    let start = outputs.partition_point(|o| group(o).0 < 3);
+    let end = outputs.partition_point(|o| group(o).0 < 4);
+    outputs[start..end].sort_by(|a, b| match (a, b) {
+        (Output::Rejection(a), Output::Rejection(b)) => a.cmp(b),
+        _ => std::cmp::Ordering::Equal,
+    });
 }

@@ -3,7 +3,7 @@
 //! reconciliation for a closed month.
 
 use crate::config::Config;
-use crate::runner::{render_summary, run_files};
+use crate::runner::{render_summary, run_files, Engine};
 use anyhow::{Context, Result};
 use markledger_datasets::generator::{generate, GeneratorConfig};
 use serde_json::Value;
@@ -31,7 +31,13 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
     })
     .with_context(|| format!("generating into {}", input.display()))?;
     let generated_in = started.elapsed();
-    let report = run_files(config, std::slice::from_ref(&input), &output, quiet)?;
+    let report = run_files(
+        config,
+        std::slice::from_ref(&input),
+        &output,
+        quiet,
+        Engine::Dataflow { workers: 2 },
+    )?;
     let mut text = format!(
         "markledger demo: {} accounts, {} events naming {} codes over {} months, generated in {:.1} s (seed {})\n\n",
         generator.accounts,

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use markledger::config::{parse_duration_ms, Config};
 use markledger::demo::run_demo;
-use markledger::runner::{render_summary, run_files};
+use markledger::runner::{render_summary, run_files, Engine};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
 use markledger_operators::{Period, WorkingCalendar};
 use std::path::PathBuf;
@@ -36,9 +36,12 @@ struct RunArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Worker threads (the dataflow engine; the reference engine is single-threaded).
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads of the dataflow engine.
+    #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// `dataflow` (the product) or `reference` (the single-threaded oracle it is checked against).
+    #[arg(long, default_value = "dataflow")]
+    engine: String,
     /// A working-day calendar file replacing the shipped Kazakhstan 2020–2027 one.
     #[arg(long)]
     calendar: Option<PathBuf>,
@@ -227,13 +230,13 @@ fn config_from(args: &RunArgs) -> Result<Config> {
 
 fn run(args: RunArgs) -> Result<()> {
     let config = config_from(&args)?;
-    if args.workers > 1 && !args.quiet {
-        eprintln!(
-            "note: the reference engine is single-threaded; --workers {} is ignored",
-            args.workers
-        );
-    }
-    let report = run_files(&config, &args.input, &args.out, args.quiet)?;
+    let engine = match args.engine.as_str() {
+        "dataflow" if args.workers >= 1 => Engine::Dataflow { workers: args.workers },
+        "dataflow" => bail!("--workers must be at least 1"),
+        "reference" => Engine::Reference,
+        other => bail!("--engine {other:?}: expected dataflow or reference"),
+    };
+    let report = run_files(&config, &args.input, &args.out, args.quiet, engine)?;
     print!("{}", render_summary(&report, &args.out));
     Ok(())
 }

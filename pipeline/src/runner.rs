@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
 use markledger_operators::money::render;
-use markledger_operators::Reason;
+use markledger_operators::{Reason, Sink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,8 @@ pub struct RunReport {
     pub read_time: Duration,
     /// Wall time of the whole run.
     pub total_time: Duration,
+    /// The engine that ran.
+    pub engine: Engine,
 }
 
 /// Reads every partition fully, in order.
@@ -95,12 +97,51 @@ pub fn read_partitions(
     Ok((partitions, all, bytes))
 }
 
-/// `markledger run` on the reference engine.
-pub fn run_files(config: &Config, inputs: &[PathBuf], out: &Path, quiet: bool) -> Result<RunReport> {
+/// Which engine a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The single-threaded oracle.
+    Reference,
+    /// The timely dataflow on this many worker threads.
+    Dataflow {
+        /// Worker threads.
+        workers: usize,
+    },
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Reference => write!(f, "reference (1 thread)"),
+            Engine::Dataflow { workers } => write!(f, "dataflow ({workers} workers)"),
+        }
+    }
+}
+
+/// `markledger run`: read the partitions, run `engine`, write the five outputs.
+pub fn run_files(config: &Config, inputs: &[PathBuf], out: &Path, quiet: bool, engine: Engine) -> Result<RunReport> {
     let mut progress = ProgressLine::new(Duration::from_secs(2), quiet);
     let (partitions, records, bytes) = read_partitions(inputs, &mut progress)?;
     let read_time = progress.elapsed();
-    let sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
+    let mut sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
+    if let Engine::Dataflow { workers } = engine {
+        let (summary, outputs) = crate::dataflow::run_summarized(config, records, workers);
+        for output in outputs {
+            sink.emit(output);
+        }
+        let written = sink
+            .finish()
+            .with_context(|| format!("writing outputs in {}", out.display()))?;
+        return Ok(RunReport {
+            summary,
+            written,
+            partitions,
+            bytes,
+            read_time,
+            total_time: progress.elapsed(),
+            engine,
+        });
+    }
     let (summary, sink) = reference::run(config, records, sink, &mut |done, total| {
         progress.tick(|| {
             format!(
@@ -113,6 +154,7 @@ pub fn run_files(config: &Config, inputs: &[PathBuf], out: &Path, quiet: bool) -
         .finish()
         .with_context(|| format!("writing outputs in {}", out.display()))?;
     Ok(RunReport {
+        engine,
         summary,
         written,
         partitions,
@@ -146,6 +188,7 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
             "  time span   {first} .. {last} (the watermark stopped at the last)"
         ));
     }
+    line(format!("  engine      {}", report.engine));
     line(format!(
         "  speed       {:.2} s in all ({:.2} s reading); {:.0} code events/s",
         seconds,

@@ -1,0 +1,302 @@
+//! Engine equivalence harness (`markledger_tests::compare`), proven on the reference engine
+//! against itself: changes that must not matter (partition order, input format, workers'
+//! interleaving of outputs) leave the canonical outputs equal, and a change that must matter
+//! (a lost payment) is caught. The dataflow engine's test is at the end, ready to enable.
+
+use markledger::config::Config;
+use markledger_connectors::codec::Decoded;
+use markledger_datasets::generator::{Format, GeneratorConfig};
+use markledger_operators::output::{Entry, Output};
+use markledger_operators::{Body, Reason};
+use markledger_tests::compare::{
+    assert_equivalent, canonical, diff, diff_strict, generate_dataset, reference_outputs, Canonical,
+};
+use markledger_tests::default_config;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+/// The two datasets every test runs on.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// ~200,000 code events over 40 accounts: large reports, few events (~400).
+    Narrow,
+    /// 1,000 accounts (~380,000 code events, ~3,000 events): many small accounts, refunds
+    /// refused, and events late beyond the lateness.
+    Wide,
+}
+
+const SHAPES: [Shape; 2] = [Shape::Narrow, Shape::Wide];
+
+/// Both shapes: 5 % bad input, 4 partitions, 3 months, seed 1.
+fn dataset_config(shape: Shape, format: Format) -> GeneratorConfig {
+    let accounts = match shape {
+        Shape::Narrow => 40,
+        Shape::Wide => 1_000,
+    };
+    GeneratorConfig {
+        accounts,
+        codes: 200_000,
+        seed: 1,
+        format,
+        bad_rate: 0.05,
+        partitions: 4,
+        months: 3,
+        ..GeneratorConfig::default()
+    }
+}
+
+/// A JSON dataset, the reference engine's outputs on it and their canonical form, computed
+/// once per shape for the whole file.
+struct Base {
+    config: Config,
+    partitions: Vec<Vec<Decoded>>,
+    outputs: Vec<Output>,
+    canonical: Canonical,
+}
+
+fn base(shape: Shape) -> &'static Base {
+    static NARROW: OnceLock<Base> = OnceLock::new();
+    static WIDE: OnceLock<Base> = OnceLock::new();
+    let cell = match shape {
+        Shape::Narrow => &NARROW,
+        Shape::Wide => &WIDE,
+    };
+    cell.get_or_init(|| {
+        let config = default_config();
+        let partitions = generate_dataset(&dataset_config(shape, Format::Json));
+        let outputs = reference_outputs(&config, partitions.clone());
+        let canonical = canonical(&outputs);
+        assert!(
+            canonical.anomalies.is_empty(),
+            "{shape:?}: the reference engine's outputs are inconsistent: {:#?}",
+            canonical.anomalies
+        );
+        Base {
+            config,
+            partitions,
+            outputs,
+            canonical,
+        }
+    })
+}
+
+#[test]
+fn datasets_exercise_every_category() {
+    // Checks that the datasets really exercise what the harness compares, so "equivalent"
+    // below is not vacuous: counts per category of the reference run's canonical form, late
+    // events, MALFORMED raw input, codes with 3+ status changes, and that the canonical form
+    // saw every status record and every rejection record.
+    for shape in SHAPES {
+        let base = base(shape);
+        let c = &base.canonical;
+        let count = |f: fn(&Output) -> bool| base.outputs.iter().filter(|o| f(o)).count() as u64;
+        eprintln!(
+            "{shape:?}: {} outputs; {} accounts, {} codes, {} ledger entries, {} status records, \
+             {} rejections, {} period keys",
+            base.outputs.len(),
+            c.balances.len(),
+            c.codes.len(),
+            c.ledger.values().map(Vec::len).sum::<usize>(),
+            c.status_changes.values().sum::<u64>(),
+            c.rejections.values().sum::<u64>(),
+            c.periods.len()
+        );
+        assert_eq!(
+            c.status_changes.values().sum::<u64>(),
+            count(|o| matches!(o, Output::Status(_)))
+        );
+        assert_eq!(
+            c.rejections.values().sum::<u64>(),
+            count(|o| matches!(o, Output::Rejection(_)))
+        );
+        assert!(c.codes.len() >= 50_000, "{shape:?}: {} codes", c.codes.len());
+        assert!(c.balances.len() >= 40, "{shape:?}: {} balances", c.balances.len());
+        assert!(
+            c.ledger.len() >= 30,
+            "{shape:?}: ledgers of {} accounts",
+            c.ledger.len()
+        );
+        assert!(c.periods.len() >= 500, "{shape:?}: {} period keys", c.periods.len());
+        let reasons: BTreeSet<Reason> = c.rejections.keys().map(|k| k.reason).collect();
+        assert!(reasons.len() >= 8, "{shape:?}: reasons {reasons:?}");
+        assert!(
+            c.rejections.keys().any(|k| k.raw.is_some()),
+            "{shape:?}: no raw input kept"
+        );
+        let multi_change = c.codes.values().filter(|fate| fate.changes >= 3).count();
+        assert!(multi_change >= 1_000, "{shape:?}: {multi_change} codes with 3+ changes");
+    }
+    let wide = &base(Shape::Wide).canonical;
+    assert!(
+        wide.ledger.len() >= 500,
+        "wide: ledgers of {} accounts",
+        wide.ledger.len()
+    );
+    assert!(
+        wide.ledger.values().flatten().any(|row| row.late),
+        "wide: no late ledger entry"
+    );
+    assert!(
+        wide.status_changes.keys().any(|k| k.late),
+        "wide: no late status change"
+    );
+    assert!(wide.rejections.keys().any(|k| k.reason == Reason::RefundExceedsBalance));
+}
+
+#[test]
+fn partition_order_does_not_matter() {
+    // Checks that partition order does not matter (lateness depends only on an event's own
+    // partition): the same partitions given to the reference engine in reverse order give
+    // canonical outputs equal to the original run's, rejection details included.
+    for shape in SHAPES {
+        let base = base(shape);
+        let mut reversed = base.partitions.clone();
+        reversed.reverse();
+        let other = canonical(&reference_outputs(&base.config, reversed));
+        let name = format!("{shape:?} reversed order");
+        assert_equivalent(&base.canonical, &other, ("original order", name.as_str()));
+        assert_eq!(
+            diff_strict(&base.canonical, &other, "original order", &name),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn json_and_binary_inputs_are_equivalent() {
+    // Checks that the input format does not matter: the same seed and flags generated as
+    // binary instead of JSON lines and run through the reference engine give canonical
+    // outputs equal to the JSON run's, rejection details (and MALFORMED raw input) included.
+    for shape in SHAPES {
+        let base = base(shape);
+        let binary = generate_dataset(&dataset_config(shape, Format::Binary));
+        assert_eq!(binary.len(), base.partitions.len());
+        let binary = canonical(&reference_outputs(&base.config, binary));
+        let (json_name, binary_name) = (format!("{shape:?} json"), format!("{shape:?} binary"));
+        assert_equivalent(&base.canonical, &binary, (json_name.as_str(), binary_name.as_str()));
+        assert_eq!(
+            diff_strict(&base.canonical, &binary, &json_name, &binary_name),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn worker_interleaving_does_not_matter() {
+    // Checks that the canonical form ignores how a multi-worker engine interleaves its
+    // workers' outputs: the reference outputs are dealt to 4 simulated workers (balances and
+    // ledger by account, periods by key, rejections and status changes by event id, so one
+    // code's changes land on different workers) and merged back in a scrambled order that
+    // keeps each worker's own order; the canonical forms must be equal.
+    const WORKERS: usize = 4;
+    let owner = |text: &str| {
+        let hash = text
+            .bytes()
+            .fold(17u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        (hash % WORKERS as u64) as usize
+    };
+    for shape in SHAPES {
+        let base = base(shape);
+        let mut streams: Vec<Vec<&Output>> = vec![Vec::new(); WORKERS];
+        for output in &base.outputs {
+            let worker = match output {
+                Output::Balance(b) => owner(&b.account),
+                Output::Ledger(l) => owner(&l.account),
+                Output::Period(p) => owner(&p.key.render()),
+                Output::Rejection(r) => owner(r.event.as_deref().unwrap_or("")),
+                Output::Status(s) => owner(s.event.as_deref().unwrap_or(&s.account)),
+            };
+            streams[worker].push(output);
+        }
+        // A fixed linear congruential sequence picks the next worker (the next non-empty one
+        // when it has nothing left).
+        let mut merged = Vec::with_capacity(base.outputs.len());
+        let mut positions = [0usize; WORKERS];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        while merged.len() < base.outputs.len() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let mut worker = (state >> 33) as usize % WORKERS;
+            while positions[worker] == streams[worker].len() {
+                worker = (worker + 1) % WORKERS;
+            }
+            merged.push(streams[worker][positions[worker]].clone());
+            positions[worker] += 1;
+        }
+        assert_ne!(merged, base.outputs, "{shape:?}: the interleaving changed nothing");
+        let interleaved = canonical(&merged);
+        assert!(interleaved.anomalies.is_empty(), "{:#?}", interleaved.anomalies);
+        let name = format!("{shape:?} interleaved");
+        assert_equivalent(&base.canonical, &interleaved, ("reference", name.as_str()));
+    }
+}
+
+#[test]
+fn dropping_a_payment_is_detected() {
+    // Checks that the harness can fail: one accepted payment (a payment ledger entry whose id
+    // occurs once in the input) is removed from its partition and the reference engine rerun;
+    // the diff must be non-empty and name the balances or the ledger, and the payment's id.
+    for shape in SHAPES {
+        let base = base(shape);
+        let mut id_counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for record in base.partitions.iter().flatten() {
+            if let Decoded::Event(event) = record {
+                *id_counts.entry(event.id.as_str()).or_default() += 1;
+            }
+        }
+        let victim = base
+            .outputs
+            .iter()
+            .find_map(|output| match output {
+                Output::Ledger(l) if l.entry == Entry::Payment && id_counts.get(l.event.as_str()) == Some(&1) => {
+                    Some(l.event.clone())
+                }
+                _ => None,
+            })
+            .expect("an accepted payment with a unique id");
+        let mut partitions = base.partitions.clone();
+        let mut removed = 0;
+        for partition in &mut partitions {
+            partition.retain(|record| {
+                let hit =
+                    matches!(record, Decoded::Event(e) if e.id == victim && matches!(e.body, Body::Payment { .. }));
+                removed += usize::from(hit);
+                !hit
+            });
+        }
+        assert_eq!(removed, 1, "{shape:?}: payment {victim}");
+
+        let without = canonical(&reference_outputs(&base.config, partitions));
+        let lines = diff(&base.canonical, &without, "full", "without payment");
+        assert!(!lines.is_empty(), "{shape:?}: dropping payment {victim} went unnoticed");
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("balances: ") || line.starts_with("ledger: ")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|line| line.contains(&victim)),
+            "{shape:?}: the diff does not name payment {victim}: {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn dataflow_equals_reference_on_1_2_4_workers() {
+    // Checks that the dataflow engine on 1, 2 and 4 workers produces outputs equivalent to the
+    // reference engine's on both datasets: canonical forms compared strictly (rejection
+    // details included: both engines word them the same), no anomalies within a run.
+    for shape in SHAPES {
+        let base = base(shape);
+        for w in [1, 2, 4] {
+            let outputs = markledger::dataflow::run(&base.config, base.partitions.clone(), w);
+            let dataflow = canonical(&outputs);
+            let name = format!("{shape:?} dataflow on {w} workers");
+            assert!(dataflow.anomalies.is_empty(), "{name}: {:#?}", dataflow.anomalies);
+            let differences = diff_strict(&base.canonical, &dataflow, "reference", &name);
+            assert!(differences.is_empty(), "{name}:\n{}", differences.join("\n"));
+        }
+    }
+}
