@@ -12,7 +12,8 @@
 //! balance never goes negative and the FIFO head is never affordable while unpaid.
 
 use crate::event::{Body, DecimalField, Kind};
-use crate::flow::{time_of, ts_of, AccountIn, CodeIn, CodeOut, Fact, Flow, Header, Placed};
+use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeOut, Fact, Flow, Header, Placed};
+use crate::intern::Interner;
 use crate::machine::{Machine, Time};
 use crate::money::{check_amount, Money};
 use crate::orders::accounting_period;
@@ -22,18 +23,18 @@ use crate::status::Status;
 use crate::tariff::{Tariff, TariffHistory};
 use crate::time::{Period, Ts};
 use crate::WorkingCalendar;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-/// One of the account's codes.
+/// One of the account's codes: 8 bytes, keyed by the code's 16-byte fingerprint.
 struct Code {
-    gtin: String,
+    gtin: u32,
     status: Status,
 }
 
 /// An unpaid applied code in the FIFO queue.
 struct Unpaid {
     code: String,
-    gtin: String,
+    gtin: u32,
     net: Money,
     vat: Money,
     applied_at: Ts,
@@ -51,7 +52,8 @@ struct Account {
     queue: VecDeque<Unpaid>,
     unpaid: Money,
     pending_orders: u64,
-    codes: BTreeMap<String, Code>,
+    // Looked up by fingerprint, never iterated: a HashMap cannot reach an output's order.
+    codes: HashMap<CodeKey, Code>,
     anchor: Option<Ts>,
     anchor_generation: u64,
     changed_at: Option<Ts>,
@@ -80,6 +82,7 @@ pub struct AccountRules {
 pub struct Accounts {
     rules: AccountRules,
     tariffs: TariffHistory,
+    gtins: Interner,
     accounts: BTreeMap<String, Account>,
     emissions: BTreeMap<u64, (String, String, Vec<String>)>,
     next_emission: u64,
@@ -89,7 +92,7 @@ pub struct Accounts {
 }
 
 /// Sort key of a unit of work within an instant (see the module docs).
-type UnitKey = (Kind, String, u8, Option<(Ts, Kind, String)>);
+type UnitKey<'a> = (Kind, &'a str, u8, Option<(Ts, Kind, &'a str)>);
 
 enum Unit {
     Event(Placed),
@@ -116,6 +119,7 @@ impl Accounts {
         Accounts {
             rules,
             tariffs: TariffHistory::built_in(),
+            gtins: Interner::default(),
             accounts: BTreeMap::new(),
             emissions: BTreeMap::new(),
             next_emission: 0,
@@ -197,10 +201,10 @@ impl Accounts {
 
     /// Pays from the FIFO head while the balance covers it. Returns the codes that became
     /// `APPLIED_PAID` (annulled codes are paid silently).
-    fn settle(&mut self, header: &Header, now: Ts, out: &mut Vec<Flow>) -> Vec<(String, String)> {
+    fn settle(&mut self, header: &Header, now: Ts, out: &mut Vec<Flow>) -> Vec<(String, u32)> {
         let period = self.period(header.ts, now);
         let (mut total, mut count, mut became_paid) = (Money::ZERO, 0u64, Vec::new());
-        let mut paid_by_gtin: BTreeMap<String, (u64, Money, Money)> = BTreeMap::new();
+        let mut paid_by_gtin: BTreeMap<u32, (u64, Money, Money)> = BTreeMap::new();
         let account = self
             .accounts
             .get_mut(&header.account)
@@ -215,13 +219,13 @@ impl Accounts {
             account.unpaid -= head.charge();
             total += head.charge();
             count += 1;
-            let paid = paid_by_gtin.entry(head.gtin.clone()).or_default();
+            let paid = paid_by_gtin.entry(head.gtin).or_default();
             paid.0 += 1;
             paid.1 += head.net;
             paid.2 += head.vat;
             let code = account
                 .codes
-                .get_mut(&head.code)
+                .get_mut(&code_key(&head.code))
                 .expect("queued codes are the account's");
             if code.status == Status::AppliedUnpaid {
                 code.status = Status::AppliedPaid;
@@ -233,7 +237,7 @@ impl Accounts {
             out.push(Flow::Fact(Fact::Paid {
                 account: header.account.clone(),
                 period,
-                gtin,
+                gtin: self.gtins.name(gtin).to_string(),
                 count,
                 net,
                 vat,
@@ -293,6 +297,7 @@ impl Accounts {
         self.touch(&header.account, header.ts);
         let mut groups = BTreeMap::new();
         for (code, gtin) in self.settle(&header, now, out) {
+            let gtin = self.gtins.name(gtin).to_string();
             groups
                 .entry((gtin, Some(Status::AppliedUnpaid), Status::AppliedPaid))
                 .or_insert_with(Vec::new)
@@ -356,12 +361,13 @@ impl Accounts {
 
     fn create(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<Flow>) {
         let created: Vec<String> = codes.into_iter().map(|c| c.code).collect();
+        let gtin = self.gtins.intern(&header.gtin);
         let account = self.account(&header.account);
         for code in &created {
             account.codes.insert(
-                code.clone(),
+                code_key(code),
                 Code {
-                    gtin: header.gtin.clone(),
+                    gtin,
                     status: Status::Emitted,
                 },
             );
@@ -392,8 +398,9 @@ impl Accounts {
         let tariff: Tariff = self.tariffs.at(header.ts);
         let period = self.period(header.ts, now);
         let mut groups: BTreeMap<(String, Option<Status>, Status), Vec<String>> = BTreeMap::new();
-        let mut applied: Vec<(String, String)> = Vec::new();
-        let mut applied_by_gtin: BTreeMap<String, u64> = BTreeMap::new();
+        let mut applied: Vec<(String, u32)> = Vec::new();
+        let mut applied_by_gtin: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut changed: Vec<(u32, Status, Status, String)> = Vec::new();
         for code in codes {
             let account = self
                 .accounts
@@ -401,7 +408,7 @@ impl Accounts {
                 .expect("commands reach known accounts");
             let state = account
                 .codes
-                .get_mut(&code.code)
+                .get_mut(&code_key(&code.code))
                 .expect("the index forwards only the account's codes");
             let from = state.status;
             let to = match (kind, from) {
@@ -425,28 +432,34 @@ impl Accounts {
                 }
             };
             state.status = to;
-            let gtin = state.gtin.clone();
+            let gtin = state.gtin;
             if kind == Kind::Application {
                 account.queue.push_back(Unpaid {
                     code: code.code.clone(),
-                    gtin: gtin.clone(),
+                    gtin,
                     net: tariff.net_price,
                     vat: tariff.vat(),
                     applied_at: header.ts,
                 });
                 account.unpaid += tariff.charge();
-                *applied_by_gtin.entry(gtin.clone()).or_default() += 1;
+                *applied_by_gtin.entry(gtin).or_default() += 1;
                 applied.push((code.code, gtin));
             } else {
-                groups.entry((gtin, Some(from), to)).or_default().push(code.code);
+                changed.push((gtin, from, to, code.code));
             }
+        }
+        for (gtin, from, to, code) in changed {
+            groups
+                .entry((self.gtins.name(gtin).to_string(), Some(from), to))
+                .or_default()
+                .push(code);
         }
         for (gtin, count) in applied_by_gtin {
             let account = header.account.clone();
             out.push(Flow::Fact(Fact::Applied {
                 account,
                 period,
-                gtin,
+                gtin: self.gtins.name(gtin).to_string(),
                 count,
                 at: header.ts,
             }));
@@ -464,6 +477,7 @@ impl Accounts {
                 } else {
                     Status::AppliedUnpaid
                 };
+                let gtin = self.gtins.name(gtin).to_string();
                 groups.entry((gtin, Some(Status::Emitted), to)).or_default().push(code);
             }
         }
@@ -495,7 +509,8 @@ impl Accounts {
                 let account = self.accounts.get_mut(&name).expect("emitting account");
                 let mut expired = Vec::new();
                 for code in codes {
-                    if let Some(state) = account.codes.get_mut(&code).filter(|c| c.status == Status::Emitted) {
+                    let state = account.codes.get_mut(&code_key(&code));
+                    if let Some(state) = state.filter(|c| c.status == Status::Emitted) {
                         state.status = Status::Expired;
                         expired.push(code);
                     }
@@ -527,52 +542,52 @@ impl Accounts {
         }
     }
 
-    fn units(inputs: Vec<AccountIn>) -> Vec<(UnitKey, Unit)> {
-        let mut units: BTreeMap<UnitKey, Unit> = BTreeMap::new();
-        for input in inputs {
+    /// Groups an instant's inputs into units of work in account order. Inputs are sorted
+    /// by a borrowed key and neighbours grouped, so no key is copied per code.
+    fn units(mut inputs: Vec<AccountIn>) -> Vec<Unit> {
+        fn key(input: &AccountIn) -> UnitKey<'_> {
             match input {
                 AccountIn::Event(placed) | AccountIn::Tariff { placed, .. } => {
-                    let key = (placed.event.kind(), placed.event.id.clone(), 0, None);
-                    units.insert(key, Unit::Event(placed));
+                    (placed.event.kind(), &placed.event.id, 0, None)
                 }
                 // Pending counts sort before every refund (ids are never empty).
-                AccountIn::Pending { account, pending, ts } => {
-                    let key = (
-                        Kind::Refund,
-                        String::new(),
-                        0,
-                        Some((Ts(0), Kind::Refund, account.clone())),
-                    );
-                    units.insert(key, Unit::Pending(account, pending, ts));
-                }
-                AccountIn::Code(CodeOut::Created(code)) => {
-                    let key = (Kind::Emission, code.header.id.clone(), 0, None);
-                    let header = code.header.clone();
-                    match units.entry(key).or_insert_with(|| Unit::Created(header, Vec::new())) {
-                        Unit::Created(_, codes) => codes.push(code),
-                        _ => unreachable!("one unit per key"),
-                    }
-                }
+                AccountIn::Pending { account, .. } => (Kind::Refund, "", 0, Some((Ts(0), Kind::Refund, account))),
+                AccountIn::Code(CodeOut::Created(code)) => (Kind::Emission, &code.header.id, 0, None),
+                // Held commands right after the emission that resolved them, in hold order.
                 AccountIn::Code(CodeOut::Resolved { after, command }) => {
-                    let header = command.header.clone();
-                    let hold = Some((header.effective, header.kind, header.id.clone()));
-                    let key = (Kind::Emission, after.id.clone(), 1, hold);
-                    match units.entry(key).or_insert_with(|| Unit::Command(header, Vec::new())) {
-                        Unit::Command(_, codes) => codes.push(command),
-                        _ => unreachable!("one unit per key"),
-                    }
+                    let held = &command.header;
+                    (
+                        Kind::Emission,
+                        &after.id,
+                        1,
+                        Some((held.effective, held.kind, &held.id)),
+                    )
                 }
-                AccountIn::Code(CodeOut::Command(code)) => {
-                    let header = code.header.clone();
-                    let key = (header.kind, header.id.clone(), 0, None);
-                    match units.entry(key).or_insert_with(|| Unit::Command(header, Vec::new())) {
-                        Unit::Command(_, codes) => codes.push(code),
-                        _ => unreachable!("one unit per key"),
+                AccountIn::Code(CodeOut::Command(code)) => (code.header.kind, &code.header.id, 0, None),
+            }
+        }
+        inputs.sort_by(|a, b| key(a).cmp(&key(b)));
+        // Sorted, a code belongs to the previous unit exactly when that unit is of the same
+        // sort and event: a held command's codes resolved by two emissions are separated by
+        // the second emission's created codes.
+        let mut units: Vec<Unit> = Vec::new();
+        for input in inputs {
+            match input {
+                AccountIn::Event(placed) | AccountIn::Tariff { placed, .. } => units.push(Unit::Event(placed)),
+                AccountIn::Pending { account, pending, ts } => units.push(Unit::Pending(account, pending, ts)),
+                AccountIn::Code(CodeOut::Created(code)) => match units.last_mut() {
+                    Some(Unit::Created(header, codes)) if header.id == code.header.id => codes.push(code),
+                    _ => units.push(Unit::Created(code.header.clone(), vec![code])),
+                },
+                AccountIn::Code(CodeOut::Resolved { command: code, .. } | CodeOut::Command(code)) => {
+                    match units.last_mut() {
+                        Some(Unit::Command(header, codes)) if header.id == code.header.id => codes.push(code),
+                        _ => units.push(Unit::Command(code.header.clone(), vec![code])),
                     }
                 }
             }
         }
-        units.into_iter().collect()
+        units
     }
 }
 
@@ -591,7 +606,7 @@ impl Machine for Accounts {
             let (_, timer) = self.timers.pop_first().expect("peeked");
             self.fire(timer, now, out);
         }
-        for ((_, _, _, _), unit) in Self::units(inputs) {
+        for unit in Self::units(inputs) {
             match unit {
                 Unit::Event(placed) => match &placed.event.body {
                     Body::Tariff {

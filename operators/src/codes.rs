@@ -7,12 +7,13 @@
 //! (kind rank, event id, position); holds ending at an instant end after its inputs.
 
 use crate::event::Kind;
-use crate::flow::{time_of, ts_of, AccountIn, CodeIn, CodeOut, Flow};
+use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeOut, Flow};
+use crate::intern::Interner;
 use crate::machine::{Machine, Time};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::time::Ts;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A held command's code, ordered the way holds were made.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,7 +26,10 @@ struct HoldKey {
 
 /// The index of one worker's share of the codes.
 pub struct Codes {
-    owners: BTreeMap<String, String>,
+    // Looked up, never iterated: a HashMap cannot reach an output's order. 16 + 4 bytes of
+    // payload per live code.
+    owners: HashMap<CodeKey, u32>,
+    accounts: Interner,
     held: BTreeMap<String, BTreeMap<HoldKey, (Ts, CodeIn)>>,
     deadlines: BTreeSet<(Ts, HoldKey, String)>,
     hold_ms: i64,
@@ -47,7 +51,8 @@ impl Codes {
     /// An empty index; commands wait `hold_ms` for unknown codes.
     pub fn new(hold_ms: i64) -> Codes {
         Codes {
-            owners: BTreeMap::new(),
+            owners: HashMap::new(),
+            accounts: Interner::default(),
             held: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             hold_ms,
@@ -55,11 +60,13 @@ impl Codes {
     }
 
     fn emit(&mut self, code: CodeIn, out: &mut Vec<Flow>) {
-        if self.owners.contains_key(&code.code) {
+        let owner = self.accounts.intern(&code.header.account);
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.owners.entry(code_key(&code.code)) {
+            entry.insert(owner);
+        } else {
             out.push(reject(&code, Reason::AlreadyExists, "code exists".into()));
             return;
         }
-        self.owners.insert(code.code.clone(), code.header.account.clone());
         let waiting = self.held.remove(&code.code).unwrap_or_default();
         let after = code.header.clone();
         out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Created(code))));
@@ -81,8 +88,9 @@ impl Codes {
     }
 
     fn command(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
-        match self.owners.get(&code.code) {
-            Some(owner) if *owner == code.header.account => {
+        let owner = self.owners.get(&code_key(&code.code)).map(|id| self.accounts.name(*id));
+        match owner {
+            Some(owner) if owner == code.header.account => {
                 out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Command(code))))
             }
             Some(_) => out.push(reject(

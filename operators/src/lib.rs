@@ -12,6 +12,7 @@ pub mod codes;
 pub mod dedup;
 pub mod event;
 pub mod flow;
+pub mod intern;
 pub mod machine;
 pub mod money;
 pub mod orders;

@@ -36,11 +36,16 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
-use timely::dataflow::operators::{Capability, Concat, Concatenate, Inspect};
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::operators::{Capability, Concat, Concatenate, Inspect, Probe};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 /// Records a source emits per activation.
 pub const SOURCE_BATCH_MAX: usize = 4_096;
+
+/// Events a source lets run ahead of what the whole dataflow has finished: timely has no
+/// backpressure of its own, and without this bound a file run would queue every per-code
+/// record of its input at once.
+pub const SOURCE_EVENTS_IN_FLIGHT_MAX: usize = 256;
 
 /// Effective time and lateness of every event of one partition (DOMAIN.md §4); refused
 /// records are returned apart (they neither move the high-water mark nor take effect).
@@ -64,20 +69,32 @@ pub fn place_partition(records: Vec<Decoded>, lateness_ms: i64) -> (Vec<Placed>,
 
 /// A worker's source: its partitions' events in effective-time order, each at its own
 /// time, the held capability always at the next event's time (the worker's watermark).
-fn replay<'scope>(scope: Scope<'scope, Time>, mut events: Vec<Placed>) -> StreamVec<'scope, Time, Placed> {
+fn replay<'scope>(
+    scope: Scope<'scope, Time>,
+    mut events: Vec<Placed>,
+    done: ProbeHandle<Time>,
+) -> StreamVec<'scope, Time, Placed> {
     events.sort_by_key(|placed| placed.effective);
     source::<_, CapacityContainerBuilder<Vec<Placed>>, _, _>(scope, "Source: partitions", move |cap, info| {
         let activator = scope.activator_for(info.address);
         let mut held: Option<Capability<Time>> = Some(cap);
         let mut events = events.into_iter().peekable();
+        let mut in_flight: std::collections::VecDeque<Time> = std::collections::VecDeque::new();
         move |output| {
             let Some(cap) = held.as_mut() else { return };
+            while in_flight.front().is_some_and(|time| !done.less_equal(time)) {
+                in_flight.pop_front();
+            }
             for _ in 0..SOURCE_BATCH_MAX {
+                if in_flight.len() >= SOURCE_EVENTS_IN_FLIGHT_MAX {
+                    break;
+                }
                 let Some(placed) = events.next() else { break };
                 let time = time_of(placed.effective);
                 if time > *cap.time() {
                     cap.downgrade(&time);
                 }
+                in_flight.push_back(time);
                 output.session(cap).give(placed);
             }
             match events.peek() {
@@ -244,8 +261,10 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
         let collected: Rc<RefCell<Vec<Output>>> = Rc::default();
         let sink = collected.clone();
         let config = config.clone();
+        let done = ProbeHandle::new();
+        let source_done = done.clone();
         worker.dataflow::<Time, _, _>(|scope| {
-            let events = replay(scope, mine);
+            let events = replay(scope, mine, source_done);
             let dedup = Dedup::new(
                 config.dedup_horizon_ms,
                 Box::new(|placed: &Placed| canonical_bytes(&placed.event)),
@@ -335,7 +354,8 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
                     accounts.outs,
                     periods,
                 ])
-                .inspect(move |output| sink.borrow_mut().push(output.clone()));
+                .inspect(move |output| sink.borrow_mut().push(output.clone()))
+                .probe_with(&done);
         });
         while worker.step() {}
         collected.take()
