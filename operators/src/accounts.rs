@@ -102,15 +102,8 @@ enum Unit {
 }
 
 fn rejection(header: &Header, code: Option<&str>, reason: Reason, detail: String) -> Flow {
-    Flow::Out(Output::Rejection(Rejection {
-        event: Some(header.id.clone()),
-        event_type: Some(header.kind.as_str().to_string()),
-        account: Some(header.account.clone()),
-        code: code.map(str::to_string),
-        reason,
-        detail,
-        raw: None,
-    }))
+    let rejection = Rejection::of_event(&header.id, header.kind.as_str(), &header.account, code, reason, detail);
+    Flow::Out(Output::Rejection(rejection))
 }
 
 impl Accounts {

@@ -36,15 +36,16 @@ pub struct Codes {
 }
 
 fn reject(code: &CodeIn, reason: Reason, detail: String) -> Flow {
-    Flow::Out(Output::Rejection(Rejection {
-        event: Some(code.header.id.clone()),
-        event_type: Some(code.header.kind.as_str().to_string()),
-        account: Some(code.header.account.clone()),
-        code: Some(code.code.clone()),
+    let header = &code.header;
+    let rejection = Rejection::of_event(
+        &header.id,
+        header.kind.as_str(),
+        &header.account,
+        Some(&code.code),
         reason,
         detail,
-        raw: None,
-    }))
+    );
+    Flow::Out(Output::Rejection(rejection))
 }
 
 impl Codes {

@@ -48,15 +48,11 @@ impl Machine for Dedup {
             let event = &placed.event;
             if let Some(first) = self.seen.get(&event.id) {
                 if now < first.plus_millis(self.horizon_ms) {
-                    out.push(Err(Output::Rejection(Rejection {
-                        event: Some(event.id.clone()),
-                        event_type: Some(event.kind().as_str().to_string()),
-                        account: Some(event.account.clone()),
-                        code: None,
-                        reason: Reason::Duplicate,
-                        detail: format!("event id already seen at {first}"),
-                        raw: None,
-                    })));
+                    let detail = format!("event id already seen at {first}");
+                    let kind = event.kind().as_str();
+                    let rejection =
+                        Rejection::of_event(&event.id, kind, &event.account, None, Reason::Duplicate, detail);
+                    out.push(Err(Output::Rejection(rejection)));
                     continue;
                 }
             }

@@ -60,15 +60,15 @@ pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
 }
 
 fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Flow {
-    Flow::Out(Output::Rejection(Rejection {
-        event: Some(placed.event.id.clone()),
-        event_type: Some(placed.event.kind().as_str().to_string()),
-        account: Some(placed.event.account.clone()),
-        code: code.map(str::to_string),
+    let event = &placed.event;
+    Flow::Out(Output::Rejection(Rejection::of_event(
+        &event.id,
+        event.kind().as_str(),
+        &event.account,
+        code,
         reason,
         detail,
-        raw: None,
-    }))
+    )))
 }
 
 impl Orders {

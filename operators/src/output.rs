@@ -113,6 +113,28 @@ pub struct Rejection {
     pub raw: Option<String>,
 }
 
+impl Rejection {
+    /// The refusal of a well-formed event, or of one `code` of it.
+    pub fn of_event(
+        id: &str,
+        event_type: &str,
+        account: &str,
+        code: Option<&str>,
+        reason: Reason,
+        detail: String,
+    ) -> Self {
+        Rejection {
+            event: Some(id.to_string()),
+            event_type: Some(event_type.to_string()),
+            account: Some(account.to_string()),
+            code: code.map(str::to_string),
+            reason,
+            detail,
+            raw: None,
+        }
+    }
+}
+
 /// How much of a malformed input a rejection keeps.
 pub const RAW_BYTES_MAX: usize = 1024;
 

@@ -73,6 +73,7 @@ fn replay<'scope>(
     scope: Scope<'scope, Time>,
     mut events: Vec<Placed>,
     done: ProbeHandle<Time>,
+    batching: Batching,
 ) -> StreamVec<'scope, Time, Placed> {
     events.sort_by_key(|placed| placed.effective);
     source::<_, CapacityContainerBuilder<Vec<Placed>>, _, _>(scope, "Source: partitions", move |cap, info| {
@@ -85,8 +86,13 @@ fn replay<'scope>(
             while in_flight.front().is_some_and(|time| !done.less_equal(time)) {
                 in_flight.pop_front();
             }
-            for _ in 0..SOURCE_BATCH_MAX {
-                if in_flight.len() >= SOURCE_EVENTS_IN_FLIGHT_MAX {
+            for _ in 0..batching.batch {
+                // Stop only before a strictly later time: events at the time the capability
+                // already holds cannot finish before the source moves past it, so waiting
+                // for them would deadlock (a burst of late events shares one time).
+                let next_time = events.peek().map(|placed| time_of(placed.effective));
+                let full = in_flight.len() >= batching.in_flight;
+                if full && next_time.is_some_and(|next| in_flight.back().is_some_and(|last| next > *last)) {
                     break;
                 }
                 let Some(placed) = events.next() else { break };
@@ -109,15 +115,15 @@ fn replay<'scope>(
 }
 
 fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Output {
-    Output::Rejection(Rejection {
-        event: Some(placed.event.id.clone()),
-        event_type: Some(placed.event.kind().as_str().to_string()),
-        account: Some(placed.event.account.clone()),
-        code: code.map(str::to_string),
+    let event = &placed.event;
+    Output::Rejection(Rejection::of_event(
+        &event.id,
+        event.kind().as_str(),
+        &event.account,
+        code,
         reason,
         detail,
-        raw: None,
-    })
+    ))
 }
 
 /// Tariffs need no state to check: bad prices, or taking effect before their own event.
@@ -231,9 +237,36 @@ fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
     }
 }
 
+/// How a source feeds the dataflow. Outputs never depend on it (tests/tests/equivalence.rs).
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// Events per source activation.
+    pub batch: usize,
+    /// Events allowed ahead of what the dataflow has finished.
+    pub in_flight: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            batch: SOURCE_BATCH_MAX,
+            in_flight: SOURCE_EVENTS_IN_FLIGHT_MAX,
+        }
+    }
+}
+
 /// Runs the dataflow over in-memory partitions on `workers` threads and returns every
 /// output (decode refusals first, then each worker's outputs).
 pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Vec<Output> {
+    run_batched(config, partitions, workers, Batching::default())
+}
+
+/// [`run`] with an explicit source batching.
+pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize, batching: Batching) -> Vec<Output> {
+    let batching = Batching {
+        batch: batching.batch.max(1),
+        in_flight: batching.in_flight.max(1),
+    };
     let mut outputs = Vec::new();
     let mut placed_partitions = Vec::with_capacity(partitions.len());
     for partition in partitions {
@@ -264,7 +297,7 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
         let done = ProbeHandle::new();
         let source_done = done.clone();
         worker.dataflow::<Time, _, _>(|scope| {
-            let events = replay(scope, mine, source_done);
+            let events = replay(scope, mine, source_done, batching);
             let dedup = Dedup::new(
                 config.dedup_horizon_ms,
                 Box::new(|placed: &Placed| canonical_bytes(&placed.event)),

@@ -195,18 +195,10 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
         report.read_time.as_secs_f64(),
         s.code_events as f64 / seconds
     ));
-    let statuses: Vec<String> = s
-        .codes_by_status
-        .iter()
-        .map(|(status, n)| format!("{} {n}", status.as_str()))
-        .collect();
+    let statuses = counts(s.codes_by_status.iter().map(|(status, n)| (status.as_str(), *n)));
     line(format!(
         "  codes       {}",
-        if statuses.is_empty() {
-            "none".into()
-        } else {
-            statuses.join(", ")
-        }
+        if statuses.is_empty() { "none".into() } else { statuses }
     ));
     line(format!(
         "  money       payments {} + compensations {} − charged {} − refunds {} = balances {} (still owed {})",
@@ -219,17 +211,13 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
     ));
     debug_assert_eq!(s.payments + s.compensations - s.charged - s.refunds, s.balance);
     let rejected: u64 = s.rejections.values().sum();
-    let reasons: Vec<String> = s
-        .rejections
-        .iter()
-        .map(|(reason, n)| format!("{} {n}", reason.as_str()))
-        .collect();
+    let reasons = counts(s.rejections.iter().map(|(reason, n)| (reason.as_str(), *n)));
     line(format!(
         "  rejections  {rejected}{}",
         if reasons.is_empty() {
             String::new()
         } else {
-            format!(": {}", reasons.join(", "))
+            format!(": {reasons}")
         }
     ));
     let w = &report.written;
@@ -244,6 +232,14 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
     ));
     line(format!("  accounts    {}", s.accounts));
     text
+}
+
+/// `NAME n, NAME n, …` of named counts.
+fn counts<'a>(items: impl Iterator<Item = (&'a str, u64)>) -> String {
+    items
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How many rejection records of `reason` a run produced.

@@ -375,15 +375,15 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     }
 
     fn reject(&mut self, event: &Event, code: Option<&str>, reason: Reason, detail: String) {
-        self.emit(Output::Rejection(Rejection {
-            event: Some(event.id.clone()),
-            event_type: Some(event.kind().as_str().to_string()),
-            account: Some(event.account.clone()),
-            code: code.map(str::to_string),
+        let kind = event.kind().as_str();
+        self.emit(Output::Rejection(Rejection::of_event(
+            &event.id,
+            kind,
+            &event.account,
+            code,
             reason,
             detail,
-            raw: None,
-        }));
+        )));
     }
 
     fn touch_account(&mut self, name: &str, ts: Ts) {
