@@ -223,6 +223,9 @@ impl Accounts {
             if code.status == Status::AppliedUnpaid {
                 code.status = Status::AppliedPaid;
                 became_paid.push((head.code, head.gtin));
+            } else {
+                // An annulled code, paid at last: now it is final.
+                out.push(Flow::Final(code_key(&head.code), now));
             }
         }
         debug_assert!(account.queue.front().is_none_or(|head| head.charge() > account.balance));
@@ -426,6 +429,12 @@ impl Accounts {
             };
             state.status = to;
             let gtin = state.gtin;
+            // A code that can never change again is final (an annulled one only once paid).
+            if matches!(to, Status::Rejected | Status::Introduced)
+                || (to == Status::Annulled && from == Status::AppliedPaid)
+            {
+                out.push(Flow::Final(code_key(&code.code), now));
+            }
             if kind == Kind::Application {
                 account.queue.push_back(Unpaid {
                     code: code.code.clone(),
@@ -505,6 +514,7 @@ impl Accounts {
                     let state = account.codes.get_mut(&code_key(&code));
                     if let Some(state) = state.filter(|c| c.status == Status::Emitted) {
                         state.status = Status::Expired;
+                        out.push(Flow::Final(code_key(&code), now));
                         expired.push(code);
                     }
                 }

@@ -7,7 +7,7 @@
 //! (kind rank, event id, position); holds ending at an instant end after its inputs.
 
 use crate::event::Kind;
-use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeOut, Flow};
+use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeOut, CodesIn, Flow};
 use crate::intern::Interner;
 use crate::machine::{Machine, Time};
 use crate::output::{Output, Rejection};
@@ -24,11 +24,19 @@ struct HoldKey {
     position: u32,
 }
 
+/// Who owns a code, and since when it is final (`Ts::MAX` while it is not).
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    account: u32,
+    final_at: Ts,
+}
+
 /// The index of one worker's share of the codes.
 pub struct Codes {
-    // Looked up, never iterated: a HashMap cannot reach an output's order. 16 + 4 bytes of
-    // payload per live code.
-    owners: HashMap<CodeKey, u32>,
+    // Looked up, never iterated: a HashMap cannot reach an output's order. Per live code:
+    // the 16-byte fingerprint, the owner's interned id, and when the code became final.
+    owners: HashMap<CodeKey, Owner>,
+    retention_ms: i64,
     accounts: Interner,
     held: BTreeMap<String, BTreeMap<HoldKey, (Ts, CodeIn)>>,
     deadlines: BTreeSet<(Ts, HoldKey, String)>,
@@ -49,10 +57,12 @@ fn reject(code: &CodeIn, reason: Reason, detail: String) -> Flow {
 }
 
 impl Codes {
-    /// An empty index; commands wait `hold_ms` for unknown codes.
-    pub fn new(hold_ms: i64) -> Codes {
+    /// An empty index; commands wait `hold_ms` for unknown codes; final codes are
+    /// forgotten `retention_ms` after they became final.
+    pub fn new(hold_ms: i64, retention_ms: i64) -> Codes {
         Codes {
             owners: HashMap::new(),
+            retention_ms,
             accounts: Interner::default(),
             held: BTreeMap::new(),
             deadlines: BTreeSet::new(),
@@ -60,14 +70,31 @@ impl Codes {
         }
     }
 
-    fn emit(&mut self, code: CodeIn, out: &mut Vec<Flow>) {
-        let owner = self.accounts.intern(&code.header.account);
-        if let std::collections::hash_map::Entry::Vacant(entry) = self.owners.entry(code_key(&code.code)) {
-            entry.insert(owner);
-        } else {
+    /// The owner of a code at `now`. Retention is checked here, lazily: a code final for
+    /// `retention_ms` is forgotten the first time it is looked up (DOMAIN.md §7).
+    fn owner(&mut self, key: CodeKey, now: Ts) -> Option<u32> {
+        let owner = *self.owners.get(&key)?;
+        if owner.final_at != Ts::MAX && owner.final_at.plus_millis(self.retention_ms) <= now {
+            self.owners.remove(&key);
+            return None;
+        }
+        Some(owner.account)
+    }
+
+    fn emit(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
+        let key = code_key(&code.code);
+        if self.owner(key, now).is_some() {
             out.push(reject(&code, Reason::AlreadyExists, "code exists".into()));
             return;
         }
+        let account = self.accounts.intern(&code.header.account);
+        self.owners.insert(
+            key,
+            Owner {
+                account,
+                final_at: Ts::MAX,
+            },
+        );
         let waiting = self.held.remove(&code.code).unwrap_or_default();
         let after = code.header.clone();
         out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Created(code))));
@@ -89,7 +116,7 @@ impl Codes {
     }
 
     fn command(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
-        let owner = self.owners.get(&code_key(&code.code)).map(|id| self.accounts.name(*id));
+        let owner = self.owner(code_key(&code.code), now).map(|id| self.accounts.name(id));
         match owner {
             Some(owner) if owner == code.header.account => {
                 out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Command(code))))
@@ -137,16 +164,26 @@ impl Codes {
 }
 
 impl Machine for Codes {
-    type In = CodeIn;
+    type In = CodesIn;
     type Out = Flow;
 
-    fn step(&mut self, now: Time, mut inputs: Vec<CodeIn>, out: &mut Vec<Flow>) {
+    fn step(&mut self, now: Time, inputs: Vec<CodesIn>, out: &mut Vec<Flow>) {
         let now = ts_of(now);
-        inputs
-            .sort_by(|a, b| (a.header.kind, &a.header.id, a.position).cmp(&(b.header.kind, &b.header.id, b.position)));
-        for code in inputs {
+        let mut codes = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match input {
+                CodesIn::Code(code) => codes.push(code),
+                CodesIn::Final { key, at } => {
+                    if let Some(owner) = self.owners.get_mut(&key) {
+                        owner.final_at = at;
+                    }
+                }
+            }
+        }
+        codes.sort_by(|a, b| (a.header.kind, &a.header.id, a.position).cmp(&(b.header.kind, &b.header.id, b.position)));
+        for code in codes {
             if code.header.kind == Kind::Emission {
-                self.emit(code, out);
+                self.emit(code, now, out);
             } else {
                 self.command(code, now, out);
             }

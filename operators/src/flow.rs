@@ -96,6 +96,31 @@ pub struct CodeIn {
     pub code: String,
 }
 
+/// Inputs of the national code index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CodesIn {
+    /// A code of an emission or a command.
+    Code(CodeIn),
+    /// A code reached a state it can never leave at `at` (fed back from the accounts, 1 ms
+    /// later): the index forgets it `retention` after `at`.
+    Final {
+        /// The code's fingerprint.
+        key: CodeKey,
+        /// When it became final.
+        at: Ts,
+    },
+}
+
+impl CodesIn {
+    /// The worker hash: the code's fingerprint, so a code and its finality meet.
+    pub fn route(&self) -> u64 {
+        match self {
+            CodesIn::Code(code) => code_key(&code.code) as u64,
+            CodesIn::Final { key, .. } => *key as u64,
+        }
+    }
+}
+
 /// What the national code index sends to the code owner's account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CodeOut {
@@ -283,4 +308,6 @@ pub enum Flow {
     ToCodes(CodeIn),
     /// An input for the accounts operator.
     ToAccounts(AccountIn),
+    /// A code became final (for the national index's retention).
+    Final(CodeKey, Ts),
 }

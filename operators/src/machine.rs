@@ -11,8 +11,9 @@
 //!   before `now` can arrive later. `inputs` are all inputs at `now`, unsorted.
 //! - Timers a machine reports via [`Machine::next_timer`] are at or after the instant being
 //!   stepped; a timer at `now` itself makes `step(now, [])` run again.
-//! - Nothing after `end` (the watermark's final position of a file run) is stepped; when the
-//!   input is exhausted, [`Machine::finish`] runs once (holds still open are refused there).
+//! - Nothing after `end` (the watermark's final position of a file run) is stepped; once the
+//!   input frontier has passed `end`, [`Machine::finish`] runs once (holds still open are
+//!   refused there) and inputs after `end` (only fed-back records) are dropped.
 
 use std::collections::BTreeMap;
 use timely::container::CapacityContainerBuilder;
@@ -82,6 +83,12 @@ where
                     if frontier.less_equal(&now) {
                         break;
                     }
+                    if now > end {
+                        // Only fed-back records can come after the end of a file run; they cannot
+                        // change an output any more.
+                        pending.pop_first();
+                        continue;
+                    }
                     let (cap, inputs) = match pending.first_key_value() {
                         Some((time, _)) if *time == now => pending.pop_first().expect("peeked").1,
                         _ => {
@@ -100,7 +107,9 @@ where
                         .filter(|t| *t <= end)
                         .map(|t| cap.delayed(&t.max(now)));
                 }
-                if frontier.is_empty() && pending.is_empty() && !finished {
+                // Finished once nothing at or before `end` can arrive (not once the input is
+                // empty: a feedback edge keeps inputs open until every machine has finished).
+                if !frontier.less_equal(&end) && pending.range(..=end).next().is_none() && !finished {
                     finished = true;
                     timer_cap = None;
                     machine.finish(end, &mut produced);

@@ -22,7 +22,7 @@ use markledger_operators::accounts::{AccountRules, Accounts};
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
 use markledger_operators::event::{Body, DecimalField, Kind};
-use markledger_operators::flow::{route, time_of, AccountIn, CodeIn, Fact, Flow, Header, Placed};
+use markledger_operators::flow::{route, time_of, AccountIn, CodeIn, CodesIn, Fact, Flow, Header, Placed};
 use markledger_operators::machine::{run_machine, Time};
 use markledger_operators::orders::Orders;
 use markledger_operators::output::{Entry, Output, Rejection};
@@ -36,7 +36,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
-use timely::dataflow::operators::{Capability, Concat, Concatenate, Inspect, Probe};
+use timely::dataflow::operators::{Capability, Concat, Concatenate, ConnectLoop, Feedback, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 /// Records a source emits per activation.
@@ -194,23 +194,25 @@ fn split_command(placed: Placed, config: &Config) -> Vec<Flow> {
 struct Parts<'scope> {
     outs: StreamVec<'scope, Time, Output>,
     facts: StreamVec<'scope, Time, Fact>,
-    codes: StreamVec<'scope, Time, CodeIn>,
+    codes: StreamVec<'scope, Time, CodesIn>,
     accounts: StreamVec<'scope, Time, AccountIn>,
+    finals: StreamVec<'scope, Time, CodesIn>,
 }
 
 fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
     let mut parts = flows
-        .partition(4, |flow| {
+        .partition(5, |flow| {
             let part = match &flow {
                 Flow::Out(_) => 0,
                 Flow::Fact(_) => 1,
                 Flow::ToCodes(_) => 2,
                 Flow::ToAccounts(_) => 3,
+                Flow::Final(..) => 4,
             };
             (part, flow)
         })
         .into_iter();
-    let mut next = || parts.next().expect("four parts");
+    let mut next = || parts.next().expect("five parts");
     Parts {
         outs: next().flat_map(|flow| {
             if let Flow::Out(output) = flow {
@@ -222,7 +224,7 @@ fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
         facts: next().flat_map(|flow| if let Flow::Fact(fact) = flow { Some(fact) } else { None }),
         codes: next().flat_map(|flow| {
             if let Flow::ToCodes(code) = flow {
-                Some(code)
+                Some(CodesIn::Code(code))
             } else {
                 None
             }
@@ -230,6 +232,13 @@ fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
         accounts: next().flat_map(|flow| {
             if let Flow::ToAccounts(input) = flow {
                 Some(input)
+            } else {
+                None
+            }
+        }),
+        finals: next().flat_map(|flow| {
+            if let Flow::Final(key, at) = flow {
+                Some(CodesIn::Final { key, at })
             } else {
                 None
             }
@@ -347,11 +356,13 @@ pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usiz
                     .flat_map(move |placed| split_command(placed, &command_config)),
             );
 
+            // Finality flows back from the accounts to the index, 1 ms later (retention).
+            let (finals_handle, finals) = scope.feedback::<Vec<CodesIn>>(1);
             let codes = split(run_machine(
-                orders.codes.concat(commands.codes),
-                Exchange::new(|code: &CodeIn| route(&code.code)),
+                orders.codes.concat(commands.codes).concat(finals),
+                Exchange::new(CodesIn::route),
                 "Codes: national index",
-                Codes::new(config.hold_ms),
+                Codes::new(config.hold_ms, config.retention_ms),
                 end,
             ));
 
@@ -368,6 +379,8 @@ pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usiz
                 Accounts::new(rules),
                 end,
             ));
+
+            accounts.finals.connect_loop(finals_handle);
 
             let periods = run_machine(
                 orders.facts.concat(accounts.facts),

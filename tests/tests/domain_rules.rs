@@ -958,7 +958,7 @@ fn s6_emission_sla() {
 #[test]
 fn s7_final_codes_are_compacted_after_retention() {
     // With a one-day retention, a dropped code is forgotten a day later: its code string
-    // can be emitted again. (Reference only: the dataflow's retention is not built yet.)
+    // can be emitted again.
     let mut config = config();
     config.retention_ms = 24 * 3_600_000;
     let lines = vec![
@@ -968,7 +968,7 @@ fn s7_final_codes_are_compacted_after_retention() {
         emission("e2", &jan("11T09:00:00"), A, "O1", GTIN, &["r1"]),
         emission("e3", &jan("12T10:00:01"), A, "O1", GTIN, &["r1"]),
     ];
-    let out = run_reference_only(&config, &[lines]);
+    let out = run_with(&config, &[lines]);
     assert_eq!(out.refusals(), vec![(Some("e2"), Some("r1"), Reason::AlreadyExists)]);
     assert_eq!(out.status_of("r1"), Some(Status::Emitted));
 }
