@@ -199,6 +199,11 @@ fn demo(args: DemoArgs) -> Result<()> {
             &format!("outputs are in {}", dir.join("output").display()),
             "(run with --keep DIR to keep the dataset and outputs)",
         );
+        // The temporary directory is gone: do not name it as if it held the outputs.
+        text = text.replace(
+            &dir.join("output").display().to_string(),
+            "a temporary directory (removed)",
+        );
     }
     print!("{text}");
     Ok(())
