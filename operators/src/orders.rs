@@ -71,6 +71,12 @@ fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -
     )))
 }
 
+/// `BAD_GTIN` for an order or emission whose GTIN is not valid.
+fn bad_gtin(placed: &Placed, gtin: &str) -> Option<Flow> {
+    let detail = || format!("{gtin:?} is not a GTIN-14 with a valid check digit");
+    (!is_gtin(gtin)).then(|| reject(placed, None, Reason::BadGtin, detail()))
+}
+
 impl Orders {
     /// Empty books.
     pub fn new(sla_ms: i64, close_after_days: u32) -> Orders {
@@ -98,13 +104,8 @@ impl Orders {
         let account = event.account.clone();
         match &event.body {
             Body::Order { order, gtin, quantity } => {
-                if !is_gtin(gtin) {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::BadGtin,
-                        format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
-                    ));
+                if let Some(refusal) = bad_gtin(placed, gtin) {
+                    out.push(refusal);
                     return false;
                 }
                 let book = self.books.entry(account.clone()).or_default();
@@ -162,13 +163,8 @@ impl Orders {
                 true
             }
             Body::Emission { order, gtin, codes } => {
-                if !is_gtin(gtin) {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::BadGtin,
-                        format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
-                    ));
+                if let Some(refusal) = bad_gtin(placed, gtin) {
+                    out.push(refusal);
                     return false;
                 }
                 let book = self.books.entry(account.clone()).or_default();

@@ -31,7 +31,7 @@ use markledger_operators::validate::is_code;
 use markledger_operators::{Reason, Ts};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::source;
@@ -272,34 +272,65 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
 
 /// [`run`] with an explicit source batching.
 pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize, batching: Batching) -> Vec<Output> {
-    let batching = Batching {
-        batch: batching.batch.max(1),
-        in_flight: batching.in_flight.max(1),
-    };
-    let mut outputs = Vec::new();
+    run_placed(config, place_all(config, partitions), workers, batching)
+}
+
+/// Every partition placed (DOMAIN.md §4), with the decode refusals apart and the instant the
+/// run's watermark stops at.
+struct Placement {
+    partitions: Vec<Vec<Placed>>,
+    refused: Vec<Output>,
+    /// Input records read, refused ones included.
+    records: u64,
+    /// A file run's watermark stops at the largest ts read.
+    end: Time,
+}
+
+fn place_all(config: &Config, partitions: Vec<Vec<Decoded>>) -> Placement {
+    let records = partitions.iter().map(|p| p.len() as u64).sum();
+    let mut refused = Vec::new();
     let mut placed_partitions = Vec::with_capacity(partitions.len());
     for partition in partitions {
-        let (placed, refused) = place_partition(partition, config.lateness_ms);
-        outputs.extend(refused.into_iter().map(Output::Rejection));
+        let (placed, refusals) = place_partition(partition, config.lateness_ms);
+        refused.extend(refusals.into_iter().map(Output::Rejection));
         placed_partitions.push(placed);
     }
-    // A file run's watermark stops at the largest ts read.
     let end = placed_partitions
         .iter()
         .flatten()
         .map(|p| time_of(p.event.ts))
         .max()
         .unwrap_or(0);
-    let partitions = Arc::new(placed_partitions);
+    Placement {
+        partitions: placed_partitions,
+        refused,
+        records,
+        end,
+    }
+}
+
+fn run_placed(config: &Config, placement: Placement, workers: usize, batching: Batching) -> Vec<Output> {
+    let batching = Batching {
+        batch: batching.batch.max(1),
+        in_flight: batching.in_flight.max(1),
+    };
+    let Placement {
+        partitions,
+        refused: mut outputs,
+        end,
+        ..
+    } = placement;
+    // Each worker takes (moves) its partitions: partition i goes to worker i mod workers.
+    let workers = workers.max(1);
+    let mut shares: Vec<Vec<Placed>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, partition) in partitions.into_iter().enumerate() {
+        shares[i % workers].extend(partition);
+    }
+    let shares: Arc<Vec<Mutex<Vec<Placed>>>> = Arc::new(shares.into_iter().map(Mutex::new).collect());
     let config = Arc::new(config.clone());
-    let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let mine: Vec<Placed> = partitions
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .flat_map(|(_, p)| p.clone())
-            .collect();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let mine: Vec<Placed> = std::mem::take(&mut *shares[index].lock().expect("share lock"));
         let collected: Rc<RefCell<Vec<Output>>> = Rc::default();
         let sink = collected.clone();
         let config = config.clone();
@@ -430,27 +461,25 @@ impl<'scope> FilterKinds<'scope> for StreamVec<'scope, Time, Placed> {
 /// by output and by account (or period key), and within an account keep the order its
 /// worker produced them in, which is account order; rejections are sorted.
 pub fn run_summarized(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> (Summary, Vec<Output>) {
-    let mut summary = Summary::default();
+    let placement = place_all(config, partitions);
+    let mut summary = Summary {
+        records: placement.records,
+        ..Summary::default()
+    };
     let mut accounts = std::collections::BTreeSet::new();
-    for partition in &partitions {
-        let mut high_water: Option<Ts> = None;
-        for record in partition {
-            summary.records += 1;
-            let Decoded::Event(event) = record else { continue };
-            let floor = high_water.map(|hw| hw.minus_millis(config.lateness_ms));
-            summary.late_events += u64::from(floor.is_some_and(|floor| event.ts < floor));
-            high_water = Some(high_water.map_or(event.ts, |hw| hw.max(event.ts)));
-            summary.events += 1;
-            summary.code_events += event.code_count() as u64;
-            summary.first_ts = Some(summary.first_ts.map_or(event.ts, |t| t.min(event.ts)));
-            summary.last_ts = Some(summary.last_ts.map_or(event.ts, |t| t.max(event.ts)));
-            if event.kind() != Kind::Tariff {
-                accounts.insert(event.account.clone());
-            }
+    for placed in placement.partitions.iter().flatten() {
+        let event = &placed.event;
+        summary.events += 1;
+        summary.late_events += u64::from(placed.late);
+        summary.code_events += event.code_count() as u64;
+        summary.first_ts = Some(summary.first_ts.map_or(event.ts, |t| t.min(event.ts)));
+        summary.last_ts = Some(summary.last_ts.map_or(event.ts, |t| t.max(event.ts)));
+        if event.kind() != Kind::Tariff {
+            accounts.insert(event.account.clone());
         }
     }
     summary.accounts = accounts.len() as u64;
-    let mut outputs = run(config, partitions, workers);
+    let mut outputs = run_placed(config, placement, workers, Batching::default());
     canonical_order(&mut outputs);
     let mut by_status: std::collections::BTreeMap<markledger_operators::Status, i64> = Default::default();
     let mut balances: std::collections::BTreeMap<&str, (rust_decimal::Decimal, rust_decimal::Decimal)> =

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
 use markledger_operators::money::render;
-use markledger_operators::{Reason, Sink};
+use markledger_operators::Sink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -240,9 +240,4 @@ fn counts<'a>(items: impl Iterator<Item = (&'a str, u64)>) -> String {
         .map(|(name, n)| format!("{name} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// How many rejection records of `reason` a run produced.
-pub fn rejected(summary: &Summary, reason: Reason) -> u64 {
-    summary.rejections.get(&reason).copied().unwrap_or(0)
 }

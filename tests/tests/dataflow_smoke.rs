@@ -3,24 +3,9 @@
 //! workers, so order is not compared here; tests/tests/equivalence.rs compares as
 //! consumers do).
 
-use markledger_connectors::codec::Decoded;
-use markledger_connectors::file::{list_partitions, PartitionReader};
-use markledger_tests::default_config;
+use markledger_tests::compare::load_dataset;
+use markledger_tests::{default_config, multiset};
 use std::path::Path;
-
-fn load(dir: &Path) -> Vec<Vec<Decoded>> {
-    let paths = list_partitions(&[dir.to_path_buf()]).expect("partitions");
-    paths
-        .iter()
-        .map(|p| PartitionReader::open(p).expect("open").collect())
-        .collect()
-}
-
-fn multiset(outputs: &[markledger_operators::Output]) -> Vec<String> {
-    let mut lines: Vec<String> = outputs.iter().map(|o| format!("{o:?}")).collect();
-    lines.sort();
-    lines
-}
 
 #[test]
 fn dataflow_equals_reference_on_golden_scenarios() {
@@ -30,7 +15,7 @@ fn dataflow_equals_reference_on_golden_scenarios() {
     scenarios.sort();
     let config = default_config();
     for scenario in scenarios.iter().filter(|p| p.join("input").is_dir()) {
-        let partitions = load(&scenario.join("input"));
+        let partitions = load_dataset(&scenario.join("input"));
         let (_, reference) = markledger::reference::run(&config, partitions.clone(), Vec::new(), &mut |_, _| {});
         let expected = multiset(&reference);
         for workers in [1, 2, 4] {
@@ -61,7 +46,7 @@ fn dataflow_equals_reference_on_a_generated_dataset_with_bad_input() {
         ..GeneratorConfig::default()
     };
     generate(&config, &dir, &mut |_| {}).expect("generate");
-    let partitions = load(&dir);
+    let partitions = load_dataset(&dir);
     let engine_config = default_config();
     let (_, reference) = markledger::reference::run(&engine_config, partitions.clone(), Vec::new(), &mut |_, _| {});
     let expected = multiset(&reference);
