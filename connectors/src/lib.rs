@@ -10,6 +10,7 @@
 //!   for bulk and benchmarks).
 //! - [`mod@file`]: file partitions in ([`file::PartitionReader`]), generator files out
 //!   ([`file::PartitionWriter`]), and the `--out` directory ([`file::OutputFiles`]).
+//! - [`partition`]: what a source reads, one record at a time, whatever the connector.
 //!
 //! [`Output`]: markledger_operators::Output
 
@@ -17,6 +18,7 @@
 
 pub mod codec;
 pub mod file;
+pub mod partition;
 
 #[cfg(test)]
 mod samples;

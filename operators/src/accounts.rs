@@ -89,6 +89,9 @@ pub struct Accounts {
     timers: BTreeSet<(Ts, Timer)>,
     month_end_scheduled: bool,
     touched: BTreeSet<String>,
+    /// Codes that became final, by instant: the index learns it 1 ms later and answers for
+    /// them from then on, so the accounts forget them after their instant.
+    retiring: VecDeque<(Ts, String, Vec<CodeKey>)>,
 }
 
 /// Sort key of a unit of work within an instant (see the module docs).
@@ -119,6 +122,37 @@ impl Accounts {
             timers: BTreeSet::new(),
             month_end_scheduled: false,
             touched: BTreeSet::new(),
+            retiring: VecDeque::new(),
+        }
+    }
+
+    /// Tells the index that `finals` of `account` became final now, and forgets them once
+    /// the index knows (after this instant).
+    fn finalize(&mut self, account: &str, finals: Vec<(CodeKey, Status)>, now: Ts, out: &mut Vec<Flow>) {
+        if finals.is_empty() {
+            return;
+        }
+        let keys = finals
+            .into_iter()
+            .map(|(key, status)| {
+                out.push(Flow::Final(key, now, status));
+                key
+            })
+            .collect();
+        self.retiring.push_back((now, account.to_string(), keys));
+    }
+
+    /// Forgets the codes whose finality the index has learnt (instants before `now`).
+    fn retire(&mut self, now: Ts) {
+        while self.retiring.front().is_some_and(|(at, _, _)| *at < now) {
+            let (_, name, keys) = self.retiring.pop_front().expect("peeked");
+            let account = self.accounts.get_mut(&name).expect("a final code's account");
+            for key in keys {
+                account.codes.remove(&key);
+            }
+            if account.codes.capacity() > 64 && account.codes.len() < account.codes.capacity() / 4 {
+                account.codes.shrink_to_fit();
+            }
         }
     }
 
@@ -197,6 +231,7 @@ impl Accounts {
     fn settle(&mut self, header: &Header, now: Ts, out: &mut Vec<Flow>) -> Vec<(String, u32)> {
         let period = self.period(header.ts, now);
         let (mut total, mut count, mut became_paid) = (Money::ZERO, 0u64, Vec::new());
+        let mut finals = Vec::new();
         let mut paid_by_gtin: BTreeMap<u32, (u64, Money, Money)> = BTreeMap::new();
         let account = self
             .accounts
@@ -225,10 +260,11 @@ impl Accounts {
                 became_paid.push((head.code, head.gtin));
             } else {
                 // An annulled code, paid at last: now it is final.
-                out.push(Flow::Final(code_key(&head.code), now));
+                finals.push((code_key(&head.code), Status::Annulled));
             }
         }
         debug_assert!(account.queue.front().is_none_or(|head| head.charge() > account.balance));
+        self.finalize(&header.account, finals, now, out);
         for (gtin, (count, net, vat)) in paid_by_gtin {
             out.push(Flow::Fact(Fact::Paid {
                 account: header.account.clone(),
@@ -397,6 +433,7 @@ impl Accounts {
         let mut applied: Vec<(String, u32)> = Vec::new();
         let mut applied_by_gtin: BTreeMap<u32, u64> = BTreeMap::new();
         let mut changed: Vec<(u32, Status, Status, String)> = Vec::new();
+        let mut finals = Vec::new();
         for code in codes {
             let account = self
                 .accounts
@@ -433,7 +470,7 @@ impl Accounts {
             if matches!(to, Status::Rejected | Status::Introduced)
                 || (to == Status::Annulled && from == Status::AppliedPaid)
             {
-                out.push(Flow::Final(code_key(&code.code), now));
+                finals.push((code_key(&code.code), to));
             }
             if kind == Kind::Application {
                 account.queue.push_back(Unpaid {
@@ -450,6 +487,7 @@ impl Accounts {
                 changed.push((gtin, from, to, code.code));
             }
         }
+        self.finalize(&header.account, finals, now, out);
         for (gtin, from, to, code) in changed {
             groups
                 .entry((self.gtins.name(gtin).to_string(), Some(from), to))
@@ -510,14 +548,16 @@ impl Accounts {
                 };
                 let account = self.accounts.get_mut(&name).expect("emitting account");
                 let mut expired = Vec::new();
+                let mut finals = Vec::new();
                 for code in codes {
                     let state = account.codes.get_mut(&code_key(&code));
                     if let Some(state) = state.filter(|c| c.status == Status::Emitted) {
                         state.status = Status::Expired;
-                        out.push(Flow::Final(code_key(&code), now));
+                        finals.push((code_key(&code), Status::Expired));
                         expired.push(code);
                     }
                 }
+                self.finalize(&name, finals, now, out);
                 if !expired.is_empty() {
                     out.push(Flow::Out(Output::Status(StatusChange {
                         event: None,
@@ -600,6 +640,7 @@ impl Machine for Accounts {
 
     fn step(&mut self, now: Time, inputs: Vec<AccountIn>, out: &mut Vec<Flow>) {
         let now = ts_of(now);
+        self.retire(now);
         if !self.month_end_scheduled {
             self.month_end_scheduled = true;
             let period = now.period();

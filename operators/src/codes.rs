@@ -9,9 +9,10 @@
 use crate::event::Kind;
 use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeOut, CodesIn, Flow};
 use crate::intern::Interner;
-use crate::machine::{Machine, Time};
+use crate::machine::{Machine, Sweeper, Time};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
+use crate::status::Status;
 use crate::time::Ts;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -24,11 +25,13 @@ struct HoldKey {
     position: u32,
 }
 
-/// Who owns a code, and since when it is final (`Ts::MAX` while it is not).
+/// Who owns a code, and since when it is final (`Ts::MAX` while it is not) in which
+/// status. 16 bytes: the status fits in the padding.
 #[derive(Clone, Copy, Debug)]
 struct Owner {
     account: u32,
     final_at: Ts,
+    status: Status,
 }
 
 /// The index of one worker's share of the codes.
@@ -41,6 +44,7 @@ pub struct Codes {
     held: BTreeMap<String, BTreeMap<HoldKey, (Ts, CodeIn)>>,
     deadlines: BTreeSet<(Ts, HoldKey, String)>,
     hold_ms: i64,
+    sweeper: Sweeper,
 }
 
 fn reject(code: &CodeIn, reason: Reason, detail: String) -> Flow {
@@ -67,18 +71,43 @@ impl Codes {
             held: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             hold_ms,
+            sweeper: Sweeper::default(),
         }
     }
 
-    /// The owner of a code at `now`. Retention is checked here, lazily: a code final for
+    /// Codes the index holds (for memory measurements).
+    pub fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// Whether the index holds no code.
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+    }
+
+    /// Forgets, once per day of event time, every code final for longer than the retention
+    /// horizon.
+    fn sweep(&mut self, now: Ts) {
+        if !self.sweeper.due(now) {
+            return;
+        }
+        let retention_ms = self.retention_ms;
+        self.owners
+            .retain(|_, owner| owner.final_at == Ts::MAX || owner.final_at.plus_millis(retention_ms) > now);
+        if self.owners.capacity() > 1024 && self.owners.len() < self.owners.capacity() / 4 {
+            self.owners.shrink_to_fit();
+        }
+    }
+
+    /// The owner of a code at `now`. Retention is checked here: a code final for
     /// `retention_ms` is forgotten the first time it is looked up (DOMAIN.md §7).
-    fn owner(&mut self, key: CodeKey, now: Ts) -> Option<u32> {
+    fn owner(&mut self, key: CodeKey, now: Ts) -> Option<Owner> {
         let owner = *self.owners.get(&key)?;
         if owner.final_at != Ts::MAX && owner.final_at.plus_millis(self.retention_ms) <= now {
             self.owners.remove(&key);
             return None;
         }
-        Some(owner.account)
+        Some(owner)
     }
 
     fn emit(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
@@ -93,6 +122,7 @@ impl Codes {
             Owner {
                 account,
                 final_at: Ts::MAX,
+                status: Status::Emitted,
             },
         );
         let waiting = self.held.remove(&code.code).unwrap_or_default();
@@ -116,9 +146,20 @@ impl Codes {
     }
 
     fn command(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
-        let owner = self.owner(code_key(&code.code), now).map(|id| self.accounts.name(id));
+        let owner = self.owner(code_key(&code.code), now);
+        let owner = owner.map(|owner| (self.accounts.name(owner.account), owner));
         match owner {
-            Some(owner) if owner == code.header.account => {
+            // A final code: the account has forgotten it, the index answers (in the words the
+            // account would use).
+            Some((name, owner)) if name == code.header.account && owner.final_at != Ts::MAX => {
+                let detail = format!(
+                    "{} is not allowed from {}",
+                    code.header.kind.as_str(),
+                    owner.status.as_str()
+                );
+                out.push(reject(&code, Reason::InvalidTransition, detail));
+            }
+            Some((name, _)) if name == code.header.account => {
                 out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Command(code))))
             }
             Some(_) => out.push(reject(
@@ -169,13 +210,15 @@ impl Machine for Codes {
 
     fn step(&mut self, now: Time, inputs: Vec<CodesIn>, out: &mut Vec<Flow>) {
         let now = ts_of(now);
+        self.sweep(now);
         let mut codes = Vec::with_capacity(inputs.len());
         for input in inputs {
             match input {
                 CodesIn::Code(code) => codes.push(code),
-                CodesIn::Final { key, at } => {
+                CodesIn::Final { key, at, status } => {
                     if let Some(owner) = self.owners.get_mut(&key) {
                         owner.final_at = at;
+                        owner.status = status;
                     }
                 }
             }

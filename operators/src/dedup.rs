@@ -6,7 +6,7 @@
 //! depends only on the events. An id is remembered for `horizon_ms` after it took effect.
 
 use crate::flow::{ts_of, Placed};
-use crate::machine::{Machine, Time};
+use crate::machine::{Machine, Sweeper, Time};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::time::Ts;
@@ -20,6 +20,7 @@ pub struct Dedup {
     seen: BTreeMap<String, Ts>,
     horizon_ms: i64,
     tiebreak: Tiebreak,
+    sweeper: Sweeper,
 }
 
 impl Dedup {
@@ -29,6 +30,7 @@ impl Dedup {
             seen: BTreeMap::new(),
             horizon_ms,
             tiebreak,
+            sweeper: Sweeper::default(),
         }
     }
 }
@@ -39,6 +41,10 @@ impl Machine for Dedup {
 
     fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<Self::Out>) {
         let now = ts_of(now);
+        if self.sweeper.due(now) {
+            let horizon_ms = self.horizon_ms;
+            self.seen.retain(|_, first| now < first.plus_millis(horizon_ms));
+        }
         inputs.sort_by(|a, b| {
             (a.event.kind(), &a.event.id)
                 .cmp(&(b.event.kind(), &b.event.id))

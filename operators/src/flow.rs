@@ -4,6 +4,7 @@
 use crate::event::{Event, Kind};
 use crate::money::Money;
 use crate::output::Output;
+use crate::status::Status;
 use crate::time::{Period, Ts};
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,8 @@ pub enum CodesIn {
         key: CodeKey,
         /// When it became final.
         at: Ts,
+        /// The state it can never leave.
+        status: Status,
     },
 }
 
@@ -308,6 +311,7 @@ pub enum Flow {
     ToCodes(CodeIn),
     /// An input for the accounts operator.
     ToAccounts(AccountIn),
-    /// A code became final (for the national index's retention).
-    Final(CodeKey, Ts),
+    /// A code became final at an instant, in a status (for the national index: it answers
+    /// commands on the code from then on, and forgets it after the retention horizon).
+    Final(CodeKey, Ts, Status),
 }

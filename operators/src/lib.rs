@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod aggregates;
 pub mod calendar;
 pub mod codes;
 pub mod dedup;
@@ -17,7 +18,6 @@ pub mod machine;
 pub mod money;
 pub mod orders;
 pub mod output;
-pub mod periods;
 pub mod reason;
 pub mod status;
 pub mod tariff;

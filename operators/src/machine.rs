@@ -11,11 +11,14 @@
 //!   before `now` can arrive later. `inputs` are all inputs at `now`, unsorted.
 //! - Timers a machine reports via [`Machine::next_timer`] are at or after the instant being
 //!   stepped; a timer at `now` itself makes `step(now, [])` run again.
-//! - Nothing after `end` (the watermark's final position of a file run) is stepped; once the
-//!   input frontier has passed `end`, [`Machine::finish`] runs once (holds still open are
-//!   refused there) and inputs after `end` (only fed-back records) are dropped.
+//! - Nothing after the end ([`InputEnd`]: the watermark's final position of a file run) is
+//!   stepped; once the input frontier has passed the end, [`Machine::finish`] runs once
+//!   (holds still open are refused there) and inputs after it (only fed-back records) are
+//!   dropped. A stream has no end: its machines never finish.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::{Capability, Operator};
@@ -39,13 +42,105 @@ pub trait Machine: 'static {
     fn finish(&mut self, end: Time, out: &mut Vec<Self::Out>);
 }
 
+/// When a machine's sweep of state past its horizon is due: once per day of event time.
+/// Lookups check horizons themselves, so when a sweep runs never reaches an output; sweeping
+/// only bounds memory.
+#[derive(Clone, Debug, Default)]
+pub struct Sweeper {
+    next: Option<crate::time::Ts>,
+}
+
+impl Sweeper {
+    /// Whether to sweep at `now` (the first call only starts the clock).
+    pub fn due(&mut self, now: crate::time::Ts) -> bool {
+        let every = crate::time::MILLIS_PER_DAY;
+        let next = self.next.get_or_insert(now.plus_millis(every));
+        if now < *next {
+            return false;
+        }
+        *next = now.plus_millis(every);
+        true
+    }
+}
+
+/// Where a run's watermark stops (DOMAIN.md §4): a file run stops at the largest `ts` read,
+/// which is known only once every source has read its last partition; a stream never stops.
+///
+/// Machines read it at every activation. A source reports when it has read everything and
+/// only then releases its capability; the last one sets the end before it releases, so no
+/// frontier can pass the end before every machine can see it.
+#[derive(Clone, Debug)]
+pub struct InputEnd(Arc<EndState>);
+
+#[derive(Debug)]
+struct EndState {
+    /// Sources that have not finished yet.
+    running: AtomicUsize,
+    /// The largest instant any finished source read (`NONE` until one read something).
+    last: AtomicU64,
+    end: OnceLock<Time>,
+}
+
+impl InputEnd {
+    const NONE: u64 = u64::MAX;
+
+    /// The end is known before the run starts.
+    pub fn at(end: Time) -> InputEnd {
+        let state = EndState {
+            running: AtomicUsize::new(0),
+            last: AtomicU64::new(end),
+            end: OnceLock::new(),
+        };
+        state.end.set(end).expect("a new cell");
+        InputEnd(Arc::new(state))
+    }
+
+    /// The end is the largest instant read by `sources` sources, once all have finished.
+    pub fn after(sources: usize) -> InputEnd {
+        let state = EndState {
+            running: AtomicUsize::new(sources),
+            last: AtomicU64::new(Self::NONE),
+            end: OnceLock::new(),
+        };
+        if sources == 0 {
+            state.end.set(0).expect("a new cell");
+        }
+        InputEnd(Arc::new(state))
+    }
+
+    /// A stream: the watermark never stops.
+    pub fn never() -> InputEnd {
+        InputEnd::after(usize::MAX)
+    }
+
+    /// A source has read everything; `last` is the largest instant it read.
+    pub fn source_finished(&self, last: Option<Time>) {
+        let state = &self.0;
+        if let Some(last) = last {
+            // `NONE` is the largest u64, so it must be replaced, not maxed with.
+            let _ = state.last.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |seen| {
+                Some(if seen == Self::NONE { last } else { seen.max(last) })
+            });
+        }
+        if state.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let last = state.last.load(Ordering::SeqCst);
+            let _ = state.end.set(if last == Self::NONE { 0 } else { last });
+        }
+    }
+
+    /// The end, once known.
+    pub fn get(&self) -> Option<Time> {
+        self.0.end.get().copied()
+    }
+}
+
 /// Runs `machine` over `stream` (see the module docs for the contract).
 pub fn run_machine<'scope, M, P>(
     stream: StreamVec<'scope, Time, M::In>,
     pact: P,
     name: &str,
     mut machine: M,
-    end: Time,
+    end: InputEnd,
 ) -> StreamVec<'scope, Time, M::Out>
 where
     M: Machine,
@@ -57,33 +152,32 @@ where
         &name.clone(),
         move |_default, _info| {
             let mut pending: BTreeMap<Time, (Capability<Time>, Vec<M::In>)> = BTreeMap::new();
+            // Held at the next timer, whether or not it falls before the end: `finish` emits
+            // on it (only a pending hold, which always has a timer, makes `finish` emit).
             let mut timer_cap: Option<Capability<Time>> = None;
-            // Held at `end` from the first input on, so `finish` can still emit.
-            let mut end_cap: Option<Capability<Time>> = None;
             let mut finished = false;
             let mut produced = Vec::new();
             move |(input, frontier), output| {
                 let port = output.output_index();
                 input.for_each_stamp(|cap, data| {
                     let time = *cap.least().expect("a stamp has a time");
-                    if end_cap.is_none() && !finished {
-                        end_cap = Some(cap.delayed(&end.max(time), port));
-                    }
                     let slot = pending
                         .entry(time)
                         .or_insert_with(|| (cap.retain_least(port).expect("retainable"), Vec::new()));
                     slot.1.extend(data.flat_map(|batch| batch.drain(..)));
                 });
+                let end = end.get();
+                let limit = end.unwrap_or(Time::MAX);
                 loop {
                     let next_input = pending.keys().next().copied();
-                    let next_timer = machine.next_timer().filter(|t| *t <= end);
+                    let next_timer = machine.next_timer().filter(|t| *t <= limit);
                     let Some(now) = [next_input, next_timer].into_iter().flatten().min() else {
                         break;
                     };
                     if frontier.less_equal(&now) {
                         break;
                     }
-                    if now > end {
+                    if now > limit {
                         // Only fed-back records can come after the end of a file run; they cannot
                         // change an output any more.
                         pending.pop_first();
@@ -102,23 +196,21 @@ where
                         output.session(&cap).give_iterator(produced.drain(..));
                     }
                     // Hold a capability for the next timer (never before `now`).
-                    timer_cap = machine
-                        .next_timer()
-                        .filter(|t| *t <= end)
-                        .map(|t| cap.delayed(&t.max(now)));
+                    timer_cap = machine.next_timer().map(|t| cap.delayed(&t.max(now)));
                 }
                 // Finished once nothing at or before `end` can arrive (not once the input is
                 // empty: a feedback edge keeps inputs open until every machine has finished).
-                if !frontier.less_equal(&end) && pending.range(..=end).next().is_none() && !finished {
+                let Some(end) = end else { return };
+                if !finished && !frontier.less_equal(&end) && pending.range(..=end).next().is_none() {
                     finished = true;
-                    timer_cap = None;
                     machine.finish(end, &mut produced);
-                    if let Some(cap) = end_cap.take() {
-                        if !produced.is_empty() {
-                            output.session(&cap).give_iterator(produced.drain(..));
-                        }
+                    if !produced.is_empty() {
+                        let cap = timer_cap
+                            .as_ref()
+                            .unwrap_or_else(|| panic!("{name}: finish emits only with a timer pending"));
+                        output.session(cap).give_iterator(produced.drain(..));
                     }
-                    debug_assert!(produced.is_empty(), "{name}: finish produced output without input");
+                    timer_cap = None;
                 }
             }
         },

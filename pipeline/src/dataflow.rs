@@ -9,110 +9,49 @@
 //!                     │                                       └─ codes ─┐          │
 //!                     └─ commands: pre-checks ─────────── codes ──► Codes: index ──►│
 //!                                                                        Accounts ◄─┘
-//!   facts (Orders, Accounts) ─► Periods ─► period records
+//!   facts (Orders, Accounts) ─► Aggregates: deltas ─► consolidate by account ─► revisions
+//!                               ─► period records
 //! ```
-//! Every stage is a [`Machine`](markledger_operators::machine::Machine) stepped one complete
-//! instant at a time (docs/ARCHITECTURE.md).
+//! Every stateful stage is a [`Machine`](markledger_operators::machine::Machine) stepped one
+//! complete instant at a time; the aggregates consolidate their facts as a differential
+//! collection first ([`aggregates`], docs/ARCHITECTURE.md).
 
 use crate::config::Config;
 use crate::reference::Summary;
+use crate::source::{self, SourceStats, Sourced};
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
+use markledger_connectors::partition::{MemoryPartition, PartitionInput};
 use markledger_operators::accounts::{AccountRules, Accounts};
+use markledger_operators::aggregates::aggregates;
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
 use markledger_operators::event::{Body, DecimalField, Kind};
-use markledger_operators::flow::{route, time_of, AccountIn, CodeIn, CodesIn, Fact, Flow, Header, Placed};
-use markledger_operators::machine::{run_machine, Time};
+use markledger_operators::flow::{route, AccountIn, CodeIn, CodesIn, Fact, Flow, Header, Placed};
+use markledger_operators::machine::{run_machine, InputEnd, Time};
 use markledger_operators::orders::Orders;
 use markledger_operators::output::{Entry, Output, Rejection};
-use markledger_operators::periods::Periods;
 use markledger_operators::validate::is_code;
-use markledger_operators::{Reason, Ts};
+use markledger_operators::Reason;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
-use timely::dataflow::operators::{Capability, Concat, Concatenate, ConnectLoop, Feedback, Inspect, Probe};
-use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+use timely::dataflow::operators::{Concat, Concatenate, ConnectLoop, Feedback, Probe};
+use timely::dataflow::{ProbeHandle, StreamVec};
 
-/// Records a source emits per activation.
+/// Records a source reads per activation.
 pub const SOURCE_BATCH_MAX: usize = 4_096;
 
-/// Events a source lets run ahead of what the whole dataflow has finished: timely has no
+/// Work a source lets run ahead of what the whole dataflow has finished, weighed as one per
+/// event plus one per code it names (an application may name thousands): timely has no
 /// backpressure of its own, and without this bound a file run would queue every per-code
 /// record of its input at once.
-pub const SOURCE_EVENTS_IN_FLIGHT_MAX: usize = 256;
-
-/// Effective time and lateness of every event of one partition (DOMAIN.md §4); refused
-/// records are returned apart (they neither move the high-water mark nor take effect).
-pub fn place_partition(records: Vec<Decoded>, lateness_ms: i64) -> (Vec<Placed>, Vec<Rejection>) {
-    let mut high_water: Option<Ts> = None;
-    let (mut placed, mut refused) = (Vec::new(), Vec::new());
-    for record in records {
-        match record {
-            Decoded::Refused(rejection) => refused.push(rejection),
-            Decoded::Event(event) => {
-                let floor = high_water.map(|hw| hw.minus_millis(lateness_ms));
-                let effective = floor.map_or(event.ts, |floor| floor.max(event.ts));
-                let late = floor.is_some_and(|floor| event.ts < floor);
-                high_water = Some(high_water.map_or(event.ts, |hw| hw.max(event.ts)));
-                placed.push(Placed { effective, late, event });
-            }
-        }
-    }
-    (placed, refused)
-}
-
-/// A worker's source: its partitions' events in effective-time order, each at its own
-/// time, the held capability always at the next event's time (the worker's watermark).
-fn replay<'scope>(
-    scope: Scope<'scope, Time>,
-    mut events: Vec<Placed>,
-    done: ProbeHandle<Time>,
-    batching: Batching,
-) -> StreamVec<'scope, Time, Placed> {
-    events.sort_by_key(|placed| placed.effective);
-    source::<_, CapacityContainerBuilder<Vec<Placed>>, _, _>(scope, "Source: partitions", move |cap, info| {
-        let activator = scope.activator_for(info.address);
-        let mut held: Option<Capability<Time>> = Some(cap);
-        let mut events = events.into_iter().peekable();
-        let mut in_flight: std::collections::VecDeque<Time> = std::collections::VecDeque::new();
-        move |output| {
-            let Some(cap) = held.as_mut() else { return };
-            while in_flight.front().is_some_and(|time| !done.less_equal(time)) {
-                in_flight.pop_front();
-            }
-            for _ in 0..batching.batch {
-                // Stop only before a strictly later time: events at the time the capability
-                // already holds cannot finish before the source moves past it, so waiting
-                // for them would deadlock (a burst of late events shares one time).
-                let next_time = events.peek().map(|placed| time_of(placed.effective));
-                let full = in_flight.len() >= batching.in_flight;
-                if full && next_time.is_some_and(|next| in_flight.back().is_some_and(|last| next > *last)) {
-                    break;
-                }
-                let Some(placed) = events.next() else { break };
-                let time = time_of(placed.effective);
-                if time > *cap.time() {
-                    cap.downgrade(&time);
-                }
-                in_flight.push_back(time);
-                output.session(cap).give(placed);
-            }
-            match events.peek() {
-                Some(next) => {
-                    cap.downgrade(&time_of(next.effective).max(*cap.time()));
-                    activator.activate();
-                }
-                None => held = None,
-            }
-        }
-    })
-}
+pub const SOURCE_WEIGHT_IN_FLIGHT_MAX: usize = 65_536;
 
 fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Output {
     let event = &placed.event;
@@ -237,8 +176,8 @@ fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
             }
         }),
         finals: next().flat_map(|flow| {
-            if let Flow::Final(key, at) = flow {
-                Some(CodesIn::Final { key, at })
+            if let Flow::Final(key, at, status) = flow {
+                Some(CodesIn::Final { key, at, status })
             } else {
                 None
             }
@@ -249,9 +188,10 @@ fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
 /// How a source feeds the dataflow. Outputs never depend on it (tests/tests/equivalence.rs).
 #[derive(Clone, Copy, Debug)]
 pub struct Batching {
-    /// Events per source activation.
+    /// Records read per source activation.
     pub batch: usize,
-    /// Events allowed ahead of what the dataflow has finished.
+    /// Weight (one per event plus one per code) allowed ahead of what the dataflow has
+    /// finished.
     pub in_flight: usize,
 }
 
@@ -259,85 +199,168 @@ impl Default for Batching {
     fn default() -> Self {
         Batching {
             batch: SOURCE_BATCH_MAX,
-            in_flight: SOURCE_EVENTS_IN_FLIGHT_MAX,
+            in_flight: SOURCE_WEIGHT_IN_FLIGHT_MAX,
         }
     }
 }
 
-/// Runs the dataflow over in-memory partitions on `workers` threads and returns every
-/// output (decode refusals first, then each worker's outputs).
+/// Where a worker's outputs go. Outputs are handed over in batches as the dataflow makes
+/// them; `frontier` tells the sink which times are complete (none before its least element
+/// can come any more).
+pub trait OutputSink: 'static {
+    /// What the sink gives back when the run ends.
+    type Done: Send + 'static;
+    /// Takes (drains) a batch of outputs.
+    fn emit(&mut self, outputs: &mut Vec<Output>);
+    /// Outputs at times before `frontier` are all emitted.
+    fn frontier(&mut self, _frontier: &[Time]) {}
+    /// The run ended.
+    fn finish(self) -> Self::Done;
+}
+
+/// Keeps every output in memory (file runs sort them into canonical order; tests compare).
+#[derive(Default)]
+pub struct Collect(Vec<Output>);
+
+impl OutputSink for Collect {
+    type Done = Vec<Output>;
+
+    fn emit(&mut self, outputs: &mut Vec<Output>) {
+        self.0.append(outputs);
+    }
+
+    fn finish(self) -> Vec<Output> {
+        self.0
+    }
+}
+
+/// Counts outputs and drops them (long runs that measure the engine's own state).
+#[derive(Default)]
+pub struct Count(u64);
+
+impl OutputSink for Count {
+    type Done = u64;
+
+    fn emit(&mut self, outputs: &mut Vec<Output>) {
+        self.0 += outputs.len() as u64;
+        outputs.clear();
+    }
+
+    fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// Runs the dataflow over in-memory partitions on `workers` threads and returns every output.
 pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Vec<Output> {
     run_batched(config, partitions, workers, Batching::default())
 }
 
 /// [`run`] with an explicit source batching.
 pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize, batching: Batching) -> Vec<Output> {
-    run_placed(config, place_all(config, partitions), workers, batching)
+    let run = run_inputs(
+        config,
+        in_memory(partitions),
+        workers,
+        batching,
+        |_| Collect::default(),
+        &mut |_| {},
+    );
+    run.sinks.into_iter().flatten().collect()
 }
 
-/// Every partition placed (DOMAIN.md §4), with the decode refusals apart and the instant the
-/// run's watermark stops at.
-struct Placement {
-    partitions: Vec<Vec<Placed>>,
-    refused: Vec<Output>,
-    /// Input records read, refused ones included.
-    records: u64,
-    /// A file run's watermark stops at the largest ts read.
-    end: Time,
+/// In-memory partitions as inputs.
+pub fn in_memory(partitions: Vec<Vec<Decoded>>) -> Vec<Box<dyn PartitionInput>> {
+    partitions
+        .into_iter()
+        .enumerate()
+        .map(|(i, records)| {
+            Box::new(MemoryPartition::new(format!("partition {i}"), records)) as Box<dyn PartitionInput>
+        })
+        .collect()
 }
 
-fn place_all(config: &Config, partitions: Vec<Vec<Decoded>>) -> Placement {
-    let records = partitions.iter().map(|p| p.len() as u64).sum();
-    let mut refused = Vec::new();
-    let mut placed_partitions = Vec::with_capacity(partitions.len());
-    for partition in partitions {
-        let (placed, refusals) = place_partition(partition, config.lateness_ms);
-        refused.extend(refusals.into_iter().map(Output::Rejection));
-        placed_partitions.push(placed);
-    }
-    let end = placed_partitions
-        .iter()
-        .flatten()
-        .map(|p| time_of(p.event.ts))
-        .max()
-        .unwrap_or(0);
-    Placement {
-        partitions: placed_partitions,
-        refused,
-        records,
-        end,
-    }
+/// A worker's partitions.
+type Inputs = Vec<Box<dyn PartitionInput>>;
+
+/// What a run gives back.
+pub struct Run<D> {
+    /// What the sources read, over all workers.
+    pub stats: SourceStats,
+    /// Each worker's sink, finished.
+    pub sinks: Vec<D>,
+    /// Where the watermark stopped.
+    pub end: Time,
 }
 
-fn run_placed(config: &Config, placement: Placement, workers: usize, batching: Batching) -> Vec<Output> {
+/// Runs the dataflow over `inputs` (partition i read by worker i mod `workers`) until every
+/// input is finished and the watermark has reached the largest `ts` read. Each worker's
+/// outputs go to its own sink; `progress` is called now and then, from the calling thread,
+/// with the records read so far.
+pub fn run_inputs<S, F>(
+    config: &Config,
+    inputs: Vec<Box<dyn PartitionInput>>,
+    workers: usize,
+    batching: Batching,
+    make_sink: F,
+    progress: &mut dyn FnMut(u64),
+) -> Run<S::Done>
+where
+    S: OutputSink,
+    F: Fn(usize) -> S + Send + Sync + 'static,
+{
     let batching = Batching {
         batch: batching.batch.max(1),
         in_flight: batching.in_flight.max(1),
     };
-    let Placement {
-        partitions,
-        refused: mut outputs,
-        end,
-        ..
-    } = placement;
-    // Each worker takes (moves) its partitions: partition i goes to worker i mod workers.
     let workers = workers.max(1);
-    let mut shares: Vec<Vec<Placed>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, partition) in partitions.into_iter().enumerate() {
-        shares[i % workers].extend(partition);
+    let mut shares: Vec<Inputs> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, input) in inputs.into_iter().enumerate() {
+        shares[i % workers].push(input);
     }
-    let shares: Arc<Vec<Mutex<Vec<Placed>>>> = Arc::new(shares.into_iter().map(Mutex::new).collect());
+    let shares: Arc<Vec<Mutex<Inputs>>> = Arc::new(shares.into_iter().map(Mutex::new).collect());
+    let end = InputEnd::after(workers);
+    let records_read = Arc::new(AtomicU64::new(0));
     let config = Arc::new(config.clone());
+    let worker_end = end.clone();
+    let worker_records = records_read.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
-        let mine: Vec<Placed> = std::mem::take(&mut *shares[index].lock().expect("share lock"));
-        let collected: Rc<RefCell<Vec<Output>>> = Rc::default();
-        let sink = collected.clone();
+        let mine = std::mem::take(&mut *shares[index].lock().expect("share lock"));
+        let stats: Rc<RefCell<SourceStats>> = Rc::default();
+        let sink: Rc<RefCell<Option<S>>> = Rc::new(RefCell::new(Some(make_sink(index))));
         let config = config.clone();
+        let end = worker_end.clone();
         let done = ProbeHandle::new();
         let source_done = done.clone();
+        let source_stats = stats.clone();
+        let outputs_sink = sink.clone();
+        let records_read = worker_records.clone();
         worker.dataflow::<Time, _, _>(|scope| {
-            let events = replay(scope, mine, source_done, batching);
+            let sourced = source::partitions(
+                scope,
+                mine,
+                config.lateness_ms,
+                end.clone(),
+                source_done,
+                batching,
+                source_stats,
+                records_read,
+            );
+            let mut sourced = sourced
+                .partition(2, |record| match record {
+                    Sourced::Event(_) => (0, record),
+                    Sourced::Refused(_) => (1, record),
+                })
+                .into_iter();
+            let events = sourced.next().expect("two parts").flat_map(|record| match record {
+                Sourced::Event(placed) => Some(placed),
+                Sourced::Refused(_) => None,
+            });
+            let refused = sourced.next().expect("two parts").flat_map(|record| match record {
+                Sourced::Refused(rejection) => Some(Output::Rejection(rejection)),
+                Sourced::Event(_) => None,
+            });
             let dedup = Dedup::new(
                 config.dedup_horizon_ms,
                 Box::new(|placed: &Placed| canonical_bytes(&placed.event)),
@@ -347,7 +370,7 @@ fn run_placed(config: &Config, placement: Placement, workers: usize, batching: B
                 Exchange::new(|placed: &Placed| route(&placed.event.id)),
                 "Dedup: by id",
                 dedup,
-                end,
+                end.clone(),
             );
             let duplicates = unique.clone().flat_map(Result::err);
             let unique = unique.flat_map(Result::ok);
@@ -377,7 +400,7 @@ fn run_placed(config: &Config, placement: Placement, workers: usize, batching: B
                 Exchange::new(|placed: &Placed| route(&placed.event.account)),
                 "Orders: emission checks",
                 Orders::new(config.sla_ms, config.close_after_days),
-                end,
+                end.clone(),
             ));
 
             let command_config = config.clone();
@@ -394,7 +417,7 @@ fn run_placed(config: &Config, placement: Placement, workers: usize, batching: B
                 Exchange::new(CodesIn::route),
                 "Codes: national index",
                 Codes::new(config.hold_ms, config.retention_ms),
-                end,
+                end.clone(),
             ));
 
             let account_inputs = credits.concat(orders.accounts).concat(codes.accounts).concat(tariffs);
@@ -408,21 +431,20 @@ fn run_placed(config: &Config, placement: Placement, workers: usize, batching: B
                 Exchange::new(AccountIn::route),
                 "Accounts: lifecycle, balance, FIFO",
                 Accounts::new(rules),
-                end,
+                end.clone(),
             ));
 
             accounts.finals.connect_loop(finals_handle);
 
-            let periods = run_machine(
+            let periods = aggregates(
                 orders.facts.concat(accounts.facts),
-                Exchange::new(|fact: &Fact| route(fact.account())),
-                "Periods: revisions",
-                Periods::new(config.close_after_days),
-                end,
+                config.close_after_days,
+                end.clone(),
             );
 
             scope
                 .concatenate([
+                    refused,
                     duplicates,
                     tariff_refusals,
                     commands.outs,
@@ -431,17 +453,34 @@ fn run_placed(config: &Config, placement: Placement, workers: usize, batching: B
                     accounts.outs,
                     periods,
                 ])
-                .inspect(move |output| sink.borrow_mut().push(output.clone()))
-                .probe_with(&done);
+                .probe_with(&done)
+                .sink(Pipeline, "Sink: outputs", move |(input, frontier)| {
+                    let mut sink = outputs_sink.borrow_mut();
+                    let sink = sink.as_mut().expect("sink lives until the run ends");
+                    input.for_each(|_, data| sink.emit(data));
+                    sink.frontier(frontier.frontier().as_ref());
+                });
         });
         while worker.step() {}
-        collected.take()
+        let sink = sink.borrow_mut().take().expect("sink taken once");
+        (stats.take(), sink.finish())
     })
     .expect("timely workers start");
-    for worker in guards.join() {
-        outputs.extend(worker.expect("a worker panicked"));
+    while !guards.guards().iter().all(|guard| guard.is_finished()) {
+        progress(records_read.load(Ordering::Relaxed));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    outputs
+    let mut run = Run {
+        stats: SourceStats::default(),
+        sinks: Vec::with_capacity(workers),
+        end: end.get().expect("every source finished"),
+    };
+    for worker in guards.join() {
+        let (stats, done) = worker.expect("a worker panicked");
+        run.stats.merge(stats);
+        run.sinks.push(done);
+    }
+    run
 }
 
 /// Keeps the events of the given kinds.
@@ -455,31 +494,38 @@ impl<'scope> FilterKinds<'scope> for StreamVec<'scope, Time, Placed> {
     }
 }
 
-/// Runs the dataflow and returns its outputs in a canonical order, with the run's summary.
+/// Runs the dataflow and returns its outputs in a canonical order, with the run's summary
+/// and what the sources read.
 ///
 /// The order makes output files identical whatever the worker count: records are grouped
 /// by output and by account (or period key), and within an account keep the order its
 /// worker produced them in, which is account order; rejections are sorted.
-pub fn run_summarized(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> (Summary, Vec<Output>) {
-    let placement = place_all(config, partitions);
+pub fn run_summarized(
+    config: &Config,
+    inputs: Vec<Box<dyn PartitionInput>>,
+    workers: usize,
+    progress: &mut dyn FnMut(u64),
+) -> (Summary, SourceStats, Vec<Output>) {
+    let run = run_inputs(
+        config,
+        inputs,
+        workers,
+        Batching::default(),
+        |_| Collect::default(),
+        progress,
+    );
+    let stats = run.stats;
     let mut summary = Summary {
-        records: placement.records,
+        records: stats.records,
+        events: stats.events,
+        late_events: stats.late_events,
+        code_events: stats.code_events,
+        first_ts: stats.first_ts,
+        last_ts: stats.last_ts,
+        accounts: stats.accounts.len() as u64,
         ..Summary::default()
     };
-    let mut accounts = std::collections::BTreeSet::new();
-    for placed in placement.partitions.iter().flatten() {
-        let event = &placed.event;
-        summary.events += 1;
-        summary.late_events += u64::from(placed.late);
-        summary.code_events += event.code_count() as u64;
-        summary.first_ts = Some(summary.first_ts.map_or(event.ts, |t| t.min(event.ts)));
-        summary.last_ts = Some(summary.last_ts.map_or(event.ts, |t| t.max(event.ts)));
-        if event.kind() != Kind::Tariff {
-            accounts.insert(event.account.clone());
-        }
-    }
-    summary.accounts = accounts.len() as u64;
-    let mut outputs = run_placed(config, placement, workers, Batching::default());
+    let mut outputs: Vec<Output> = run.sinks.into_iter().flatten().collect();
     canonical_order(&mut outputs);
     let mut by_status: std::collections::BTreeMap<markledger_operators::Status, i64> = Default::default();
     let mut balances: std::collections::BTreeMap<&str, (rust_decimal::Decimal, rust_decimal::Decimal)> =
@@ -523,7 +569,7 @@ pub fn run_summarized(config: &Config, partitions: Vec<Vec<Decoded>>, workers: u
         .collect();
     summary.balance = balances.values().map(|(balance, _)| *balance).sum();
     summary.unpaid = balances.values().map(|(_, unpaid)| *unpaid).sum();
-    (summary, outputs)
+    (summary, stats, outputs)
 }
 
 fn canonical_order(outputs: &mut [Output]) {

@@ -16,5 +16,6 @@ pub mod dataflow;
 pub mod demo;
 pub mod reference;
 pub mod runner;
+pub mod source;
 
 pub use config::Config;

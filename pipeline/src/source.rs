@@ -1,0 +1,252 @@
+//! "Source: partitions" — a worker's partitions in, each event at its effective time out
+//! (DOMAIN.md §4); the capability the source holds is the worker's watermark.
+//!
+//! In: the worker's [`PartitionInput`]s (files streamed from disk, records in memory, or
+//! Kafka topic-partitions), each read in order. Out: [`Sourced`] records — an event at its
+//! effective time, or a decode refusal at the current watermark.
+//!
+//! Guarantees:
+//! - Effective time and lateness are computed per partition ([`Placer`]), exactly as
+//!   DOMAIN.md §4 says, so they depend neither on the worker count nor on how partitions
+//!   interleave.
+//! - The held capability never exceeds `min over unfinished partitions of (high-water −
+//!   lateness)`; no later event of any partition can take effect before that, so the
+//!   frontier *is* the watermark. A partition that has read nothing yet holds it at its start.
+//! - The source reads next from the partition whose watermark is lowest (a merge), so the
+//!   watermark advances as fast as the input allows and little waits downstream.
+//! - Timely has no backpressure: each activation reads at most `in_flight` weight (one per
+//!   event plus one per code it names) less what the dataflow could already finish (times
+//!   below the watermark) but has not, and nothing while that alone reaches `in_flight`.
+//!   Work at or above the watermark never stops the source: only reading on can finish it.
+//! - When every partition is finished, the source reports the largest `ts` it read to the
+//!   run's [`InputEnd`] and releases its capability. The last source to finish sets the end
+//!   before it releases, and until then its own capability keeps every frontier at or below
+//!   the end, so no machine can step past the end before it can see it.
+
+use crate::dataflow::Batching;
+use markledger_connectors::codec::Decoded;
+use markledger_connectors::partition::{Next, PartitionInput};
+use markledger_operators::event::Kind;
+use markledger_operators::flow::{time_of, Placed};
+use markledger_operators::machine::{InputEnd, Time};
+use markledger_operators::output::Rejection;
+use markledger_operators::{Event, Ts};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+
+/// Effective times of one partition (DOMAIN.md §4): an event takes effect at
+/// `max(ts, high-water before it − lateness)` and is late when its `ts` is below that.
+#[derive(Clone, Debug)]
+pub struct Placer {
+    lateness_ms: i64,
+    high_water: Option<Ts>,
+}
+
+impl Placer {
+    /// A partition that has read nothing yet.
+    pub fn new(lateness_ms: i64) -> Placer {
+        Placer {
+            lateness_ms,
+            high_water: None,
+        }
+    }
+
+    /// Places the partition's next event and moves its high-water mark.
+    pub fn place(&mut self, event: Event) -> Placed {
+        let floor = self.floor();
+        let effective = floor.map_or(event.ts, |floor| floor.max(event.ts));
+        let late = floor.is_some_and(|floor| event.ts < floor);
+        self.high_water = Some(self.high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+        Placed { effective, late, event }
+    }
+
+    /// No later event of the partition takes effect before this (None: nothing read yet).
+    pub fn floor(&self) -> Option<Ts> {
+        self.high_water.map(|hw| hw.minus_millis(self.lateness_ms))
+    }
+}
+
+/// What a source emits.
+#[derive(Clone, Debug)]
+pub enum Sourced {
+    /// An event at its effective time.
+    Event(Placed),
+    /// A record refused at decoding (`MALFORMED`, `UNKNOWN_TYPE`).
+    Refused(Rejection),
+}
+
+/// What a worker's source read, for the run's summary.
+#[derive(Clone, Debug, Default)]
+pub struct SourceStats {
+    /// Records read, refused ones included.
+    pub records: u64,
+    /// Well-formed events.
+    pub events: u64,
+    /// Events that took effect late.
+    pub late_events: u64,
+    /// Codes named by code-bearing events.
+    pub code_events: u64,
+    /// The earliest `ts` read.
+    pub first_ts: Option<Ts>,
+    /// The largest `ts` read.
+    pub last_ts: Option<Ts>,
+    /// Accounts of non-tariff events.
+    pub accounts: HashSet<String>,
+    /// Input bytes read.
+    pub bytes: u64,
+    /// Partitions read.
+    pub partitions: Vec<String>,
+    /// Partitions that ended early, with why.
+    pub errors: Vec<String>,
+}
+
+impl SourceStats {
+    fn count(&mut self, placed: &Placed) {
+        let event = &placed.event;
+        self.events += 1;
+        self.late_events += u64::from(placed.late);
+        self.code_events += event.code_count() as u64;
+        self.first_ts = Some(self.first_ts.map_or(event.ts, |t| t.min(event.ts)));
+        self.last_ts = Some(self.last_ts.map_or(event.ts, |t| t.max(event.ts)));
+        if event.kind() != Kind::Tariff && !self.accounts.contains(&event.account) {
+            self.accounts.insert(event.account.clone());
+        }
+    }
+
+    /// Adds another worker's figures.
+    pub fn merge(&mut self, other: SourceStats) {
+        self.records += other.records;
+        self.events += other.events;
+        self.late_events += other.late_events;
+        self.code_events += other.code_events;
+        self.first_ts = [self.first_ts, other.first_ts].into_iter().flatten().min();
+        self.last_ts = [self.last_ts, other.last_ts].into_iter().flatten().max();
+        self.accounts.extend(other.accounts);
+        self.bytes += other.bytes;
+        self.partitions.extend(other.partitions);
+        self.errors.extend(other.errors);
+    }
+}
+
+struct Partition {
+    input: Box<dyn PartitionInput>,
+    placer: Placer,
+    finished: bool,
+}
+
+/// The source of one worker (see the module docs). `records_read` counts records across
+/// all workers, for a progress line.
+#[allow(clippy::too_many_arguments)]
+pub fn partitions<'scope>(
+    scope: Scope<'scope, Time>,
+    inputs: Vec<Box<dyn PartitionInput>>,
+    lateness_ms: i64,
+    end: InputEnd,
+    done: ProbeHandle<Time>,
+    batching: Batching,
+    stats: Rc<RefCell<SourceStats>>,
+    records_read: Arc<AtomicU64>,
+) -> StreamVec<'scope, Time, Sourced> {
+    source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut held: Option<Capability<Time>> = Some(cap);
+        let mut partitions: Vec<Partition> = inputs
+            .into_iter()
+            .map(|input| Partition {
+                input,
+                placer: Placer::new(lateness_ms),
+                finished: false,
+            })
+            .collect();
+        stats.borrow_mut().partitions = partitions.iter().map(|p| p.input.name()).collect();
+        // Events emitted and not yet finished by the whole dataflow, by time.
+        let mut in_flight: BTreeMap<Time, usize> = BTreeMap::new();
+        let mut batch: BTreeMap<Time, Vec<Sourced>> = BTreeMap::new();
+        move |output| {
+            let Some(cap) = held.as_mut() else { return };
+            while in_flight
+                .first_key_value()
+                .is_some_and(|(time, _)| !done.less_equal(time))
+            {
+                in_flight.pop_first();
+            }
+            // Only work below the watermark can finish before the source reads on.
+            let finishable: usize = in_flight.range(..*cap.time()).map(|(_, n)| n).sum();
+            let mut budget = batching.in_flight.saturating_sub(finishable);
+            let mut stats = stats.borrow_mut();
+            let mut read = 0;
+            let mut waiting = vec![false; partitions.len()];
+            while budget > 0 && read < batching.batch {
+                // The unfinished partition with the lowest watermark that has a record now.
+                let next = partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, p)| !p.finished && !waiting[*i])
+                    .min_by_key(|(_, p)| p.placer.floor())
+                    .map(|(i, _)| i);
+                let Some(index) = next else { break };
+                let partition = &mut partitions[index];
+                match partition.input.next_record() {
+                    Next::Record(Decoded::Event(event)) => {
+                        let placed = partition.placer.place(event);
+                        stats.count(&placed);
+                        let time = time_of(placed.effective);
+                        let weight = 1 + placed.event.code_count();
+                        budget = budget.saturating_sub(weight);
+                        *in_flight.entry(time).or_default() += weight;
+                        batch.entry(time).or_default().push(Sourced::Event(placed));
+                    }
+                    Next::Record(Decoded::Refused(rejection)) => {
+                        batch.entry(*cap.time()).or_default().push(Sourced::Refused(rejection));
+                    }
+                    Next::Pending => waiting[index] = true,
+                    Next::Finished => {
+                        partition.finished = true;
+                        stats.bytes += partition.input.bytes_read();
+                        if let Some(error) = partition.input.error() {
+                            stats.errors.push(format!("{}: {error}", partition.input.name()));
+                        }
+                    }
+                }
+                read += 1;
+            }
+            stats.records += read as u64;
+            records_read.fetch_add(read as u64, Ordering::Relaxed);
+            for (time, records) in std::mem::take(&mut batch) {
+                output.session(&cap.delayed(&time)).give_iterator(records.into_iter());
+            }
+            let unfinished = partitions.iter().filter(|p| !p.finished);
+            let watermark = unfinished.map(|p| p.placer.floor().map(time_of)).min();
+            match watermark {
+                // Every partition finished: report, then release the watermark.
+                None => {
+                    end.source_finished(stats.last_ts.map(time_of));
+                    held = None;
+                }
+                Some(floor) => {
+                    if let Some(floor) = floor {
+                        if floor > *cap.time() {
+                            cap.downgrade(&floor);
+                        }
+                    }
+                    if partitions
+                        .iter()
+                        .zip(&waiting)
+                        .all(|(p, waiting)| p.finished || *waiting)
+                    {
+                        activator.activate_after(std::time::Duration::from_millis(1));
+                    } else {
+                        activator.activate();
+                    }
+                }
+            }
+        }
+    })
+}
