@@ -10,6 +10,9 @@
 //!   for bulk and benchmarks).
 //! - [`mod@file`]: file partitions in ([`file::PartitionReader`]), generator files out
 //!   ([`file::PartitionWriter`]), and the `--out` directory ([`file::OutputFiles`]).
+//! - [`kafka`]: topic partitions in ([`kafka::PartitionConsumer`]), outputs out
+//!   ([`kafka::OutputProducer`]), topics ([`kafka::ensure_topics`]) and datasets onto a
+//!   topic ([`kafka::produce_dataset`]) for the `stream` mode.
 //!
 //! [`Output`]: markledger_operators::Output
 
@@ -17,6 +20,7 @@
 
 pub mod codec;
 pub mod file;
+pub mod kafka;
 
 #[cfg(test)]
 mod samples;
