@@ -17,6 +17,10 @@ pub enum Next {
     Record(Decoded),
     /// Nothing available now; ask again later.
     Pending,
+    /// Nothing available now, and nothing has come for longer than the idle timeout: the
+    /// partition stops holding the watermark back until it has a record again (a live
+    /// partition only; see docs/ARCHITECTURE.md on what that does to determinism).
+    Idle,
     /// The partition is exhausted (or failed: see [`PartitionInput::error`]).
     Finished,
 }
@@ -33,6 +37,10 @@ pub trait PartitionInput: Send {
     fn error(&self) -> Option<String> {
         None
     }
+    /// The record last returned takes effect at `time` (the dataflow's timestamp).
+    fn placed(&mut self, _time: u64) {}
+    /// Every record placed before `frontier` is fully processed and its outputs emitted.
+    fn completed(&mut self, _frontier: u64) {}
 }
 
 impl PartitionInput for PartitionReader {

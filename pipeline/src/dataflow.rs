@@ -35,10 +35,11 @@ use markledger_operators::validate::is_code;
 use markledger_operators::Reason;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
 use timely::dataflow::operators::{Concat, Concatenate, ConnectLoop, Feedback, Probe};
@@ -210,8 +211,8 @@ impl Default for Batching {
 pub trait OutputSink: 'static {
     /// What the sink gives back when the run ends.
     type Done: Send + 'static;
-    /// Takes (drains) a batch of outputs.
-    fn emit(&mut self, outputs: &mut Vec<Output>);
+    /// Takes (drains) a batch of outputs made at `time`.
+    fn emit(&mut self, time: Time, outputs: &mut Vec<Output>);
     /// Outputs at times before `frontier` are all emitted.
     fn frontier(&mut self, _frontier: &[Time]) {}
     /// The run ended.
@@ -225,7 +226,7 @@ pub struct Collect(Vec<Output>);
 impl OutputSink for Collect {
     type Done = Vec<Output>;
 
-    fn emit(&mut self, outputs: &mut Vec<Output>) {
+    fn emit(&mut self, _time: Time, outputs: &mut Vec<Output>) {
         self.0.append(outputs);
     }
 
@@ -241,7 +242,7 @@ pub struct Count(u64);
 impl OutputSink for Count {
     type Done = u64;
 
-    fn emit(&mut self, outputs: &mut Vec<Output>) {
+    fn emit(&mut self, _time: Time, outputs: &mut Vec<Output>) {
         self.0 += outputs.len() as u64;
         outputs.clear();
     }
@@ -281,7 +282,7 @@ pub fn in_memory(partitions: Vec<Vec<Decoded>>) -> Vec<Box<dyn PartitionInput>> 
 }
 
 /// A worker's partitions.
-type Inputs = Vec<Box<dyn PartitionInput>>;
+pub type Inputs = Vec<Box<dyn PartitionInput>>;
 
 /// What a run gives back.
 pub struct Run<D> {
@@ -309,24 +310,67 @@ where
     S: OutputSink,
     F: Fn(usize) -> S + Send + Sync + 'static,
 {
-    let batching = Batching {
-        batch: batching.batch.max(1),
-        in_flight: batching.in_flight.max(1),
-    };
     let workers = workers.max(1);
     let mut shares: Vec<Inputs> = (0..workers).map(|_| Vec::new()).collect();
     for (i, input) in inputs.into_iter().enumerate() {
         shares[i % workers].push(input);
     }
-    let shares: Arc<Vec<Mutex<Inputs>>> = Arc::new(shares.into_iter().map(Mutex::new).collect());
-    let end = InputEnd::after(workers);
+    let shares: Vec<Mutex<Inputs>> = shares.into_iter().map(Mutex::new).collect();
+    let take = move |worker: usize| std::mem::take(&mut *shares[worker].lock().expect("share lock"));
+    run_dataflow(config, workers, batching, Mode::Files, take, make_sink, progress)
+}
+
+/// How a run ends.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Every input finishes; the watermark stops at the largest `ts` read (DOMAIN.md §4).
+    Files,
+    /// Inputs never finish. When `stop` is set, sources read nothing more, the dataflow
+    /// finishes everything before the watermark (never after it: no time-driven change is
+    /// decided early), and the run returns.
+    Stream {
+        /// Set to stop.
+        stop: Arc<AtomicBool>,
+    },
+}
+
+/// Runs the dataflow on `workers` threads: `make_inputs(worker)` gives each worker its
+/// partitions (built on the worker's own thread), `make_sink(worker)` its output sink.
+pub fn run_dataflow<S, F, I>(
+    config: &Config,
+    workers: usize,
+    batching: Batching,
+    mode: Mode,
+    make_inputs: I,
+    make_sink: F,
+    progress: &mut dyn FnMut(u64),
+) -> Run<S::Done>
+where
+    S: OutputSink,
+    F: Fn(usize) -> S + Send + Sync + 'static,
+    I: Fn(usize) -> Inputs + Send + Sync + 'static,
+{
+    let batching = Batching {
+        batch: batching.batch.max(1),
+        in_flight: batching.in_flight.max(1),
+    };
+    let workers = workers.max(1);
+    let (end, stop) = match &mode {
+        Mode::Files => (InputEnd::after(workers), None),
+        Mode::Stream { stop } => (InputEnd::never(), Some(stop.clone())),
+    };
+    // Where each worker's source holds the watermark once stopped (MAX: not yet).
+    let stopped: Arc<Vec<Arc<AtomicU64>>> = Arc::new((0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect());
     let records_read = Arc::new(AtomicU64::new(0));
     let config = Arc::new(config.clone());
     let worker_end = end.clone();
     let worker_records = records_read.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
-        let mine = std::mem::take(&mut *shares[index].lock().expect("share lock"));
+        let mine = make_inputs(index);
+        let stop = stop.clone();
+        let stopped = stopped.clone();
+        let source_stopped = stopped[index].clone();
         let stats: Rc<RefCell<SourceStats>> = Rc::default();
         let sink: Rc<RefCell<Option<S>>> = Rc::new(RefCell::new(Some(make_sink(index))));
         let config = config.clone();
@@ -346,6 +390,8 @@ where
                 batching,
                 source_stats,
                 records_read,
+                stop.clone(),
+                source_stopped,
             );
             let mut sourced = sourced
                 .partition(2, |record| match record {
@@ -453,15 +499,41 @@ where
                     accounts.outs,
                     periods,
                 ])
-                .probe_with(&done)
-                .sink(Pipeline, "Sink: outputs", move |(input, frontier)| {
-                    let mut sink = outputs_sink.borrow_mut();
-                    let sink = sink.as_mut().expect("sink lives until the run ends");
-                    input.for_each(|_, data| sink.emit(data));
-                    sink.frontier(frontier.frontier().as_ref());
-                });
+                .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                    Pipeline,
+                    "Sink: outputs",
+                    move |_, _| {
+                        move |(input, frontier), _output| {
+                            let mut sink = outputs_sink.borrow_mut();
+                            let sink = sink.as_mut().expect("sink lives until the run ends");
+                            input.for_each_stamp(|cap, data| {
+                                let time = *cap.least().expect("a stamp has a time");
+                                for batch in data {
+                                    sink.emit(time, batch);
+                                }
+                            });
+                            sink.frontier(frontier.frontier().as_ref());
+                        }
+                    },
+                )
+                // After the sink: a time is done once the sink has taken all its outputs.
+                .probe_with(&done);
         });
-        while worker.step() {}
+        match &stop {
+            None => while worker.step() {},
+            Some(stop) => loop {
+                worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+                if !stop.load(Ordering::SeqCst) {
+                    continue;
+                }
+                // Stopped once every source holds still and the dataflow has finished all
+                // before the lowest of them.
+                let held = stopped.iter().map(|s| s.load(Ordering::SeqCst)).min().unwrap_or(0);
+                if held != u64::MAX && done.with_frontier(|f| f.iter().all(|t| *t >= held)) {
+                    break;
+                }
+            },
+        }
         let sink = sink.borrow_mut().take().expect("sink taken once");
         (stats.take(), sink.finish())
     })
@@ -473,7 +545,7 @@ where
     let mut run = Run {
         stats: SourceStats::default(),
         sinks: Vec::with_capacity(workers),
-        end: end.get().expect("every source finished"),
+        end: end.get().unwrap_or(Time::MAX),
     };
     for worker in guards.join() {
         let (stats, done) = worker.expect("a worker panicked");

@@ -27,14 +27,14 @@ use crate::dataflow::Batching;
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{Next, PartitionInput};
 use markledger_operators::event::Kind;
-use markledger_operators::flow::{time_of, Placed};
+use markledger_operators::flow::{time_of, ts_of, Placed};
 use markledger_operators::machine::{InputEnd, Time};
 use markledger_operators::output::Rejection;
 use markledger_operators::{Event, Ts};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
@@ -139,10 +139,14 @@ struct Partition {
     input: Box<dyn PartitionInput>,
     placer: Placer,
     finished: bool,
+    /// Idle (a live partition with nothing for longer than its timeout): not holding the
+    /// watermark until its next record.
+    idle: bool,
 }
 
 /// The source of one worker (see the module docs). `records_read` counts records across
-/// all workers, for a progress line.
+/// all workers, for a progress line. Once `stop` is set the source reads nothing more and
+/// publishes in `stopped` the watermark it holds (a stream's orderly stop).
 #[allow(clippy::too_many_arguments)]
 pub fn partitions<'scope>(
     scope: Scope<'scope, Time>,
@@ -153,6 +157,8 @@ pub fn partitions<'scope>(
     batching: Batching,
     stats: Rc<RefCell<SourceStats>>,
     records_read: Arc<AtomicU64>,
+    stop: Option<Arc<AtomicBool>>,
+    stopped: Arc<AtomicU64>,
 ) -> StreamVec<'scope, Time, Sourced> {
     source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |cap, info| {
         let activator = scope.activator_for(info.address);
@@ -163,6 +169,7 @@ pub fn partitions<'scope>(
                 input,
                 placer: Placer::new(lateness_ms),
                 finished: false,
+                idle: false,
             })
             .collect();
         stats.borrow_mut().partitions = partitions.iter().map(|p| p.input.name()).collect();
@@ -195,18 +202,31 @@ pub fn partitions<'scope>(
                 let partition = &mut partitions[index];
                 match partition.input.next_record() {
                     Next::Record(Decoded::Event(event)) => {
-                        let placed = partition.placer.place(event);
+                        partition.idle = false;
+                        let mut placed = partition.placer.place(event);
+                        // Only after an idle partition wakes can its event fall below the
+                        // watermark: it takes effect at the watermark, and is late.
+                        if time_of(placed.effective) < *cap.time() {
+                            placed.effective = ts_of(*cap.time());
+                            placed.late = true;
+                        }
                         stats.count(&placed);
                         let time = time_of(placed.effective);
+                        partition.input.placed(time);
                         let weight = 1 + placed.event.code_count();
                         budget = budget.saturating_sub(weight);
                         *in_flight.entry(time).or_default() += weight;
                         batch.entry(time).or_default().push(Sourced::Event(placed));
                     }
                     Next::Record(Decoded::Refused(rejection)) => {
+                        partition.input.placed(*cap.time());
                         batch.entry(*cap.time()).or_default().push(Sourced::Refused(rejection));
                     }
                     Next::Pending => waiting[index] = true,
+                    Next::Idle => {
+                        waiting[index] = true;
+                        partition.idle = true;
+                    }
                     Next::Finished => {
                         partition.finished = true;
                         stats.bytes += partition.input.bytes_read();
@@ -222,8 +242,27 @@ pub fn partitions<'scope>(
             for (time, records) in std::mem::take(&mut batch) {
                 output.session(&cap.delayed(&time)).give_iterator(records.into_iter());
             }
-            let unfinished = partitions.iter().filter(|p| !p.finished);
-            let watermark = unfinished.map(|p| p.placer.floor().map(time_of)).min();
+            let done_before = done.with_frontier(|frontier| frontier.iter().min().copied());
+            for partition in &mut partitions {
+                partition.input.completed(done_before.unwrap_or(Time::MAX));
+            }
+            if stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
+                // Stopping: read nothing more; keep the watermark where it is, so nothing
+                // after it is decided, and let the dataflow finish what it holds.
+                stopped.store(*cap.time(), Ordering::SeqCst);
+                activator.activate_after(std::time::Duration::from_millis(10));
+                return;
+            }
+            let live = partitions.iter().filter(|p| !p.finished);
+            let mut holding = live.clone().filter(|p| !p.idle).peekable();
+            let watermark = if live.clone().next().is_none() {
+                None
+            } else if holding.peek().is_none() {
+                // Every live partition is idle: the watermark stays where it is.
+                Some(None)
+            } else {
+                holding.map(|p| p.placer.floor().map(time_of)).min()
+            };
             match watermark {
                 // Every partition finished: report, then release the watermark.
                 None => {

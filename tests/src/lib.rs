@@ -1,9 +1,11 @@
 //! Test support shared by markledger's cross-crate tests: builders for input lines in the
 //! wire format of INTERFACE.md, a runner that feeds them through the real JSON decoder
-//! into an engine, and queries over the outputs.
+//! into an engine, and queries over the outputs; [`broker`] runs a real Kafka broker
+//! (tansu) for the Kafka connector tests.
 
 #![deny(missing_docs)]
 
+pub mod broker;
 pub mod compare;
 
 use markledger::config::Config;

@@ -1,0 +1,186 @@
+//! Kafka connectors: input partitions in from topics, the five outputs out to topics.
+//!
+//! In: the input topic (`codes.events`, INTERFACE.md), one Kafka partition = one input
+//! partition exactly as one file is in a file run (DOMAIN.md §4). The pipeline places
+//! partition `p` on worker `p mod workers`, so a [`PartitionConsumer`] is *assigned* an
+//! explicit list of partitions (no group rebalancing) and starts from the group's committed
+//! offset, or the earliest one. It yields each record's bytes in partition order, plus a
+//! [`Polled::PartitionEof`] when a partition is caught up, which is how the source knows its
+//! watermark may advance. Out: an engine's [`Output`]s → [`OutputProducer`], an idempotent
+//! producer, to the topic and key of [`output_route`]; a failed delivery surfaces as an
+//! error from [`OutputProducer::flush`], never silently.
+//!
+//! Exactly-once comes from offsets plus deterministic outputs, not from Kafka transactions:
+//! the stream mode commits input offsets only after the outputs they caused are flushed,
+//! and a replay re-emits the same records to the same keys (TOOLCHAIN.md: tansu, the broker
+//! the tests run against, has no transactions).
+//!
+//! - [`config`]: the settings, [`KafkaSettings`], and [`client_config`], the one place every librdkafka
+//!   option is set (STYLE.md).
+//! - [`admin`]: topics, [`ensure_topics`] (topics are never auto-created) and [`partition_count`].
+//! - [`source`]: the consumer, [`PartitionConsumer`].
+//! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`].
+//! - [`publish`]: datasets, [`produce_dataset`], a generated dataset directory onto a topic,
+//!   partition file `i` → topic partition `i`.
+//!
+//! [`Output`]: markledger_operators::Output
+
+pub mod admin;
+pub mod config;
+pub mod publish;
+pub mod sink;
+pub mod source;
+
+pub use admin::{ensure_topics, partition_count, TopicSpec};
+pub use config::{client_config, KafkaSettings, OutputTopics, Role};
+pub use publish::{produce_dataset, ProduceReport};
+pub use sink::{output_route, OutputProducer};
+pub use source::{PartitionConsumer, Polled, Record};
+
+use crate::file::SourceError;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why a Kafka operation failed. Transient broker trouble inside a poll loop is not an
+/// error (the clients reconnect and retry on their own); these are what a caller must act
+/// on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// librdkafka refused or failed an operation.
+    #[error("{context}: {source}")]
+    Client {
+        /// What was being done.
+        context: String,
+        /// librdkafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The topic does not exist (tansu never creates topics on its own).
+    #[error("topic {topic} does not exist")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// The broker refused to create a topic.
+    #[error("creating topic {topic}: {reason}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
+    /// A topic exists with fewer partitions than the data needs.
+    #[error("topic {topic} has {partitions} partitions, {needed} needed")]
+    TooFewPartitions {
+        /// The topic.
+        topic: String,
+        /// Its partitions.
+        partitions: i32,
+        /// The partitions needed.
+        needed: usize,
+    },
+    /// Messages were not acknowledged within the flush timeout; they are still queued.
+    #[error("{pending} message(s) still unacknowledged after {timeout:?}")]
+    FlushTimeout {
+        /// Messages and delivery reports still outstanding.
+        pending: i32,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// Messages failed delivery for good: the output stream has a gap.
+    #[error("{failures} message(s) failed delivery; first failure: {first}")]
+    Delivery {
+        /// Failed messages since the producer was created.
+        failures: u64,
+        /// The first failure's description.
+        first: String,
+    },
+    /// A dataset could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A dataset file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A dataset directory holds no partition files.
+    #[error("no partition files in {path}")]
+    NoPartitions {
+        /// The path given.
+        path: String,
+    },
+}
+
+/// The result of a Kafka operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn client(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Error::Client {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The shortest interval between two stderr lines about librdkafka trouble from one
+/// client: a broker outage makes librdkafka report every failed reconnect.
+const TROUBLE_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Prints client trouble (connection refused, broker down) to stderr at most once per
+/// [`TROUBLE_LOG_INTERVAL`], counting what it suppressed; the clients themselves keep
+/// retrying.
+#[derive(Debug)]
+pub(crate) struct TroubleLog {
+    name: &'static str,
+    state: Mutex<TroubleState>,
+}
+
+#[derive(Debug, Default)]
+struct TroubleState {
+    last_printed: Option<Instant>,
+    suppressed: u64,
+    total: u64,
+}
+
+impl TroubleLog {
+    pub(crate) fn new(name: &'static str) -> Self {
+        TroubleLog {
+            name,
+            state: Mutex::new(TroubleState::default()),
+        }
+    }
+
+    pub(crate) fn report(&self, message: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.total += 1;
+        let due = state
+            .last_printed
+            .is_none_or(|printed| printed.elapsed() >= TROUBLE_LOG_INTERVAL);
+        if due {
+            if state.suppressed > 0 {
+                eprintln!(
+                    "markledger kafka {}: {message} (and {} similar since the last report)",
+                    self.name, state.suppressed
+                );
+            } else {
+                eprintln!("markledger kafka {}: {message}", self.name);
+            }
+            state.last_printed = Some(Instant::now());
+            state.suppressed = 0;
+        } else {
+            state.suppressed += 1;
+        }
+    }
+
+    /// Trouble reports so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).total
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! The output side: engine outputs in, keyed Kafka records out.
+//!
+//! In: [`Output`]s, routed by [`output_route`] to their topic and INTERFACE.md key
+//! (status, ledger, balances by account; rejections by event id; period aggregates by
+//! `kind/account/period[/sub]`), payload [`render_output`]. Out: records sent by an
+//! [`OutputProducer`], an idempotent producer (`acks=all`, no delivery timeout) whose
+//! [`OutputProducer::send`] never drops a record when its bounded queue is full (it serves
+//! delivery reports and retries), and whose [`OutputProducer::flush`] returns `Ok` only once
+//! every record sent so far is acknowledged. A record that fails delivery for good is
+//! counted, and from then on every flush returns [`Error::Delivery`]: the output stream has
+//! a gap, so the caller must not commit the input offsets behind it.
+//!
+//! Keys are what Kafka's murmur2 partitioner hashes, so one account's records of an output
+//! stay in order on one partition, and a replay sends each record to where it went before.
+
+use super::config::{client_config, KafkaSettings, Role};
+use super::{Error, Result, TroubleLog};
+use crate::codec::json::{output_file, render_output};
+use markledger_operators::output::Output;
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a full send queue is served before `send` tries again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(50);
+
+/// Sends between two non-blocking polls that serve delivery reports.
+const SENDS_PER_POLL: u32 = 1000;
+
+/// The topic and key of an output record (INTERFACE.md "Outputs"): status, ledger and
+/// balances keyed by account; rejections by event id (an empty key for a malformed input
+/// without a readable id: deterministic, so a replay sends it to the same partition);
+/// period aggregates by [`PeriodKey::render`], `kind/account/period[/sub]`.
+///
+/// [`PeriodKey::render`]: markledger_operators::output::PeriodKey::render
+pub fn output_route<'a>(output: &Output, settings: &'a KafkaSettings) -> (&'a str, String) {
+    let topic = settings.output_topics.topic(output_file(output));
+    let key = match output {
+        Output::Status(status) => status.account.clone(),
+        Output::Ledger(entry) => entry.account.clone(),
+        Output::Balance(balance) => balance.account.clone(),
+        Output::Rejection(rejection) => rejection.event.clone().unwrap_or_default(),
+        Output::Period(period) => period.key.render(),
+    };
+    (topic, key)
+}
+
+/// Counts failed deliveries and keeps the first failure's description.
+struct SinkContext {
+    failures: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+    trouble: TroubleLog,
+}
+
+impl ClientContext for SinkContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.trouble.report(&format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, delivery_result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = delivery_result {
+            use rdkafka::message::Message;
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            let description = format!("{error} (topic {}, partition {})", message.topic(), message.partition());
+            self.trouble.report(&format!("delivery failed: {description}"));
+            let mut first = self
+                .first_failure
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            first.get_or_insert(description);
+        }
+    }
+}
+
+/// An idempotent producer of output records. See the module documentation for its
+/// guarantees.
+pub struct OutputProducer {
+    producer: BaseProducer<SinkContext>,
+    sends_since_poll: u32,
+}
+
+impl std::fmt::Debug for OutputProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputProducer")
+            .field("in_flight", &self.producer.in_flight_count())
+            .field("delivery_failures", &self.delivery_failures())
+            .finish()
+    }
+}
+
+impl OutputProducer {
+    /// A producer with [`client_config`]'s producer settings.
+    pub fn new(settings: &KafkaSettings) -> Result<Self> {
+        let context = SinkContext {
+            failures: AtomicU64::new(0),
+            first_failure: Mutex::new(None),
+            trouble: TroubleLog::new("producer"),
+        };
+        let producer = client_config(settings, Role::Producer)
+            .create_with_context(context)
+            .map_err(|error| Error::client("creating the Kafka producer", error))?;
+        Ok(OutputProducer {
+            producer,
+            sends_since_poll: 0,
+        })
+    }
+
+    /// Queues one record for `topic`, partitioned by murmur2 of `key`. When the send queue
+    /// is full, serves delivery reports and retries until there is room: a record is never
+    /// dropped. Fails only on a record librdkafka can never send (too large, an invalid
+    /// topic name).
+    pub fn send(&mut self, topic: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])]) -> Result<()> {
+        self.send_record(topic, None, Some(key), payload, headers)
+    }
+
+    /// Routes and sends an output ([`output_route`], payload [`render_output`]).
+    pub fn send_output(&mut self, output: &Output, settings: &KafkaSettings) -> Result<()> {
+        let (topic, key) = output_route(output, settings);
+        let payload = render_output(output);
+        self.send(topic, key.as_bytes(), payload.as_bytes(), &[])
+    }
+
+    /// [`OutputProducer::send`] with an explicit partition (`None`: by key) and an optional
+    /// key.
+    pub(crate) fn send_record(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
+        loop {
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(payload);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            if !headers.is_empty() {
+                let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+                for (name, value) in headers {
+                    owned = owned.insert(Header {
+                        key: name,
+                        value: Some(*value),
+                    });
+                }
+                record = record.headers(owned);
+            }
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Room appears as acknowledgements arrive; serving the delivery reports
+                    // is what frees it.
+                    self.producer.poll(QUEUE_FULL_WAIT);
+                }
+                Err((error, _)) => {
+                    return Err(Error::client(format!("sending a record to {topic}"), error));
+                }
+            }
+        }
+        self.sends_since_poll += 1;
+        if self.sends_since_poll >= SENDS_PER_POLL {
+            self.sends_since_poll = 0;
+            self.producer.poll(Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    /// Waits until every record sent so far is acknowledged by the broker, at most
+    /// `timeout`. `Ok` means all of them are durable. [`Error::FlushTimeout`] means some
+    /// are still queued (they stay queued and are retried; flush again), and
+    /// [`Error::Delivery`] that at least one record since this producer was created failed
+    /// for good.
+    pub fn flush(&mut self, timeout: Duration) -> Result<()> {
+        let flushed = self.producer.flush(timeout);
+        // Serve whatever delivery reports remain, so the failure count is current.
+        self.producer.poll(Duration::ZERO);
+        self.check_failures()?;
+        match flushed {
+            Ok(()) => Ok(()),
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => Err(Error::FlushTimeout {
+                pending: self.producer.in_flight_count(),
+                timeout,
+            }),
+            Err(error) => Err(Error::client("flushing the producer", error)),
+        }
+    }
+
+    fn check_failures(&self) -> Result<()> {
+        let context = self.producer.context();
+        let failures = context.failures.load(Ordering::Relaxed);
+        if failures == 0 {
+            return Ok(());
+        }
+        let first = context
+            .first_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .unwrap_or_default();
+        Err(Error::Delivery { failures, first })
+    }
+
+    /// Records that failed delivery for good since this producer was created.
+    pub fn delivery_failures(&self) -> u64 {
+        self.producer.context().failures.load(Ordering::Relaxed)
+    }
+
+    /// Records and delivery reports still outstanding.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
