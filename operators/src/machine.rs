@@ -79,6 +79,8 @@ struct EndState {
     /// The largest instant any finished source read (`NONE` until one read something).
     last: AtomicU64,
     end: OnceLock<Time>,
+    /// The largest instant any source has read so far.
+    read_max: AtomicU64,
 }
 
 impl InputEnd {
@@ -90,6 +92,7 @@ impl InputEnd {
             running: AtomicUsize::new(0),
             last: AtomicU64::new(end),
             end: OnceLock::new(),
+            read_max: AtomicU64::new(0),
         };
         state.end.set(end).expect("a new cell");
         InputEnd(Arc::new(state))
@@ -101,6 +104,7 @@ impl InputEnd {
             running: AtomicUsize::new(sources),
             last: AtomicU64::new(Self::NONE),
             end: OnceLock::new(),
+            read_max: AtomicU64::new(0),
         };
         if sources == 0 {
             state.end.set(0).expect("a new cell");
@@ -126,6 +130,16 @@ impl InputEnd {
             let last = state.last.load(Ordering::SeqCst);
             let _ = state.end.set(if last == Self::NONE { 0 } else { last });
         }
+    }
+
+    /// A source has read up to `time`.
+    pub fn note_read(&self, time: Time) {
+        self.0.read_max.fetch_max(time, Ordering::SeqCst);
+    }
+
+    /// The largest instant any source of the run has read so far.
+    pub fn read_max(&self) -> Time {
+        self.0.read_max.load(Ordering::SeqCst)
     }
 
     /// The end, once known.

@@ -37,9 +37,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
 use timely::dataflow::operators::{Concat, Concatenate, ConnectLoop, Feedback, Probe};
@@ -360,7 +360,8 @@ where
         Mode::Stream { stop } => (InputEnd::never(), Some(stop.clone())),
     };
     // Where each worker's source holds the watermark once stopped (MAX: not yet).
-    let stopped: Arc<Vec<Arc<AtomicU64>>> = Arc::new((0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect());
+    let stopped: Arc<Vec<Arc<AtomicU64>>> =
+        Arc::new((0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect());
     let records_read = Arc::new(AtomicU64::new(0));
     let config = Arc::new(config.clone());
     let worker_end = end.clone();
@@ -499,23 +500,19 @@ where
                     accounts.outs,
                     periods,
                 ])
-                .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
-                    Pipeline,
-                    "Sink: outputs",
-                    move |_, _| {
-                        move |(input, frontier), _output| {
-                            let mut sink = outputs_sink.borrow_mut();
-                            let sink = sink.as_mut().expect("sink lives until the run ends");
-                            input.for_each_stamp(|cap, data| {
-                                let time = *cap.least().expect("a stamp has a time");
-                                for batch in data {
-                                    sink.emit(time, batch);
-                                }
-                            });
-                            sink.frontier(frontier.frontier().as_ref());
-                        }
-                    },
-                )
+                .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "Sink: outputs", move |_, _| {
+                    move |(input, frontier), _output| {
+                        let mut sink = outputs_sink.borrow_mut();
+                        let sink = sink.as_mut().expect("sink lives until the run ends");
+                        input.for_each_stamp(|cap, data| {
+                            let time = *cap.least().expect("a stamp has a time");
+                            for batch in data {
+                                sink.emit(time, batch);
+                            }
+                        });
+                        sink.frontier(frontier.frontier().as_ref());
+                    }
+                })
                 // After the sink: a time is done once the sink has taken all its outputs.
                 .probe_with(&done);
         });
@@ -530,6 +527,11 @@ where
                 // before the lowest of them.
                 let held = stopped.iter().map(|s| s.load(Ordering::SeqCst)).min().unwrap_or(0);
                 if held != u64::MAX && done.with_frontier(|f| f.iter().all(|t| *t >= held)) {
+                    // Everything after the watermark stays undecided: drop the dataflow
+                    // instead of letting timely run it to completion.
+                    for dataflow in worker.installed_dataflows() {
+                        worker.drop_dataflow(dataflow);
+                    }
                     break;
                 }
             },

@@ -17,5 +17,6 @@ pub mod demo;
 pub mod reference;
 pub mod runner;
 pub mod source;
+pub mod stream;
 
 pub use config::Config;

@@ -4,11 +4,16 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use markledger::config::{parse_duration_ms, Config};
 use markledger::demo::run_demo;
-use markledger::runner::{render_summary, run_files, Engine};
+use markledger::runner::{render_summary, run_files, Engine, ProgressLine};
+use markledger::stream::{run_stream, StreamFile, StreamOptions};
+use markledger_connectors::kafka::{produce_dataset, KafkaSettings};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
 use markledger_operators::{Period, WorkingCalendar};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// markledger: marking codes, prepaid accounts and monthly billing, computed incrementally.
 #[derive(Parser)]
@@ -26,6 +31,60 @@ enum Command {
     Generate(GenerateArgs),
     /// Run input files (JSON lines or the binary format) and write the five outputs.
     Run(RunArgs),
+    /// Consume the input topics, produce the five output topics; run until SIGTERM/SIGINT.
+    Stream(StreamArgs),
+    /// Publish a generated dataset to the input topic (partition file i → partition i, key = account).
+    Produce(ProduceArgs),
+}
+
+#[derive(clap::Args)]
+struct StreamArgs {
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT…] (or `brokers` in --config).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Consumer group the input offsets are committed to.
+    #[arg(long)]
+    group: Option<String>,
+    /// Worker threads of the dataflow.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Input topics (repeatable; default codes.events).
+    #[arg(long = "input-topic")]
+    input_topics: Vec<String>,
+    /// A prefix for every topic name, input and output (one cluster, several pipelines).
+    #[arg(long)]
+    topic_prefix: Option<String>,
+    /// A TOML file with any of these settings (flags win); see README.md.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Allowed lateness behind a partition's high-water mark.
+    #[arg(long)]
+    lateness: Option<String>,
+    /// A caught-up partition silent this long stops holding the watermark back.
+    #[arg(long)]
+    idle_timeout: Option<String>,
+    /// How often input offsets are committed.
+    #[arg(long)]
+    commit_interval: Option<String>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT…].
+    #[arg(long)]
+    brokers: String,
+    /// A dataset directory (`markledger generate`).
+    #[arg(long)]
+    input: PathBuf,
+    /// The input topic.
+    #[arg(long, default_value = "codes.events")]
+    topic: String,
+    /// A prefix for the topic name (as `stream --topic-prefix`).
+    #[arg(long, default_value = "")]
+    topic_prefix: String,
 }
 
 #[derive(clap::Args)]
@@ -246,12 +305,131 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+fn stream(args: StreamArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => StreamFile::load(path)?,
+        None => StreamFile::default(),
+    };
+    let duration = |flag: &Option<String>, file: &Option<String>, default: &str, name: &str| -> Result<i64> {
+        let text = flag
+            .clone()
+            .or_else(|| file.clone())
+            .unwrap_or_else(|| default.to_string());
+        parse_duration_ms(&text).with_context(|| format!("{name} {text:?}: expected e.g. 5s, 250ms, 2m"))
+    };
+    let mut config = Config::with_calendar(markledger_datasets::calendars::kazakhstan());
+    config.lateness_ms = duration(&args.lateness, &file.lateness, "5s", "lateness")?;
+    let Some(brokers) = args.brokers.clone().or(file.brokers.clone()) else {
+        bail!("--brokers (or `brokers` in --config) is required")
+    };
+    let mut kafka = KafkaSettings::new(brokers);
+    if let Some(group) = args.group.clone().or(file.group.clone()) {
+        kafka.group_id = group;
+    }
+    let inputs = if args.input_topics.is_empty() {
+        file.input_topics.clone()
+    } else {
+        Some(args.input_topics.clone())
+    };
+    if let Some(inputs) = inputs.filter(|t| !t.is_empty()) {
+        kafka.input_topics = inputs;
+    }
+    if let Some(topics) = &file.topics {
+        topics.apply(&mut kafka.output_topics);
+    }
+    if let Some(prefix) = args.topic_prefix.clone().or(file.topic_prefix.clone()) {
+        kafka.apply_prefix(&prefix);
+    }
+    let options = StreamOptions {
+        kafka,
+        workers: args.workers.or(file.workers).unwrap_or(2).max(1),
+        idle_timeout: Duration::from_millis(
+            duration(&args.idle_timeout, &file.idle_timeout, "10s", "idle timeout")?.max(0) as u64,
+        ),
+        commit_interval: Duration::from_millis(
+            duration(&args.commit_interval, &file.commit_interval, "1s", "commit interval")?.max(0) as u64,
+        ),
+        input_partitions: 4,
+        progress_topic: format!(
+            "{}markledger.progress",
+            args.topic_prefix
+                .clone()
+                .or(file.topic_prefix.clone())
+                .unwrap_or_default()
+        ),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing the signal handlers")?;
+    }
+    eprintln!(
+        "markledger stream: {} → {} … on {} ({} workers, group {}); SIGTERM or Ctrl-C stops it",
+        options.kafka.input_topics.join(","),
+        options.kafka.output_topics.status,
+        options.kafka.brokers,
+        options.workers,
+        options.kafka.group_id
+    );
+    let mut line = ProgressLine::new(Duration::from_secs(2), args.quiet);
+    let report = run_stream(&config, &options, stop, &mut |report| {
+        line.tick(|| {
+            format!(
+                "read {} records; produced {} outputs ({} not produced again); {} commits",
+                report.records, report.produced, report.suppressed, report.commits
+            )
+        })
+    })?;
+    println!("markledger stream: summary");
+    println!(
+        "  input       {} partitions, {} records read",
+        report.partitions, report.records
+    );
+    println!(
+        "  outputs     {} produced, {} already produced before a restart (skipped)",
+        report.produced, report.suppressed
+    );
+    println!(
+        "  offsets     {} commits; the last covered every output before {}",
+        report.commits,
+        report
+            .committed_frontier
+            .map_or("nothing".into(), |t| markledger_operators::flow::ts_of(t).to_string())
+    );
+    println!("  took        {:.1} s", line.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn produce(args: ProduceArgs) -> Result<()> {
+    let settings = KafkaSettings::new(args.brokers.clone());
+    let topic = format!("{}{}", args.topic_prefix, args.topic);
+    let report = produce_dataset(&settings, &args.input, &topic)
+        .with_context(|| format!("publishing {} to {topic}", args.input.display()))?;
+    println!("markledger produce: summary");
+    println!(
+        "  published   {} records ({:.1} MB) from {} partitions to {topic} on {}",
+        report.messages,
+        report.bytes as f64 / 1e6,
+        report.partitions,
+        args.brokers
+    );
+    if report.skipped > 0 {
+        println!(
+            "  skipped     {} records Kafka cannot carry (over 1 MB)",
+            report.skipped
+        );
+    }
+    println!("  took        {:.1} s", report.elapsed.as_secs_f64());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo(args),
         Command::Generate(args) => generate_command(args),
         Command::Run(args) => run(args),
+        Command::Stream(args) => stream(args),
+        Command::Produce(args) => produce(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

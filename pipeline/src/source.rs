@@ -189,6 +189,7 @@ pub fn partitions<'scope>(
             let mut budget = batching.in_flight.saturating_sub(finishable);
             let mut stats = stats.borrow_mut();
             let mut read = 0;
+            let mut records = 0u64;
             let mut waiting = vec![false; partitions.len()];
             while budget > 0 && read < batching.batch {
                 // The unfinished partition with the lowest watermark that has a record now.
@@ -202,6 +203,7 @@ pub fn partitions<'scope>(
                 let partition = &mut partitions[index];
                 match partition.input.next_record() {
                     Next::Record(Decoded::Event(event)) => {
+                        records += 1;
                         partition.idle = false;
                         let mut placed = partition.placer.place(event);
                         // Only after an idle partition wakes can its event fall below the
@@ -219,6 +221,7 @@ pub fn partitions<'scope>(
                         batch.entry(time).or_default().push(Sourced::Event(placed));
                     }
                     Next::Record(Decoded::Refused(rejection)) => {
+                        records += 1;
                         partition.input.placed(*cap.time());
                         batch.entry(*cap.time()).or_default().push(Sourced::Refused(rejection));
                     }
@@ -237,8 +240,11 @@ pub fn partitions<'scope>(
                 }
                 read += 1;
             }
-            stats.records += read as u64;
-            records_read.fetch_add(read as u64, Ordering::Relaxed);
+            stats.records += records;
+            if let Some(last) = stats.last_ts {
+                end.note_read(time_of(last));
+            }
+            records_read.fetch_add(records, Ordering::Relaxed);
             for (time, records) in std::mem::take(&mut batch) {
                 output.session(&cap.delayed(&time)).give_iterator(records.into_iter());
             }
@@ -258,8 +264,10 @@ pub fn partitions<'scope>(
             let watermark = if live.clone().next().is_none() {
                 None
             } else if holding.peek().is_none() {
-                // Every live partition is idle: the watermark stays where it is.
-                Some(None)
+                // Every live partition is idle: like finished ones they no longer hold the
+                // watermark back, which goes just past the largest `ts` any source has read:
+                // every instant up to it is decided, as at the end of a file run.
+                Some(Some(end.read_max() + 1))
             } else {
                 holding.map(|p| p.placer.floor().map(time_of)).min()
             };
@@ -268,6 +276,8 @@ pub fn partitions<'scope>(
                 None => {
                     end.source_finished(stats.last_ts.map(time_of));
                     held = None;
+                    // Released: it holds nothing back should the run be stopped.
+                    stopped.store(u64::MAX - 1, Ordering::SeqCst);
                 }
                 Some(floor) => {
                     if let Some(floor) = floor {

@@ -107,6 +107,23 @@ impl Default for KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// Prefixes every topic name, input and output (several pipelines on one cluster).
+    pub fn apply_prefix(&mut self, prefix: &str) {
+        for topic in &mut self.input_topics {
+            *topic = format!("{prefix}{topic}");
+        }
+        let topics = &mut self.output_topics;
+        for topic in [
+            &mut topics.status,
+            &mut topics.ledger,
+            &mut topics.balances,
+            &mut topics.rejections,
+            &mut topics.periods,
+        ] {
+            *topic = format!("{prefix}{topic}");
+        }
+    }
+
     /// Settings for `brokers` with INTERFACE.md's topic names, group and client id
     /// `markledger`, replication factor 1.
     pub fn new(brokers: impl Into<String>) -> Self {

@@ -35,7 +35,7 @@ pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use config::{client_config, KafkaSettings, OutputTopics, Role};
 pub use publish::{produce_dataset, ProduceReport};
 pub use sink::{output_route, OutputProducer};
-pub use source::{PartitionConsumer, Polled, Record};
+pub use source::{PartitionConsumer, Polled, Record, Start};
 
 use crate::file::SourceError;
 use std::sync::Mutex;

@@ -23,7 +23,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -51,6 +51,8 @@ pub struct Record {
     /// Its payload bytes (one JSON event line, without a newline); empty for a record
     /// without a payload.
     pub payload: Vec<u8>,
+    /// Its headers, in order (outputs carry `markledger-id`).
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// What [`PartitionConsumer::poll`] found.
@@ -72,6 +74,16 @@ pub enum Polled {
     /// Client trouble (broker down, connection lost). It has been printed to stderr (rate
     /// limited); the consumer keeps retrying by itself, so the caller just polls on.
     TransientError(String),
+}
+
+/// Where a [`PartitionConsumer`] starts each partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At the group's committed offset, or the earliest retained one without a commit.
+    Committed,
+    /// At the earliest retained offset, whatever the group committed (rebuilding state by
+    /// re-reading the input).
+    Earliest,
 }
 
 /// Consumes an explicitly assigned set of topic partitions, committing offsets to the
@@ -159,6 +171,11 @@ impl PartitionConsumer {
     /// partition's earliest offset. Fails when the broker cannot be reached within
     /// [`METADATA_TIMEOUT`] or a partition does not exist.
     pub fn new(settings: &KafkaSettings, assignment: &[(String, i32)]) -> Result<Self> {
+        Self::starting(settings, assignment, Start::Committed)
+    }
+
+    /// A consumer of exactly `assignment`, each partition starting where `start` says.
+    pub fn starting(settings: &KafkaSettings, assignment: &[(String, i32)], start: Start) -> Result<Self> {
         let mut unique = assignment.to_vec();
         unique.sort();
         unique.dedup();
@@ -192,6 +209,7 @@ impl PartitionConsumer {
                         Offset::Offset(offset) if offset >= 0 => Some(offset),
                         _ => None,
                     });
+            let committed_offset = committed_offset.filter(|_| start == Start::Committed);
             let start = match committed_offset {
                 Some(offset) => offset,
                 None => {
@@ -350,6 +368,22 @@ impl PartitionConsumer {
             .map_err(|error| Error::client("committing offsets", error))
     }
 
+    /// Commits `offsets` — `(topic, partition, next_offset, metadata)` — like
+    /// [`PartitionConsumer::commit`], with a metadata string stored next to each offset.
+    pub fn commit_with_metadata(&self, offsets: &[(String, i32, i64, String)]) -> Result<()> {
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (topic, partition, next_offset, metadata) in offsets {
+            let mut element = list.add_partition(topic, *partition);
+            element
+                .set_offset(Offset::Offset(*next_offset))
+                .map_err(|error| Error::client("building the offsets to commit", error))?;
+            element.set_metadata(metadata.as_str());
+        }
+        self.consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(|error| Error::client("committing offsets", error))
+    }
+
     /// Commits every assigned partition's position ([`PartitionConsumer::positions`]).
     pub fn commit_positions(&self) -> Result<()> {
         self.commit(&self.positions())
@@ -411,5 +445,14 @@ fn to_record(message: &BorrowedMessage<'_>) -> Record {
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().unwrap_or_default().to_vec(),
+        headers: message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| (header.key.to_string(), header.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }

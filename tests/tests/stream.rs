@@ -1,0 +1,308 @@
+//! `markledger stream` against a real Kafka-protocol broker (tansu, SQLite storage, on
+//! loopback): the same outputs as `markledger run` on the same partitions, compared as an
+//! INTERFACE.md consumer would (final balances, final statuses, rejections, ledger entries,
+//! latest period revisions), through SIGTERM, SIGKILL and a broker restart in the middle.
+
+use markledger_connectors::kafka::{produce_dataset, KafkaSettings, PartitionConsumer, Polled, Start};
+use markledger_datasets::generator::{generate, Format, GeneratorConfig};
+use markledger_tests::broker::{Broker, Storage};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OUTPUTS: [&str; 5] = ["status", "ledger", "balances", "rejections", "periods"];
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("markledger-stream-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The `markledger` binary of this build (built here when a test-only build lacks it).
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join("markledger");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "markledger", "--bin", "markledger"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building markledger");
+    }
+    path
+}
+
+/// What a consumer keeps of one run's outputs, as JSON values.
+#[derive(Debug, Default, PartialEq)]
+struct Consumed {
+    balances: BTreeMap<String, Value>,
+    statuses: BTreeMap<String, String>,
+    rejections: BTreeMap<String, usize>,
+    ledger: BTreeMap<String, usize>,
+    periods: BTreeMap<String, Value>,
+}
+
+impl Consumed {
+    /// Folds records of one output, in their order within an account (key).
+    fn add(&mut self, output: &str, line: &str) {
+        let value: Value = serde_json::from_str(line).expect("an output is JSON");
+        match output {
+            "balances" => {
+                self.balances
+                    .insert(value["account"].as_str().expect("account").to_string(), value);
+            }
+            "status" => {
+                let to = value["to"].as_str().expect("to").to_string();
+                for code in value["codes"].as_array().expect("codes") {
+                    self.statuses
+                        .insert(code.as_str().expect("a code").to_string(), to.clone());
+                }
+            }
+            // Compared as values (key order aside).
+            "rejections" => *self.rejections.entry(value.to_string()).or_default() += 1,
+            "ledger" => *self.ledger.entry(value.to_string()).or_default() += 1,
+            "periods" => {
+                let key = format!(
+                    "{}/{}/{}/{}",
+                    value["kind"], value["account"], value["period"], value["sub"]
+                );
+                let newer = self
+                    .periods
+                    .get(&key)
+                    .is_none_or(|kept| kept["rev"].as_u64() < value["rev"].as_u64());
+                if newer {
+                    self.periods.insert(key, value);
+                }
+            }
+            other => panic!("unknown output {other}"),
+        }
+    }
+}
+
+fn file_run(dataset: &Path, out: &Path) -> Consumed {
+    let status = Command::new(binary())
+        .args(["run", "--quiet", "--input"])
+        .arg(dataset)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("markledger run");
+    assert!(status.success());
+    let mut consumed = Consumed::default();
+    for output in OUTPUTS {
+        let text = std::fs::read_to_string(out.join(format!("{output}.jsonl"))).expect("output file");
+        for line in text.lines() {
+            consumed.add(output, line);
+        }
+    }
+    consumed
+}
+
+fn stream(brokers: &str, prefix: &str, log: &Path) -> Child {
+    Command::new(binary())
+        .args([
+            "stream",
+            "--brokers",
+            brokers,
+            "--topic-prefix",
+            prefix,
+            "--group",
+            "markledger-test",
+        ])
+        .args(["--idle-timeout", "1s", "--commit-interval", "200ms", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log"))
+        .spawn()
+        .expect("markledger stream")
+}
+
+fn settings(brokers: &str) -> KafkaSettings {
+    let mut settings = KafkaSettings::new(brokers);
+    settings.group_id = format!("markledger-test-reader-{}", std::process::id());
+    settings
+}
+
+/// Every record of `topic` from the start: (payload, id header).
+fn read_topic(brokers: &str, topic: &str) -> Vec<(String, Option<String>)> {
+    let settings = settings(brokers);
+    let partitions = markledger_connectors::kafka::partition_count(&settings, topic).expect("topic exists");
+    let assignment: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    let mut consumer = PartitionConsumer::starting(&settings, &assignment, Start::Earliest).expect("consumer");
+    let mut at_end = BTreeSet::new();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < assignment.len() {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Polled::Record(record)) => {
+                let mut value: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
+                let id = value
+                    .as_object_mut()
+                    .and_then(|object| object.remove("id"))
+                    .and_then(|id| id.as_str().map(str::to_string));
+                let payload = if id.is_some() {
+                    value.to_string()
+                } else {
+                    String::from_utf8(record.payload).expect("UTF-8")
+                };
+                records.push((payload, id));
+            }
+            Some(Polled::PartitionEof { partition, .. }) => {
+                at_end.insert(partition);
+            }
+            _ => {}
+        }
+    }
+    records
+}
+
+/// The output frontier the group's last commit covered (0: none yet).
+fn progress(brokers: &str, prefix: &str) -> u64 {
+    let topic = format!("{prefix}markledger.progress");
+    // The stream creates it when it starts.
+    if markledger_connectors::kafka::partition_count(&settings(brokers), &topic).is_err() {
+        return 0;
+    }
+    read_topic(brokers, &topic)
+        .last()
+        .and_then(|(text, _)| text.parse().ok())
+        .unwrap_or(0)
+}
+
+fn wait_for_progress(brokers: &str, prefix: &str, at_least: u64, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while progress(brokers, prefix) < at_least {
+        assert!(child.try_wait().expect("child").is_none(), "stream exited early");
+        assert!(Instant::now() < deadline, "stream did not reach {at_least}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn terminate(mut child: Child) {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("child") {
+            assert!(status.success(), "stream exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "stream did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Consumes the outputs of `prefix`, dropping repeats by their `id`.
+fn consume(brokers: &str, prefix: &str) -> (Consumed, usize) {
+    let mut consumed = Consumed::default();
+    let mut repeats = 0;
+    for output in OUTPUTS {
+        let mut seen = BTreeSet::new();
+        for (payload, id) in read_topic(brokers, &format!("{prefix}codes.{output}")) {
+            let id = id.expect("every output carries markledger-id");
+            if !seen.insert(id) {
+                repeats += 1;
+                continue;
+            }
+            consumed.add(output, &payload);
+        }
+    }
+    (consumed, repeats)
+}
+
+fn dataset(dir: &Path) -> u64 {
+    let config = GeneratorConfig {
+        accounts: 40,
+        codes: 300_000,
+        seed: 5,
+        format: Format::Json,
+        bad_rate: 0.05,
+        partitions: 4,
+        months: 2,
+        ..GeneratorConfig::default()
+    };
+    let manifest = generate(&config, dir, &mut |_| {}).expect("generate");
+    // The watermark's last position: just past the largest ts (stream.rs, idle partitions).
+    let last = chrono::DateTime::parse_from_rfc3339(&manifest.last_ts).expect("rfc3339");
+    last.timestamp_millis() as u64 + 1
+}
+
+fn differences(file: &Consumed, stream: &Consumed) -> Vec<String> {
+    let mut out = Vec::new();
+    macro_rules! compare {
+        ($field:ident) => {
+            for (key, value) in &file.$field {
+                if stream.$field.get(key) != Some(value) {
+                    out.push(format!(
+                        "{}: {key}: file {value:?}, stream {:?}",
+                        stringify!($field),
+                        stream.$field.get(key)
+                    ));
+                }
+            }
+            for key in stream.$field.keys().filter(|k| !file.$field.contains_key(*k)) {
+                out.push(format!("{}: {key} only in the stream", stringify!($field)));
+            }
+        };
+    }
+    compare!(balances);
+    compare!(statuses);
+    compare!(rejections);
+    compare!(ledger);
+    compare!(periods);
+    out
+}
+
+#[test]
+fn stream_equals_the_file_run_through_sigterm_sigkill_and_a_broker_restart() {
+    let work = temp("e2e");
+    let data = work.join("dataset");
+    let end = dataset(&data);
+    let expected = file_run(&data, &work.join("file-out"));
+    assert!(!expected.rejections.is_empty() && !expected.ledger.is_empty() && !expected.periods.is_empty());
+
+    let mut broker = Broker::start(Storage::Sqlite(work.join("broker.db")));
+    let brokers = broker.brokers();
+
+    // Uninterrupted.
+    produce_dataset(&settings(&brokers), &data, "u.codes.events").expect("produce");
+    let mut child = stream(&brokers, "u.", &work.join("u.log"));
+    wait_for_progress(&brokers, "u.", end, &mut child);
+    terminate(child);
+    let (uninterrupted, repeats) = consume(&brokers, "u.");
+    assert_eq!(repeats, 0, "an uninterrupted run repeats nothing");
+    let diff = differences(&expected, &uninterrupted);
+    assert!(diff.is_empty(), "stream vs file run:\n{}", diff.join("\n"));
+
+    // Interrupted: SIGKILL after the first commit, SIGTERM after the next, the broker killed
+    // and restarted in the third run; then to the end.
+    produce_dataset(&settings(&brokers), &data, "r.codes.events").expect("produce");
+    let mut child = stream(&brokers, "r.", &work.join("r1.log"));
+    wait_for_progress(&brokers, "r.", 1, &mut child);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let first = progress(&brokers, "r.");
+    assert!(
+        first < end,
+        "killed in the middle (raise the dataset size if this fails)"
+    );
+    let child = stream(&brokers, "r.", &work.join("r2.log"));
+    std::thread::sleep(Duration::from_millis(1500));
+    terminate(child);
+    let mut child = stream(&brokers, "r.", &work.join("r3.log"));
+    std::thread::sleep(Duration::from_millis(500));
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+    wait_for_progress(&brokers, "r.", end, &mut child);
+    terminate(child);
+    let (interrupted, _repeats) = consume(&brokers, "r.");
+    let diff = differences(&expected, &interrupted);
+    assert!(diff.is_empty(), "interrupted stream vs file run:\n{}", diff.join("\n"));
+    let _ = std::fs::remove_dir_all(&work);
+}
