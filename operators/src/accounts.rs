@@ -31,9 +31,10 @@ struct Code {
     status: Status,
 }
 
-/// An unpaid applied code in the FIFO queue.
+/// A run of the FIFO queue: unpaid applied codes, in queue order, of one product applied at
+/// one `ts` at one tariff (an application's codes of a product are one run, however many).
 struct Unpaid {
-    code: String,
+    codes: VecDeque<String>,
     gtin: u32,
     net: Money,
     vat: Money,
@@ -41,15 +42,72 @@ struct Unpaid {
 }
 
 impl Unpaid {
+    /// The charge of each of its codes.
     fn charge(&self) -> Money {
         self.net + self.vat
+    }
+}
+
+/// The FIFO queue of unpaid codes, as runs.
+#[derive(Default)]
+struct Queue {
+    runs: VecDeque<Unpaid>,
+    codes: u64,
+}
+
+impl Queue {
+    fn push(&mut self, code: String, gtin: u32, net: Money, vat: Money, applied_at: Ts) {
+        self.codes += 1;
+        if let Some(run) = self.runs.back_mut() {
+            if run.gtin == gtin && run.net == net && run.vat == vat && run.applied_at == applied_at {
+                run.codes.push_back(code);
+                return;
+            }
+        }
+        self.runs.push_back(Unpaid {
+            codes: VecDeque::from([code]),
+            gtin,
+            net,
+            vat,
+            applied_at,
+        });
+    }
+
+    /// The charge of the code at the head, if any.
+    fn head_charge(&self) -> Option<Money> {
+        self.runs.front().map(Unpaid::charge)
+    }
+
+    /// Takes the head code: (code, gtin, net, vat).
+    fn pop(&mut self) -> Option<(String, u32, Money, Money)> {
+        let run = self.runs.front_mut()?;
+        let code = run.codes.pop_front().expect("runs are never empty");
+        let taken = (code, run.gtin, run.net, run.vat);
+        if run.codes.is_empty() {
+            self.runs.pop_front();
+        }
+        self.codes -= 1;
+        Some(taken)
+    }
+
+    fn len(&self) -> usize {
+        self.codes as usize
+    }
+
+    fn is_empty(&self) -> bool {
+        self.codes == 0
+    }
+
+    /// The earliest application among queued codes.
+    fn oldest(&self) -> Option<Ts> {
+        self.runs.iter().map(|run| run.applied_at).min()
     }
 }
 
 #[derive(Default)]
 struct Account {
     balance: Money,
-    queue: VecDeque<Unpaid>,
+    queue: Queue,
     unpaid: Money,
     pending_orders: u64,
     // Looked up by fingerprint, never iterated: a HashMap cannot reach an output's order.
@@ -239,31 +297,35 @@ impl Accounts {
             .expect("settling a known account");
         while account
             .queue
-            .front()
-            .is_some_and(|head| head.charge() <= account.balance)
+            .head_charge()
+            .is_some_and(|charge| charge <= account.balance)
         {
-            let head = account.queue.pop_front().expect("checked");
-            account.balance -= head.charge();
-            account.unpaid -= head.charge();
-            total += head.charge();
+            let (head, gtin, net, vat) = account.queue.pop().expect("checked");
+            let charge = net + vat;
+            account.balance -= charge;
+            account.unpaid -= charge;
+            total += charge;
             count += 1;
-            let paid = paid_by_gtin.entry(head.gtin).or_default();
+            let paid = paid_by_gtin.entry(gtin).or_default();
             paid.0 += 1;
-            paid.1 += head.net;
-            paid.2 += head.vat;
+            paid.1 += net;
+            paid.2 += vat;
             let code = account
                 .codes
-                .get_mut(&code_key(&head.code))
+                .get_mut(&code_key(&head))
                 .expect("queued codes are the account's");
             if code.status == Status::AppliedUnpaid {
                 code.status = Status::AppliedPaid;
-                became_paid.push((head.code, head.gtin));
+                became_paid.push((head, gtin));
             } else {
                 // An annulled code, paid at last: now it is final.
-                finals.push((code_key(&head.code), Status::Annulled));
+                finals.push((code_key(&head), Status::Annulled));
             }
         }
-        debug_assert!(account.queue.front().is_none_or(|head| head.charge() > account.balance));
+        debug_assert!(account
+            .queue
+            .head_charge()
+            .is_none_or(|charge| charge > account.balance));
         self.finalize(&header.account, finals, now, out);
         for (gtin, (count, net, vat)) in paid_by_gtin {
             out.push(Flow::Fact(Fact::Paid {
@@ -473,13 +535,9 @@ impl Accounts {
                 finals.push((code_key(&code.code), to));
             }
             if kind == Kind::Application {
-                account.queue.push_back(Unpaid {
-                    code: code.code.clone(),
-                    gtin,
-                    net: tariff.net_price,
-                    vat: tariff.vat(),
-                    applied_at: header.ts,
-                });
+                account
+                    .queue
+                    .push(code.code.clone(), gtin, tariff.net_price, tariff.vat(), header.ts);
                 account.unpaid += tariff.charge();
                 *applied_by_gtin.entry(gtin).or_default() += 1;
                 applied.push((code.code, gtin));
@@ -536,7 +594,7 @@ impl Accounts {
                         period,
                         unpaid_codes: account.queue.len() as u64,
                         amount_owed: account.unpaid,
-                        oldest: account.queue.iter().map(|u| u.applied_at).min(),
+                        oldest: account.queue.oldest(),
                     }));
                 }
                 self.timers
