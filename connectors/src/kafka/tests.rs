@@ -60,7 +60,7 @@ fn client_config_sets_every_option_the_pipeline_relies_on() {
         ("linger.ms", "5"),
         ("compression.type", "lz4"),
         ("message.timeout.ms", "0"),
-        ("max.in.flight.requests.per.connection", "5"),
+        ("max.in.flight.requests.per.connection", "1"),
     ];
     for (key, value) in expected_producer {
         assert_eq!(producer.get(key), Some(value), "producer {key}");
