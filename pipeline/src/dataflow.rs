@@ -313,11 +313,17 @@ where
     let workers = workers.max(1);
     let mut shares: Vec<Inputs> = (0..workers).map(|_| Vec::new()).collect();
     for (i, input) in inputs.into_iter().enumerate() {
-        shares[i % workers].push(input);
+        shares[worker_of(i, workers)].push(input);
     }
     let shares: Vec<Mutex<Inputs>> = shares.into_iter().map(Mutex::new).collect();
     let take = move |worker: usize| std::mem::take(&mut *shares[worker].lock().expect("share lock"));
     run_dataflow(config, workers, batching, Mode::Files, take, make_sink, progress)
+}
+
+/// The worker that reads partition `index` (files in the order given, Kafka partitions in
+/// topic, then partition order): round robin, the same for every source.
+pub fn worker_of(index: usize, workers: usize) -> usize {
+    index % workers.max(1)
 }
 
 /// How a run ends.

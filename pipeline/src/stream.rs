@@ -24,7 +24,7 @@
 //!   that, and only that, makes outputs depend on timing.
 
 use crate::config::Config;
-use crate::dataflow::{run_dataflow, Batching, Inputs, Mode, OutputSink};
+use crate::dataflow::{run_dataflow, worker_of, Batching, Inputs, Mode, OutputSink};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::json::{decode_event, render_output};
 use markledger_connectors::file::OutputFile;
@@ -42,11 +42,6 @@ use std::time::{Duration, Instant};
 
 /// The header carrying an output record's deterministic id.
 pub const ID_HEADER: &str = "markledger-id";
-
-/// Prefix of the frontier stored with each committed offset (for people reading the group's
-/// offsets; some brokers, tansu among them, do not keep commit metadata, so restarts read the
-/// progress topic instead).
-const FRONTIER_METADATA: &str = "markledger-frontier=";
 
 /// How `stream` runs.
 #[derive(Clone, Debug)]
@@ -193,17 +188,10 @@ impl WorkerConsumer {
         if !force && !changed && self.committed_frontier == Some(frontier) {
             return Ok(());
         }
-        let offsets: Vec<(String, i32, i64, String)> = self
+        let offsets: Vec<(&str, i32, i64)> = self
             .partitions
             .iter()
-            .map(|state| {
-                (
-                    state.topic.clone(),
-                    state.partition,
-                    state.done_offset(),
-                    format!("{FRONTIER_METADATA}{frontier}"),
-                )
-            })
+            .map(|state| (state.topic.as_str(), state.partition, state.done_offset()))
             .collect();
         // Outputs before `frontier` were handed to the producer before the probe passed
         // it; the flush waits for the broker to acknowledge them (and everything after).
@@ -211,9 +199,7 @@ impl WorkerConsumer {
         producer
             .flush(Duration::from_secs(30))
             .context("waiting for the broker to acknowledge outputs before committing")?;
-        self.consumer
-            .commit_with_metadata(&offsets)
-            .context("committing input offsets")?;
+        self.consumer.commit(&offsets).context("committing input offsets")?;
         // Only now may a restart skip outputs before `frontier` (the next flush acks this).
         let group = self.shared.kafka.group_id.clone();
         producer
@@ -230,8 +216,9 @@ impl WorkerConsumer {
                 .context("recording the committed frontier")?;
         }
         drop(producer);
-        for (state, (_, _, offset, _)) in self.partitions.iter_mut().zip(offsets.iter()) {
-            state.committed = Some(*offset);
+        let committed: Vec<i64> = offsets.iter().map(|(_, _, offset)| *offset).collect();
+        for (state, offset) in self.partitions.iter_mut().zip(committed) {
+            state.committed = Some(offset);
         }
         self.committed_frontier = Some(frontier);
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
@@ -438,7 +425,7 @@ pub fn run_stream(
             let mine: Vec<(String, i32)> = assignment
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| i % workers == worker)
+                .filter(|(i, _)| worker_of(*i, workers) == worker)
                 .map(|(_, p)| p.clone())
                 .collect();
             if mine.is_empty() {
@@ -500,7 +487,8 @@ pub fn run_stream(
         produced: shared.produced.load(Ordering::Relaxed),
         suppressed: shared.suppressed.load(Ordering::Relaxed),
         commits: shared.commits.load(Ordering::Relaxed),
-        committed_frontier: Some(shared.committed_frontier.load(Ordering::Relaxed)),
+        // 0: no commit yet, by this run or an earlier one of the group.
+        committed_frontier: Some(shared.committed_frontier.load(Ordering::Relaxed)).filter(|t| *t > 0),
         partitions: assignment.len(),
     };
     let run = run_dataflow(

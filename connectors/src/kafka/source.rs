@@ -368,22 +368,6 @@ impl PartitionConsumer {
             .map_err(|error| Error::client("committing offsets", error))
     }
 
-    /// Commits `offsets` — `(topic, partition, next_offset, metadata)` — like
-    /// [`PartitionConsumer::commit`], with a metadata string stored next to each offset.
-    pub fn commit_with_metadata(&self, offsets: &[(String, i32, i64, String)]) -> Result<()> {
-        let mut list = TopicPartitionList::with_capacity(offsets.len());
-        for (topic, partition, next_offset, metadata) in offsets {
-            let mut element = list.add_partition(topic, *partition);
-            element
-                .set_offset(Offset::Offset(*next_offset))
-                .map_err(|error| Error::client("building the offsets to commit", error))?;
-            element.set_metadata(metadata.as_str());
-        }
-        self.consumer
-            .commit(&list, CommitMode::Sync)
-            .map_err(|error| Error::client("committing offsets", error))
-    }
-
     /// Commits every assigned partition's position ([`PartitionConsumer::positions`]).
     pub fn commit_positions(&self) -> Result<()> {
         self.commit(&self.positions())
