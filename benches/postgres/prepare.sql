@@ -30,7 +30,8 @@ $$;
 
 CREATE FUNCTION ml_body_ok(kind text, doc jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE kind
+    -- coalesce: a missing field makes a check null, and null must read as "refused".
+    SELECT coalesce(CASE kind
         WHEN 'order' THEN ml_order_ok(doc->'order') AND ml_string(doc->'gtin')
             AND jsonb_typeof(doc->'quantity') = 'number' AND (doc->>'quantity') ~ '^[0-9]+$'
             AND (doc->>'quantity')::numeric BETWEEN 1 AND 18446744073709551615
@@ -46,7 +47,7 @@ LANGUAGE sql IMMUTABLE AS $$
         WHEN 'tariff' THEN ml_ts(doc->'effective_from') IS NOT NULL
             AND ml_present(doc->'net_price') AND ml_present(doc->'vat_rate')
         ELSE false
-    END
+    END, false)
 $$;
 
 -- 2. One pass over the lines: parse each once (the OFFSET 0 fences keep the planner from
