@@ -116,6 +116,8 @@ struct Account {
     anchor_generation: u64,
     changed_at: Option<Ts>,
     shown: Option<(Money, u64, Money, u64)>,
+    /// Balance records emitted (the last one's `rev`).
+    balance_revs: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -755,6 +757,7 @@ impl Machine for Accounts {
                 continue;
             }
             account.shown = Some(shown);
+            account.balance_revs += 1;
             out.push(Flow::Out(Output::Balance(BalanceRecord {
                 account: name,
                 balance: shown.0,
@@ -762,6 +765,7 @@ impl Machine for Accounts {
                 unpaid_amount: shown.2,
                 pending_orders: shown.3,
                 ts: account.changed_at.unwrap_or(now),
+                rev: account.balance_revs,
             })));
         }
     }

@@ -92,6 +92,10 @@ pub struct BalanceRecord {
     pub pending_orders: u64,
     /// The `ts` of the latest event that changed it.
     pub ts: Ts,
+    /// The account's balance revision: 1 for its first record, one more for each next one.
+    /// On the compacted Kafka topic a consumer keeps the highest (a restart may re-produce
+    /// an older record after a newer one; INTERFACE.md consumers, CHANGELOG.md).
+    pub rev: u64,
 }
 
 /// One refused input, or one refused code of it.

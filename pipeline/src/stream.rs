@@ -16,7 +16,10 @@
 //!   it covered is recorded on a compacted progress topic (key: the group); outputs before
 //!   the group's last recorded frontier are not produced again.
 //!   Outputs after it may repeat what an interrupted run already produced: the same bytes
-//!   with the same `markledger-id` (period records: the same key and `rev`).
+//!   with the same `markledger-id`, and on the compacted topics (balances, periods) the
+//!   same key and `rev`. A consumer of a compacted topic keeps the highest `rev` per key,
+//!   not the first copy of an id: compaction may already have removed the first copy of
+//!   an older record whose repeat then arrives after a newer one.
 //! - **Idle partitions.** A partition caught up and silent for `idle_timeout` stops holding
 //!   the watermark back; when every partition is idle the watermark goes to the largest `ts`
 //!   read, which is where a file run over the same records stops. An event arriving on an
@@ -201,15 +204,21 @@ impl WorkerConsumer {
             .context("waiting for the broker to acknowledge outputs before committing")?;
         self.consumer.commit(&offsets).context("committing input offsets")?;
         // Only now may a restart skip outputs before `frontier` (the next flush acks this).
-        let group = self.shared.kafka.group_id.clone();
-        producer
-            .send(
-                &self.shared.progress_topic,
-                group.as_bytes(),
-                frontier.to_string().as_bytes(),
-                &[],
-            )
-            .context("recording the committed frontier")?;
+        // The recorded frontier never goes back: outputs before an earlier record were
+        // acknowledged too (by this run or an earlier one), and a restart that caught up
+        // with less than that would otherwise produce them again for nothing.
+        let recorded = self.shared.committed_frontier.fetch_max(frontier, Ordering::SeqCst);
+        if frontier > recorded {
+            let group = self.shared.kafka.group_id.clone();
+            producer
+                .send(
+                    &self.shared.progress_topic,
+                    group.as_bytes(),
+                    frontier.to_string().as_bytes(),
+                    &[],
+                )
+                .context("recording the committed frontier")?;
+        }
         if force {
             producer
                 .flush(Duration::from_secs(30))
@@ -222,7 +231,6 @@ impl WorkerConsumer {
         }
         self.committed_frontier = Some(frontier);
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
-        self.shared.committed_frontier.store(frontier, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -52,17 +52,20 @@ pub struct BalanceState {
     pub unpaid_amount: Money,
     /// Orders neither emitted in full nor cancelled.
     pub pending_orders: u64,
+    /// Balance records the account had (its last record's `rev`).
+    pub rev: u64,
 }
 
 impl fmt::Display for BalanceState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "balance {}, unpaid {} codes / {}, pending orders {}",
+            "balance {}, unpaid {} codes / {}, pending orders {}, rev {}",
             money(self.balance),
             self.unpaid_codes,
             money(self.unpaid_amount),
-            self.pending_orders
+            self.pending_orders,
+            self.rev
         )
     }
 }
@@ -255,6 +258,7 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
                         unpaid_codes: b.unpaid_codes,
                         unpaid_amount: b.unpaid_amount,
                         pending_orders: b.pending_orders,
+                        rev: b.rev,
                     },
                 );
             }
@@ -751,6 +755,7 @@ mod tests {
             unpaid_amount: Money::ZERO,
             pending_orders: 0,
             ts: Ts(0),
+            rev: 1,
         })
     }
 

@@ -279,6 +279,7 @@ fn sample_outputs() -> Vec<Output> {
             unpaid_amount: money("3.0016"),
             pending_orders: 0,
             ts: at,
+            rev: 1,
         }));
     }
     outputs.push(Output::Rejection(Rejection::of_event(

@@ -613,6 +613,7 @@ fn render_balance(balance: &BalanceRecord, out: &mut Vec<u8>) {
     object.money("unpaid_amount", balance.unpaid_amount);
     object.u64("pending_orders", balance.pending_orders);
     object.ts("ts", balance.ts);
+    object.u64("rev", balance.rev);
     object.end();
 }
 

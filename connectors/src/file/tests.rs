@@ -333,6 +333,7 @@ fn sample_outputs() -> Vec<Output> {
             unpaid_amount: 0.into(),
             pending_orders: 0,
             ts: t,
+            rev: 1,
         }),
         Output::Period(PeriodRecord {
             key: PeriodKey {

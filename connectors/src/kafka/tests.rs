@@ -156,6 +156,7 @@ fn output_route_uses_interface_topics_and_keys() {
         unpaid_amount: money("0"),
         pending_orders: 0,
         ts: at,
+        rev: 1,
     });
     let rejection = Output::Rejection(Rejection::of_event(
         "e3",

@@ -134,6 +134,8 @@ struct Account {
     /// `ts` of the latest event that changed what the balance record shows.
     last_change_ts: Option<Ts>,
     last_emitted: Option<(Money, u64, Money, u64)>,
+    /// Balance records emitted.
+    balance_revs: u64,
 }
 
 #[derive(Debug)]
@@ -1150,8 +1152,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 unpaid_amount: shown.2,
                 pending_orders: shown.3,
                 ts: account.last_change_ts.unwrap_or(now),
+                rev: account.balance_revs + 1,
             };
-            self.accounts.get_mut(&name).expect("exists").last_emitted = Some(shown);
+            let account = self.accounts.get_mut(&name).expect("exists");
+            account.last_emitted = Some(shown);
+            account.balance_revs += 1;
             self.emit(Output::Balance(record));
         }
         let mut records = Vec::new();

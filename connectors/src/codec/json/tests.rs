@@ -624,6 +624,7 @@ fn balance_renders_exactly() {
         unpaid_amount: money("6.0032"),
         pending_orders: 1,
         ts: ts("2026-01-15T09:30:00+05:00"),
+        rev: 1,
     });
     assert_eq!(
         render_output(&balance),
@@ -825,6 +826,7 @@ fn rendered_outputs_are_valid_json_objects_and_go_to_their_files() {
                 unpaid_amount: money("0"),
                 pending_orders: 0,
                 ts: t,
+                rev: 1,
             }),
             "balances.jsonl",
         ),
