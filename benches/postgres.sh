@@ -11,9 +11,9 @@
 #   ML_SKIP_MARKLEDGER=1  do not run markledger (no ratio, no match check)
 #   ML_PG_TRACE=1  print each prepare statement's time and the settle functions' times
 #
-# Prints the phase timings (load = COPY of the input lines; prepare = decoding, effective
-# times, account order, calendar; settle = the PL/pgSQL run; export = writing the four
-# outputs), code events per second, markledger's time on the same data in the same run and
+# Prints the phase timings (load = COPY of the input lines and their decoding, one session
+# per partition; prepare = refused lines, effective times, account order, calendar;
+# settle = the PL/pgSQL run; export = writing the four outputs), code events per second, markledger's time on the same data in the same run and
 # the ratio, and MATCH or a diff summary. Exits non-zero on a mismatch.
 set -euo pipefail
 
@@ -132,13 +132,13 @@ seconds() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv
 "${psql[@]}" -f "$here/schema.sql"
 "${psql[@]}" -c "COPY calendar_lines (body) FROM STDIN $copy_options" <"$calendar"
 
-# ------------------------------------------------------------------ load: COPY, partitions in parallel
+# ------------------------------------------------------------------ load: COPY and decode, partitions in parallel
 t0=$(now)
 pids=()
 index=0
 for name in "${partitions[@]}"; do
   "${psql[@]}" -c "SET ml.part = '$index'" -c "COPY raw_lines (body) FROM STDIN $copy_options" \
-    <"$dataset/$name" &
+    -v part="$index" -f "$here/decode.sql" <"$dataset/$name" &
   pids+=($!)
   index=$((index + 1))
 done
@@ -152,7 +152,7 @@ trace_options=()
 if [ "$trace" = 1 ]; then
   trace_options=(-e -c '\timing on')
 fi
-"${psql[@]}" -v lateness_ms=5000 -v expiry_working_days=30 -v defect_working_days=10 \
+"${psql[@]}" -v lateness_ms=5000 -v hold_ms=60000 -v expiry_working_days=30 -v defect_working_days=10 \
   "${trace_options[@]}" -f "$here/prepare.sql"
 t2=$(now)
 "${psql[@]}" -f "$here/functions.sql" -c "SELECT ml_run()" >/dev/null
@@ -185,7 +185,7 @@ total=$(seconds "$t0" "$t4")
 rate() { python3 -c "import sys; print(round(int(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
 
 echo "postgres: dataset $dataset: $pg_events events naming $code_events codes ($pg_late late)"
-echo "postgres: load (COPY) $load s, prepare $prepare s, settle (PL/pgSQL) $settle s, export $export_s s"
+echo "postgres: load (COPY + decode) $load s, prepare $prepare s, settle (PL/pgSQL) $settle s, export $export_s s"
 echo "postgres: total $total s, $(rate "$code_events" "$total") code events/s (settle alone: $(rate "$code_events" "$settle") code events/s)"
 
 if [ "${ML_SKIP_MARKLEDGER:-0}" = 1 ]; then
@@ -203,6 +203,6 @@ m1=$(now)
 ml_total=$(seconds "$m0" "$m1")
 grep -E "^\s+speed" "$work/markledger.txt" | sed 's/^ */markledger: /'
 echo "markledger: total $ml_total s (wall, this run), $(rate "$code_events" "$ml_total") code events/s"
-python3 -c "import sys; print(f'ratio: PostgreSQL takes {float(sys.argv[1]) / float(sys.argv[2]):.2f} x the dataflow\'s time (dataflow is {float(sys.argv[1]) / float(sys.argv[2]):.2f} x faster)')" "$total" "$ml_total"
+python3 -c "import sys; print(f'ratio: PostgreSQL / dataflow = {float(sys.argv[1]) / float(sys.argv[2]):.2f} (code events/s of PostgreSQL are {float(sys.argv[2]) / float(sys.argv[1]):.2f} x the dataflow\'s)')" "$total" "$ml_total"
 
 python3 "$here/compare.py" "$work/ml_out" "$work/pg_out"

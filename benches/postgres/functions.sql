@@ -6,10 +6,8 @@
 -- at instant T come before the events taking effect at T; balance records are written
 -- at the end of each instant for the accounts whose shown values changed.
 --
--- Out of scope (documented in README.md): period aggregates, SLA, dormant advance,
--- retention (5 years, longer than any generated dataset), and holds of commands on
--- not-yet-emitted codes (such a code is refused UNKNOWN_CODE at once instead of after
--- a 60 s hold; generated datasets never emit a held code later).
+-- Out of scope (documented in README.md): period aggregates, SLA, dormant advance and
+-- retention (5 years, longer than any generated dataset).
 
 -- A rejection of a whole event (code null) or of one code.
 CREATE FUNCTION ml_reject(e events, p_code text, p_reason text, p_detail text) RETURNS void
@@ -23,8 +21,7 @@ END $$;
 CREATE FUNCTION ml_touch(e events) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE accounts SET last_change_ts = greatest(last_change_ts, e.ts), dirty = true
-    WHERE aid = e.aid;
+    UPDATE accounts SET last_change_ts = greatest(last_change_ts, e.ts) WHERE aid = e.aid;
 END $$;
 
 -- A ledger entry carrying the account's balance after it.
@@ -36,25 +33,24 @@ BEGIN
     FROM accounts WHERE aid = e.aid;
 END $$;
 
--- End of an instant: a balance record for every changed account whose shown values moved.
-CREATE FUNCTION ml_flush_balances() RETURNS void
+-- End of an instant: a balance record for every account whose shown values moved. Only
+-- the accounts of the instant's events can have moved (an event changes its own account
+-- only; expiry changes no balance), so only they are looked at.
+CREATE FUNCTION ml_flush_balances(p_accounts int[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    WITH changed AS (
-        UPDATE accounts a
-        SET dirty = false,
-            shown_balance = a.balance, shown_unpaid_codes = a.unpaid_codes,
-            shown_unpaid_amount = a.unpaid_amount, shown_pending_orders = a.pending_orders
-        FROM (SELECT aid,
-                     (balance, unpaid_codes, unpaid_amount, pending_orders) IS DISTINCT FROM
-                     (shown_balance, shown_unpaid_codes, shown_unpaid_amount, shown_pending_orders) AS moved
-              FROM accounts WHERE dirty) AS d
-        WHERE a.aid = d.aid
-        RETURNING a.aid, a.balance, a.unpaid_codes, a.unpaid_amount, a.pending_orders, a.last_change_ts, d.moved
+    WITH moved AS (
+        UPDATE accounts
+        SET shown_balance = balance, shown_unpaid_codes = unpaid_codes,
+            shown_unpaid_amount = unpaid_amount, shown_pending_orders = pending_orders
+        WHERE aid = ANY (p_accounts)
+          AND (balance, unpaid_codes, unpaid_amount, pending_orders) IS DISTINCT FROM
+              (shown_balance, shown_unpaid_codes, shown_unpaid_amount, shown_pending_orders)
+        RETURNING aid, balance, unpaid_codes, unpaid_amount, pending_orders, last_change_ts
     )
     INSERT INTO balance_out (aid, balance, unpaid_codes, unpaid_amount, pending_orders, ts)
     SELECT aid, balance, unpaid_codes, unpaid_amount, pending_orders, last_change_ts
-    FROM changed WHERE moved ORDER BY aid;
+    FROM moved ORDER BY aid;
 END $$;
 
 -- The tariff in force at `at` (before the first version, the first version).
@@ -110,6 +106,66 @@ BEGIN
     INSERT INTO rejection_out (event, type, account, code, reason, detail)
     SELECT e.id, e.kind, e.account, c, r, r
     FROM unnest(p_codes, p_reasons) AS x(c, r);
+END $$;
+
+-- Refused codes of a command; on its first attempt, a code nobody emitted yet is held
+-- instead, until ts + hold (or the instant it took effect, if later).
+CREATE FUNCTION ml_refuse_or_hold(e events, p_codes text[], p_reasons text[], p_may_hold boolean)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_may_hold AND 'UNKNOWN_CODE' = ANY (p_reasons) THEN
+        INSERT INTO holds (hold, ord, code, deadline)
+        SELECT e.seq, ord, code, greatest(e.ts + (SELECT hold FROM run_info), e.effective)
+        FROM unnest(p_codes, p_reasons) WITH ORDINALITY AS u(code, reason, ord)
+        WHERE reason = 'UNKNOWN_CODE';
+        INSERT INTO rejection_out (event, type, account, code, reason, detail)
+        SELECT e.id, e.kind, e.account, code, reason, reason
+        FROM unnest(p_codes, p_reasons) AS u(code, reason)
+        WHERE reason <> 'UNKNOWN_CODE';
+    ELSE
+        PERFORM ml_reject_codes(e, p_codes, p_reasons);
+    END IF;
+END $$;
+
+-- A held code takes effect right after its emission: each command waiting for some of
+-- the codes just created is applied to them, in hold order, codes in the command's own
+-- order (DOMAIN.md §3: "the order of codes inside the report"; markledger's dataflow
+-- does the same, its reference engine takes them in emission order), a code named twice
+-- twice.
+CREATE FUNCTION ml_resolve_holds(p_created text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    held events%ROWTYPE;
+BEGIN
+    FOR r IN
+        SELECT hold, array_agg(code ORDER BY ord) AS codes
+        FROM holds WHERE code = ANY (p_created)
+        GROUP BY hold ORDER BY hold
+    LOOP
+        SELECT * INTO held FROM events WHERE seq = r.hold;
+        held.codes := r.codes;
+        IF held.kind = 'application' THEN
+            PERFORM ml_application(held, false);
+        ELSE
+            PERFORM ml_code_command(held, false);
+        END IF;
+    END LOOP;
+    DELETE FROM holds WHERE code = ANY (p_created);
+END $$;
+
+-- Holds whose deadline is before `p_until` end: their codes are refused UNKNOWN_CODE.
+CREATE FUNCTION ml_end_holds(p_until timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    WITH ended AS (
+        DELETE FROM holds WHERE deadline < p_until RETURNING *
+    )
+    INSERT INTO rejection_out (event, type, account, code, reason, detail)
+    SELECT ev.id, ev.kind, ev.account, x.code, 'UNKNOWN_CODE', 'code was not emitted within the hold'
+    FROM ended x JOIN events ev ON ev.seq = x.hold
+    ORDER BY x.deadline, x.hold, x.ord;
 END $$;
 
 -- Status records of one command: one per (gtin, from, to), codes in command order. Most
@@ -280,6 +336,7 @@ DECLARE
     v_count bigint := cardinality(e.codes);
     v_remaining bigint;
     v_created bigint;
+    v_created_codes text[];
     v_deadline timestamptz;
 BEGIN
     IF NOT ml_is_gtin(e.gtin) THEN
@@ -318,7 +375,7 @@ BEGIN
         SELECT e.id, e.aid, e.gtin, NULL, 0, e.ts, e.late, array_agg(code)
         FROM created HAVING count(*) > 0
     )
-    SELECT count(*) INTO v_created FROM created;
+    SELECT count(*), array_agg(code) INTO v_created, v_created_codes FROM created;
     IF v_created < v_count THEN
         -- Some codes were refused (rare): find which, in the emission's order.
         INSERT INTO rejection_out (event, type, account, code, reason, detail)
@@ -335,13 +392,16 @@ BEGIN
         SELECT expiry_deadline INTO v_deadline FROM deadlines
         WHERE day = (e.ts AT TIME ZONE 'Asia/Almaty')::date;
         INSERT INTO expiries VALUES (greatest(v_deadline, e.effective), e.seq, e.aid, e.gtin);
+        IF EXISTS (SELECT 1 FROM holds) THEN
+            PERFORM ml_resolve_holds(v_created_codes);
+        END IF;
     END IF;
 END $$;
 
 -- application: EMITTED codes join the FIFO queue at the tariff of the application's ts.
 -- When the queue was empty, the first balance / charge of them are paid at once;
 -- otherwise nothing is paid (the head was unaffordable and still is).
-CREATE FUNCTION ml_application(e events) RETURNS void
+CREATE FUNCTION ml_application(e events, p_may_hold boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_charge numeric := ml_charge_at(e.ts);
@@ -355,15 +415,16 @@ DECLARE
     v_refused text[];
     v_reasons text[];
 BEGIN
-    SELECT array_agg(tid ORDER BY ord) FILTER (WHERE reason IS NULL),
-           array_agg(code ORDER BY ord) FILTER (WHERE reason IS NULL),
-           array_agg(gtin ORDER BY ord) FILTER (WHERE reason IS NULL),
-           array_agg(code ORDER BY ord) FILTER (WHERE reason IS NOT NULL),
-           array_agg(reason ORDER BY ord) FILTER (WHERE reason IS NOT NULL)
+    -- ml_classify returns the codes in command order, which array_agg keeps.
+    SELECT array_agg(tid) FILTER (WHERE reason IS NULL),
+           array_agg(code) FILTER (WHERE reason IS NULL),
+           array_agg(gtin) FILTER (WHERE reason IS NULL),
+           array_agg(code) FILTER (WHERE reason IS NOT NULL),
+           array_agg(reason) FILTER (WHERE reason IS NOT NULL)
     INTO v_tids, v_codes, v_gtins, v_refused, v_reasons
     FROM ml_classify(e);
     IF v_refused IS NOT NULL THEN
-        PERFORM ml_reject_codes(e, v_refused, v_reasons);
+        PERFORM ml_refuse_or_hold(e, v_refused, v_reasons, p_may_hold);
     END IF;
     v_applied := coalesce(cardinality(v_tids), 0);
     IF v_applied = 0 THEN
@@ -394,7 +455,7 @@ BEGIN
 END $$;
 
 -- dropout, defect, introduction: status changes only.
-CREATE FUNCTION ml_code_command(e events) RETURNS void
+CREATE FUNCTION ml_code_command(e events, p_may_hold boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_to smallint := CASE e.kind WHEN 'dropout' THEN 4 WHEN 'defect' THEN 5 ELSE 3 END;
@@ -406,23 +467,24 @@ DECLARE
     v_refused text[];
     v_reasons text[];
 BEGIN
-    IF e.kind = 'defect' THEN
+    -- A resolved hold was checked when it first took effect.
+    IF e.kind = 'defect' AND p_may_hold THEN
         SELECT defect_deadline INTO v_deadline FROM deadlines WHERE day = e.act_date;
         IF e.ts >= v_deadline THEN
             PERFORM ml_reject(e, NULL, 'DEFECT_REPORT_LATE', 'defect act reported after its deadline');
             RETURN;
         END IF;
     END IF;
-    SELECT array_agg(tid ORDER BY ord) FILTER (WHERE reason IS NULL),
-           array_agg(code ORDER BY ord) FILTER (WHERE reason IS NULL),
-           array_agg(gtin ORDER BY ord) FILTER (WHERE reason IS NULL),
-           array_agg(status ORDER BY ord) FILTER (WHERE reason IS NULL),
-           array_agg(code ORDER BY ord) FILTER (WHERE reason IS NOT NULL),
-           array_agg(reason ORDER BY ord) FILTER (WHERE reason IS NOT NULL)
+    SELECT array_agg(tid) FILTER (WHERE reason IS NULL),
+           array_agg(code) FILTER (WHERE reason IS NULL),
+           array_agg(gtin) FILTER (WHERE reason IS NULL),
+           array_agg(status) FILTER (WHERE reason IS NULL),
+           array_agg(code) FILTER (WHERE reason IS NOT NULL),
+           array_agg(reason) FILTER (WHERE reason IS NOT NULL)
     INTO v_tids, v_codes, v_gtins, v_from, v_refused, v_reasons
     FROM ml_classify(e);
     IF v_refused IS NOT NULL THEN
-        PERFORM ml_reject_codes(e, v_refused, v_reasons);
+        PERFORM ml_refuse_or_hold(e, v_refused, v_reasons, p_may_hold);
     END IF;
     IF v_tids IS NULL THEN
         RETURN;
@@ -460,7 +522,8 @@ BEGIN
     END LOOP;
 END $$;
 
--- The whole run: every event in account order, expiries interleaved at their instants.
+-- The whole run: every event in account order, expiries and hold ends interleaved at
+-- their instants.
 CREATE FUNCTION ml_run() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -468,16 +531,25 @@ DECLARE
     v_instant timestamptz;
     v_next_expiry timestamptz;
     v_end timestamptz := (SELECT watermark_end FROM run_info);
+    v_accounts int[] := '{}';      -- accounts of the current instant's events
 BEGIN
     FOR e IN SELECT * FROM events ORDER BY seq LOOP
         IF v_instant IS DISTINCT FROM e.effective THEN
             -- The previous instant ends; then time-driven changes due by this one.
-            PERFORM ml_flush_balances();
+            -- Holds end after the events of their instant, so before the next instant.
+            IF (SELECT min(deadline) FROM holds) < e.effective THEN
+                PERFORM ml_end_holds(e.effective);
+            END IF;
+            PERFORM ml_flush_balances(v_accounts);
+            v_accounts := '{}';
             v_instant := e.effective;
             SELECT min(deadline) INTO v_next_expiry FROM expiries;
             IF v_next_expiry <= v_instant THEN
                 PERFORM ml_fire_expiries(v_instant);
             END IF;
+        END IF;
+        IF e.aid IS NOT NULL AND NOT e.aid = ANY (v_accounts) THEN
+            v_accounts := v_accounts || e.aid;
         END IF;
         IF e.duplicate THEN
             PERFORM ml_reject(e, NULL, 'DUPLICATE', 'event id already seen');
@@ -490,11 +562,13 @@ BEGIN
             WHEN 'order' THEN PERFORM ml_order(e);
             WHEN 'order_cancel' THEN PERFORM ml_order_cancel(e);
             WHEN 'emission' THEN PERFORM ml_emission(e);
-            WHEN 'application' THEN PERFORM ml_application(e);
-            ELSE PERFORM ml_code_command(e);
+            WHEN 'application' THEN PERFORM ml_application(e, true);
+            ELSE PERFORM ml_code_command(e, true);
         END CASE;
     END LOOP;
-    PERFORM ml_flush_balances();
+    -- Commands still waiting for their codes at the end of the input are refused.
+    PERFORM ml_end_holds('infinity');
+    PERFORM ml_flush_balances(v_accounts);
     -- The watermark stops at the largest ts read: deadlines up to it fire, later ones never.
     PERFORM ml_fire_expiries(v_end);
 END $$;

@@ -24,10 +24,46 @@ CREATE UNLOGGED TABLE calendar_lines (
     body text
 );
 
+-- One row per input line once decode.sql has run; prepare.sql moves the refused ones to
+-- rejection_out and numbers the rest in account order (`seq`).
+-- The codes arrays are stored uncompressed (STORAGE EXTERNAL): compressing ~1 KB of
+-- random code text per code event buys nothing and costs seconds.
+CREATE UNLOGGED TABLE events (
+    seq int,                        -- place in account order (step 4)
+    part int NOT NULL,
+    line bigint NOT NULL,
+    id text,
+    kind text,
+    rank int,
+    ts timestamptz,
+    effective timestamptz,
+    late boolean,
+    duplicate boolean,
+    account text,
+    aid int,
+    refusal text,
+    order_id text,
+    gtin text,
+    quantity numeric,
+    amount jsonb,
+    channel text,
+    act_date date,
+    effective_from timestamptz,
+    net_price jsonb,
+    vat_rate jsonb,
+    codes text[]
+);
+ALTER TABLE events ALTER COLUMN codes SET STORAGE EXTERNAL;
+-- Statistics of the codes arrays would read every code again and no plan needs them.
+ALTER TABLE events ALTER COLUMN codes SET STATISTICS 0;
+
+
 -- ------------------------------------------------------------------------------- state
 
 -- Accounts, numbered densely in name order by prepare.sql. `shown_*` is what the last
 -- balance record said, so a record is written only when something it shows changed.
+-- Updated once or more per event: no index on a column that changes, so every update is
+-- heap-only and the table stays a few pages.
 CREATE UNLOGGED TABLE accounts (
     aid int PRIMARY KEY,
     name text NOT NULL,
@@ -39,10 +75,8 @@ CREATE UNLOGGED TABLE accounts (
     shown_balance numeric,
     shown_unpaid_codes bigint,
     shown_unpaid_amount numeric,
-    shown_pending_orders bigint,
-    dirty boolean NOT NULL DEFAULT false
-);
-CREATE INDEX accounts_dirty ON accounts (aid) WHERE dirty;
+    shown_pending_orders bigint
+) WITH (fillfactor = 50);      -- room for heap-only updates: nothing indexed ever changes
 
 -- Every code the operator issued. fillfactor leaves room on each page so that a status
 -- change is a heap-only update (no new index entry).
@@ -91,6 +125,18 @@ CREATE UNLOGGED TABLE expiries (
     gtin text NOT NULL,
     PRIMARY KEY (deadline, emission)
 );
+
+-- Commands waiting for their codes' emission (DOMAIN.md §4, §8): one row per held code,
+-- `hold` being the command's events.seq.
+CREATE UNLOGGED TABLE holds (
+    hold int NOT NULL,
+    ord bigint NOT NULL,
+    code text COLLATE "C" NOT NULL,
+    deadline timestamptz NOT NULL,
+    PRIMARY KEY (hold, ord)
+);
+CREATE INDEX holds_code ON holds (code);
+CREATE INDEX holds_deadline ON holds (deadline);
 
 -- ------------------------------------------------------------------------------- outputs
 
@@ -234,3 +280,51 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT (ARRAY['EMITTED', 'APPLIED_UNPAID', 'APPLIED_PAID', 'INTRODUCED', 'REJECTED',
                   'ANNULLED', 'EXPIRED'])[status + 1]
 $$;
+
+-- ------------------------------------------------------------------------------- decoding
+
+-- Decoding helpers (decode.sql): the checks of connectors/src/codec/json.rs in its order (id,
+-- type, ts, account, then the type's own fields). A null field counts as missing.
+CREATE FUNCTION ml_present(value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$ SELECT value IS NOT NULL AND jsonb_typeof(value) <> 'null' $$;
+
+CREATE FUNCTION ml_string(value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_typeof(value) = 'string' $$;
+
+-- An optional free-text field: absent, null or a string.
+CREATE FUNCTION ml_optional_string(value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$ SELECT NOT ml_present(value) OR jsonb_typeof(value) = 'string' $$;
+
+CREATE FUNCTION ml_order_ok(value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_typeof(value) = 'string' AND char_length(value #>> '{}') BETWEEN 1 AND 64
+$$;
+
+CREATE FUNCTION ml_codes_ok(value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_typeof(value) = 'array'
+       AND NOT jsonb_path_exists(value, '$[*] ? (@.type() != "string")')
+$$;
+
+CREATE FUNCTION ml_body_ok(kind text, doc jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    -- coalesce: a missing field makes a check null, and null must read as "refused".
+    SELECT coalesce(CASE kind
+        WHEN 'order' THEN ml_order_ok(doc->'order') AND ml_string(doc->'gtin')
+            AND jsonb_typeof(doc->'quantity') = 'number' AND (doc->>'quantity') ~ '^[0-9]+$'
+            AND (doc->>'quantity')::numeric BETWEEN 1 AND 18446744073709551615
+        WHEN 'order_cancel' THEN ml_order_ok(doc->'order')
+        WHEN 'emission' THEN ml_order_ok(doc->'order') AND ml_string(doc->'gtin') AND ml_codes_ok(doc->'codes')
+        WHEN 'application' THEN ml_optional_string(doc->'report') AND ml_codes_ok(doc->'codes')
+        WHEN 'dropout' THEN ml_codes_ok(doc->'codes') AND ml_optional_string(doc->'reason')
+        WHEN 'defect' THEN ml_codes_ok(doc->'codes') AND ml_date(doc->'act_date') IS NOT NULL
+        WHEN 'introduction' THEN ml_codes_ok(doc->'codes')
+        WHEN 'payment' THEN ml_present(doc->'amount') AND ml_string(doc->'channel') AND (doc->>'channel') <> ''
+        WHEN 'compensation' THEN ml_present(doc->'amount') AND ml_optional_string(doc->'reason')
+        WHEN 'refund' THEN ml_present(doc->'amount')
+        WHEN 'tariff' THEN ml_ts(doc->'effective_from') IS NOT NULL
+            AND ml_present(doc->'net_price') AND ml_present(doc->'vat_rate')
+        ELSE false
+    END, false)
+$$;
+
