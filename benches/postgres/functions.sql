@@ -108,6 +108,72 @@ BEGIN
     FROM unnest(p_codes, p_reasons) AS x(c, r);
 END $$;
 
+-- After ml_move_codes' update, per code of the command in its order: the reason it was
+-- refused (null: it moved). The update left every code it did not move as it was, so the
+-- checks read the state the command met; `moved_by` tells the moved ones apart.
+CREATE FUNCTION ml_classify_moved(e events)
+RETURNS TABLE (ord bigint, code text, gtin text, reason text)
+LANGUAGE sql STABLE AS $$
+    WITH input AS (
+        SELECT u.ord, u.code, c.aid AS owner, c.gtin, c.status, c.moved_by,
+               row_number() OVER (PARTITION BY u.code ORDER BY u.ord) AS occurrence
+        FROM unnest(e.codes) WITH ORDINALITY AS u(code, ord)
+        LEFT JOIN codes c ON c.code = u.code
+    ), classified AS (
+        SELECT ord, code, gtin, occurrence,
+            CASE
+                WHEN NOT ml_is_code(code) THEN 'BAD_CODE'
+                WHEN owner IS NULL THEN 'UNKNOWN_CODE'
+                WHEN owner <> e.aid THEN 'WRONG_ACCOUNT'
+                WHEN moved_by = e.seq THEN NULL
+                WHEN e.kind = 'introduction' AND status = 1 THEN 'CODE_UNPAID'
+                ELSE 'INVALID_TRANSITION'
+            END AS reason
+        FROM input
+    )
+    SELECT ord, code, gtin,
+        CASE WHEN occurrence > 1 THEN coalesce(reason, 'INVALID_TRANSITION') ELSE reason END
+    FROM classified
+    ORDER BY ord
+$$;
+
+-- Moves the command's codes that are the account's and in `p_from` to `p_to` in one
+-- statement (an index scan over the sorted codes), and returns the moved codes in command
+-- order. When every code moved and they are of one product (nearly always), the command's
+-- own array is the answer; otherwise ml_classify_moved sorts out which moved and why the
+-- others were refused, and those are refused or held.
+CREATE FUNCTION ml_move_codes(e events, p_from smallint, p_to smallint, p_paid boolean, p_may_hold boolean,
+                              OUT moved_codes text[], OUT moved_gtins text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_moved bigint;
+    v_first_gtin text;
+    v_last_gtin text;
+    v_refused text[];
+    v_reasons text[];
+BEGIN
+    WITH moved AS (
+        UPDATE codes SET status = p_to, paid = paid OR p_paid, moved_by = e.seq
+        WHERE code = ANY (e.codes) AND aid = e.aid AND status = p_from
+        RETURNING gtin
+    )
+    SELECT count(*), min(gtin), max(gtin) INTO v_moved, v_first_gtin, v_last_gtin FROM moved;
+    IF v_moved = cardinality(e.codes) AND v_first_gtin = v_last_gtin THEN
+        moved_codes := e.codes;
+        moved_gtins := array_fill(v_first_gtin, ARRAY[v_moved::int]);
+        RETURN;
+    END IF;
+    SELECT array_agg(code) FILTER (WHERE reason IS NULL),
+           array_agg(gtin) FILTER (WHERE reason IS NULL),
+           array_agg(code) FILTER (WHERE reason IS NOT NULL),
+           array_agg(reason) FILTER (WHERE reason IS NOT NULL)
+    INTO moved_codes, moved_gtins, v_refused, v_reasons
+    FROM ml_classify_moved(e);
+    IF v_refused IS NOT NULL THEN
+        PERFORM ml_refuse_or_hold(e, v_refused, v_reasons, p_may_hold);
+    END IF;
+END $$;
+
 -- Refused codes of a command; on its first attempt, a code nobody emitted yet is held
 -- instead, until ts + hold (or the instant it took effect, if later).
 CREATE FUNCTION ml_refuse_or_hold(e events, p_codes text[], p_reasons text[], p_may_hold boolean)
@@ -407,36 +473,28 @@ DECLARE
     v_charge numeric := ml_charge_at(e.ts);
     v_balance numeric;
     v_unpaid bigint;
+    v_cap bigint;
+    v_all_paid boolean;
     v_applied bigint;
     v_paid bigint;
-    v_tids tid[];
     v_codes text[];
     v_gtins text[];
-    v_refused text[];
-    v_reasons text[];
 BEGIN
-    -- ml_classify returns the codes in command order, which array_agg keeps.
-    SELECT array_agg(tid) FILTER (WHERE reason IS NULL),
-           array_agg(code) FILTER (WHERE reason IS NULL),
-           array_agg(gtin) FILTER (WHERE reason IS NULL),
-           array_agg(code) FILTER (WHERE reason IS NOT NULL),
-           array_agg(reason) FILTER (WHERE reason IS NOT NULL)
-    INTO v_tids, v_codes, v_gtins, v_refused, v_reasons
-    FROM ml_classify(e);
-    IF v_refused IS NOT NULL THEN
-        PERFORM ml_refuse_or_hold(e, v_refused, v_reasons, p_may_hold);
-    END IF;
-    v_applied := coalesce(cardinality(v_tids), 0);
+    SELECT balance, unpaid_codes INTO v_balance, v_unpaid FROM accounts WHERE aid = e.aid;
+    -- How many can be paid at once: none behind an unaffordable head, else balance / charge.
+    v_cap := CASE WHEN v_unpaid = 0 THEN floor(v_balance / v_charge) ELSE 0 END;
+    v_all_paid := v_cap >= cardinality(e.codes);
+    SELECT * INTO v_codes, v_gtins
+    FROM ml_move_codes(e, 0::smallint, CASE WHEN v_all_paid THEN 2 ELSE 1 END::smallint, v_all_paid, p_may_hold);
+    v_applied := coalesce(cardinality(v_codes), 0);
     IF v_applied = 0 THEN
         RETURN;
     END IF;
-    SELECT balance, unpaid_codes INTO v_balance, v_unpaid FROM accounts WHERE aid = e.aid;
-    v_paid := CASE WHEN v_unpaid = 0 THEN least(v_applied, floor(v_balance / v_charge)) ELSE 0 END;
-    IF v_paid > 0 THEN
-        UPDATE codes SET status = 2, paid = true WHERE ctid = ANY (v_tids[1:v_paid]);
+    v_paid := least(v_applied, v_cap);
+    IF NOT v_all_paid AND v_paid > 0 THEN
+        UPDATE codes SET status = 2, paid = true WHERE code = ANY (v_codes[1:v_paid]);
     END IF;
     IF v_paid < v_applied THEN
-        UPDATE codes SET status = 1 WHERE ctid = ANY (v_tids[v_paid + 1:]);
         INSERT INTO unpaid_queue (aid, qseq, code, gtin, charge)
         SELECT e.aid, e.seq::bigint * 1000000000 + v_paid + ord, code, gtin, v_charge
         FROM unnest(v_codes[v_paid + 1:], v_gtins[v_paid + 1:]) WITH ORDINALITY AS u(code, gtin, ord);
@@ -459,6 +517,7 @@ CREATE FUNCTION ml_code_command(e events, p_may_hold boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_to smallint := CASE e.kind WHEN 'dropout' THEN 4 WHEN 'defect' THEN 5 ELSE 3 END;
+    v_source smallint;
     v_deadline timestamptz;
     v_tids tid[];
     v_codes text[];
@@ -475,6 +534,16 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    IF e.kind <> 'defect' THEN
+        -- dropout (from EMITTED) and introduction (from APPLIED_PAID): one source status.
+        v_source := CASE e.kind WHEN 'introduction' THEN 2 ELSE 0 END;
+        SELECT * INTO v_codes, v_gtins FROM ml_move_codes(e, v_source, v_to, false, p_may_hold);
+        IF v_codes IS NOT NULL THEN
+            PERFORM ml_status_records(e, v_codes, v_gtins, v_source, v_to);
+        END IF;
+        RETURN;
+    END IF;
+    -- defect (from APPLIED_UNPAID or APPLIED_PAID): classify first, then move.
     SELECT array_agg(tid) FILTER (WHERE reason IS NULL),
            array_agg(code) FILTER (WHERE reason IS NULL),
            array_agg(gtin) FILTER (WHERE reason IS NULL),
@@ -489,7 +558,7 @@ BEGIN
     IF v_tids IS NULL THEN
         RETURN;
     END IF;
-    UPDATE codes SET status = v_to WHERE ctid = ANY (v_tids);
+    UPDATE codes SET status = v_to, moved_by = e.seq WHERE ctid = ANY (v_tids);
     IF v_from[1] = ALL (v_from) THEN
         PERFORM ml_status_records(e, v_codes, v_gtins, v_from[1], v_to);
     ELSE

@@ -86,7 +86,8 @@ CREATE UNLOGGED TABLE codes (
     gtin text NOT NULL,
     status smallint NOT NULL,
     paid boolean NOT NULL DEFAULT false,
-    emission int NOT NULL           -- events.seq of the emission that created it
+    emission int NOT NULL,          -- events.seq of the emission that created it
+    moved_by int                    -- events.seq of the command that last moved it
 ) WITH (fillfactor = 60);
 
 -- The FIFO queue of unpaid applied codes per account (DOMAIN.md §3), in application order.
