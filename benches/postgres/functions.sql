@@ -429,19 +429,36 @@ BEGIN
         UPDATE accounts SET pending_orders = pending_orders - 1 WHERE aid = e.aid;
         PERFORM ml_touch(e);
     END IF;
-    -- A code named twice in the emission conflicts with its own first insertion.
-    WITH created AS (
-        INSERT INTO codes (code, aid, gtin, status, emission)
-        SELECT u.code, e.aid, e.gtin, 0, e.seq FROM unnest(e.codes) AS u(code)
-        WHERE ml_is_code(u.code)
-        ON CONFLICT (code) DO NOTHING
-        RETURNING code
-    ), status_record AS (
-        INSERT INTO status_out (event, aid, gtin, from_status, to_status, ts, late, codes)
-        SELECT e.id, e.aid, e.gtin, NULL, 0, e.ts, e.late, array_agg(code)
-        FROM created HAVING count(*) > 0
-    )
-    SELECT count(*), array_agg(code) INTO v_created, v_created_codes FROM created;
+    -- Nearly always every code is new: a plain insert, whose unique index checks each code
+    -- as it inserts it. If one exists already (or is named twice), the block rolls back
+    -- and the insert is redone skipping the existing ones (a code named twice conflicts
+    -- with its own first insertion).
+    BEGIN
+        WITH created AS (
+            INSERT INTO codes (code, aid, gtin, status, emission)
+            SELECT u.code, e.aid, e.gtin, 0, e.seq FROM unnest(e.codes) AS u(code)
+            WHERE ml_is_code(u.code)
+            RETURNING code
+        ), status_record AS (
+            INSERT INTO status_out (event, aid, gtin, from_status, to_status, ts, late, codes)
+            SELECT e.id, e.aid, e.gtin, NULL, 0, e.ts, e.late, array_agg(code)
+            FROM created HAVING count(*) > 0
+        )
+        SELECT count(*), array_agg(code) INTO v_created, v_created_codes FROM created;
+    EXCEPTION WHEN unique_violation THEN
+        WITH created AS (
+            INSERT INTO codes (code, aid, gtin, status, emission)
+            SELECT u.code, e.aid, e.gtin, 0, e.seq FROM unnest(e.codes) AS u(code)
+            WHERE ml_is_code(u.code)
+            ON CONFLICT (code) DO NOTHING
+            RETURNING code
+        ), status_record AS (
+            INSERT INTO status_out (event, aid, gtin, from_status, to_status, ts, late, codes)
+            SELECT e.id, e.aid, e.gtin, NULL, 0, e.ts, e.late, array_agg(code)
+            FROM created HAVING count(*) > 0
+        )
+        SELECT count(*), array_agg(code) INTO v_created, v_created_codes FROM created;
+    END;
     IF v_created < v_count THEN
         -- Some codes were refused (rare): find which, in the emission's order.
         INSERT INTO rejection_out (event, type, account, code, reason, detail)
