@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod codes;
 pub mod dedup;
 pub mod event;
+pub mod checkpoint;
 pub mod flow;
 pub mod intern;
 pub mod machine;
