@@ -7,6 +7,7 @@
 //! partition that streams from disk holds one buffer, not the file.
 
 use crate::codec::Decoded;
+use markledger_operators::time::Ts;
 use crate::file::PartitionReader;
 use std::collections::VecDeque;
 
@@ -15,6 +16,10 @@ use std::collections::VecDeque;
 pub enum Next {
     /// The next record, in partition order.
     Record(Decoded),
+    /// The next record, whose effect the state the run started from (a checkpoint)
+    /// already holds: it moves the partition's high-water mark like any record, and is
+    /// otherwise skipped.
+    Known(Decoded),
     /// Nothing available now; ask again later.
     Pending,
     /// Nothing available now, and nothing has come for longer than the idle timeout: the
@@ -39,8 +44,14 @@ pub trait PartitionInput: Send {
     }
     /// The record last returned takes effect at `time` (the dataflow's timestamp).
     fn placed(&mut self, _time: u64) {}
-    /// Every record placed before `frontier` is fully processed and its outputs emitted.
-    fn completed(&mut self, _frontier: u64) {}
+    /// Every record placed before `frontier` is fully processed and its outputs emitted;
+    /// the source's watermark is `watermark` (no record is placed before it any more).
+    fn completed(&mut self, _frontier: u64, _watermark: u64) {}
+    /// The high-water mark (largest event `ts`) the partition starts from: that of the
+    /// records before its first one, read by an earlier run (restored from a checkpoint).
+    fn start_high_water(&self) -> Option<Ts> {
+        None
+    }
 }
 
 impl PartitionInput for PartitionReader {

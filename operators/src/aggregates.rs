@@ -351,6 +351,7 @@ pub fn aggregates<'s>(
     facts: StreamVec<'s, Time, Fact>,
     close_after_days: u32,
     end: InputEnd,
+    checkpoints: Option<crate::checkpoint::Checkpoints>,
 ) -> StreamVec<'s, Time, Output> {
     type Update = ((Slot, ()), Time, Delta);
     // explode + consolidate within the batch, before anything crosses workers.
@@ -410,6 +411,7 @@ pub fn aggregates<'s>(
         "Aggregates: revisions",
         Revisions::new(close_after_days),
         end,
+        checkpoints,
     )
 }
 
@@ -995,7 +997,7 @@ mod tests {
             let probe = ProbeHandle::new();
             let (mut input, captured) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, facts) = scope.new_input::<Vec<Fact>>();
-                let out = aggregates(facts, 7, InputEnd::at(end));
+                let out = aggregates(facts, 7, InputEnd::at(end), None);
                 (input, out.probe_with(&probe).capture())
             });
             let t1 = time_of(ts("2026-01-10T10:00:00+05:00"));

@@ -108,6 +108,8 @@ struct Inner {
     pending: Mutex<BTreeMap<Time, Cut>>,
     /// Where the run starts from.
     restored: Option<Arc<Cut>>,
+    /// A file run that ends in a checkpoint instead of finishing.
+    backfill: bool,
 }
 
 /// The checkpoints of one process's workers (cheap to clone).
@@ -124,7 +126,21 @@ impl Checkpoints {
             requested: AtomicU64::new(0),
             pending: Mutex::new(BTreeMap::new()),
             restored: restored.map(Arc::new),
+            backfill: false,
         }))
+    }
+
+    /// Checkpoints of a backfill: a file run whose machines save at its end + 1 ms instead
+    /// of finishing (holds stay open, periods are not closed by the end of the input).
+    pub fn backfill(workers: usize, names: &[&str], restored: Option<Cut>) -> Checkpoints {
+        let mut checkpoints = Checkpoints::new(workers, names, restored);
+        Arc::get_mut(&mut checkpoints.0).expect("a new handle").backfill = true;
+        checkpoints
+    }
+
+    /// Whether this is a backfill's.
+    pub fn is_backfill(&self) -> bool {
+        self.0.backfill
     }
 
     /// Asks for a checkpoint at `time` (ignored unless later than the last one asked for).

@@ -52,11 +52,17 @@ pub struct Placer {
 impl Placer {
     /// A partition that has read nothing yet.
     pub fn new(lateness_ms: i64) -> Placer {
+        Placer::resuming(lateness_ms, None)
+    }
+
+    /// A partition whose records up to one with this high-water mark were read before.
+    pub fn resuming(lateness_ms: i64, high_water: Option<Ts>) -> Placer {
         Placer {
             lateness_ms,
-            high_water: None,
+            high_water,
         }
     }
+
 
     /// Places the partition's next event and moves its high-water mark.
     pub fn place(&mut self, event: Event) -> Placed {
@@ -159,15 +165,18 @@ pub fn partitions<'scope>(
     records_read: Arc<AtomicU64>,
     stop: Option<Arc<AtomicBool>>,
     stopped: Arc<AtomicU64>,
+    start: Time,
 ) -> StreamVec<'scope, Time, Sourced> {
-    source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |cap, info| {
+    source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |mut cap, info| {
         let activator = scope.activator_for(info.address);
+        // A run restored from a checkpoint at `start` places nothing before it.
+        cap.downgrade(&start.max(*cap.time()));
         let mut held: Option<Capability<Time>> = Some(cap);
         let mut partitions: Vec<Partition> = inputs
             .into_iter()
             .map(|input| Partition {
+                placer: Placer::resuming(lateness_ms, input.start_high_water()),
                 input,
-                placer: Placer::new(lateness_ms),
                 finished: false,
                 idle: false,
             })
@@ -202,6 +211,14 @@ pub fn partitions<'scope>(
                 let Some(index) = next else { break };
                 let partition = &mut partitions[index];
                 match partition.input.next_record() {
+                    Next::Known(record) => {
+                        // Already in the restored state: only the high-water mark moves.
+                        records += 1;
+                        partition.idle = false;
+                        if let Decoded::Event(event) = record {
+                            partition.placer.place(event);
+                        }
+                    }
                     Next::Record(Decoded::Event(event)) => {
                         records += 1;
                         partition.idle = false;
@@ -250,7 +267,7 @@ pub fn partitions<'scope>(
             }
             let done_before = done.with_frontier(|frontier| frontier.iter().min().copied());
             for partition in &mut partitions {
-                partition.input.completed(done_before.unwrap_or(Time::MAX));
+                partition.input.completed(done_before.unwrap_or(Time::MAX), *cap.time());
             }
             if stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
                 // Stopping: read nothing more; keep the watermark where it is, so nothing
