@@ -115,6 +115,9 @@ struct Shared {
     writer: Mutex<Option<mpsc::Sender<Cut>>>,
     written: AtomicU64,
     last_written: Mutex<Option<(Time, u64, u64)>>,
+    /// Workers without partitions (more workers than partitions): worker 0 saves their
+    /// (empty) source shares.
+    idle_workers: Vec<usize>,
 }
 
 /// A worker's consumer and its partitions' progress.
@@ -346,6 +349,11 @@ impl WorkerConsumer {
                     partitions: self.partitions.iter().map(|state| state.share(time)).collect(),
                 };
                 checkpoints.deposit(time, share.share(self.worker));
+                if self.worker == 0 {
+                    for worker in &self.shared.idle_workers {
+                        checkpoints.deposit(time, SourceShare::default().share(*worker));
+                    }
+                }
                 self.checkpoint_saved = time;
             }
         }
@@ -609,6 +617,9 @@ pub fn run_stream(
         writer: Mutex::new(None),
         written: AtomicU64::new(0),
         last_written: Mutex::new(None),
+        idle_workers: (0..workers)
+            .filter(|worker| !(0..assignment.len()).any(|i| worker_of(i, workers) == *worker))
+            .collect(),
     });
     // The writer thread: one checkpoint file at a time, off the workers' threads.
     let writer = store.map(|store| {
