@@ -47,6 +47,16 @@ struct Consumed {
 }
 
 impl Consumed {
+    /// Folds the five output files of a file run in `out`.
+    fn add_files(&mut self, out: &Path) {
+        for output in OUTPUTS {
+            let text = std::fs::read_to_string(out.join(format!("{output}.jsonl"))).expect("output file");
+            for line in text.lines() {
+                self.add(output, line);
+            }
+        }
+    }
+
     /// Folds records of one output, in their order within an account (key).
     fn add(&mut self, output: &str, line: &str) {
         let value: Value = serde_json::from_str(line).expect("an output is JSON");
@@ -101,12 +111,7 @@ fn file_run(dataset: &Path, out: &Path) -> Consumed {
         .expect("markledger run");
     assert!(status.success());
     let mut consumed = Consumed::default();
-    for output in OUTPUTS {
-        let text = std::fs::read_to_string(out.join(format!("{output}.jsonl"))).expect("output file");
-        for line in text.lines() {
-            consumed.add(output, line);
-        }
-    }
+    consumed.add_files(out);
     consumed
 }
 
@@ -218,6 +223,12 @@ fn terminate(mut child: Child) {
 /// first copy of an older record whose repeat comes after a newer one.
 fn consume(brokers: &str, prefix: &str) -> (Consumed, usize) {
     let mut consumed = Consumed::default();
+    let repeats = consume_into(brokers, prefix, &mut consumed);
+    (consumed, repeats)
+}
+
+/// [`consume`] on top of what `consumed` holds; returns the repeats dropped.
+fn consume_into(brokers: &str, prefix: &str, consumed: &mut Consumed) -> usize {
     let mut repeats = 0;
     for output in OUTPUTS {
         let mut seen = BTreeSet::new();
@@ -232,7 +243,7 @@ fn consume(brokers: &str, prefix: &str) -> (Consumed, usize) {
             consumed.add(output, &payload);
         }
     }
-    (consumed, repeats)
+    repeats
 }
 
 fn dataset(dir: &Path) -> u64 {
@@ -456,5 +467,92 @@ fn a_torn_newest_checkpoint_falls_back_to_the_one_before() {
     let (consumed, _) = consume(&brokers, "t.");
     let diff = differences(&expected, &consumed);
     assert!(diff.is_empty(), "after a torn checkpoint:\n{}", diff.join("\n"));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Splits every partition of `data` at the latest `ts` that divides each partition into a
+/// prefix before it and a suffix from it, near the middle of the data: `before` gets the
+/// prefixes, `after` the suffixes.
+fn split_at_a_clean_cut(data: &Path, before: &Path, after: &Path) {
+    let ts_of = |line: &str| -> Option<i64> {
+        let value: Value = serde_json::from_str(line).ok()?;
+        let ts = chrono::DateTime::parse_from_rfc3339(value["ts"].as_str()?).ok()?;
+        Some(ts.timestamp_millis())
+    };
+    let files = markledger_connectors::file::list_partitions(&[data.to_path_buf()]).expect("partitions");
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("partition"))
+        .collect();
+    let mut all: Vec<i64> = texts.iter().flat_map(|t| t.lines().filter_map(ts_of)).collect();
+    all.sort_unstable();
+    all.dedup();
+    // A cut `c` is clean when, in every partition, no line with ts < c follows one with ts >= c.
+    let clean = |cut: i64| {
+        texts.iter().all(|text| {
+            let mut crossed = false;
+            text.lines().filter_map(ts_of).all(|ts| {
+                crossed |= ts >= cut;
+                !(crossed && ts < cut)
+            })
+        })
+    };
+    let cut = all[all.len() / 3..2 * all.len() / 3]
+        .iter()
+        .rev()
+        .copied()
+        .find(|cut| clean(*cut))
+        .expect("a clean cut in the middle third");
+    std::fs::create_dir_all(before).expect("dir");
+    std::fs::create_dir_all(after).expect("dir");
+    for (file, text) in files.iter().zip(&texts) {
+        let name = file.file_name().expect("file name");
+        let (mut head, mut tail) = (String::new(), String::new());
+        let mut crossed = false;
+        for line in text.lines() {
+            crossed |= ts_of(line).is_some_and(|ts| ts >= cut);
+            let side = if crossed { &mut tail } else { &mut head };
+            side.push_str(line);
+            side.push('\n');
+        }
+        std::fs::write(before.join(name), head).expect("write");
+        std::fs::write(after.join(name), tail).expect("write");
+    }
+}
+
+/// Issue 7's backfill: `run --state` over the history, then `stream --state` over what
+/// came after it, consumed together, equal the file run over everything.
+#[test]
+fn a_backfill_checkpoint_lets_stream_go_on() {
+    let (work, data, end, expected, broker) = setup("backfill");
+    let brokers = broker.brokers();
+    let (history, live) = (work.join("history"), work.join("live"));
+    split_at_a_clean_cut(&data, &history, &live);
+    let state = work.join("state");
+    let out = work.join("history-out");
+    let status = Command::new(binary())
+        .args(["run", "--quiet", "--workers", "2", "--input"])
+        .arg(&history)
+        .arg("--out")
+        .arg(&out)
+        .arg("--state")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .status()
+        .expect("markledger run");
+    assert!(status.success());
+    assert_eq!(checkpoint_files(&state).len(), 1, "the backfill wrote its checkpoint");
+    let mut consumed = Consumed::default();
+    consumed.add_files(&out);
+    produce_dataset(&settings(&brokers), &live, "b.codes.events").expect("produce");
+    let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    let log = work.join("b.log");
+    let mut child = stream_with(&brokers, "b.", &log, &["--state", &state_flag]);
+    wait_for_progress(&brokers, "b.", end, &mut child);
+    terminate(child);
+    assert!(std::fs::read_to_string(&log).expect("log").contains("restored the checkpoint"));
+    consume_into(&brokers, "b.", &mut consumed);
+    let diff = differences(&expected, &consumed);
+    assert!(diff.is_empty(), "backfill + stream vs file run:\n{}", diff.join("\n"));
     let _ = std::fs::remove_dir_all(&work);
 }
