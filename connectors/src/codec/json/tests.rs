@@ -628,7 +628,7 @@ fn balance_renders_exactly() {
     });
     assert_eq!(
         render_output(&balance),
-        r#"{"account":"KZ-940000000017","balance":"0.9952","unpaid_codes":2,"unpaid_amount":"6.0032","pending_orders":1,"ts":"2026-01-15T09:30:00+05:00"}"#
+        r#"{"account":"KZ-940000000017","balance":"0.9952","unpaid_codes":2,"unpaid_amount":"6.0032","pending_orders":1,"ts":"2026-01-15T09:30:00+05:00","rev":1}"#
     );
 }
 

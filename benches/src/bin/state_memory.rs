@@ -1,0 +1,172 @@
+//! `state-memory DIR [--workers N]`: the dataflow's own memory on a dataset, and its bytes
+//! per live code.
+//!
+//! `markledger run` keeps every output in memory until the end, to write the files in a
+//! canonical order, so its peak resident memory is mostly outputs. This runs the same
+//! dataflow (default configuration: 5-year retention and de-duplication horizons) on the
+//! same partitions, streamed from disk, with a sink that only tallies status changes and
+//! drops every output, as tests/tests/long_run.rs does: what stays resident is the engine's
+//! state and its buffers in flight.
+//!
+//! It prints the run's peak resident memory (`VmHWM`, reset just before the run through
+//! `/proc/self/clear_refs`) and the resident memory before it, the codes the engine holds
+//! at the end — every code emitted, in the national index (none is past the retention
+//! horizon in a dataset of months), and of them the live ones (not yet final, also held by
+//! their accounts) — and the peak divided by each.
+
+use markledger::dataflow::{run_inputs, Batching, OutputSink};
+use markledger_benches::dataset::partition_paths;
+use markledger_benches::scenario::config;
+use markledger_connectors::file::PartitionReader;
+use markledger_connectors::partition::PartitionInput;
+use markledger_operators::machine::Time;
+use markledger_operators::{Output, Status};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const USAGE: &str = "usage: state-memory DIR [--workers N]";
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Codes per status, from the status changes (new codes count +1, a change moves one),
+/// outputs dropped.
+#[derive(Default)]
+struct StatusTally([i64; Status::ALL.len()]);
+
+impl OutputSink for StatusTally {
+    type Done = [i64; Status::ALL.len()];
+
+    fn emit(&mut self, _time: Time, outputs: &mut Vec<Output>) {
+        for output in outputs.drain(..) {
+            if let Output::Status(change) = output {
+                let n = change.codes.len() as i64;
+                self.0[change.to as usize] += n;
+                if let Some(from) = change.from {
+                    self.0[from as usize] -= n;
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Self::Done {
+        self.0
+    }
+}
+
+/// A field of `/proc/self/status`, in bytes.
+fn proc_status(name: &str) -> Result<u64, String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|error| format!("/proc/self/status: {error}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| format!("no {name} in /proc/self/status"))
+}
+
+fn run(dir: &Path, workers: usize) -> Result<(), String> {
+    let paths = partition_paths(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let mut inputs: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let reader = PartitionReader::open(path).map_err(|error| error.to_string())?;
+        inputs.push(Box::new(reader));
+    }
+    // Linux ≥ 4.0: "5" resets the peak (VmHWM) to the current resident set.
+    std::fs::write("/proc/self/clear_refs", "5").map_err(|error| format!("/proc/self/clear_refs: {error}"))?;
+    let before = proc_status("VmRSS:")?;
+    let started = Instant::now();
+    let result = run_inputs(
+        &config(),
+        inputs,
+        workers,
+        Batching::default(),
+        |_| StatusTally::default(),
+        &mut |_| {},
+    );
+    let took = started.elapsed().as_secs_f64();
+    let peak = proc_status("VmHWM:")?;
+    if !result.stats.errors.is_empty() {
+        return Err(format!("reading input: {}", result.stats.errors.join("; ")));
+    }
+    let mut by_status = [0i64; Status::ALL.len()];
+    for tally in &result.sinks {
+        for (sum, n) in by_status.iter_mut().zip(tally) {
+            *sum += n;
+        }
+    }
+    let count = |statuses: &[Status]| -> u64 { statuses.iter().map(|s| by_status[*s as usize].max(0) as u64).sum() };
+    let known = count(&Status::ALL);
+    // Annulled codes still unpaid stay live too; the status tally cannot tell them apart,
+    // so they count as final here (at most the ANNULLED count).
+    let live = count(&[Status::Emitted, Status::AppliedUnpaid, Status::AppliedPaid]);
+    let statuses: Vec<String> = Status::ALL
+        .iter()
+        .filter(|s| by_status[**s as usize] > 0)
+        .map(|s| format!("{} {}", s.as_str(), by_status[*s as usize]))
+        .collect();
+    let code_events = result.stats.code_events;
+    println!(
+        "state memory: {} ({} partitions), dataflow on {workers} workers, outputs dropped",
+        dir.display(),
+        paths.len()
+    );
+    println!(
+        "  run           {code_events} code events in {took:.2} s: {:.0} code events/s",
+        code_events as f64 / took.max(1e-9)
+    );
+    println!(
+        "  resident      {:.1} MiB before, peak {:.1} MiB (+{:.1} MiB)",
+        before as f64 / MIB,
+        peak as f64 / MIB,
+        peak.saturating_sub(before) as f64 / MIB
+    );
+    println!("  codes         {}", statuses.join(", "));
+    println!("  codes held    {known} in the index (every code emitted), {live} of them live (not final)");
+    let per = |n: u64| if n == 0 { 0.0 } else { peak as f64 / n as f64 };
+    println!(
+        "  per code      {:.0} bytes of peak per code held, {:.0} per live code",
+        per(known),
+        per(live)
+    );
+    // One line for scripts: peak bytes, codes held, live codes.
+    println!("  machine       peak_bytes={peak} codes_held={known} live_codes={live} code_events={code_events}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut dir = None;
+    let mut workers = 2;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--workers" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => workers = n,
+                _ => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            _ if dir.is_none() && !arg.starts_with('-') => dir = Some(PathBuf::from(arg)),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(dir) = dir else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match run(&dir, workers) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("state-memory: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
