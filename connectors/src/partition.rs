@@ -44,9 +44,8 @@ pub trait PartitionInput: Send {
     }
     /// The record last returned takes effect at `time` (the dataflow's timestamp).
     fn placed(&mut self, _time: u64) {}
-    /// Every record placed before `frontier` is fully processed and its outputs emitted;
-    /// the source's watermark is `watermark` (no record is placed before it any more).
-    fn completed(&mut self, _frontier: u64, _watermark: u64) {}
+    /// Every record placed before `frontier` is fully processed and its outputs emitted.
+    fn completed(&mut self, _frontier: u64) {}
     /// The high-water mark (largest event `ts`) the partition starts from: that of the
     /// records before its first one, read by an earlier run (restored from a checkpoint).
     fn start_high_water(&self) -> Option<Ts> {

@@ -415,7 +415,7 @@ pub fn aggregates<'s>(
     )
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Timer {
     MonthStart(Period),
     Close(Period),
@@ -423,7 +423,7 @@ enum Timer {
 
 /// An account's money: the closed periods folded into one balance, and each open period's
 /// movements.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Money4 {
     carried: Money,
     open: BTreeMap<Period, [Money; 4]>,
@@ -435,6 +435,7 @@ fn net(m: &[Money; 4]) -> Money {
 
 /// The revision step of one worker's accounts: running figures and last revisions of the
 /// open periods (see the module docs).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Revisions {
     close_after_days: u32,
     /// Running figures of the added and set kinds, open periods only.
@@ -768,6 +769,21 @@ impl Revisions {
             }
             !(money.carried.is_zero() && money.open.is_empty())
         });
+    }
+}
+
+impl crate::checkpoint::Durable for Revisions {
+    fn save(&self) -> Vec<u8> {
+        crate::checkpoint::encode(self)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
+        #[allow(unused_mut)]
+        let mut saved: Revisions = crate::checkpoint::decode("Revisions", state)?;
+        // Configuration is this run's, state the checkpoint's.
+        saved.close_after_days = self.close_after_days;
+        *self = saved;
+        Ok(())
     }
 }
 

@@ -104,6 +104,13 @@ struct Inner {
     names: BTreeSet<String>,
     /// The time of the checkpoint asked for (0: none yet); only ever increases.
     requested: AtomicU64,
+    /// The time of the last cut completed or given up (0: none yet): a request at or
+    /// before it is no longer pending.
+    settled: AtomicU64,
+    /// The latest instant any machine has started to step.
+    stepped: AtomicU64,
+    /// The latest output frontier any source has acted on.
+    seen: AtomicU64,
     /// Cuts being assembled.
     pending: Mutex<BTreeMap<Time, Cut>>,
     /// Where the run starts from.
@@ -124,6 +131,9 @@ impl Checkpoints {
             workers,
             names: names.iter().map(|name| name.to_string()).collect(),
             requested: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+            stepped: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
             pending: Mutex::new(BTreeMap::new()),
             restored: restored.map(Arc::new),
             backfill: false,
@@ -143,14 +153,52 @@ impl Checkpoints {
         self.0.backfill
     }
 
-    /// Asks for a checkpoint at `time` (ignored unless later than the last one asked for).
-    pub fn request(&self, time: Time) {
-        self.0.requested.fetch_max(time, Ordering::SeqCst);
+    /// Asks for a checkpoint just after everything any machine has stepped and any source
+    /// has seen done, unless one is still pending. Returns the time asked for.
+    ///
+    /// Race-free without a lock: a machine publishes the instant it is about to step
+    /// ([`Checkpoints::stepping`]) before it reads the pending request, and this publishes
+    /// the request before it reads the positions again; so either the machine sees the
+    /// request before stepping past it, or this sees the machine past it and gives the
+    /// request up (settles it unwritten; a later one is asked for instead). The same for
+    /// sources and the frontiers they act on ([`Checkpoints::acting_on`]).
+    pub fn propose(&self) -> Option<Time> {
+        let inner = &self.0;
+        let settled = inner.settled.load(Ordering::SeqCst);
+        if inner.requested.load(Ordering::SeqCst) > settled {
+            return None;
+        }
+        let position = || inner.stepped.load(Ordering::SeqCst).max(inner.seen.load(Ordering::SeqCst));
+        let time = position() + 1;
+        if time <= settled.max(inner.requested.load(Ordering::SeqCst)) {
+            return None;
+        }
+        inner.requested.store(time, Ordering::SeqCst);
+        if position() >= time {
+            inner.settled.fetch_max(time, Ordering::SeqCst);
+            return None;
+        }
+        Some(time)
     }
 
-    /// The latest checkpoint time asked for (None: none yet).
-    pub fn requested(&self) -> Option<Time> {
-        Some(self.0.requested.load(Ordering::SeqCst)).filter(|t| *t > 0)
+    /// The checkpoint asked for and neither complete nor given up.
+    pub fn pending(&self) -> Option<Time> {
+        let requested = self.0.requested.load(Ordering::SeqCst);
+        (requested > self.0.settled.load(Ordering::SeqCst)).then_some(requested)
+    }
+
+    /// A machine is about to step `now`: returns the pending checkpoint, which it saves
+    /// first if `now` is at or after it.
+    pub fn stepping(&self, now: Time) -> Option<Time> {
+        self.0.stepped.fetch_max(now, Ordering::SeqCst);
+        self.pending()
+    }
+
+    /// A source is about to act on the output frontier `frontier` (drop what it no longer
+    /// needs before it): returns the pending checkpoint.
+    pub fn acting_on(&self, frontier: Time) -> Option<Time> {
+        self.0.seen.fetch_max(frontier, Ordering::SeqCst);
+        self.pending()
     }
 
     /// The cut the run starts from.
@@ -161,6 +209,12 @@ impl Checkpoints {
     /// Adds a share to the cut at `time`.
     pub fn deposit(&self, time: Time, share: Share) {
         let mut pending = self.0.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Cuts given up or superseded never complete.
+        let settled = self.0.settled.load(Ordering::SeqCst);
+        pending.retain(|t, _| *t > settled);
+        if time <= settled {
+            return;
+        }
         let cut = pending.entry(time).or_insert_with(|| Cut {
             time,
             workers: self.0.workers,
@@ -181,6 +235,7 @@ impl Checkpoints {
             .map(|(time, _)| *time)?;
         let cut = pending.remove(&time);
         pending.retain(|t, _| *t > time);
+        self.0.settled.fetch_max(time, Ordering::SeqCst);
         cut
     }
 }

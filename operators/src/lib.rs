@@ -13,7 +13,6 @@ pub mod codes;
 pub mod dedup;
 pub mod event;
 pub mod checkpoint;
-mod durable_stubs;
 pub mod flow;
 pub mod intern;
 pub mod machine;

@@ -48,7 +48,7 @@ pub trait Machine: 'static {
 /// When a machine's sweep of state past its horizon is due: once per day of event time.
 /// Lookups check horizons themselves, so when a sweep runs never reaches an output; sweeping
 /// only bounds memory.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sweeper {
     next: Option<crate::time::Ts>,
 }
@@ -243,8 +243,6 @@ where
                 });
                 let end = end.get();
                 let limit = end.unwrap_or(Time::MAX);
-                // A checkpoint asked for and not saved yet.
-                let due = asked.as_ref().and_then(Checkpoints::requested).filter(|t| *t > saved);
                 loop {
                     let next_input = pending.keys().next().copied();
                     let next_timer = machine.next_timer().filter(|t| *t <= limit);
@@ -254,6 +252,9 @@ where
                     if frontier.less_equal(&now) {
                         break;
                     }
+                    // A pending checkpoint at or before `now` is saved before `now` is stepped
+                    // (the position is published first: Checkpoints::propose).
+                    let due = asked.as_ref().and_then(|c| c.stepping(now));
                     if let Some(time) = due.filter(|time| now >= *time && saved < *time) {
                         save(&machine, &pending, time);
                         saved = time;
@@ -283,6 +284,7 @@ where
                     // Hold a capability for the next timer (never before `now`).
                     timer_cap = machine.next_timer().map(|t| cap.delayed(&t.max(now)));
                 }
+                let due = asked.as_ref().and_then(Checkpoints::pending);
                 if let Some(time) = due.filter(|time| saved < *time && !frontier.less_than(time)) {
                     save(&machine, &pending, time);
                     saved = time;

@@ -267,7 +267,7 @@ pub fn partitions<'scope>(
             }
             let done_before = done.with_frontier(|frontier| frontier.iter().min().copied());
             for partition in &mut partitions {
-                partition.input.completed(done_before.unwrap_or(Time::MAX), *cap.time());
+                partition.input.completed(done_before.unwrap_or(Time::MAX));
             }
             if stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
                 // Stopping: read nothing more; keep the watermark where it is, so nothing

@@ -255,9 +255,9 @@ impl WorkerConsumer {
 
     /// Everything before `frontier` is done: commit what that covers, at most once per
     /// interval, after the broker has acknowledged every output produced so far.
-    fn completed(&mut self, frontier: Time, watermark: Time, force: bool) -> Result<()> {
+    fn completed(&mut self, frontier: Time, force: bool) -> Result<()> {
         if !force {
-            self.checkpoint(frontier, watermark)?;
+            self.checkpoint(frontier)?;
         }
         for state in &mut self.partitions {
             while state.placed.front().is_some_and(|(_, time, _)| *time < frontier) {
@@ -321,23 +321,23 @@ impl WorkerConsumer {
 }
 
 impl WorkerConsumer {
-    /// Checkpoints: worker 0 asks for one at its source's watermark every interval (no
-    /// frontier anyone has seen is past it yet, so every worker can still say where its
+    /// Checkpoints: worker 0 asks for one every interval, just past what every machine has
+    /// stepped and every source has seen done ([`Checkpoints::propose`]: so each machine
+    /// can still save its state as of that time, and each source still knows where its
     /// partitions resume); each worker saves its source share once the frontier reaches
     /// the time asked for; whoever completes a cut flushes the producer (the outputs before
     /// the cut are then acknowledged) and hands the cut to the writer thread.
-    fn checkpoint(&mut self, frontier: Time, watermark: Time) -> Result<()> {
+    fn checkpoint(&mut self, frontier: Time) -> Result<()> {
         let Some(checkpoints) = self.shared.checkpoints.clone() else {
             return Ok(());
         };
-        if self.worker == 0 && watermark > checkpoints.requested().unwrap_or(0) {
+        if self.worker == 0 {
             let mut last = self.shared.last_request.lock().expect("request lock");
-            if last.elapsed() >= self.shared.checkpoint_interval {
+            if last.elapsed() >= self.shared.checkpoint_interval && checkpoints.propose().is_some() {
                 *last = Instant::now();
-                checkpoints.request(watermark);
             }
         }
-        if let Some(time) = checkpoints.requested() {
+        if let Some(time) = checkpoints.acting_on(frontier) {
             if time > self.checkpoint_saved && frontier >= time {
                 let share = SourceShare {
                     read_max: self
@@ -408,7 +408,7 @@ impl PartitionInput for KafkaPartition {
         self.worker.lock().expect("consumer lock").partitions[self.index].high_water
     }
 
-    fn completed(&mut self, frontier: u64, watermark: u64) {
+    fn completed(&mut self, frontier: u64) {
         // One partition of the worker speaks for all of them.
         if self.index != 0 {
             return;
@@ -417,7 +417,7 @@ impl PartitionInput for KafkaPartition {
             .worker
             .lock()
             .expect("consumer lock")
-            .completed(frontier, watermark, false)
+            .completed(frontier, false)
         {
             // Not fatal: nothing is committed, so nothing is lost; the next interval retries.
             eprintln!("markledger stream: commit skipped: {error:#}");
@@ -556,6 +556,12 @@ pub fn run_stream(
         Some(store) => store.load(&mut |why| eprintln!("markledger stream: {why}"))?,
         None => None,
     };
+    if let (Some(dir), None) = (&options.state, &restored) {
+        eprintln!(
+            "markledger stream: no checkpoint in {}: state is rebuilt from the inputs' earliest offsets",
+            dir.display()
+        );
+    }
     let mut resume_at: HashMap<(String, i32), PartitionShare> = HashMap::new();
     if let Some(cut) = &restored {
         if cut.workers != workers {
@@ -747,7 +753,7 @@ pub fn run_stream(
     for worker in consumers.lock().expect("registry").iter() {
         let mut worker = worker.lock().expect("consumer lock");
         let frontier = worker.frontier;
-        worker.completed(frontier, frontier, true)?;
+        worker.completed(frontier, true)?;
     }
     // The writer finishes the checkpoint it has (if any) before the run returns.
     shared.writer.lock().expect("writer lock").take();
