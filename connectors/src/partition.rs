@@ -7,8 +7,8 @@
 //! partition that streams from disk holds one buffer, not the file.
 
 use crate::codec::Decoded;
-use markledger_operators::time::Ts;
 use crate::file::PartitionReader;
+use markledger_operators::time::Ts;
 use std::collections::VecDeque;
 
 /// What a partition has next.

@@ -168,7 +168,12 @@ impl Checkpoints {
         if inner.requested.load(Ordering::SeqCst) > settled {
             return None;
         }
-        let position = || inner.stepped.load(Ordering::SeqCst).max(inner.seen.load(Ordering::SeqCst));
+        let position = || {
+            inner
+                .stepped
+                .load(Ordering::SeqCst)
+                .max(inner.seen.load(Ordering::SeqCst))
+        };
         let time = position() + 1;
         if time <= settled.max(inner.requested.load(Ordering::SeqCst)) {
             return None;

@@ -9,10 +9,10 @@
 pub mod accounts;
 pub mod aggregates;
 pub mod calendar;
+pub mod checkpoint;
 pub mod codes;
 pub mod dedup;
 pub mod event;
-pub mod checkpoint;
 pub mod flow;
 pub mod intern;
 pub mod machine;

@@ -131,7 +131,7 @@ impl Store {
                 files.push((time, path));
             }
         }
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
         Ok(files)
     }
 
@@ -185,11 +185,7 @@ impl Store {
         let checksum = u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes"));
         let body = &bytes[HEADER..];
         if body.len() as u64 != length {
-            bail!(
-                "{} is torn: {} body bytes of {length}",
-                path.display(),
-                body.len()
-            );
+            bail!("{} is torn: {} body bytes of {length}", path.display(), body.len());
         }
         if xxhash_rust::xxh3::xxh3_64(body) != checksum {
             bail!("{} is corrupt: its checksum does not match", path.display());
@@ -278,7 +274,14 @@ mod tests {
         flipped[last] ^= 1;
         fs::write(&newest, &flipped).expect("corrupt");
         let mut skipped = Vec::new();
-        assert_eq!(store.load(&mut |why| skipped.push(why)).expect("load").expect("one").time, 1000);
+        assert_eq!(
+            store
+                .load(&mut |why| skipped.push(why))
+                .expect("load")
+                .expect("one")
+                .time,
+            1000
+        );
         assert!(skipped[0].contains("checksum"), "{skipped:?}");
         // Another format version is refused by name.
         let mut other = full;

@@ -24,8 +24,8 @@ use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{MemoryPartition, PartitionInput};
 use markledger_operators::accounts::{AccountRules, Accounts};
-use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::aggregates::aggregates;
+use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
 use markledger_operators::event::{Body, DecimalField, Kind};
@@ -392,18 +392,15 @@ where
         Mode::Stream { stop, checkpoints } => (InputEnd::never(), Some(stop.clone()), checkpoints.clone()),
     };
     // A restored run starts at its checkpoint, with the read position it had.
-    let start = checkpoints
-        .as_ref()
-        .and_then(Checkpoints::restored)
-        .map_or(0, |cut| {
-            let read_max = (0..cut.workers)
-                .filter_map(|worker| SourceShare::of(cut, worker).ok())
-                .map(|share| share.read_max)
-                .max()
-                .unwrap_or(0);
-            end.note_read(read_max);
-            cut.time
-        });
+    let start = checkpoints.as_ref().and_then(Checkpoints::restored).map_or(0, |cut| {
+        let read_max = (0..cut.workers)
+            .filter_map(|worker| SourceShare::of(cut, worker).ok())
+            .map(|share| share.read_max)
+            .max()
+            .unwrap_or(0);
+        end.note_read(read_max);
+        cut.time
+    });
     // Where each worker's source holds the watermark once stopped (MAX: not yet).
     let stopped: Arc<Vec<Arc<AtomicU64>>> =
         Arc::new((0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect());

@@ -63,7 +63,6 @@ impl Placer {
         }
     }
 
-
     /// Places the partition's next event and moves its high-water mark.
     pub fn place(&mut self, event: Event) -> Placed {
         let floor = self.floor();

@@ -31,22 +31,22 @@ use crate::config::Config;
 use crate::dataflow::{run_dataflow, worker_of, Batching, Inputs, Mode, OutputSink};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::json::{decode_event, render_output};
+use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::OutputFile;
 use markledger_connectors::kafka::{
     ensure_topics, output_route, partition_count, KafkaSettings, OutputProducer, OutputTopics, PartitionConsumer,
     Polled, Start, TopicSpec,
 };
 use markledger_connectors::partition::{Next, PartitionInput};
-use markledger_operators::machine::Time;
-use markledger_operators::output::Output;
-use markledger_connectors::codec::Decoded;
 use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::flow::time_of;
+use markledger_operators::machine::Time;
+use markledger_operators::output::Output;
 use markledger_operators::time::Ts;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -413,12 +413,7 @@ impl PartitionInput for KafkaPartition {
         if self.index != 0 {
             return;
         }
-        if let Err(error) = self
-            .worker
-            .lock()
-            .expect("consumer lock")
-            .completed(frontier, false)
-        {
+        if let Err(error) = self.worker.lock().expect("consumer lock").completed(frontier, false) {
             // Not fatal: nothing is committed, so nothing is lost; the next interval retries.
             eprintln!("markledger stream: commit skipped: {error:#}");
         }
@@ -598,9 +593,7 @@ pub fn run_stream(
     }
     let resume = progress_frontier.max(restored.as_ref().map_or(0, |cut| cut.time));
     let restored_from = restored.as_ref().map(|cut| cut.time);
-    let checkpoints = store
-        .as_ref()
-        .map(|_| Checkpoints::new(workers, &NAMES, restored));
+    let checkpoints = store.as_ref().map(|_| Checkpoints::new(workers, &NAMES, restored));
     if resume > 0 {
         eprintln!(
             "markledger stream: resuming group {}: outputs before {} were produced by an earlier run",
@@ -668,7 +661,11 @@ pub fn run_stream(
             let start = if resume_at.is_empty() {
                 Start::Earliest
             } else {
-                Start::At(mine.iter().map(|p| resume_at.get(p).map_or(0, |share| share.resume)).collect())
+                Start::At(
+                    mine.iter()
+                        .map(|p| resume_at.get(p).map_or(0, |share| share.resume))
+                        .collect(),
+                )
             };
             let consumer = PartitionConsumer::starting(&kafka, &mine, start)
                 .unwrap_or_else(|error| panic!("creating worker {worker}'s consumer: {error}"));
@@ -679,19 +676,22 @@ pub fn run_stream(
                 .map(|(topic, partition)| {
                     let restored = resume_at.get(&(topic.clone(), *partition));
                     PartitionState {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    buffered: VecDeque::new(),
-                    placed: VecDeque::new(),
-                    high_water: restored.and_then(|share| share.high_water),
-                    high_water_before: None,
-                    known: restored.map(|share| share.known.iter().copied().collect()).unwrap_or_default(),
-                    last_returned: None,
-                    start_offset: start[&(topic.clone(), *partition)],
-                    caught_up: false,
-                    quiet_since: Instant::now(),
-                    committed: None,
-                }})
+                        topic: topic.clone(),
+                        partition: *partition,
+                        buffered: VecDeque::new(),
+                        placed: VecDeque::new(),
+                        high_water: restored.and_then(|share| share.high_water),
+                        high_water_before: None,
+                        known: restored
+                            .map(|share| share.known.iter().copied().collect())
+                            .unwrap_or_default(),
+                        last_returned: None,
+                        start_offset: start[&(topic.clone(), *partition)],
+                        caught_up: false,
+                        quiet_since: Instant::now(),
+                        committed: None,
+                    }
+                })
                 .collect();
             let index = mine.iter().cloned().enumerate().map(|(i, p)| (p, i)).collect();
             let worker_consumer = Arc::new(Mutex::new(WorkerConsumer {

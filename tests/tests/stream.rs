@@ -471,7 +471,10 @@ fn a_torn_newest_checkpoint_falls_back_to_the_one_before() {
     wait_for_progress(&brokers, "t.", end, &mut child);
     terminate(child);
     let text = std::fs::read_to_string(&log).expect("log");
-    assert!(text.contains("skipping a checkpoint") && text.contains("torn"), "{text}");
+    assert!(
+        text.contains("skipping a checkpoint") && text.contains("torn"),
+        "{text}"
+    );
     assert!(text.contains("restored the checkpoint"), "{text}");
     let (consumed, _) = consume(&brokers, "t.");
     let diff = differences(&expected, &consumed);
@@ -559,7 +562,9 @@ fn a_backfill_checkpoint_lets_stream_go_on() {
     let mut child = stream_with(&brokers, "b.", &log, &["--state", &state_flag]);
     wait_for_progress(&brokers, "b.", end, &mut child);
     terminate(child);
-    assert!(std::fs::read_to_string(&log).expect("log").contains("restored the checkpoint"));
+    assert!(std::fs::read_to_string(&log)
+        .expect("log")
+        .contains("restored the checkpoint"));
     consume_into(&brokers, "b.", &mut consumed);
     let diff = differences(&expected, &consumed);
     assert!(diff.is_empty(), "backfill + stream vs file run:\n{}", diff.join("\n"));
