@@ -237,9 +237,14 @@ pub fn partitions<'scope>(
                         batch.entry(time).or_default().push(Sourced::Event(placed));
                     }
                     Next::Record(Decoded::Refused(rejection)) => {
+                        // At its partition's floor: a function of the partition's records
+                        // before it, so a restart places it where the first run did (the
+                        // watermark when it happens to be read is not). Behind the watermark
+                        // only on a partition that was idle.
                         records += 1;
-                        partition.input.placed(*cap.time());
-                        batch.entry(*cap.time()).or_default().push(Sourced::Refused(rejection));
+                        let time = partition.placer.floor().map_or(0, time_of).max(*cap.time());
+                        partition.input.placed(time);
+                        batch.entry(time).or_default().push(Sourced::Refused(rejection));
                     }
                     Next::Pending => waiting[index] = true,
                     Next::Idle => {
