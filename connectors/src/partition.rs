@@ -8,6 +8,7 @@
 
 use crate::codec::Decoded;
 use crate::file::PartitionReader;
+use markledger_operators::time::Ts;
 use std::collections::VecDeque;
 
 /// What a partition has next.
@@ -15,6 +16,10 @@ use std::collections::VecDeque;
 pub enum Next {
     /// The next record, in partition order.
     Record(Decoded),
+    /// The next record, whose effect the state the run started from (a checkpoint)
+    /// already holds: it moves the partition's high-water mark like any record, and is
+    /// otherwise skipped.
+    Known(Decoded),
     /// Nothing available now; ask again later.
     Pending,
     /// Nothing available now, and nothing has come for longer than the idle timeout: the
@@ -41,6 +46,11 @@ pub trait PartitionInput: Send {
     fn placed(&mut self, _time: u64) {}
     /// Every record placed before `frontier` is fully processed and its outputs emitted.
     fn completed(&mut self, _frontier: u64) {}
+    /// The high-water mark (largest event `ts`) the partition starts from: that of the
+    /// records before its first one, read by an earlier run (restored from a checkpoint).
+    fn start_high_water(&self) -> Option<Ts> {
+        None
+    }
 }
 
 impl PartitionInput for PartitionReader {

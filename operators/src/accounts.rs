@@ -26,6 +26,7 @@ use crate::WorkingCalendar;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// One of the account's codes: 8 bytes, keyed by the code's 16-byte fingerprint.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Code {
     gtin: u32,
     status: Status,
@@ -33,6 +34,7 @@ struct Code {
 
 /// A run of the FIFO queue: unpaid applied codes, in queue order, of one product applied at
 /// one `ts` at one tariff (an application's codes of a product are one run, however many).
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Unpaid {
     codes: VecDeque<String>,
     gtin: u32,
@@ -49,7 +51,7 @@ impl Unpaid {
 }
 
 /// The FIFO queue of unpaid codes, as runs.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Queue {
     runs: VecDeque<Unpaid>,
     codes: u64,
@@ -104,7 +106,7 @@ impl Queue {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Account {
     balance: Money,
     queue: Queue,
@@ -120,7 +122,7 @@ struct Account {
     balance_revs: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Timer {
     MonthEnd(Period),
     Expiry(u64),
@@ -138,8 +140,21 @@ pub struct AccountRules {
     pub close_after_days: u32,
 }
 
+impl AccountRules {
+    /// A placeholder while a checkpoint is read (the run's own rules replace it).
+    fn placeholder() -> AccountRules {
+        AccountRules {
+            calendar: WorkingCalendar::parse("range 2020-01-01 2020-01-01\n").expect("a one-day calendar parses"),
+            expiry_working_days: 0,
+            close_after_days: 0,
+        }
+    }
+}
+
 /// The accounts of one worker.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Accounts {
+    #[serde(skip, default = "AccountRules::placeholder")]
     rules: AccountRules,
     tariffs: TariffHistory,
     gtins: Interner,
@@ -691,6 +706,21 @@ impl Accounts {
             }
         }
         units
+    }
+}
+
+impl crate::checkpoint::Durable for Accounts {
+    fn save(&self) -> Vec<u8> {
+        crate::checkpoint::encode(self)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
+        #[allow(unused_mut)]
+        let mut saved: Accounts = crate::checkpoint::decode("Accounts", state)?;
+        // Configuration is this run's, state the checkpoint's.
+        std::mem::swap(&mut saved.rules, &mut self.rules);
+        *self = saved;
+        Ok(())
     }
 }
 

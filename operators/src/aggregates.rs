@@ -351,6 +351,7 @@ pub fn aggregates<'s>(
     facts: StreamVec<'s, Time, Fact>,
     close_after_days: u32,
     end: InputEnd,
+    checkpoints: Option<crate::checkpoint::Checkpoints>,
 ) -> StreamVec<'s, Time, Output> {
     type Update = ((Slot, ()), Time, Delta);
     // explode + consolidate within the batch, before anything crosses workers.
@@ -410,10 +411,11 @@ pub fn aggregates<'s>(
         "Aggregates: revisions",
         Revisions::new(close_after_days),
         end,
+        checkpoints,
     )
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Timer {
     MonthStart(Period),
     Close(Period),
@@ -421,7 +423,7 @@ enum Timer {
 
 /// An account's money: the closed periods folded into one balance, and each open period's
 /// movements.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Money4 {
     carried: Money,
     open: BTreeMap<Period, [Money; 4]>,
@@ -433,6 +435,7 @@ fn net(m: &[Money; 4]) -> Money {
 
 /// The revision step of one worker's accounts: running figures and last revisions of the
 /// open periods (see the module docs).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Revisions {
     close_after_days: u32,
     /// Running figures of the added and set kinds, open periods only.
@@ -769,6 +772,21 @@ impl Revisions {
     }
 }
 
+impl crate::checkpoint::Durable for Revisions {
+    fn save(&self) -> Vec<u8> {
+        crate::checkpoint::encode(self)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
+        #[allow(unused_mut)]
+        let mut saved: Revisions = crate::checkpoint::decode("Revisions", state)?;
+        // Configuration is this run's, state the checkpoint's.
+        saved.close_after_days = self.close_after_days;
+        *self = saved;
+        Ok(())
+    }
+}
+
 impl Machine for Revisions {
     type In = (Slot, Delta);
     type Out = Output;
@@ -995,7 +1013,7 @@ mod tests {
             let probe = ProbeHandle::new();
             let (mut input, captured) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, facts) = scope.new_input::<Vec<Fact>>();
-                let out = aggregates(facts, 7, InputEnd::at(end));
+                let out = aggregates(facts, 7, InputEnd::at(end), None);
                 (input, out.probe_with(&probe).capture())
             });
             let t1 = time_of(ts("2026-01-10T10:00:00+05:00"));

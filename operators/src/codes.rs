@@ -17,7 +17,7 @@ use crate::time::Ts;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A held command's code, ordered the way holds were made.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 struct HoldKey {
     effective: Ts,
     kind: Kind,
@@ -27,7 +27,7 @@ struct HoldKey {
 
 /// Who owns a code, and since when it is final (`Ts::MAX` while it is not) in which
 /// status. 16 bytes: the status fits in the padding.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Owner {
     account: u32,
     final_at: Ts,
@@ -35,6 +35,7 @@ struct Owner {
 }
 
 /// The index of one worker's share of the codes.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Codes {
     // Looked up, never iterated: a HashMap cannot reach an output's order. Per live code:
     // the 16-byte fingerprint, the owner's interned id, and when the code became final.
@@ -201,6 +202,28 @@ impl Codes {
                 format!("code was not emitted within the hold ending {deadline}"),
             ));
         }
+    }
+}
+
+impl crate::checkpoint::Durable for Codes {
+    fn save(&self) -> Vec<u8> {
+        crate::checkpoint::encode(self)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
+        #[allow(unused_mut)]
+        let mut saved: Codes = crate::checkpoint::decode("Codes", state)?;
+        // Configuration is this run's, state the checkpoint's.
+        saved.retention_ms = self.retention_ms;
+        saved.hold_ms = self.hold_ms;
+        *self = saved;
+        Ok(())
+    }
+
+    fn carried(input: &CodesIn) -> bool {
+        // Fed back by the accounts from the instant before: not produced again after a
+        // restore.
+        matches!(input, CodesIn::Final { .. })
     }
 }
 

@@ -16,11 +16,18 @@ use std::collections::BTreeMap;
 pub type Tiebreak = Box<dyn Fn(&Placed) -> Vec<u8>>;
 
 /// The de-duplication state of one worker.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Dedup {
     seen: BTreeMap<String, Ts>,
     horizon_ms: i64,
+    #[serde(skip, default = "no_tiebreak")]
     tiebreak: Tiebreak,
     sweeper: Sweeper,
+}
+
+/// A placeholder while a checkpoint is read (the run's own tiebreak replaces it).
+fn no_tiebreak() -> Tiebreak {
+    Box::new(|_| Vec::new())
 }
 
 impl Dedup {
@@ -32,6 +39,22 @@ impl Dedup {
             tiebreak,
             sweeper: Sweeper::default(),
         }
+    }
+}
+
+impl crate::checkpoint::Durable for Dedup {
+    fn save(&self) -> Vec<u8> {
+        crate::checkpoint::encode(self)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
+        #[allow(unused_mut)]
+        let mut saved: Dedup = crate::checkpoint::decode("Dedup", state)?;
+        // Configuration is this run's, state the checkpoint's.
+        std::mem::swap(&mut saved.tiebreak, &mut self.tiebreak);
+        saved.horizon_ms = self.horizon_ms;
+        *self = saved;
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod aggregates;
 pub mod calendar;
+pub mod checkpoint;
 pub mod codes;
 pub mod dedup;
 pub mod event;

@@ -16,6 +16,9 @@
 //!   (holds still open are refused there) and inputs after it (only fed-back records) are
 //!   dropped. A stream has no end: its machines never finish.
 
+use crate::checkpoint::{decode, encode, Checkpoints, Durable, Share};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -45,7 +48,7 @@ pub trait Machine: 'static {
 /// When a machine's sweep of state past its horizon is due: once per day of event time.
 /// Lookups check horizons themselves, so when a sweep runs never reaches an output; sweeping
 /// only bounds memory.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sweeper {
     next: Option<crate::time::Ts>,
 }
@@ -149,28 +152,86 @@ impl InputEnd {
 }
 
 /// Runs `machine` over `stream` (see the module docs for the contract).
+///
+/// With `checkpoints`, the machine starts from its share of the restored cut (if any), and
+/// saves a share of every checkpoint asked for: at time `T`, once every instant before `T`
+/// is stepped and before any at or after it (checkpoint.rs). A backfill (a file run that
+/// ends in a checkpoint) saves at the end + 1 ms instead of finishing, so a stream can go
+/// on from where it stopped.
 pub fn run_machine<'scope, M, P>(
     stream: StreamVec<'scope, Time, M::In>,
     pact: P,
     name: &str,
     mut machine: M,
     end: InputEnd,
+    checkpoints: Option<Checkpoints>,
 ) -> StreamVec<'scope, Time, M::Out>
 where
-    M: Machine,
+    M: Durable,
+    M::In: Serialize + DeserializeOwned,
     P: ParallelizationContract<Time, Vec<M::In>>,
 {
     let name = name.to_string();
+    let worker = stream.scope().index();
     stream.unary_frontier::<CapacityContainerBuilder<Vec<M::Out>>, _, _, _>(
         pact,
         &name.clone(),
-        move |_default, _info| {
+        move |default, _info| {
             let mut pending: BTreeMap<Time, (Capability<Time>, Vec<M::In>)> = BTreeMap::new();
             // Held at the next timer, whether or not it falls before the end: `finish` emits
             // on it (only a pending hold, which always has a timer, makes `finish` emit).
             let mut timer_cap: Option<Capability<Time>> = None;
             let mut finished = false;
             let mut produced = Vec::new();
+            // The last checkpoint time this machine saved (or was restored from).
+            let mut saved: Time = 0;
+            let restored = checkpoints
+                .as_ref()
+                .and_then(|c| c.restored())
+                .map(|cut| (cut.time, cut.share(worker, &name).cloned()));
+            if let Some((time, share)) = restored {
+                let share = share.unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {worker}"));
+                machine
+                    .restore(&share.state)
+                    .unwrap_or_else(|error| panic!("{name}: {error}"));
+                let carried: Vec<(Time, M::In)> =
+                    decode(&name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"));
+                for (at, input) in carried {
+                    pending
+                        .entry(at)
+                        .or_insert_with(|| (default.delayed(&at), Vec::new()))
+                        .1
+                        .push(input);
+                }
+                timer_cap = machine.next_timer().map(|t| default.delayed(&t.max(time)));
+                saved = time;
+            }
+            drop(default);
+            let backfill = checkpoints.as_ref().is_some_and(Checkpoints::is_backfill);
+            let asked = checkpoints.clone();
+            let share_name = name.clone();
+            // Saves the state as of `time`, with the carried inputs waiting at or after it.
+            let save = move |machine: &M, pending: &BTreeMap<Time, (Capability<Time>, Vec<M::In>)>, time: Time| {
+                let Some(checkpoints) = &checkpoints else { return };
+                let carried: Vec<(Time, M::In)> = pending
+                    .range(time..)
+                    .flat_map(|(at, (_, inputs))| {
+                        inputs
+                            .iter()
+                            .filter(|input| M::carried(input))
+                            .map(move |input| (*at, input.clone()))
+                    })
+                    .collect();
+                checkpoints.deposit(
+                    time,
+                    Share {
+                        worker,
+                        name: share_name.clone(),
+                        state: machine.save(),
+                        carried: encode(&carried),
+                    },
+                );
+            };
             move |(input, frontier), output| {
                 let port = output.output_index();
                 input.for_each_stamp(|cap, data| {
@@ -189,6 +250,17 @@ where
                         break;
                     };
                     if frontier.less_equal(&now) {
+                        break;
+                    }
+                    // A pending checkpoint at or before `now` is saved before `now` is stepped
+                    // (the position is published first: Checkpoints::propose).
+                    let due = asked.as_ref().and_then(|c| c.stepping(now));
+                    if let Some(time) = due.filter(|time| now >= *time && saved < *time) {
+                        save(&machine, &pending, time);
+                        saved = time;
+                    }
+                    if now > limit && backfill {
+                        // Kept for the backfill's checkpoint (fed-back records at end + 1).
                         break;
                     }
                     if now > limit {
@@ -212,9 +284,26 @@ where
                     // Hold a capability for the next timer (never before `now`).
                     timer_cap = machine.next_timer().map(|t| cap.delayed(&t.max(now)));
                 }
+                let due = asked.as_ref().and_then(Checkpoints::pending);
+                if let Some(time) = due.filter(|time| saved < *time && !frontier.less_than(time)) {
+                    save(&machine, &pending, time);
+                    saved = time;
+                }
                 // Finished once nothing at or before `end` can arrive (not once the input is
                 // empty: a feedback edge keeps inputs open until every machine has finished).
                 let Some(end) = end else { return };
+                if backfill {
+                    // A backfill does not finish: it saves at end + 1 ms, once everything fed
+                    // back to that instant has arrived, and a stream goes on from there.
+                    if !finished && !frontier.less_equal(&(end + 1)) {
+                        finished = true;
+                        save(&machine, &pending, end + 1);
+                        saved = end + 1;
+                        timer_cap = None;
+                        pending.clear();
+                    }
+                    return;
+                }
                 if !finished && !frontier.less_equal(&end) && pending.range(..=end).next().is_none() {
                     finished = true;
                     machine.finish(end, &mut produced);

@@ -16,6 +16,7 @@ use crate::time::{Period, Ts};
 use crate::validate::{is_code, is_gtin};
 use std::collections::{BTreeMap, BTreeSet};
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Order {
     gtin: String,
     quantity: u64,
@@ -31,13 +32,14 @@ impl Order {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Book {
     orders: BTreeMap<String, Order>,
     pending: u64,
 }
 
 /// The order books of one worker's accounts.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Orders {
     books: BTreeMap<String, Book>,
     deadlines: BTreeSet<(Ts, String, String)>,
@@ -229,6 +231,22 @@ impl Orders {
             }
             _ => unreachable!("only order events reach the order book"),
         }
+    }
+}
+
+impl crate::checkpoint::Durable for Orders {
+    fn save(&self) -> Vec<u8> {
+        crate::checkpoint::encode(self)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
+        #[allow(unused_mut)]
+        let mut saved: Orders = crate::checkpoint::decode("Orders", state)?;
+        // Configuration is this run's, state the checkpoint's.
+        saved.sla_ms = self.sla_ms;
+        saved.close_after_days = self.close_after_days;
+        *self = saved;
+        Ok(())
     }
 }
 

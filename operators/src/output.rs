@@ -143,7 +143,7 @@ impl Rejection {
 pub const RAW_BYTES_MAX: usize = 1024;
 
 /// Kinds of period aggregates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AggregateKind {
     /// Act of completed work.
     Act,
@@ -196,7 +196,7 @@ impl AggregateKind {
 }
 
 /// The key of a period aggregate: `kind/account/period[/sub]`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PeriodKey {
     /// Which aggregate.
     pub kind: AggregateKind,
@@ -219,7 +219,7 @@ impl PeriodKey {
 }
 
 /// The figures of one aggregate record.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Figures {
     /// Act of completed work: codes paid in the period.
     Act {

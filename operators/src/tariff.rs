@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
 /// One tariff version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tariff {
     /// Net price of one code, KZT.
     pub net_price: Money,
@@ -39,7 +39,7 @@ impl Tariff {
 }
 
 /// Every tariff version by the instant it takes effect.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TariffHistory {
     versions: BTreeMap<Ts, Tariff>,
 }

@@ -16,6 +16,7 @@
 //! complete instant at a time; the aggregates consolidate their facts as a differential
 //! collection first ([`aggregates`], docs/ARCHITECTURE.md).
 
+use crate::checkpoint::SourceShare;
 use crate::config::Config;
 use crate::reference::Summary;
 use crate::source::{self, SourceStats, Sourced};
@@ -24,6 +25,7 @@ use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{MemoryPartition, PartitionInput};
 use markledger_operators::accounts::{AccountRules, Accounts};
 use markledger_operators::aggregates::aggregates;
+use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
 use markledger_operators::event::{Body, DecimalField, Kind};
@@ -310,6 +312,23 @@ where
     S: OutputSink,
     F: Fn(usize) -> S + Send + Sync + 'static,
 {
+    run_files_mode(config, inputs, workers, batching, Mode::Files, make_sink, progress)
+}
+
+/// [`run_inputs`] as `Files` or `Backfill`.
+pub fn run_files_mode<S, F>(
+    config: &Config,
+    inputs: Vec<Box<dyn PartitionInput>>,
+    workers: usize,
+    batching: Batching,
+    mode: Mode,
+    make_sink: F,
+    progress: &mut dyn FnMut(u64),
+) -> Run<S::Done>
+where
+    S: OutputSink,
+    F: Fn(usize) -> S + Send + Sync + 'static,
+{
     let workers = workers.max(1);
     let mut shares: Vec<Inputs> = (0..workers).map(|_| Vec::new()).collect();
     for (i, input) in inputs.into_iter().enumerate() {
@@ -317,7 +336,7 @@ where
     }
     let shares: Vec<Mutex<Inputs>> = shares.into_iter().map(Mutex::new).collect();
     let take = move |worker: usize| std::mem::take(&mut *shares[worker].lock().expect("share lock"));
-    run_dataflow(config, workers, batching, Mode::Files, take, make_sink, progress)
+    run_dataflow(config, workers, batching, mode, take, make_sink, progress)
 }
 
 /// The worker that reads partition `index` (files in the order given, Kafka partitions in
@@ -331,12 +350,18 @@ pub fn worker_of(index: usize, workers: usize) -> usize {
 pub enum Mode {
     /// Every input finishes; the watermark stops at the largest `ts` read (DOMAIN.md §4).
     Files,
+    /// A backfill: like `Files`, but the machines do not finish at the end; they save a
+    /// checkpoint at the end + 1 ms instead ([`Checkpoints::backfill`]), from which a
+    /// stream goes on.
+    Backfill(Checkpoints),
     /// Inputs never finish. When `stop` is set, sources read nothing more, the dataflow
     /// finishes everything before the watermark (never after it: no time-driven change is
     /// decided early), and the run returns.
     Stream {
         /// Set to stop.
         stop: Arc<AtomicBool>,
+        /// Checkpoints asked for, and the cut the run starts from.
+        checkpoints: Option<Checkpoints>,
     },
 }
 
@@ -361,10 +386,21 @@ where
         in_flight: batching.in_flight.max(1),
     };
     let workers = workers.max(1);
-    let (end, stop) = match &mode {
-        Mode::Files => (InputEnd::after(workers), None),
-        Mode::Stream { stop } => (InputEnd::never(), Some(stop.clone())),
+    let (end, stop, checkpoints) = match &mode {
+        Mode::Files => (InputEnd::after(workers), None, None),
+        Mode::Backfill(checkpoints) => (InputEnd::after(workers), None, Some(checkpoints.clone())),
+        Mode::Stream { stop, checkpoints } => (InputEnd::never(), Some(stop.clone()), checkpoints.clone()),
     };
+    // A restored run starts at its checkpoint, with the read position it had.
+    let start = checkpoints.as_ref().and_then(Checkpoints::restored).map_or(0, |cut| {
+        let read_max = (0..cut.workers)
+            .filter_map(|worker| SourceShare::of(cut, worker).ok())
+            .map(|share| share.read_max)
+            .max()
+            .unwrap_or(0);
+        end.note_read(read_max);
+        cut.time
+    });
     // Where each worker's source holds the watermark once stopped (MAX: not yet).
     let stopped: Arc<Vec<Arc<AtomicU64>>> =
         Arc::new((0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect());
@@ -387,6 +423,7 @@ where
         let source_stats = stats.clone();
         let outputs_sink = sink.clone();
         let records_read = worker_records.clone();
+        let checkpoints = checkpoints.clone();
         worker.dataflow::<Time, _, _>(|scope| {
             let sourced = source::partitions(
                 scope,
@@ -399,6 +436,7 @@ where
                 records_read,
                 stop.clone(),
                 source_stopped,
+                start,
             );
             let mut sourced = sourced
                 .partition(2, |record| match record {
@@ -424,6 +462,7 @@ where
                 "Dedup: by id",
                 dedup,
                 end.clone(),
+                checkpoints.clone(),
             );
             let duplicates = unique.clone().flat_map(Result::err);
             let unique = unique.flat_map(Result::ok);
@@ -454,6 +493,7 @@ where
                 "Orders: emission checks",
                 Orders::new(config.sla_ms, config.close_after_days),
                 end.clone(),
+                checkpoints.clone(),
             ));
 
             let command_config = config.clone();
@@ -471,6 +511,7 @@ where
                 "Codes: national index",
                 Codes::new(config.hold_ms, config.retention_ms),
                 end.clone(),
+                checkpoints.clone(),
             ));
 
             let account_inputs = credits.concat(orders.accounts).concat(codes.accounts).concat(tariffs);
@@ -485,6 +526,7 @@ where
                 "Accounts: lifecycle, balance, FIFO",
                 Accounts::new(rules),
                 end.clone(),
+                checkpoints.clone(),
             ));
 
             accounts.finals.connect_loop(finals_handle);
@@ -493,6 +535,7 @@ where
                 orders.facts.concat(accounts.facts),
                 config.close_after_days,
                 end.clone(),
+                checkpoints.clone(),
             );
 
             scope
@@ -580,17 +623,23 @@ impl<'scope> FilterKinds<'scope> for StreamVec<'scope, Time, Placed> {
 /// The order makes output files identical whatever the worker count: records are grouped
 /// by output and by account (or period key), and within an account keep the order its
 /// worker produced them in, which is account order; rejections are sorted.
+///
+/// With `backfill`, the run is a backfill ([`Mode::Backfill`]): its machines save their
+/// shares of a checkpoint at the end + 1 ms into `backfill` instead of finishing.
 pub fn run_summarized(
     config: &Config,
     inputs: Vec<Box<dyn PartitionInput>>,
     workers: usize,
+    backfill: Option<Checkpoints>,
     progress: &mut dyn FnMut(u64),
 ) -> (Summary, SourceStats, Vec<Output>) {
-    let run = run_inputs(
+    let mode = backfill.map_or(Mode::Files, Mode::Backfill);
+    let run = run_files_mode(
         config,
         inputs,
         workers,
         Batching::default(),
+        mode,
         |_| Collect::default(),
         progress,
     );

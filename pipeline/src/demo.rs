@@ -37,6 +37,7 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
         &output,
         quiet,
         Engine::Dataflow { workers: 2 },
+        None,
     )?;
     let mut text = format!(
         "markledger demo: {} accounts, {} events naming {} codes over {} months, generated in {:.1} s (seed {})\n\n",

@@ -66,6 +66,13 @@ struct StreamArgs {
     /// How often input offsets are committed.
     #[arg(long)]
     commit_interval: Option<String>,
+    /// Checkpoint directory: state is restored from its newest valid checkpoint and saved
+    /// there every --checkpoint-interval (without it a restart re-reads the inputs).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// How often a checkpoint is taken (with --state).
+    #[arg(long)]
+    checkpoint_interval: Option<String>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -113,6 +120,10 @@ struct RunArgs {
     /// A period closes at the end of this day of the next month.
     #[arg(long, default_value_t = 7)]
     close_after_days: u32,
+    /// A backfill: end the run in a checkpoint in this directory (its machines do not
+    /// finish: holds stay open), from which `stream --state` with the same workers goes on.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// No progress lines (the summary is still printed).
     #[arg(long)]
     quiet: bool,
@@ -300,7 +311,14 @@ fn run(args: RunArgs) -> Result<()> {
         "reference" => Engine::Reference,
         other => bail!("--engine {other:?}: expected dataflow or reference"),
     };
-    let report = run_files(&config, &args.input, &args.out, args.quiet, engine)?;
+    let report = run_files(
+        &config,
+        &args.input,
+        &args.out,
+        args.quiet,
+        engine,
+        args.state.as_deref(),
+    )?;
     print!("{}", render_summary(&report, &args.out));
     Ok(())
 }
@@ -350,6 +368,16 @@ fn stream(args: StreamArgs) -> Result<()> {
             duration(&args.commit_interval, &file.commit_interval, "1s", "commit interval")?.max(0) as u64,
         ),
         input_partitions: 4,
+        state: args.state.clone().or(file.state.clone()),
+        checkpoint_interval: Duration::from_millis(
+            duration(
+                &args.checkpoint_interval,
+                &file.checkpoint_interval,
+                "10s",
+                "checkpoint interval",
+            )?
+            .max(1) as u64,
+        ),
         progress_topic: format!(
             "{}markledger.progress",
             args.topic_prefix
@@ -395,6 +423,20 @@ fn stream(args: StreamArgs) -> Result<()> {
             .committed_frontier
             .map_or("nothing".into(), |t| markledger_operators::flow::ts_of(t).to_string())
     );
+    if let Some(time) = report.restored_from {
+        println!(
+            "  state       restored from the checkpoint at {}",
+            markledger_operators::flow::ts_of(time)
+        );
+    }
+    if let Some((time, bytes, millis)) = report.last_checkpoint {
+        println!(
+            "  checkpoints {} written; the last at {} ({:.1} MB, {millis} ms to write)",
+            report.checkpoints,
+            markledger_operators::flow::ts_of(time),
+            bytes as f64 / 1e6
+        );
+    }
     println!("  took        {:.1} s", line.elapsed().as_secs_f64());
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! File runs: read partitions, run an engine, write the five outputs, and tell a person
 //! what happened (a progress line on long work, a summary at the end).
 
+use crate::checkpoint::{SourceShare, Store, NAMES};
 use crate::config::Config;
 use crate::reference::{self, Summary};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
 use markledger_connectors::partition::PartitionInput;
+use markledger_operators::checkpoint::Checkpoints;
+use markledger_operators::flow::time_of;
 use markledger_operators::money::render;
 use markledger_operators::Sink;
 use std::path::{Path, PathBuf};
@@ -120,8 +123,22 @@ impl std::fmt::Display for Engine {
 }
 
 /// `markledger run`: read the partitions, run `engine`, write the five outputs.
-pub fn run_files(config: &Config, inputs: &[PathBuf], out: &Path, quiet: bool, engine: Engine) -> Result<RunReport> {
+///
+/// With `state` (the dataflow only), the run is a backfill: it ends in a checkpoint in
+/// `state` from which `markledger stream --state` goes on (docs/ARCHITECTURE.md,
+/// "Checkpoints").
+pub fn run_files(
+    config: &Config,
+    inputs: &[PathBuf],
+    out: &Path,
+    quiet: bool,
+    engine: Engine,
+    state: Option<&Path>,
+) -> Result<RunReport> {
     let mut progress = ProgressLine::new(Duration::from_secs(2), quiet);
+    if let (Some(_), Engine::Reference) = (state, engine) {
+        anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine");
+    }
     if let Engine::Dataflow { workers } = engine {
         // The dataflow streams every partition from disk as it goes.
         let partitions = list_partitions(inputs).context("listing input partitions")?;
@@ -130,11 +147,36 @@ pub fn run_files(config: &Config, inputs: &[PathBuf], out: &Path, quiet: bool, e
             let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
             readers.push(Box::new(reader));
         }
-        let (summary, stats, outputs) = crate::dataflow::run_summarized(config, readers, workers, &mut |records| {
-            progress.tick(|| format!("read {records} records"));
-        });
+        let store = state.map(Store::open).transpose()?;
+        let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES, None));
+        let (summary, stats, outputs) =
+            crate::dataflow::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
+                progress.tick(|| format!("read {records} records"));
+            });
         if !stats.errors.is_empty() {
             anyhow::bail!("reading input: {}", stats.errors.join("; "));
+        }
+        if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
+            // Files are not Kafka partitions: the stream reads its topics from their start,
+            // placing what is older than the checkpoint at it (late).
+            let read_max = summary.last_ts.map_or(0, time_of);
+            for worker in 0..workers {
+                let share = SourceShare {
+                    read_max,
+                    partitions: Vec::new(),
+                };
+                checkpoints.deposit(read_max + 1, share.share(worker));
+            }
+            let cut = checkpoints
+                .take_complete()
+                .context("the backfill's checkpoint is incomplete (a machine did not save its share)")?;
+            let written = store.write(&cut).context("writing the backfill's checkpoint")?;
+            eprintln!(
+                "markledger run: backfill checkpoint {} ({:.1} MB, {} ms)",
+                written.path.display(),
+                written.bytes as f64 / 1e6,
+                written.took.as_millis()
+            );
         }
         let mut sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
         for output in outputs {

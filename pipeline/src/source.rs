@@ -52,9 +52,14 @@ pub struct Placer {
 impl Placer {
     /// A partition that has read nothing yet.
     pub fn new(lateness_ms: i64) -> Placer {
+        Placer::resuming(lateness_ms, None)
+    }
+
+    /// A partition whose records up to one with this high-water mark were read before.
+    pub fn resuming(lateness_ms: i64, high_water: Option<Ts>) -> Placer {
         Placer {
             lateness_ms,
-            high_water: None,
+            high_water,
         }
     }
 
@@ -159,15 +164,18 @@ pub fn partitions<'scope>(
     records_read: Arc<AtomicU64>,
     stop: Option<Arc<AtomicBool>>,
     stopped: Arc<AtomicU64>,
+    start: Time,
 ) -> StreamVec<'scope, Time, Sourced> {
-    source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |cap, info| {
+    source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |mut cap, info| {
         let activator = scope.activator_for(info.address);
+        // A run restored from a checkpoint at `start` places nothing before it.
+        cap.downgrade(&start.max(*cap.time()));
         let mut held: Option<Capability<Time>> = Some(cap);
         let mut partitions: Vec<Partition> = inputs
             .into_iter()
             .map(|input| Partition {
+                placer: Placer::resuming(lateness_ms, input.start_high_water()),
                 input,
-                placer: Placer::new(lateness_ms),
                 finished: false,
                 idle: false,
             })
@@ -202,6 +210,14 @@ pub fn partitions<'scope>(
                 let Some(index) = next else { break };
                 let partition = &mut partitions[index];
                 match partition.input.next_record() {
+                    Next::Known(record) => {
+                        // Already in the restored state: only the high-water mark moves.
+                        records += 1;
+                        partition.idle = false;
+                        if let Decoded::Event(event) = record {
+                            partition.placer.place(event);
+                        }
+                    }
                     Next::Record(Decoded::Event(event)) => {
                         records += 1;
                         partition.idle = false;
@@ -221,9 +237,14 @@ pub fn partitions<'scope>(
                         batch.entry(time).or_default().push(Sourced::Event(placed));
                     }
                     Next::Record(Decoded::Refused(rejection)) => {
+                        // At its partition's floor: a function of the partition's records
+                        // before it, so a restart places it where the first run did (the
+                        // watermark when it happens to be read is not). Behind the watermark
+                        // only on a partition that was idle.
                         records += 1;
-                        partition.input.placed(*cap.time());
-                        batch.entry(*cap.time()).or_default().push(Sourced::Refused(rejection));
+                        let time = partition.placer.floor().map_or(0, time_of).max(*cap.time());
+                        partition.input.placed(time);
+                        batch.entry(time).or_default().push(Sourced::Refused(rejection));
                     }
                     Next::Pending => waiting[index] = true,
                     Next::Idle => {

@@ -26,20 +26,27 @@
 //!   idle partition behind the watermark takes effect at the watermark and is flagged late:
 //!   that, and only that, makes outputs depend on timing.
 
+use crate::checkpoint::{PartitionShare, SourceShare, Store, NAMES};
 use crate::config::Config;
 use crate::dataflow::{run_dataflow, worker_of, Batching, Inputs, Mode, OutputSink};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::json::{decode_event, render_output};
+use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::OutputFile;
 use markledger_connectors::kafka::{
     ensure_topics, output_route, partition_count, KafkaSettings, OutputProducer, OutputTopics, PartitionConsumer,
     Polled, Start, TopicSpec,
 };
 use markledger_connectors::partition::{Next, PartitionInput};
+use markledger_operators::checkpoint::{Checkpoints, Cut};
+use markledger_operators::flow::time_of;
 use markledger_operators::machine::Time;
 use markledger_operators::output::Output;
-use std::collections::{HashMap, VecDeque};
+use markledger_operators::time::Ts;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,6 +68,11 @@ pub struct StreamOptions {
     pub input_partitions: i32,
     /// A compacted topic recording, per group, the output frontier its last commit covered.
     pub progress_topic: String,
+    /// Where checkpoints are written and restored from (None: a restart re-reads the
+    /// inputs from their earliest offsets).
+    pub state: Option<PathBuf>,
+    /// How often a checkpoint is asked for.
+    pub checkpoint_interval: Duration,
 }
 
 /// What a stream run did, for its summary.
@@ -78,9 +90,15 @@ pub struct StreamReport {
     pub committed_frontier: Option<Time>,
     /// Partitions read.
     pub partitions: usize,
+    /// The checkpoint the run started from (its time).
+    pub restored_from: Option<Time>,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// The last checkpoint written: its time, size in bytes, and milliseconds to write.
+    pub last_checkpoint: Option<(Time, u64, u64)>,
 }
 
-/// Shared per process: the producer (every worker's outputs), counters.
+/// Shared per process: the producer (every worker's outputs), counters, checkpoints.
 struct Shared {
     kafka: KafkaSettings,
     progress_topic: String,
@@ -89,6 +107,17 @@ struct Shared {
     suppressed: AtomicU64,
     commits: AtomicU64,
     committed_frontier: AtomicU64,
+    checkpoints: Option<Checkpoints>,
+    checkpoint_interval: Duration,
+    /// When the last checkpoint was asked for.
+    last_request: Mutex<Instant>,
+    /// Complete cuts, acknowledged outputs behind them, to the writer thread.
+    writer: Mutex<Option<mpsc::Sender<Cut>>>,
+    written: AtomicU64,
+    last_written: Mutex<Option<(Time, u64, u64)>>,
+    /// Workers without partitions (more workers than partitions): worker 0 saves their
+    /// (empty) source shares.
+    idle_workers: Vec<usize>,
 }
 
 /// A worker's consumer and its partitions' progress.
@@ -103,14 +132,25 @@ struct WorkerConsumer {
     frontier: Time,
     /// The frontier the last commit covered.
     committed_frontier: Option<Time>,
+    /// The worker's index.
+    worker: usize,
+    /// The last checkpoint time this worker's source share was saved for.
+    checkpoint_saved: Time,
 }
 
 struct PartitionState {
     topic: String,
     partition: i32,
     buffered: VecDeque<(i64, Vec<u8>)>,
-    /// Offsets returned to the source and the times they took effect at, not yet done.
-    placed: VecDeque<(i64, Time)>,
+    /// Offsets returned to the source, the times they took effect at, and the high-water
+    /// mark before each, not yet done.
+    placed: VecDeque<(i64, Time, Option<Ts>)>,
+    /// The largest event `ts` returned (the source's placer's high-water mark).
+    high_water: Option<Ts>,
+    /// The high-water mark before the record last returned.
+    high_water_before: Option<Ts>,
+    /// Offsets the restored state already holds (PartitionShare::known).
+    known: BTreeSet<i64>,
     /// The offset of the record last returned.
     last_returned: Option<i64>,
     /// The offset the consumer started at.
@@ -125,8 +165,42 @@ impl PartitionState {
     /// that kept state).
     fn done_offset(&self) -> i64 {
         match self.placed.front() {
-            Some((offset, _)) => *offset,
-            None => self.last_returned.map_or(self.start_offset, |o| o + 1),
+            Some((offset, _, _)) => *offset,
+            None => self.next_offset(),
+        }
+    }
+
+    fn next_offset(&self) -> i64 {
+        self.last_returned.map_or(self.start_offset, |o| o + 1)
+    }
+
+    /// Where this partition resumes after a checkpoint at `time`: the first record placed
+    /// at or after it, the later ones placed before it (known), and the high-water mark
+    /// before the first. Valid while nothing placed at or after `time` has been dropped
+    /// from `placed`, i.e. before a frontier past `time` is applied.
+    fn share(&self, time: Time) -> PartitionShare {
+        let first = self.placed.iter().position(|(_, at, _)| *at >= time);
+        let (resume, high_water) = match first {
+            Some(i) => (self.placed[i].0, self.placed[i].2),
+            None => (self.next_offset(), self.high_water),
+        };
+        let mut known: Vec<i64> = first.map_or_else(Vec::new, |i| {
+            self.placed
+                .iter()
+                .skip(i + 1)
+                .filter(|(_, at, _)| *at < time)
+                .map(|(offset, _, _)| *offset)
+                .collect()
+        });
+        // Restored known records not read again yet are still known.
+        known.extend(self.known.iter().copied());
+        known.sort_unstable();
+        PartitionShare {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            resume,
+            known,
+            high_water,
         }
     }
 }
@@ -164,7 +238,15 @@ impl WorkerConsumer {
             Some((offset, payload)) => {
                 state.last_returned = Some(offset);
                 state.quiet_since = Instant::now();
-                Next::Record(decode_event(&payload))
+                let decoded = decode_event(&payload);
+                state.high_water_before = state.high_water;
+                if let Decoded::Event(event) = &decoded {
+                    state.high_water = Some(state.high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+                }
+                if state.known.remove(&offset) {
+                    return Next::Known(decoded);
+                }
+                Next::Record(decoded)
             }
             None if state.caught_up && state.quiet_since.elapsed() >= idle_timeout => Next::Idle,
             None => Next::Pending,
@@ -174,8 +256,11 @@ impl WorkerConsumer {
     /// Everything before `frontier` is done: commit what that covers, at most once per
     /// interval, after the broker has acknowledged every output produced so far.
     fn completed(&mut self, frontier: Time, force: bool) -> Result<()> {
+        if !force {
+            self.checkpoint(frontier)?;
+        }
         for state in &mut self.partitions {
-            while state.placed.front().is_some_and(|(_, time)| *time < frontier) {
+            while state.placed.front().is_some_and(|(_, time, _)| *time < frontier) {
                 state.placed.pop_front();
             }
         }
@@ -235,6 +320,58 @@ impl WorkerConsumer {
     }
 }
 
+impl WorkerConsumer {
+    /// Checkpoints: worker 0 asks for one every interval, just past what every machine has
+    /// stepped and every source has seen done ([`Checkpoints::propose`]: so each machine
+    /// can still save its state as of that time, and each source still knows where its
+    /// partitions resume); each worker saves its source share once the frontier reaches
+    /// the time asked for; whoever completes a cut flushes the producer (the outputs before
+    /// the cut are then acknowledged) and hands the cut to the writer thread.
+    fn checkpoint(&mut self, frontier: Time) -> Result<()> {
+        let Some(checkpoints) = self.shared.checkpoints.clone() else {
+            return Ok(());
+        };
+        if self.worker == 0 {
+            let mut last = self.shared.last_request.lock().expect("request lock");
+            if last.elapsed() >= self.shared.checkpoint_interval && checkpoints.propose().is_some() {
+                *last = Instant::now();
+            }
+        }
+        if let Some(time) = checkpoints.acting_on(frontier) {
+            if time > self.checkpoint_saved && frontier >= time {
+                let share = SourceShare {
+                    read_max: self
+                        .partitions
+                        .iter()
+                        .filter_map(|state| state.high_water.map(time_of))
+                        .max()
+                        .unwrap_or(0),
+                    partitions: self.partitions.iter().map(|state| state.share(time)).collect(),
+                };
+                checkpoints.deposit(time, share.share(self.worker));
+                if self.worker == 0 {
+                    for worker in &self.shared.idle_workers {
+                        checkpoints.deposit(time, SourceShare::default().share(*worker));
+                    }
+                }
+                self.checkpoint_saved = time;
+            }
+        }
+        if let Some(cut) = checkpoints.take_complete() {
+            self.shared
+                .producer
+                .lock()
+                .expect("producer lock")
+                .flush(Duration::from_secs(30))
+                .context("waiting for the broker to acknowledge outputs before a checkpoint")?;
+            if let Some(writer) = self.shared.writer.lock().expect("writer lock").as_ref() {
+                let _ = writer.send(cut);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One Kafka partition as a [`PartitionInput`].
 struct KafkaPartition {
     worker: Arc<Mutex<WorkerConsumer>>,
@@ -263,8 +400,12 @@ impl PartitionInput for KafkaPartition {
         let mut worker = self.worker.lock().expect("consumer lock");
         let state = &mut worker.partitions[self.index];
         if let Some(offset) = state.last_returned {
-            state.placed.push_back((offset, time));
+            state.placed.push_back((offset, time, state.high_water_before));
         }
+    }
+
+    fn start_high_water(&self) -> Option<Ts> {
+        self.worker.lock().expect("consumer lock").partitions[self.index].high_water
     }
 
     fn completed(&mut self, frontier: u64) {
@@ -402,7 +543,57 @@ pub fn run_stream(
     ensure_topics(kafka, &[TopicSpec::compacted(options.progress_topic.clone(), 1)])
         .context("creating the progress topic")?;
     // Where an earlier run of the group got to (outputs before it are acknowledged).
-    let resume = read_progress(kafka, &options.progress_topic)?;
+    let progress_frontier = read_progress(kafka, &options.progress_topic)?;
+    let workers = options.workers.max(1);
+    // The state a checkpoint holds, and where each partition resumes.
+    let store = options.state.as_deref().map(Store::open).transpose()?;
+    let restored = match &store {
+        Some(store) => store.load(&mut |why| eprintln!("markledger stream: {why}"))?,
+        None => None,
+    };
+    if let (Some(dir), None) = (&options.state, &restored) {
+        eprintln!(
+            "markledger stream: no checkpoint in {}: state is rebuilt from the inputs' earliest offsets",
+            dir.display()
+        );
+    }
+    let mut resume_at: HashMap<(String, i32), PartitionShare> = HashMap::new();
+    if let Some(cut) = &restored {
+        if cut.workers != workers {
+            anyhow::bail!(
+                "the checkpoint at {} was written by {} workers; run with --workers {} (state is \
+                 partitioned by worker), or move the state directory away to rebuild from the inputs",
+                markledger_operators::flow::ts_of(cut.time),
+                cut.workers,
+                cut.workers
+            );
+        }
+        for worker in 0..workers {
+            for partition in SourceShare::of(cut, worker)?.partitions {
+                let mine = assignment
+                    .iter()
+                    .position(|p| *p == (partition.topic.clone(), partition.partition))
+                    .is_some_and(|i| worker_of(i, workers) == worker);
+                if !mine {
+                    anyhow::bail!(
+                        "the checkpoint's partition {}/{} is not worker {worker}'s in this run: the input \
+                         topics or their partitions changed; move the state directory away to rebuild",
+                        partition.topic,
+                        partition.partition
+                    );
+                }
+                resume_at.insert((partition.topic.clone(), partition.partition), partition);
+            }
+        }
+        eprintln!(
+            "markledger stream: restored the checkpoint at {} ({} workers)",
+            markledger_operators::flow::ts_of(cut.time),
+            cut.workers
+        );
+    }
+    let resume = progress_frontier.max(restored.as_ref().map_or(0, |cut| cut.time));
+    let restored_from = restored.as_ref().map(|cut| cut.time);
+    let checkpoints = store.as_ref().map(|_| Checkpoints::new(workers, &NAMES, restored));
     if resume > 0 {
         eprintln!(
             "markledger stream: resuming group {}: outputs before {} were produced by an earlier run",
@@ -419,8 +610,35 @@ pub fn run_stream(
         suppressed: AtomicU64::new(0),
         commits: AtomicU64::new(0),
         committed_frontier: AtomicU64::new(resume),
+        checkpoints: checkpoints.clone(),
+        checkpoint_interval: options.checkpoint_interval,
+        last_request: Mutex::new(Instant::now()),
+        writer: Mutex::new(None),
+        written: AtomicU64::new(0),
+        last_written: Mutex::new(None),
+        idle_workers: (0..workers)
+            .filter(|worker| !(0..assignment.len()).any(|i| worker_of(i, workers) == *worker))
+            .collect(),
     });
-    let workers = options.workers.max(1);
+    // The writer thread: one checkpoint file at a time, off the workers' threads.
+    let writer = store.map(|store| {
+        let (send, receive) = mpsc::channel::<Cut>();
+        *shared.writer.lock().expect("writer lock") = Some(send);
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            for cut in receive {
+                match store.write(&cut) {
+                    Ok(written) => {
+                        shared.written.fetch_add(1, Ordering::Relaxed);
+                        *shared.last_written.lock().expect("written lock") =
+                            Some((cut.time, written.bytes, written.took.as_millis() as u64));
+                    }
+                    // Not fatal: the previous checkpoint stays the one to restore.
+                    Err(error) => eprintln!("markledger stream: checkpoint not written: {error:#}"),
+                }
+            }
+        })
+    });
     let consumers: Arc<Mutex<Vec<Arc<Mutex<WorkerConsumer>>>>> = Arc::default();
     let make_inputs = {
         let kafka = kafka.clone();
@@ -429,6 +647,7 @@ pub fn run_stream(
         let assignment = assignment.clone();
         let idle_timeout = options.idle_timeout;
         let commit_interval = options.commit_interval;
+        let resume_at = resume_at.clone();
         move |worker: usize| -> Inputs {
             let mine: Vec<(String, i32)> = assignment
                 .iter()
@@ -439,22 +658,39 @@ pub fn run_stream(
             if mine.is_empty() {
                 return Vec::new();
             }
-            let consumer = PartitionConsumer::starting(&kafka, &mine, Start::Earliest)
+            let start = if resume_at.is_empty() {
+                Start::Earliest
+            } else {
+                Start::At(
+                    mine.iter()
+                        .map(|p| resume_at.get(p).map_or(0, |share| share.resume))
+                        .collect(),
+                )
+            };
+            let consumer = PartitionConsumer::starting(&kafka, &mine, start)
                 .unwrap_or_else(|error| panic!("creating worker {worker}'s consumer: {error}"));
             let start: HashMap<(String, i32), i64> =
                 consumer.positions().into_iter().map(|(t, p, o)| ((t, p), o)).collect();
             let partitions = mine
                 .iter()
-                .map(|(topic, partition)| PartitionState {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    buffered: VecDeque::new(),
-                    placed: VecDeque::new(),
-                    last_returned: None,
-                    start_offset: start[&(topic.clone(), *partition)],
-                    caught_up: false,
-                    quiet_since: Instant::now(),
-                    committed: None,
+                .map(|(topic, partition)| {
+                    let restored = resume_at.get(&(topic.clone(), *partition));
+                    PartitionState {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        buffered: VecDeque::new(),
+                        placed: VecDeque::new(),
+                        high_water: restored.and_then(|share| share.high_water),
+                        high_water_before: None,
+                        known: restored
+                            .map(|share| share.known.iter().copied().collect())
+                            .unwrap_or_default(),
+                        last_returned: None,
+                        start_offset: start[&(topic.clone(), *partition)],
+                        caught_up: false,
+                        quiet_since: Instant::now(),
+                        committed: None,
+                    }
                 })
                 .collect();
             let index = mine.iter().cloned().enumerate().map(|(i, p)| (p, i)).collect();
@@ -467,6 +703,8 @@ pub fn run_stream(
                 last_commit: Instant::now(),
                 frontier: 0,
                 committed_frontier: None,
+                worker,
+                checkpoint_saved: restored_from.unwrap_or(0),
             }));
             consumers.lock().expect("registry").push(worker_consumer.clone());
             mine.iter()
@@ -498,12 +736,15 @@ pub fn run_stream(
         // 0: no commit yet, by this run or an earlier one of the group.
         committed_frontier: Some(shared.committed_frontier.load(Ordering::Relaxed)).filter(|t| *t > 0),
         partitions: assignment.len(),
+        restored_from,
+        checkpoints: shared.written.load(Ordering::Relaxed),
+        last_checkpoint: *shared.last_written.lock().expect("written lock"),
     };
     let run = run_dataflow(
         config,
         workers,
         Batching::default(),
-        Mode::Stream { stop },
+        Mode::Stream { stop, checkpoints },
         make_inputs,
         make_sink,
         &mut |records| progress(&report(records)),
@@ -514,7 +755,15 @@ pub fn run_stream(
         let frontier = worker.frontier;
         worker.completed(frontier, true)?;
     }
-    Ok(report(run.stats.records))
+    // The writer finishes the checkpoint it has (if any) before the run returns.
+    shared.writer.lock().expect("writer lock").take();
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    let mut report = report(run.stats.records);
+    report.checkpoints = shared.written.load(Ordering::Relaxed);
+    report.last_checkpoint = *shared.last_written.lock().expect("written lock");
+    Ok(report)
 }
 
 /// `stream --config FILE`: any of the command's settings, in TOML (flags win).
@@ -528,6 +777,8 @@ pub fn run_stream(
 /// lateness = "5s"
 /// idle_timeout = "10s"
 /// commit_interval = "1s"
+/// state = "/var/lib/markledger"
+/// checkpoint_interval = "10s"
 /// [topics]
 /// status = "codes.status"
 /// ledger = "codes.ledger"
@@ -554,6 +805,10 @@ pub struct StreamFile {
     pub idle_timeout: Option<String>,
     /// Commit interval.
     pub commit_interval: Option<String>,
+    /// Checkpoint directory.
+    pub state: Option<std::path::PathBuf>,
+    /// Checkpoint interval.
+    pub checkpoint_interval: Option<String>,
     /// Output topic names.
     pub topics: Option<TopicNames>,
 }

@@ -837,8 +837,8 @@ mod tests {
         assert_eq!(lines.len(), DIFF_LINES_PER_CATEGORY + 1, "{lines:#?}");
         assert_eq!(
             lines[0],
-            "balances: A00: l: balance 2.00, unpaid 0 codes / 0.00, pending orders 0 \
-             / r: balance 3.00, unpaid 0 codes / 0.00, pending orders 0"
+            "balances: A00: l: balance 2.00, unpaid 0 codes / 0.00, pending orders 0, rev 1 \
+             / r: balance 3.00, unpaid 0 codes / 0.00, pending orders 0, rev 1"
         );
         assert_eq!(lines[20], "balances: … and 10 more (30 differences in all)");
     }

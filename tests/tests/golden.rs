@@ -52,6 +52,7 @@ fn every_golden_scenario_reproduces_its_expected_outputs() {
             &out,
             true,
             Engine::Reference,
+            None,
         )
         .expect("run succeeds");
         let expected_dir = scenario.join("expected");

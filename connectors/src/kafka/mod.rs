@@ -55,6 +55,18 @@ pub enum Error {
         /// librdkafka's error.
         source: rdkafka::error::KafkaError,
     },
+    /// A checkpoint resumes a partition at an offset the broker no longer retains.
+    #[error("{topic}/{partition}: the checkpoint resumes at offset {offset}, but the broker retains only from {low}")]
+    NotRetained {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Where the checkpoint resumes.
+        offset: i64,
+        /// The earliest retained offset.
+        low: i64,
+    },
     /// The topic does not exist (tansu never creates topics on its own).
     #[error("topic {topic} does not exist")]
     UnknownTopic {

@@ -77,13 +77,16 @@ pub enum Polled {
 }
 
 /// Where a [`PartitionConsumer`] starts each partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Start {
     /// At the group's committed offset, or the earliest retained one without a commit.
     Committed,
     /// At the earliest retained offset, whatever the group committed (rebuilding state by
     /// re-reading the input).
     Earliest,
+    /// At these offsets, one per assigned partition in assignment order (a checkpoint's).
+    /// Fails if one of them is no longer retained: records the state needs are gone.
+    At(Vec<i64>),
 }
 
 /// Consumes an explicitly assigned set of topic partitions, committing offsets to the
@@ -201,7 +204,26 @@ impl PartitionConsumer {
             .map_err(|error| Error::client("reading the group's committed offsets", error))?;
         let mut starts = Vec::with_capacity(assignment.len());
         let mut start_list = TopicPartitionList::with_capacity(assignment.len());
-        for (topic, partition) in assignment {
+        for (index, (topic, partition)) in assignment.iter().enumerate() {
+            if let Start::At(offsets) = &start {
+                let offset = offsets[index];
+                let (low, _high) = consumer
+                    .fetch_watermarks(topic, *partition, METADATA_TIMEOUT)
+                    .map_err(|error| Error::client(format!("reading the offsets of {topic}/{partition}"), error))?;
+                if offset < low {
+                    return Err(Error::NotRetained {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset,
+                        low,
+                    });
+                }
+                start_list
+                    .add_partition_offset(topic, *partition, Offset::Offset(offset))
+                    .map_err(|error| Error::client("building the assignment", error))?;
+                starts.push(offset);
+                continue;
+            }
             let committed_offset =
                 committed
                     .find_partition(topic, *partition)

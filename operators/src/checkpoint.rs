@@ -1,0 +1,246 @@
+//! Checkpoints of the dataflow's state (docs/ARCHITECTURE.md, "Checkpoints").
+//!
+//! A checkpoint at time `T` is every stateful operator's state after it has stepped every
+//! instant before `T` and nothing at or after it, plus the inputs already waiting at `T`
+//! that were produced before `T` (only a feedback edge produces those), plus where each
+//! input partition must be read again from. Timely's frontier gives the consistent cut:
+//! an operator saves once its input frontier has passed every time before `T`.
+//!
+//! In: [`Durable`] machines (each saves and restores its own state, encoded by
+//! [`encode`]/[`decode`]) and the sources' shares. Out: a [`Cut`], all the shares of one
+//! `T`, handed to whoever writes it ([`Checkpoints::take_complete`]).
+//!
+//! One [`Checkpoints`] is shared by every worker of a process; shares are named by worker
+//! and operator, so a cut is complete when every expected share has arrived.
+
+use crate::machine::{Machine, Time};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A saved state that cannot be read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("checkpoint state of {what} does not decode: {detail}")]
+pub struct RestoreError {
+    /// What was being restored.
+    pub what: String,
+    /// Why it failed.
+    pub detail: String,
+}
+
+/// A [`Machine`] whose state can be saved in a checkpoint and restored from it.
+///
+/// Contract: after `restore(save())` into a machine built with the same configuration,
+/// stepping the same later inputs gives the same outputs and the same later saves as the
+/// machine that was saved. `save` is called between two steps, never inside one.
+pub trait Durable: Machine
+where
+    Self::In: Serialize + DeserializeOwned,
+{
+    /// The machine's state (not its configuration), encoded with [`encode`].
+    fn save(&self) -> Vec<u8>;
+    /// Replaces the state with a saved one.
+    fn restore(&mut self, state: &[u8]) -> Result<(), RestoreError>;
+    /// Whether an input waiting at the checkpoint's time was produced before it and so
+    /// belongs to the checkpoint (true only for what a feedback edge carries: its producer
+    /// will not produce it again after a restore).
+    fn carried(_input: &Self::In) -> bool {
+        false
+    }
+}
+
+/// The encoding of every saved state: bincode's standard configuration over serde.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("state encodes")
+}
+
+/// Reads what [`encode`] wrote.
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, RestoreError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|error| RestoreError {
+            what: what.to_string(),
+            detail: error.to_string(),
+        })
+}
+
+/// One operator's (or source's) share of a cut.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// The worker that saved it.
+    pub worker: usize,
+    /// The operator's name.
+    pub name: String,
+    /// Its state ([`Durable::save`], or the source's own encoding).
+    pub state: Vec<u8>,
+    /// Inputs waiting at the cut's time that belong to it ([`Durable::carried`]), encoded.
+    pub carried: Vec<u8>,
+}
+
+/// Every share of one checkpoint time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cut {
+    /// The checkpoint time: the state covers every instant before it.
+    pub time: Time,
+    /// The worker count that saved it (restoring needs the same: shares are per worker).
+    pub workers: usize,
+    /// Shares, by (worker, name).
+    pub shares: BTreeMap<(usize, String), Share>,
+}
+
+impl Cut {
+    /// The share of `name` on `worker`.
+    pub fn share(&self, worker: usize, name: &str) -> Option<&Share> {
+        self.shares.get(&(worker, name.to_string()))
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    workers: usize,
+    /// Names of the operators that save a share on every worker.
+    names: BTreeSet<String>,
+    /// The time of the checkpoint asked for (0: none yet); only ever increases.
+    requested: AtomicU64,
+    /// The time of the last cut completed or given up (0: none yet): a request at or
+    /// before it is no longer pending.
+    settled: AtomicU64,
+    /// The latest instant any machine has started to step.
+    stepped: AtomicU64,
+    /// The latest output frontier any source has acted on.
+    seen: AtomicU64,
+    /// Cuts being assembled.
+    pending: Mutex<BTreeMap<Time, Cut>>,
+    /// Where the run starts from.
+    restored: Option<Arc<Cut>>,
+    /// A file run that ends in a checkpoint instead of finishing.
+    backfill: bool,
+}
+
+/// The checkpoints of one process's workers (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Checkpoints(Arc<Inner>);
+
+impl Checkpoints {
+    /// Checkpoints of `workers` workers, each saving a share under every one of `names`;
+    /// `restored`: the cut the run starts from.
+    pub fn new(workers: usize, names: &[&str], restored: Option<Cut>) -> Checkpoints {
+        Checkpoints(Arc::new(Inner {
+            workers,
+            names: names.iter().map(|name| name.to_string()).collect(),
+            requested: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+            stepped: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
+            pending: Mutex::new(BTreeMap::new()),
+            restored: restored.map(Arc::new),
+            backfill: false,
+        }))
+    }
+
+    /// Checkpoints of a backfill: a file run whose machines save at its end + 1 ms instead
+    /// of finishing (holds stay open, periods are not closed by the end of the input).
+    pub fn backfill(workers: usize, names: &[&str], restored: Option<Cut>) -> Checkpoints {
+        let mut checkpoints = Checkpoints::new(workers, names, restored);
+        Arc::get_mut(&mut checkpoints.0).expect("a new handle").backfill = true;
+        checkpoints
+    }
+
+    /// Whether this is a backfill's.
+    pub fn is_backfill(&self) -> bool {
+        self.0.backfill
+    }
+
+    /// Asks for a checkpoint just after everything any machine has stepped and any source
+    /// has seen done, unless one is still pending. Returns the time asked for.
+    ///
+    /// Race-free without a lock: a machine publishes the instant it is about to step
+    /// ([`Checkpoints::stepping`]) before it reads the pending request, and this publishes
+    /// the request before it reads the positions again; so either the machine sees the
+    /// request before stepping past it, or this sees the machine past it and gives the
+    /// request up (settles it unwritten; a later one is asked for instead). The same for
+    /// sources and the frontiers they act on ([`Checkpoints::acting_on`]).
+    pub fn propose(&self) -> Option<Time> {
+        let inner = &self.0;
+        let settled = inner.settled.load(Ordering::SeqCst);
+        if inner.requested.load(Ordering::SeqCst) > settled {
+            return None;
+        }
+        let position = || {
+            inner
+                .stepped
+                .load(Ordering::SeqCst)
+                .max(inner.seen.load(Ordering::SeqCst))
+        };
+        let time = position() + 1;
+        if time <= settled.max(inner.requested.load(Ordering::SeqCst)) {
+            return None;
+        }
+        inner.requested.store(time, Ordering::SeqCst);
+        if position() >= time {
+            inner.settled.fetch_max(time, Ordering::SeqCst);
+            return None;
+        }
+        Some(time)
+    }
+
+    /// The checkpoint asked for and neither complete nor given up.
+    pub fn pending(&self) -> Option<Time> {
+        let requested = self.0.requested.load(Ordering::SeqCst);
+        (requested > self.0.settled.load(Ordering::SeqCst)).then_some(requested)
+    }
+
+    /// A machine is about to step `now`: returns the pending checkpoint, which it saves
+    /// first if `now` is at or after it.
+    pub fn stepping(&self, now: Time) -> Option<Time> {
+        self.0.stepped.fetch_max(now, Ordering::SeqCst);
+        self.pending()
+    }
+
+    /// A source is about to act on the output frontier `frontier` (drop what it no longer
+    /// needs before it): returns the pending checkpoint.
+    pub fn acting_on(&self, frontier: Time) -> Option<Time> {
+        self.0.seen.fetch_max(frontier, Ordering::SeqCst);
+        self.pending()
+    }
+
+    /// The cut the run starts from.
+    pub fn restored(&self) -> Option<&Cut> {
+        self.0.restored.as_deref()
+    }
+
+    /// Adds a share to the cut at `time`.
+    pub fn deposit(&self, time: Time, share: Share) {
+        let mut pending = self.0.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Cuts given up or superseded never complete.
+        let settled = self.0.settled.load(Ordering::SeqCst);
+        pending.retain(|t, _| *t > settled);
+        if time <= settled {
+            return;
+        }
+        let cut = pending.entry(time).or_insert_with(|| Cut {
+            time,
+            workers: self.0.workers,
+            shares: BTreeMap::new(),
+        });
+        cut.shares.insert((share.worker, share.name.clone()), share);
+    }
+
+    /// The newest cut that has every share, once (older incomplete ones are dropped: a
+    /// newer complete cut supersedes them).
+    pub fn take_complete(&self) -> Option<Cut> {
+        let mut pending = self.0.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let expected = self.0.workers * self.0.names.len();
+        let time = pending
+            .iter()
+            .rev()
+            .find(|(_, cut)| cut.shares.len() == expected)
+            .map(|(time, _)| *time)?;
+        let cut = pending.remove(&time);
+        pending.retain(|t, _| *t > time);
+        self.0.settled.fetch_max(time, Ordering::SeqCst);
+        cut
+    }
+}
