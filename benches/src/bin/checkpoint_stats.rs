@@ -16,7 +16,12 @@ fn main() -> Result<(), Error> {
         .ok_or("usage: checkpoint-stats FILE.mlck")?;
     let bytes = std::fs::metadata(&path)?.len();
     let cut = Store::read(&path)?;
-    println!("checkpoint {} at {}: {bytes} bytes, {} workers", path.display(), cut.time, cut.workers);
+    println!(
+        "checkpoint {} at {}: {bytes} bytes, {} workers",
+        path.display(),
+        cut.time,
+        cut.workers
+    );
     for name in NAMES {
         let size: usize = (0..cut.workers)
             .filter_map(|worker| cut.share(worker, name))
