@@ -133,11 +133,15 @@ seconds() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv
 "${psql[@]}" -c "COPY calendar_lines (body) FROM STDIN $copy_options" <"$calendar"
 
 # ------------------------------------------------------------------ load: COPY and decode, partitions in parallel
+trace_options=()
+if [ "$trace" = 1 ]; then
+  trace_options=(-e -c '\timing on')
+fi
 t0=$(now)
 pids=()
 index=0
 for name in "${partitions[@]}"; do
-  "${psql[@]}" -c "SET ml.part = '$index'" -c "COPY raw_lines (body) FROM STDIN $copy_options" \
+  "${psql[@]}" "${trace_options[@]}" -c "SET ml.part = '$index'" -c "COPY raw_lines (body) FROM STDIN $copy_options" \
     -v part="$index" -f "$here/decode.sql" <"$dataset/$name" &
   pids+=($!)
   index=$((index + 1))
@@ -148,10 +152,6 @@ done
 t1=$(now)
 
 # ------------------------------------------------------------------ prepare, settle, export
-trace_options=()
-if [ "$trace" = 1 ]; then
-  trace_options=(-e -c '\timing on')
-fi
 "${psql[@]}" -v lateness_ms=5000 -v hold_ms=60000 -v expiry_working_days=30 -v defect_working_days=10 \
   "${trace_options[@]}" -f "$here/prepare.sql"
 t2=$(now)
