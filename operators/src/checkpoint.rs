@@ -127,13 +127,16 @@ impl Checkpoints {
     /// Checkpoints of `workers` workers, each saving a share under every one of `names`;
     /// `restored`: the cut the run starts from.
     pub fn new(workers: usize, names: &[&str], restored: Option<Cut>) -> Checkpoints {
+        // A restored run starts where its checkpoint is: that checkpoint is settled, no
+        // machine has stepped its time yet, and nothing before it will be seen again.
+        let start = restored.as_ref().map_or(0, |cut| cut.time);
         Checkpoints(Arc::new(Inner {
             workers,
             names: names.iter().map(|name| name.to_string()).collect(),
-            requested: AtomicU64::new(0),
-            settled: AtomicU64::new(0),
-            stepped: AtomicU64::new(0),
-            seen: AtomicU64::new(0),
+            requested: AtomicU64::new(start),
+            settled: AtomicU64::new(start),
+            stepped: AtomicU64::new(start.saturating_sub(1)),
+            seen: AtomicU64::new(start),
             pending: Mutex::new(BTreeMap::new()),
             restored: restored.map(Arc::new),
             backfill: false,
@@ -153,8 +156,9 @@ impl Checkpoints {
         self.0.backfill
     }
 
-    /// Asks for a checkpoint just after everything any machine has stepped and any source
-    /// has seen done, unless one is still pending. Returns the time asked for.
+    /// Asks for a checkpoint just after everything any machine has stepped (and not before
+    /// any frontier a source has acted on), unless one is still pending. Returns the time
+    /// asked for.
     ///
     /// Race-free without a lock: a machine publishes the instant it is about to step
     /// ([`Checkpoints::stepping`]) before it reads the pending request, and this publishes
@@ -168,18 +172,18 @@ impl Checkpoints {
         if inner.requested.load(Ordering::SeqCst) > settled {
             return None;
         }
-        let position = || {
-            inner
-                .stepped
-                .load(Ordering::SeqCst)
-                .max(inner.seen.load(Ordering::SeqCst))
-        };
-        let time = position() + 1;
+        // Valid times: after every instant a machine has stepped, and not before a frontier a
+        // source has acted on (it has dropped what it placed before that frontier). The
+        // earliest valid one, so that an idle stream's last state is covered too (its
+        // frontier stays where it is).
+        let stepped = || inner.stepped.load(Ordering::SeqCst);
+        let seen = || inner.seen.load(Ordering::SeqCst);
+        let time = (stepped() + 1).max(seen());
         if time <= settled.max(inner.requested.load(Ordering::SeqCst)) {
             return None;
         }
         inner.requested.store(time, Ordering::SeqCst);
-        if position() >= time {
+        if stepped() >= time || seen() > time {
             inner.settled.fetch_max(time, Ordering::SeqCst);
             return None;
         }
@@ -242,5 +246,68 @@ impl Checkpoints {
         pending.retain(|t, _| *t > time);
         self.0.settled.fetch_max(time, Ordering::SeqCst);
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(worker: usize, name: &str) -> Share {
+        Share {
+            worker,
+            name: name.to_string(),
+            state: vec![worker as u8],
+            carried: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_proposal_is_after_every_step_and_waits_for_the_pending_one() {
+        let checkpoints = Checkpoints::new(2, &["m", "s"], None);
+        checkpoints.stepping(10);
+        checkpoints.acting_on(4);
+        assert_eq!(checkpoints.propose(), Some(11));
+        // Pending: no second request, and a machine stepping 12 sees it first.
+        assert_eq!(checkpoints.propose(), None);
+        assert_eq!(checkpoints.stepping(12), Some(11));
+        for worker in 0..2 {
+            checkpoints.deposit(11, share(worker, "m"));
+        }
+        checkpoints.deposit(11, share(0, "s"));
+        assert!(checkpoints.take_complete().is_none(), "one share is missing");
+        checkpoints.deposit(11, share(1, "s"));
+        let cut = checkpoints.take_complete().expect("complete");
+        assert_eq!((cut.time, cut.shares.len()), (11, 4));
+        assert_eq!(checkpoints.pending(), None);
+        // Idle: nothing stepped since, the frontier acted on is 13: a checkpoint at 13.
+        checkpoints.acting_on(13);
+        assert_eq!(checkpoints.propose(), Some(13));
+    }
+
+    #[test]
+    fn a_restored_run_asks_for_nothing_before_its_checkpoint() {
+        let cut = Cut {
+            time: 100,
+            workers: 1,
+            shares: BTreeMap::new(),
+        };
+        let checkpoints = Checkpoints::new(1, &["m"], Some(cut));
+        assert_eq!(checkpoints.propose(), None, "nothing has happened since the checkpoint");
+        checkpoints.stepping(100);
+        assert_eq!(checkpoints.propose(), Some(101));
+    }
+
+    #[test]
+    fn shares_of_a_given_up_request_are_dropped() {
+        let checkpoints = Checkpoints::new(1, &["m"], None);
+        checkpoints.stepping(5);
+        assert_eq!(checkpoints.propose(), Some(6));
+        checkpoints.deposit(6, share(0, "m"));
+        let cut = checkpoints.take_complete().expect("complete");
+        assert_eq!(cut.time, 6);
+        // A late share of a settled time is ignored.
+        checkpoints.deposit(6, share(0, "m"));
+        assert!(checkpoints.take_complete().is_none());
     }
 }
