@@ -132,6 +132,10 @@ seconds() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv
 "${psql[@]}" -f "$here/schema.sql"
 "${psql[@]}" -c "COPY calendar_lines (body) FROM STDIN $copy_options" <"$calendar"
 
+# Other work on the machine changes both engines' times, and markledger's two worker
+# threads far more than PostgreSQL's one backend: the 1-minute load average is printed
+# before and after each engine's run so a figure carries the state it was taken in.
+load_before_pg=$(cut -d' ' -f1 /proc/loadavg)
 # ------------------------------------------------------------------ load: COPY and decode, partitions in parallel
 trace_options=()
 if [ "$trace" = 1 ]; then
@@ -164,6 +168,7 @@ if [ "$trace" = 1 ]; then
   "${psql[@]}" -c "SELECT funcname, calls, round(total_time) AS total_ms, round(self_time) AS self_ms
                    FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 15"
 fi
+load_after_pg=$(cut -d' ' -f1 /proc/loadavg)
 read -r pg_events pg_code_events pg_late < <("${psql[@]}" -A -t -F ' ' \
   -c "SELECT events, code_events, late_events FROM run_info")
 stop_server
@@ -186,6 +191,7 @@ rate() { python3 -c "import sys; print(round(int(sys.argv[1]) / max(float(sys.ar
 
 echo "postgres: dataset $dataset: $pg_events events naming $code_events codes ($pg_late late)"
 echo "postgres: load (COPY + decode) $load s, prepare $prepare s, settle (PL/pgSQL) $settle s, export $export_s s"
+echo "postgres: load average $load_before_pg before, $load_after_pg after (2 cores)"
 echo "postgres: total $total s, $(rate "$code_events" "$total") code events/s (settle alone: $(rate "$code_events" "$settle") code events/s)"
 
 if [ "${ML_SKIP_MARKLEDGER:-0}" = 1 ]; then
@@ -197,11 +203,13 @@ bin="$repo/target/release/markledger"
 if [ ! -x "$bin" ]; then
   (cd "$repo" && cargo build --release --quiet -p markledger)
 fi
+load_before_ml=$(cut -d' ' -f1 /proc/loadavg)
 m0=$(now)
 "$bin" run --input "$dataset" --out "$work/ml_out" --quiet >"$work/markledger.txt"
 m1=$(now)
 ml_total=$(seconds "$m0" "$m1")
 grep -E "^\s+speed" "$work/markledger.txt" | sed 's/^ */markledger: /'
+echo "markledger: load average $load_before_ml before, $(cut -d' ' -f1 /proc/loadavg) after (2 cores)"
 echo "markledger: total $ml_total s (wall, this run), $(rate "$code_events" "$ml_total") code events/s"
 python3 -c "import sys; print(f'ratio: PostgreSQL / dataflow = {float(sys.argv[1]) / float(sys.argv[2]):.2f} (code events/s of PostgreSQL are {float(sys.argv[2]) / float(sys.argv[1]):.2f} x the dataflow\'s)')" "$total" "$ml_total"
 
