@@ -9,6 +9,7 @@
 # Environment:
 #   ML_CALENDAR  working-day calendar (default datasets/calendars/kazakhstan.cal)
 #   ML_SKIP_MARKLEDGER=1  do not run markledger (no ratio, no match check)
+#   ML_WORKERS   markledger's --workers (default: markledger's own default, 2)
 #   ML_PG_TRACE=1  print each prepare statement's time and the settle functions' times
 #
 # Prints the phase timings (load = COPY of the input lines and their decoding, one session
@@ -205,7 +206,11 @@ if [ ! -x "$bin" ]; then
 fi
 load_before_ml=$(cut -d' ' -f1 /proc/loadavg)
 m0=$(now)
-"$bin" run --input "$dataset" --out "$work/ml_out" --quiet >"$work/markledger.txt"
+workers=()
+if [ -n "${ML_WORKERS:-}" ]; then
+  workers=(--workers "$ML_WORKERS")
+fi
+"$bin" run --input "$dataset" --out "$work/ml_out" --quiet "${workers[@]}" >"$work/markledger.txt"
 m1=$(now)
 ml_total=$(seconds "$m0" "$m1")
 grep -E "^\s+speed" "$work/markledger.txt" | sed 's/^ */markledger: /'
