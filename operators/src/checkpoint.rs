@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use timely::scheduling::SyncActivator;
 
 /// A saved state that cannot be read back.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +116,9 @@ struct Inner {
     pending: Mutex<BTreeMap<Time, Cut>>,
     /// Where the run starts from.
     restored: Option<Arc<Cut>>,
+    /// The machines, woken when a checkpoint is asked for: one whose input has gone quiet
+    /// saves its share only when it runs.
+    machines: Mutex<Vec<SyncActivator>>,
     /// A file run that ends in a checkpoint instead of finishing.
     backfill: bool,
 }
@@ -139,6 +143,7 @@ impl Checkpoints {
             seen: AtomicU64::new(start),
             pending: Mutex::new(BTreeMap::new()),
             restored: restored.map(Arc::new),
+            machines: Mutex::new(Vec::new()),
             backfill: false,
         }))
     }
@@ -187,7 +192,20 @@ impl Checkpoints {
             inner.settled.fetch_max(time, Ordering::SeqCst);
             return None;
         }
+        for machine in inner.machines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
+            // A worker that has gone away has nothing left to save.
+            let _ = machine.activate();
+        }
         Some(time)
+    }
+
+    /// Registers a machine to wake when a checkpoint is asked for.
+    pub fn wake_on_request(&self, machine: SyncActivator) {
+        self.0
+            .machines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(machine);
     }
 
     /// The checkpoint asked for and neither complete nor given up.

@@ -172,11 +172,15 @@ where
     P: ParallelizationContract<Time, Vec<M::In>>,
 {
     let name = name.to_string();
-    let worker = stream.scope().index();
+    let scope = stream.scope();
+    let worker = scope.index();
     stream.unary_frontier::<CapacityContainerBuilder<Vec<M::Out>>, _, _, _>(
         pact,
         &name.clone(),
-        move |default, _info| {
+        move |default, info| {
+            if let Some(checkpoints) = &checkpoints {
+                checkpoints.wake_on_request(scope.worker().sync_activator_for(info.address.to_vec()));
+            }
             let mut pending: BTreeMap<Time, (Capability<Time>, Vec<M::In>)> = BTreeMap::new();
             // Held at the next timer, whether or not it falls before the end: `finish` emits
             // on it (only a pending hold, which always has a timer, makes `finish` emit).
