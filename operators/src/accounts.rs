@@ -710,17 +710,8 @@ impl Accounts {
 }
 
 impl crate::checkpoint::Durable for Accounts {
-    fn save(&self) -> Vec<u8> {
-        crate::checkpoint::encode(self)
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
-        #[allow(unused_mut)]
-        let mut saved: Accounts = crate::checkpoint::decode("Accounts", state)?;
-        // Configuration is this run's, state the checkpoint's.
-        std::mem::swap(&mut saved.rules, &mut self.rules);
-        *self = saved;
-        Ok(())
+    fn keep_configuration(&mut self, restored: &mut Accounts) {
+        std::mem::swap(&mut restored.rules, &mut self.rules);
     }
 }
 

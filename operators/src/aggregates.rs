@@ -773,17 +773,8 @@ impl Revisions {
 }
 
 impl crate::checkpoint::Durable for Revisions {
-    fn save(&self) -> Vec<u8> {
-        crate::checkpoint::encode(self)
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
-        #[allow(unused_mut)]
-        let mut saved: Revisions = crate::checkpoint::decode("Revisions", state)?;
-        // Configuration is this run's, state the checkpoint's.
-        saved.close_after_days = self.close_after_days;
-        *self = saved;
-        Ok(())
+    fn keep_configuration(&mut self, restored: &mut Revisions) {
+        restored.close_after_days = self.close_after_days;
     }
 }
 

@@ -36,14 +36,30 @@ pub struct RestoreError {
 /// Contract: after `restore(save())` into a machine built with the same configuration,
 /// stepping the same later inputs gives the same outputs and the same later saves as the
 /// machine that was saved. `save` is called between two steps, never inside one.
-pub trait Durable: Machine
+///
+/// A machine is its own serde record: its state fields are saved as they are, and fields
+/// that cannot be (closures, the calendar) are `#[serde(skip)]`ped and handed over from the
+/// running machine by [`Durable::keep_configuration`].
+pub trait Durable: Machine + Serialize + DeserializeOwned
 where
     Self::In: Serialize + DeserializeOwned,
 {
-    /// The machine's state (not its configuration), encoded with [`encode`].
-    fn save(&self) -> Vec<u8>;
-    /// Replaces the state with a saved one.
-    fn restore(&mut self, state: &[u8]) -> Result<(), RestoreError>;
+    /// Moves this run's configuration into `restored` (a machine read from a checkpoint):
+    /// the run's settings, not the checkpoint's, apply from now on.
+    fn keep_configuration(&mut self, restored: &mut Self);
+
+    /// The machine's state, encoded with [`encode`].
+    fn save(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Replaces the state with a saved one, keeping this run's configuration.
+    fn restore(&mut self, state: &[u8]) -> Result<(), RestoreError> {
+        let mut restored: Self = decode(std::any::type_name::<Self>(), state)?;
+        self.keep_configuration(&mut restored);
+        *self = restored;
+        Ok(())
+    }
     /// Whether an input waiting at the checkpoint's time was produced before it and so
     /// belongs to the checkpoint (true only for what a feedback edge carries: its producer
     /// will not produce it again after a restore).
@@ -192,7 +208,12 @@ impl Checkpoints {
             inner.settled.fetch_max(time, Ordering::SeqCst);
             return None;
         }
-        for machine in inner.machines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
+        for machine in inner
+            .machines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
             // A worker that has gone away has nothing left to save.
             let _ = machine.activate();
         }

@@ -206,18 +206,9 @@ impl Codes {
 }
 
 impl crate::checkpoint::Durable for Codes {
-    fn save(&self) -> Vec<u8> {
-        crate::checkpoint::encode(self)
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
-        #[allow(unused_mut)]
-        let mut saved: Codes = crate::checkpoint::decode("Codes", state)?;
-        // Configuration is this run's, state the checkpoint's.
-        saved.retention_ms = self.retention_ms;
-        saved.hold_ms = self.hold_ms;
-        *self = saved;
-        Ok(())
+    fn keep_configuration(&mut self, restored: &mut Codes) {
+        restored.retention_ms = self.retention_ms;
+        restored.hold_ms = self.hold_ms;
     }
 
     fn carried(input: &CodesIn) -> bool {

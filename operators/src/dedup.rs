@@ -43,18 +43,9 @@ impl Dedup {
 }
 
 impl crate::checkpoint::Durable for Dedup {
-    fn save(&self) -> Vec<u8> {
-        crate::checkpoint::encode(self)
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
-        #[allow(unused_mut)]
-        let mut saved: Dedup = crate::checkpoint::decode("Dedup", state)?;
-        // Configuration is this run's, state the checkpoint's.
-        std::mem::swap(&mut saved.tiebreak, &mut self.tiebreak);
-        saved.horizon_ms = self.horizon_ms;
-        *self = saved;
-        Ok(())
+    fn keep_configuration(&mut self, restored: &mut Dedup) {
+        std::mem::swap(&mut restored.tiebreak, &mut self.tiebreak);
+        restored.horizon_ms = self.horizon_ms;
     }
 }
 

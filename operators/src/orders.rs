@@ -235,18 +235,9 @@ impl Orders {
 }
 
 impl crate::checkpoint::Durable for Orders {
-    fn save(&self) -> Vec<u8> {
-        crate::checkpoint::encode(self)
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), crate::checkpoint::RestoreError> {
-        #[allow(unused_mut)]
-        let mut saved: Orders = crate::checkpoint::decode("Orders", state)?;
-        // Configuration is this run's, state the checkpoint's.
-        saved.sla_ms = self.sla_ms;
-        saved.close_after_days = self.close_after_days;
-        *self = saved;
-        Ok(())
+    fn keep_configuration(&mut self, restored: &mut Orders) {
+        restored.sla_ms = self.sla_ms;
+        restored.close_after_days = self.close_after_days;
     }
 }
 
