@@ -128,6 +128,8 @@ struct Inner {
     stepped: AtomicU64,
     /// The latest output frontier any source has acted on.
     seen: AtomicU64,
+    /// The longest a machine's save has held up its worker, in microseconds.
+    longest_save_us: AtomicU64,
     /// Cuts being assembled.
     pending: Mutex<BTreeMap<Time, Cut>>,
     /// Where the run starts from.
@@ -157,6 +159,7 @@ impl Checkpoints {
             settled: AtomicU64::new(start),
             stepped: AtomicU64::new(start.saturating_sub(1)),
             seen: AtomicU64::new(start),
+            longest_save_us: AtomicU64::new(0),
             pending: Mutex::new(BTreeMap::new()),
             restored: restored.map(Arc::new),
             machines: Mutex::new(Vec::new()),
@@ -218,6 +221,17 @@ impl Checkpoints {
             let _ = machine.activate();
         }
         Some(time)
+    }
+
+    /// A machine's save held up its worker for `took`.
+    pub fn note_save(&self, took: std::time::Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.0.longest_save_us.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// The longest a machine's save has held up its worker so far.
+    pub fn longest_save(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.0.longest_save_us.load(Ordering::Relaxed))
     }
 
     /// Registers a machine to wake when a checkpoint is asked for.

@@ -226,12 +226,15 @@ where
                             .map(move |input| (*at, input.clone()))
                     })
                     .collect();
+                let started = std::time::Instant::now();
+                let state = machine.save();
+                checkpoints.note_save(started.elapsed());
                 checkpoints.deposit(
                     time,
                     Share {
                         worker,
                         name: share_name.clone(),
-                        state: machine.save(),
+                        state,
                         carried: encode(&carried),
                     },
                 );

@@ -431,10 +431,12 @@ fn stream(args: StreamArgs) -> Result<()> {
     }
     if let Some((time, bytes, millis)) = report.last_checkpoint {
         println!(
-            "  checkpoints {} written; the last at {} ({:.1} MB, {millis} ms to write)",
+            "  checkpoints {} written; the last at {} ({:.1} MB, {millis} ms to write); \
+             a worker paused at most {:.1} ms to save a machine",
             report.checkpoints,
             markledger_operators::flow::ts_of(time),
-            bytes as f64 / 1e6
+            bytes as f64 / 1e6,
+            report.longest_save.as_secs_f64() * 1e3
         );
     }
     println!("  took        {:.1} s", line.elapsed().as_secs_f64());

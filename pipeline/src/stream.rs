@@ -96,6 +96,8 @@ pub struct StreamReport {
     pub checkpoints: u64,
     /// The last checkpoint written: its time, size in bytes, and milliseconds to write.
     pub last_checkpoint: Option<(Time, u64, u64)>,
+    /// The longest a machine's save held up its worker.
+    pub longest_save: Duration,
 }
 
 /// Shared per process: the producer (every worker's outputs), counters, checkpoints.
@@ -739,6 +741,7 @@ pub fn run_stream(
         restored_from,
         checkpoints: shared.written.load(Ordering::Relaxed),
         last_checkpoint: *shared.last_written.lock().expect("written lock"),
+        longest_save: Duration::ZERO,
     };
     let run = run_dataflow(
         config,
@@ -763,6 +766,10 @@ pub fn run_stream(
     let mut report = report(run.stats.records);
     report.checkpoints = shared.written.load(Ordering::Relaxed);
     report.last_checkpoint = *shared.last_written.lock().expect("written lock");
+    report.longest_save = shared
+        .checkpoints
+        .as_ref()
+        .map_or(Duration::ZERO, Checkpoints::longest_save);
     Ok(report)
 }
 
