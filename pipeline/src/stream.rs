@@ -442,18 +442,24 @@ impl OutputSink for KafkaSink {
             outputs.clear();
             return;
         }
-        let mut producer = self.shared.producer.lock().expect("producer lock");
         self.shared.produced.fetch_add(outputs.len() as u64, Ordering::Relaxed);
-        for output in outputs.drain(..) {
-            let (topic, key) = output_route(&output, &self.shared.kafka);
-            let payload = render_output(&output);
-            let hash = xxhash_rust::xxh3::xxh3_128(format!("{topic}\n{payload}").as_bytes());
-            let copy = self.copies.entry((time, hash)).or_default();
-            let id = format!("{hash:032x}-{copy}");
-            *copy += 1;
-            // The id travels in the record too: not every broker keeps headers (tansu's
-            // storage does not).
-            let payload = with_id(&payload, &id);
+        // Rendered before the producer is locked: the other workers' sinks send meanwhile.
+        let records: Vec<(&str, String, String, String)> = outputs
+            .drain(..)
+            .map(|output| {
+                let (topic, key) = output_route(&output, &self.shared.kafka);
+                let payload = render_output(&output);
+                let hash = content_hash(topic, &payload);
+                let copy = self.copies.entry((time, hash)).or_default();
+                let id = format!("{hash:032x}-{copy}");
+                *copy += 1;
+                // The id travels in the record too: not every broker keeps headers (tansu's
+                // storage does not).
+                (topic, key, with_id(&payload, &id), id)
+            })
+            .collect();
+        let mut producer = self.shared.producer.lock().expect("producer lock");
+        for (topic, key, payload, id) in records {
             if let Err(error) = producer.send(topic, key.as_bytes(), payload.as_bytes(), &[(ID_HEADER, id.as_bytes())])
             {
                 // The producer retries forever; an error here is a record it refused
@@ -490,6 +496,15 @@ fn read_progress(kafka: &KafkaSettings, topic: &str) -> Result<Time> {
         }
     }
     anyhow::bail!("the progress topic {topic} did not reach its end within 30 s")
+}
+
+/// The xxh3-128 of `topic`, a newline and `payload`, hashed in place (no joined copy).
+fn content_hash(topic: &str, payload: &str) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    hasher.update(topic.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(payload.as_bytes());
+    hasher.digest128()
 }
 
 /// A rendered output object with an `"id"` field added last.
@@ -881,6 +896,22 @@ mod tests {
         assert_eq!(topics.periods, "billing.periods");
         assert_eq!(topics.status, "codes.status");
         assert!(toml::from_str::<StreamFile>("brokerz = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_content_hash_is_the_xxh3_128_of_topic_newline_payload() {
+        // Ids must not change between releases: consumers drop repeats by them.
+        for (topic, payload) in [
+            ("codes.ledger", r#"{"account":"A"}"#),
+            ("", ""),
+            ("t", &"x".repeat(5000)),
+        ] {
+            let joined = format!("{topic}\n{payload}");
+            assert_eq!(
+                content_hash(topic, payload),
+                xxhash_rust::xxh3::xxh3_128(joined.as_bytes())
+            );
+        }
     }
 
     #[test]
