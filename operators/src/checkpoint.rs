@@ -169,8 +169,8 @@ impl Checkpoints {
 
     /// Checkpoints of a backfill: a file run whose machines save at its end + 1 ms instead
     /// of finishing (holds stay open, periods are not closed by the end of the input).
-    pub fn backfill(workers: usize, names: &[&str], restored: Option<Cut>) -> Checkpoints {
-        let mut checkpoints = Checkpoints::new(workers, names, restored);
+    pub fn backfill(workers: usize, names: &[&str]) -> Checkpoints {
+        let mut checkpoints = Checkpoints::new(workers, names, None);
         Arc::get_mut(&mut checkpoints.0).expect("a new handle").backfill = true;
         checkpoints
     }

@@ -266,6 +266,7 @@ pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usiz
         in_memory(partitions),
         workers,
         batching,
+        Mode::Files,
         |_| Collect::default(),
         &mut |_| {},
     );
@@ -297,26 +298,10 @@ pub struct Run<D> {
 }
 
 /// Runs the dataflow over `inputs` (partition i read by worker i mod `workers`) until every
-/// input is finished and the watermark has reached the largest `ts` read. Each worker's
-/// outputs go to its own sink; `progress` is called now and then, from the calling thread,
-/// with the records read so far.
+/// input is finished and the watermark has reached the largest `ts` read; `mode` is `Files`,
+/// or `Backfill` to end in a checkpoint instead. Each worker's outputs go to its own sink;
+/// `progress` is called now and then, from the calling thread, with the records read so far.
 pub fn run_inputs<S, F>(
-    config: &Config,
-    inputs: Vec<Box<dyn PartitionInput>>,
-    workers: usize,
-    batching: Batching,
-    make_sink: F,
-    progress: &mut dyn FnMut(u64),
-) -> Run<S::Done>
-where
-    S: OutputSink,
-    F: Fn(usize) -> S + Send + Sync + 'static,
-{
-    run_files_mode(config, inputs, workers, batching, Mode::Files, make_sink, progress)
-}
-
-/// [`run_inputs`] as `Files` or `Backfill`.
-pub fn run_files_mode<S, F>(
     config: &Config,
     inputs: Vec<Box<dyn PartitionInput>>,
     workers: usize,
@@ -634,7 +619,7 @@ pub fn run_summarized(
     progress: &mut dyn FnMut(u64),
 ) -> (Summary, SourceStats, Vec<Output>) {
     let mode = backfill.map_or(Mode::Files, Mode::Backfill);
-    let run = run_files_mode(
+    let run = run_inputs(
         config,
         inputs,
         workers,

@@ -148,7 +148,7 @@ pub fn run_files(
             readers.push(Box::new(reader));
         }
         let store = state.map(Store::open).transpose()?;
-        let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES, None));
+        let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
         let (summary, stats, outputs) =
             crate::dataflow::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
                 progress.tick(|| format!("read {records} records"));

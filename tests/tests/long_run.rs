@@ -10,7 +10,7 @@
 //! code kept, is the figure BENCHMARKS.md reports as bytes per live code.
 
 use markledger::config::Config;
-use markledger::dataflow::{run_inputs, Batching, Count};
+use markledger::dataflow::{run_inputs, Batching, Count, Mode};
 use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_connectors::partition::PartitionInput;
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
@@ -57,6 +57,7 @@ fn run(config: &Config, dir: &Path) -> Measured {
         inputs,
         2,
         Batching::default(),
+        Mode::Files,
         |_| Count::default(),
         &mut |_| {},
     );
