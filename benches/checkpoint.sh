@@ -11,7 +11,7 @@ port=${PORT:-19392}
 cd "$(dirname "$0")/.."
 scripts/kafka/install-tansu.sh >/dev/null
 cargo build --release --quiet -p markledger --bin markledger
-cargo build --release --quiet -p markledger-benches --bin checkpoint_stats
+cargo build --release --quiet -p markledger-benches --bin checkpoint-stats
 bin=target/release/markledger
 now() { date +%s.%N; }
 mkdir -p "$dir"
@@ -43,7 +43,7 @@ kill -TERM $pid; wait $pid || true
 echo "from the earliest offsets to caught up (a restart without state re-reads this): $full s"
 grep -E "checkpoints" "$dir/full.out" || true
 newest=$(ls "$dir"/state/checkpoint-*.mlck | sort | tail -1)
-target/release/checkpoint_stats "$newest"
+target/release/checkpoint-stats "$newest"
 
 start=$(now)
 "$bin" stream "${flags[@]}" --group full --state "$dir/state" >"$dir/restore.out" 2>"$dir/restore.err" &

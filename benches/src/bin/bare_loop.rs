@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: bare-loop DIR [--no-predecoded]";
-
 /// Reads every partition in order, giving each decoded record to `each`. Returns the
 /// records refused at decoding.
 fn read(paths: &[PathBuf], mut each: impl FnMut(Event)) -> Result<u64, String> {
@@ -123,28 +121,20 @@ fn run(dir: &Path, predecoded: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The machine's practical limit: decode and per-code hash-map transitions, one thread.
+#[derive(clap::Parser)]
+#[command(name = "bare-loop")]
+struct Args {
+    /// A generated dataset directory (JSON lines or binary).
+    dir: PathBuf,
+    /// Skip the decode-alone and transitions-alone passes (they hold every decoded event).
+    #[arg(long)]
+    no_predecoded: bool,
+}
+
 fn main() -> ExitCode {
-    let mut dir = None;
-    let mut predecoded = true;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--no-predecoded" => predecoded = false,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            _ if dir.is_none() && !arg.starts_with('-') => dir = Some(PathBuf::from(arg)),
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(dir) = dir else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    match run(&dir, predecoded) {
+    let args = <Args as clap::Parser>::parse();
+    match run(&args.dir, !args.no_predecoded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bare-loop: {error}");

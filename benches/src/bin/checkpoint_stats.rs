@@ -9,11 +9,16 @@ use std::path::PathBuf;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a checkpoint file holds.
+#[derive(clap::Parser)]
+#[command(name = "checkpoint-stats")]
+struct Args {
+    /// A checkpoint file (`checkpoint-<time>.mlck` in a `--state` directory).
+    file: PathBuf,
+}
+
 fn main() -> Result<(), Error> {
-    let path: PathBuf = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .ok_or("usage: checkpoint-stats FILE.mlck")?;
+    let path = <Args as clap::Parser>::parse().file;
     let bytes = std::fs::metadata(&path)?.len();
     let cut = Store::read(&path)?;
     println!(

@@ -14,7 +14,7 @@
 //! horizon in a dataset of months), and of them the live ones (not yet final, also held by
 //! their accounts) — and the peak divided by each.
 
-use markledger::dataflow::{run_inputs, Batching, OutputSink};
+use markledger::dataflow::{run_inputs, Batching, Mode, OutputSink};
 use markledger_benches::dataset::partition_paths;
 use markledger_benches::scenario::config;
 use markledger_connectors::file::PartitionReader;
@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str = "usage: state-memory DIR [--workers N]";
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Codes per status, from the status changes (new codes count +1, a change moves one),
@@ -81,6 +80,7 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
         inputs,
         workers,
         Batching::default(),
+        Mode::Files,
         |_| StatusTally::default(),
         &mut |_| {},
     );
@@ -134,35 +134,20 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The dataflow's own memory on a dataset, and its bytes per live code.
+#[derive(clap::Parser)]
+#[command(name = "state-memory")]
+struct Args {
+    /// A generated dataset directory (JSON lines or binary).
+    dir: PathBuf,
+    /// Worker threads of the dataflow.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    workers: u64,
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut dir = None;
-    let mut workers = 2;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--workers" => match args.next().and_then(|n| n.parse().ok()) {
-                Some(n) if n > 0 => workers = n,
-                _ => {
-                    eprintln!("{USAGE}");
-                    return ExitCode::from(2);
-                }
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            _ if dir.is_none() && !arg.starts_with('-') => dir = Some(PathBuf::from(arg)),
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(dir) = dir else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    match run(&dir, workers) {
+    let args = <Args as clap::Parser>::parse();
+    match run(&args.dir, args.workers as usize) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("state-memory: {error}");
