@@ -181,8 +181,12 @@ pub fn partitions<'scope>(
             })
             .collect();
         stats.borrow_mut().partitions = partitions.iter().map(|p| p.input.name()).collect();
-        // Events emitted and not yet finished by the whole dataflow, by time.
+        // Events emitted and not yet finished by the whole dataflow, by time, and the part
+        // of it below the watermark (the held capability): only that part can finish before
+        // the source reads on. Kept as a running sum: summing the map at every activation
+        // cost 5 % of a run's CPU (BENCHMARKS.md, "Profile").
         let mut in_flight: BTreeMap<Time, usize> = BTreeMap::new();
+        let mut finishable: usize = 0;
         let mut batch: BTreeMap<Time, Vec<Sourced>> = BTreeMap::new();
         move |output| {
             let Some(cap) = held.as_mut() else { return };
@@ -190,10 +194,14 @@ pub fn partitions<'scope>(
                 .first_key_value()
                 .is_some_and(|(time, _)| !done.less_equal(time))
             {
-                in_flight.pop_first();
+                // Finished, so below the done frontier, which is at most the watermark.
+                let (_, weight) = in_flight.pop_first().expect("peeked");
+                finishable -= weight;
             }
-            // Only work below the watermark can finish before the source reads on.
-            let finishable: usize = in_flight.range(..*cap.time()).map(|(_, n)| n).sum();
+            debug_assert_eq!(
+                finishable,
+                in_flight.range(..*cap.time()).map(|(_, n)| n).sum::<usize>()
+            );
             let mut budget = batching.in_flight.saturating_sub(finishable);
             let mut stats = stats.borrow_mut();
             let mut read = 0;
@@ -234,6 +242,9 @@ pub fn partitions<'scope>(
                         let weight = 1 + placed.event.code_count();
                         budget = budget.saturating_sub(weight);
                         *in_flight.entry(time).or_default() += weight;
+                        if time < *cap.time() {
+                            finishable += weight;
+                        }
                         batch.entry(time).or_default().push(Sourced::Event(placed));
                     }
                     Next::Record(Decoded::Refused(rejection)) => {
@@ -303,6 +314,7 @@ pub fn partitions<'scope>(
                 Some(floor) => {
                     if let Some(floor) = floor {
                         if floor > *cap.time() {
+                            finishable += in_flight.range(*cap.time()..floor).map(|(_, n)| n).sum::<usize>();
                             cap.downgrade(&floor);
                         }
                     }
