@@ -25,6 +25,7 @@ use markledger_operators::output::Output;
 use markledger_operators::time::{MILLIS_PER_DAY, MILLIS_PER_HOUR};
 use markledger_operators::{Money, TariffHistory, Ts};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Codes per emission and per report: the 10^7 benchmark dataset's events name ~850 codes
 /// each on average.
@@ -83,6 +84,7 @@ pub fn header(kind: Kind, id: &str, account: &str, ts: Ts, gtin: &str) -> Header
 
 /// One input per code, in the event's order.
 pub fn code_inputs(header: &Header, codes: &[String]) -> Vec<CodeIn> {
+    let header = Arc::new(header.clone());
     codes
         .iter()
         .enumerate()

@@ -24,6 +24,7 @@ use crate::tariff::{Tariff, TariffHistory};
 use crate::time::{Period, Ts};
 use crate::WorkingCalendar;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// One of the account's codes: 8 bytes, keyed by the code's 16-byte fingerprint.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -175,8 +176,8 @@ type UnitKey<'a> = (Kind, &'a str, u8, Option<(Ts, Kind, &'a str)>);
 enum Unit {
     Event(Placed),
     Pending(String, u64, Ts),
-    Created(Header, Vec<CodeIn>),
-    Command(Header, Vec<CodeIn>),
+    Created(Arc<Header>, Vec<CodeIn>),
+    Command(Arc<Header>, Vec<CodeIn>),
 }
 
 fn rejection(header: &Header, code: Option<&str>, reason: Reason, detail: String) -> Flow {

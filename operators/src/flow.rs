@@ -7,6 +7,7 @@ use crate::output::Output;
 use crate::status::Status;
 use crate::time::{Period, Ts};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// FNV-1a 64: a routing hash that is the same on every worker, process and run.
 pub fn route(key: &str) -> u64 {
@@ -90,7 +91,7 @@ impl Header {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeIn {
     /// Its event.
-    pub header: Header,
+    pub header: Arc<Header>,
     /// Its place in the event's list.
     pub position: u32,
     /// The code.
@@ -134,7 +135,7 @@ pub enum CodeOut {
     /// A held command whose code the emission `after` just created.
     Resolved {
         /// The emission that created the code.
-        after: Header,
+        after: Arc<Header>,
         /// The held command's code.
         command: CodeIn,
     },

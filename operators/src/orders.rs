@@ -15,6 +15,7 @@ use crate::reason::Reason;
 use crate::time::{Period, Ts};
 use crate::validate::{is_code, is_gtin};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Order {
@@ -209,7 +210,7 @@ impl Orders {
                     let (period, within) = (state.period, i64::from(!state.late));
                     self.sla(&account, period, now, [0, within, 0, -1], out);
                 }
-                let header = Header::of(placed, gtin);
+                let header = Arc::new(Header::of(placed, gtin));
                 for (position, code) in codes.iter().enumerate() {
                     if is_code(code) {
                         let position = u32::try_from(position).unwrap_or(u32::MAX);

@@ -105,7 +105,7 @@ fn split_command(placed: Placed, config: &Config) -> Vec<Flow> {
             return vec![Flow::Out(reject(&placed, None, Reason::DefectReportLate, detail))];
         }
     }
-    let header = Header::of(&placed, "");
+    let header = Arc::new(Header::of(&placed, ""));
     placed
         .event
         .body
