@@ -1,19 +1,25 @@
 //! The `--out` directory: an engine's [`Output`]s in, five JSON-lines files out.
 //!
 //! Each record is rendered by [`render_output_into`] and appended, with a newline, to the
-//! file [`output_file`] names (INTERFACE.md "Outputs"), in emission order. Files are
-//! buffered; [`OutputFiles::finish`] flushes them. [`Sink::emit`] cannot return an error,
-//! so the first I/O error is kept, later records are dropped, and `finish` returns it.
+//! file [`output_file`] names (INTERFACE.md "Outputs"), in emission order. Lines collect in
+//! a buffer per file that a writer thread writes out; [`OutputFiles::finish`] hands over the
+//! rest and waits for it. [`Sink::emit`] cannot return an error, so the writer stops at the
+//! first I/O error, later records are dropped, and `finish` returns it.
 
 use super::OutputFile;
 use crate::codec::json::{output_file, render_output_into};
 use markledger_operators::{Output, Sink};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::{self, JoinHandle};
 
-/// The write buffer of each output file.
-pub const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Rendered bytes of one output file handed to the writer thread at a time.
+pub const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Full buffers waiting for the writer thread at most (bounds the memory of a slow disk).
+const BUFFERS_IN_FLIGHT: usize = 8;
 
 /// Records written to each output file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,35 +66,53 @@ impl OutputCounts {
 }
 
 /// The five output files in an `--out` directory, buffered.
+///
+/// Records are rendered on the caller's thread into one buffer per file; a full buffer
+/// goes to a writer thread, so rendering the next records overlaps the kernel's copy of
+/// the last ones (a 10^7 run writes about 1 GB of status lines once its dataflow is done:
+/// BENCHMARKS.md "Profile").
 #[derive(Debug)]
 pub struct OutputFiles {
     dir: PathBuf,
-    /// Indexed by [`OutputFile::index`].
-    files: Vec<BufWriter<File>>,
-    line: Vec<u8>,
+    /// Rendered lines not yet handed over, indexed by [`OutputFile::index`].
+    buffers: Vec<Vec<u8>>,
+    /// Full buffers to the writer thread (`None` once finished).
+    to_writer: Option<SyncSender<(usize, Vec<u8>)>>,
+    writer: Option<JoinHandle<io::Result<()>>>,
     counts: OutputCounts,
-    error: Option<io::Error>,
+    /// The writer thread stopped (it met an I/O error, which `finish` returns).
+    failed: bool,
 }
 
 impl OutputFiles {
     /// Creates `dir` if missing and the five files in it (truncating existing ones).
     pub fn create(dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
-        let files = OutputFile::ALL
+        let mut files = OutputFile::ALL
             .iter()
             .map(|file| {
                 let path = dir.join(file.file_name());
-                let handle = File::create(&path)
-                    .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
-                Ok(BufWriter::with_capacity(WRITE_BUFFER_BYTES, handle))
+                File::create(&path)
+                    .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))
             })
             .collect::<io::Result<Vec<_>>>()?;
+        let (to_writer, buffers) = mpsc::sync_channel::<(usize, Vec<u8>)>(BUFFERS_IN_FLIGHT);
+        let writer = thread::Builder::new().name("output-files".into()).spawn(move || {
+            for (index, bytes) in buffers {
+                files[index].write_all(&bytes)?;
+            }
+            Ok(())
+        })?;
         Ok(OutputFiles {
             dir: dir.to_path_buf(),
-            files,
-            line: Vec::with_capacity(1024),
+            buffers: OutputFile::ALL
+                .iter()
+                .map(|_| Vec::with_capacity(WRITE_BUFFER_BYTES))
+                .collect(),
+            to_writer: Some(to_writer),
+            writer: Some(writer),
             counts: OutputCounts::default(),
-            error: None,
+            failed: false,
         })
     }
 
@@ -102,32 +126,58 @@ impl OutputFiles {
         self.counts
     }
 
-    /// Flushes every file; returns the counts, or the first I/O error met while writing.
-    pub fn finish(mut self) -> io::Result<OutputCounts> {
-        for file in &mut self.files {
-            if let Err(error) = file.flush() {
-                self.error.get_or_insert(error);
+    /// Hands file `index`'s buffer to the writer thread.
+    fn hand_over(&mut self, index: usize) {
+        let bytes = std::mem::replace(&mut self.buffers[index], Vec::with_capacity(WRITE_BUFFER_BYTES));
+        let sent = self
+            .to_writer
+            .as_ref()
+            .is_some_and(|to_writer| to_writer.send((index, bytes)).is_ok());
+        self.failed |= !sent;
+    }
+
+    /// Hands every buffer over and waits for the writer thread.
+    fn close(&mut self) -> io::Result<()> {
+        for index in 0..self.buffers.len() {
+            if !self.buffers[index].is_empty() && !self.failed {
+                self.hand_over(index);
             }
         }
-        match self.error {
-            Some(error) => Err(error),
-            None => Ok(self.counts),
+        self.to_writer = None;
+        match self.writer.take().map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(error))) => Err(error),
+            Some(Err(_)) => Err(io::Error::other("the output writer thread panicked")),
         }
+    }
+
+    /// Writes everything out; returns the counts, or the first I/O error met while writing.
+    pub fn finish(mut self) -> io::Result<OutputCounts> {
+        self.close()?;
+        Ok(self.counts)
+    }
+}
+
+impl Drop for OutputFiles {
+    fn drop(&mut self) {
+        // Not finished: write what was emitted anyway (as a dropped `BufWriter` would).
+        let _ = self.close();
     }
 }
 
 impl Sink for OutputFiles {
     fn emit(&mut self, output: Output) {
-        if self.error.is_some() {
+        if self.failed {
             return;
         }
         let file = output_file(&output);
-        self.line.clear();
-        render_output_into(&output, &mut self.line);
-        self.line.push(b'\n');
-        match self.files[file.index()].write_all(&self.line) {
-            Ok(()) => self.counts.increment(file),
-            Err(error) => self.error = Some(error),
+        let index = file.index();
+        let buffer = &mut self.buffers[index];
+        render_output_into(&output, buffer);
+        buffer.push(b'\n');
+        self.counts.increment(file);
+        if buffer.len() >= WRITE_BUFFER_BYTES {
+            self.hand_over(index);
         }
     }
 }

@@ -10,7 +10,7 @@ use markledger_operators::output::{AggregateKind, Figures, PeriodKey, PeriodReco
 use markledger_operators::output::{BalanceRecord, Entry, LedgerEntry, Rejection, StatusChange};
 use markledger_operators::{Output, Period, Reason, Sink, Status};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn read_partition(path: &std::path::Path) -> (Format, Vec<Decoded>, u64) {
     let mut reader = PartitionReader::open(path).unwrap();
@@ -406,6 +406,30 @@ fn output_files_hold_one_line_per_record_in_emission_order() {
     for file in OutputFile::ALL {
         assert_eq!(fs::metadata(out.join(file.file_name())).unwrap().len(), 0);
     }
+}
+
+#[test]
+fn output_files_report_the_writer_threads_io_error() {
+    // status.jsonl is a link to /dev/full: the writer thread's first write fails, later
+    // records are dropped without blocking, and `finish` returns the error.
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let dir = TempDir::new("out-full");
+    let out = dir.join("out");
+    fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink("/dev/full", out.join("status.jsonl")).unwrap();
+    let mut files = OutputFiles::create(&out).unwrap();
+    let status = sample_outputs()
+        .into_iter()
+        .find(|output| matches!(output, Output::Status(_)))
+        .unwrap();
+    // Enough lines for many full buffers, more than the writer can have in flight.
+    for _ in 0..(40 * WRITE_BUFFER_BYTES / 100) {
+        files.emit(status.clone());
+    }
+    let error = files.finish().unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");
 }
 
 #[test]
