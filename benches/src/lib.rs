@@ -19,6 +19,10 @@ pub mod bare;
 pub mod dataset;
 pub mod scenario;
 
+// Every bench and bin measures with the allocator `markledger` runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Whether the process runs as a benchmark (`cargo bench` passes `--bench`), rather than
 /// as a quick check under `cargo test`: benches size their workloads by it, so that test
 /// runs (debug profile, every routine run once) finish in seconds.

@@ -15,6 +15,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+// Faster than glibc's malloc for the dataflow's many small per-record allocations freed on
+// other threads (BENCHMARKS.md "Profile").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// markledger: marking codes, prepaid accounts and monthly billing, computed incrementally.
 #[derive(Parser)]
 #[command(name = "markledger", version, about)]
