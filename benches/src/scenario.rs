@@ -98,7 +98,7 @@ pub fn code_inputs(header: &Header, codes: &[String]) -> Vec<CodeIn> {
 
 /// A payment of `amount` to `account` at `ts`, as the accounts receive it.
 pub fn payment(id: &str, account: &str, ts: Ts, amount: Money) -> AccountIn {
-    AccountIn::Event(Placed {
+    AccountIn::Event(Box::new(Placed {
         effective: ts,
         late: false,
         event: Event {
@@ -110,7 +110,7 @@ pub fn payment(id: &str, account: &str, ts: Ts, amount: Money) -> AccountIn {
                 channel: "halyk".into(),
             },
         },
-    })
+    }))
 }
 
 /// The charge of one code applied at `ts` under the built-in tariff (3.0016 KZT).
@@ -405,7 +405,7 @@ impl Chain {
                 Flow::ToAccounts(input) => to_accounts.push(input),
                 Flow::Out(output) => {
                     self.produced.outputs += 1;
-                    self.produced.rejections += u64::from(matches!(output, Output::Rejection(_)));
+                    self.produced.rejections += u64::from(matches!(*output, Output::Rejection(_)));
                 }
                 other => unreachable!("the index sends only outputs and account inputs: {other:?}"),
             }
@@ -416,12 +416,12 @@ impl Chain {
             match flow {
                 Flow::Out(output) => {
                     self.produced.outputs += 1;
-                    self.produced.rejections += u64::from(matches!(output, Output::Rejection(_)));
+                    self.produced.rejections += u64::from(matches!(*output, Output::Rejection(_)));
                 }
                 Flow::Fact(fact) => {
                     self.produced.facts += 1;
                     if let Some(kept) = &mut self.kept_facts {
-                        kept.push((at, fact));
+                        kept.push((at, *fact));
                     }
                 }
                 Flow::Final(key, final_at, status) => finals.push(CodesIn::Final {
@@ -555,13 +555,15 @@ mod tests {
             accounts.step(instant.at, instant.to_accounts, &mut out);
             let mut codes = 0;
             for flow in out.drain(..) {
-                match flow {
-                    Flow::Out(Output::Status(change)) => {
-                        assert_eq!(change.to, Status::AppliedPaid);
-                        codes += change.codes.len() as u64;
+                if let Flow::Out(output) = flow {
+                    match *output {
+                        Output::Status(change) => {
+                            assert_eq!(change.to, Status::AppliedPaid);
+                            codes += change.codes.len() as u64;
+                        }
+                        Output::Balance(balance) => last_balance = Some(balance),
+                        _ => {}
                     }
-                    Flow::Out(Output::Balance(balance)) => last_balance = Some(balance),
-                    _ => {}
                 }
             }
             settled.push(codes);

@@ -12,7 +12,7 @@
 //! balance never goes negative and the FIFO head is never affordable while unpaid.
 
 use crate::event::{Body, DecimalField, Kind};
-use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeOut, Fact, Flow, Header, Placed};
+use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, Fact, Flow, Header, Placed};
 use crate::intern::Interner;
 use crate::machine::{Machine, Time};
 use crate::money::{check_amount, Money};
@@ -23,7 +23,7 @@ use crate::status::Status;
 use crate::tariff::{Tariff, TariffHistory};
 use crate::time::{Period, Ts};
 use crate::WorkingCalendar;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// One of the account's codes: 8 bytes, keyed by the code's 16-byte fingerprint.
@@ -114,7 +114,7 @@ struct Account {
     unpaid: Money,
     pending_orders: u64,
     // Looked up by fingerprint, never iterated: a HashMap cannot reach an output's order.
-    codes: HashMap<CodeKey, Code>,
+    codes: CodeMap<Code>,
     anchor: Option<Ts>,
     anchor_generation: u64,
     changed_at: Option<Ts>,
@@ -174,7 +174,7 @@ pub struct Accounts {
 type UnitKey<'a> = (Kind, &'a str, u8, Option<(Ts, Kind, &'a str)>);
 
 enum Unit {
-    Event(Placed),
+    Event(Box<Placed>),
     Pending(String, u64, Ts),
     Created(Arc<Header>, Vec<CodeIn>),
     Command(Arc<Header>, Vec<CodeIn>),
@@ -182,7 +182,7 @@ enum Unit {
 
 fn rejection(header: &Header, code: Option<&str>, reason: Reason, detail: String) -> Flow {
     let rejection = Rejection::of_event(&header.id, header.kind.as_str(), &header.account, code, reason, detail);
-    Flow::Out(Output::Rejection(rejection))
+    Flow::out(Output::Rejection(rejection))
 }
 
 impl Accounts {
@@ -248,7 +248,7 @@ impl Accounts {
 
     fn movement(&self, account: &str, period: Period, amounts: [Money; 4], out: &mut Vec<Flow>) {
         for target in [account, "*"] {
-            out.push(Flow::Fact(Fact::Movement {
+            out.push(Flow::fact(Fact::Movement {
                 account: target.to_string(),
                 period,
                 amounts,
@@ -259,7 +259,7 @@ impl Accounts {
     fn ledger(&self, header: &Header, entry: Entry, amount: Money, codes: Option<u64>, period: Period) -> Flow {
         let balance = self.accounts[&header.account].balance;
         debug_assert!(balance >= Money::ZERO, "balance of {} went negative", header.account);
-        Flow::Out(Output::Ledger(LedgerEntry {
+        Flow::out(Output::Ledger(LedgerEntry {
             account: header.account.clone(),
             entry,
             amount,
@@ -274,7 +274,7 @@ impl Accounts {
 
     fn status(header: &Header, groups: BTreeMap<(String, Option<Status>, Status), Vec<String>>, out: &mut Vec<Flow>) {
         for ((gtin, from, to), codes) in groups {
-            out.push(Flow::Out(Output::Status(StatusChange {
+            out.push(Flow::out(Output::Status(StatusChange {
                 event: Some(header.id.clone()),
                 account: header.account.clone(),
                 gtin,
@@ -346,7 +346,7 @@ impl Accounts {
             .is_none_or(|charge| charge > account.balance));
         self.finalize(&header.account, finals, now, out);
         for (gtin, (count, net, vat)) in paid_by_gtin {
-            out.push(Flow::Fact(Fact::Paid {
+            out.push(Flow::fact(Fact::Paid {
                 account: header.account.clone(),
                 period,
                 gtin: self.gtins.name(gtin).to_string(),
@@ -383,7 +383,7 @@ impl Accounts {
         self.account(&header.account).balance += amount;
         if let Some(channel) = channel {
             let day = header.ts.local_date().format("%Y-%m-%d").to_string();
-            out.push(Flow::Fact(Fact::Payment {
+            out.push(Flow::fact(Fact::Payment {
                 period,
                 channel: channel.clone(),
                 day,
@@ -485,7 +485,7 @@ impl Accounts {
             );
         }
         let period = self.period(header.ts, now);
-        out.push(Flow::Fact(Fact::Emitted {
+        out.push(Flow::fact(Fact::Emitted {
             account: header.account.clone(),
             period,
             gtin: header.gtin.clone(),
@@ -572,7 +572,7 @@ impl Accounts {
         }
         for (gtin, count) in applied_by_gtin {
             let account = header.account.clone();
-            out.push(Flow::Fact(Fact::Applied {
+            out.push(Flow::fact(Fact::Applied {
                 account,
                 period,
                 gtin: self.gtins.name(gtin).to_string(),
@@ -607,7 +607,7 @@ impl Accounts {
                     if account.queue.is_empty() {
                         continue;
                     }
-                    out.push(Flow::Fact(Fact::Debtor {
+                    out.push(Flow::fact(Fact::Debtor {
                         account: name.clone(),
                         period,
                         unpaid_codes: account.queue.len() as u64,
@@ -635,7 +635,7 @@ impl Accounts {
                 }
                 self.finalize(&name, finals, now, out);
                 if !expired.is_empty() {
-                    out.push(Flow::Out(Output::Status(StatusChange {
+                    out.push(Flow::out(Output::Status(StatusChange {
                         event: None,
                         account: name,
                         gtin,
@@ -650,7 +650,7 @@ impl Accounts {
             Timer::Dormant(name, generation) => {
                 let account = &self.accounts[&name];
                 if account.anchor_generation == generation && account.balance > Money::ZERO {
-                    out.push(Flow::Fact(Fact::RefundDue {
+                    out.push(Flow::fact(Fact::RefundDue {
                         account: name.clone(),
                         period: now.period(),
                         balance: account.balance,
@@ -685,7 +685,23 @@ impl Accounts {
                 AccountIn::Code(CodeOut::Command(code)) => (code.header.kind, &code.header.id, 0, None),
             }
         }
-        inputs.sort_by(|a, b| key(a).cmp(&key(b)));
+        // Codes of one event share their header: equal keys, without comparing ids.
+        fn same_event(a: &AccountIn, b: &AccountIn) -> bool {
+            match (a, b) {
+                (AccountIn::Code(CodeOut::Created(a)), AccountIn::Code(CodeOut::Created(b)))
+                | (AccountIn::Code(CodeOut::Command(a)), AccountIn::Code(CodeOut::Command(b))) => {
+                    Arc::ptr_eq(&a.header, &b.header)
+                }
+                _ => false,
+            }
+        }
+        inputs.sort_by(|a, b| {
+            if same_event(a, b) {
+                std::cmp::Ordering::Equal
+            } else {
+                key(a).cmp(&key(b))
+            }
+        });
         // Sorted, a code belongs to the previous unit exactly when that unit is of the same
         // sort and event: a held command's codes resolved by two emissions are separated by
         // the second emission's created codes.
@@ -780,7 +796,7 @@ impl Machine for Accounts {
             }
             account.shown = Some(shown);
             account.balance_revs += 1;
-            out.push(Flow::Out(Output::Balance(BalanceRecord {
+            out.push(Flow::out(Output::Balance(BalanceRecord {
                 account: name,
                 balance: shown.0,
                 unpaid_codes: shown.1,

@@ -7,14 +7,15 @@
 //! (kind rank, event id, position); holds ending at an instant end after its inputs.
 
 use crate::event::Kind;
-use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeOut, CodesIn, Flow};
+use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Flow};
 use crate::intern::Interner;
 use crate::machine::{Machine, Sweeper, Time};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::status::Status;
 use crate::time::Ts;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A held command's code, ordered the way holds were made.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -39,7 +40,7 @@ struct Owner {
 pub struct Codes {
     // Looked up, never iterated: a HashMap cannot reach an output's order. Per live code:
     // the 16-byte fingerprint, the owner's interned id, and when the code became final.
-    owners: HashMap<CodeKey, Owner>,
+    owners: CodeMap<Owner>,
     retention_ms: i64,
     accounts: Interner,
     held: BTreeMap<String, BTreeMap<HoldKey, (Ts, CodeIn)>>,
@@ -58,7 +59,7 @@ fn reject(code: &CodeIn, reason: Reason, detail: String) -> Flow {
         reason,
         detail,
     );
-    Flow::Out(Output::Rejection(rejection))
+    Flow::out(Output::Rejection(rejection))
 }
 
 impl Codes {
@@ -66,7 +67,7 @@ impl Codes {
     /// forgotten `retention_ms` after they became final.
     pub fn new(hold_ms: i64, retention_ms: i64) -> Codes {
         Codes {
-            owners: HashMap::new(),
+            owners: CodeMap::default(),
             retention_ms,
             accounts: Interner::default(),
             held: BTreeMap::new(),
@@ -237,7 +238,14 @@ impl Machine for Codes {
                 }
             }
         }
-        codes.sort_by(|a, b| (a.header.kind, &a.header.id, a.position).cmp(&(b.header.kind, &b.header.id, b.position)));
+        // Codes of one event share their header: compare positions without comparing ids.
+        codes.sort_by(|a, b| {
+            if Arc::ptr_eq(&a.header, &b.header) {
+                a.position.cmp(&b.position)
+            } else {
+                (a.header.kind, &a.header.id, a.position).cmp(&(b.header.kind, &b.header.id, b.position))
+            }
+        });
         for code in codes {
             if code.header.kind == Kind::Emission {
                 self.emit(code, now, out);

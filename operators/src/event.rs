@@ -217,6 +217,19 @@ impl Body {
             _ => &[],
         }
     }
+
+    /// Moves the codes out (the codes are then empty): a stage that sends each code on
+    /// need not copy it.
+    pub fn take_codes(&mut self) -> Vec<String> {
+        match self {
+            Body::Emission { codes, .. }
+            | Body::Application { codes, .. }
+            | Body::Dropout { codes, .. }
+            | Body::Defect { codes, .. }
+            | Body::Introduction { codes } => std::mem::take(codes),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Event {

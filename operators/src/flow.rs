@@ -7,6 +7,8 @@ use crate::output::Output;
 use crate::status::Status;
 use crate::time::{Period, Ts};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// FNV-1a 64: a routing hash that is the same on every worker, process and run.
@@ -30,6 +32,34 @@ pub type CodeKey = u128;
 /// The fingerprint of a code.
 pub fn code_key(code: &str) -> CodeKey {
     xxhash_rust::xxh3::xxh3_128(code.as_bytes())
+}
+
+/// A map keyed by code fingerprints. The key is already a uniform hash, so the table uses
+/// its high 64 bits as is instead of hashing it again with SipHash (2 % of a run's CPU,
+/// BENCHMARKS.md "Profile"). Not the low bits: they pick the worker a code lives on
+/// ([`CodesIn::route`]), so on one worker they share a residue and would crowd buckets.
+pub type CodeMap<V> = HashMap<CodeKey, V, BuildHasherDefault<FingerprintHasher>>;
+
+/// The [`CodeMap`] hasher: a fingerprint's high half.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = (key >> 64) as u64;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only fingerprints (`write_u128`) are keys of a `CodeMap`; anything else still
+        // hashes, by FNV-1a.
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 /// The dataflow timestamp of an instant.
@@ -144,14 +174,15 @@ pub enum CodeOut {
 /// Inputs of the accounts operator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountIn {
-    /// A payment, compensation or refund.
-    Event(Placed),
+    /// A payment, compensation or refund (boxed, as below: a per-code record moves through
+    /// every hop, and the enum is as large as its largest variant).
+    Event(Box<Placed>),
     /// A tariff, one copy addressed to every worker.
     Tariff {
         /// The worker this copy is for.
         worker: u64,
         /// The tariff event.
-        placed: Placed,
+        placed: Box<Placed>,
     },
     /// The account's pending orders after this instant's order events.
     Pending {
@@ -304,10 +335,12 @@ impl Fact {
 /// stages. Streams of `Flow` never cross workers whole: each consumer takes its part first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Flow {
-    /// A finished output record.
-    Out(Output),
-    /// A change to period aggregates.
-    Fact(Fact),
+    /// A finished output record (boxed: the per-code variants stay 48 bytes, not the
+    /// 184 of an output; memmove of moved records was the top of a run's profile,
+    /// BENCHMARKS.md "Profile").
+    Out(Box<Output>),
+    /// A change to period aggregates (boxed, as above).
+    Fact(Box<Fact>),
     /// A code for the national index.
     ToCodes(CodeIn),
     /// An input for the accounts operator.
@@ -315,4 +348,16 @@ pub enum Flow {
     /// A code became final at an instant, in a status (for the national index: it answers
     /// commands on the code from then on, and forgets it after the retention horizon).
     Final(CodeKey, Ts, Status),
+}
+
+impl Flow {
+    /// A finished output record.
+    pub fn out(output: Output) -> Flow {
+        Flow::Out(Box::new(output))
+    }
+
+    /// A change to period aggregates.
+    pub fn fact(fact: Fact) -> Flow {
+        Flow::Fact(Box::new(fact))
+    }
 }

@@ -64,7 +64,7 @@ pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
 
 fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Flow {
     let event = &placed.event;
-    Flow::Out(Output::Rejection(Rejection::of_event(
+    Flow::out(Output::Rejection(Rejection::of_event(
         &event.id,
         event.kind().as_str(),
         &event.account,
@@ -94,7 +94,7 @@ impl Orders {
     fn sla(&self, account: &str, period: Period, now: Ts, delta: [i64; 4], out: &mut Vec<Flow>) {
         // An SLA record is frozen with its period.
         if period.close_instant(self.close_after_days) > now {
-            out.push(Flow::Fact(Fact::Sla {
+            out.push(Flow::fact(Fact::Sla {
                 account: account.to_string(),
                 period,
                 delta,
@@ -102,7 +102,8 @@ impl Orders {
         }
     }
 
-    fn apply(&mut self, placed: &Placed, now: Ts, out: &mut Vec<Flow>) -> bool {
+    /// Applies one order event; an accepted emission's codes are moved on to the index.
+    fn apply(&mut self, placed: &mut Placed, now: Ts, out: &mut Vec<Flow>) -> bool {
         let event = &placed.event;
         let account = event.account.clone();
         match &event.body {
@@ -211,18 +212,18 @@ impl Orders {
                     self.sla(&account, period, now, [0, within, 0, -1], out);
                 }
                 let header = Arc::new(Header::of(placed, gtin));
-                for (position, code) in codes.iter().enumerate() {
-                    if is_code(code) {
+                for (position, code) in placed.event.body.take_codes().into_iter().enumerate() {
+                    if is_code(&code) {
                         let position = u32::try_from(position).unwrap_or(u32::MAX);
                         out.push(Flow::ToCodes(CodeIn {
                             header: header.clone(),
                             position,
-                            code: code.clone(),
+                            code,
                         }));
                     } else {
                         out.push(reject(
                             placed,
-                            Some(code),
+                            Some(&code),
                             Reason::BadCode,
                             "not 1–128 printable ASCII characters".into(),
                         ));
@@ -265,7 +266,7 @@ impl Machine for Orders {
         }
         inputs.sort_by(|a, b| (a.event.kind(), &a.event.id).cmp(&(b.event.kind(), &b.event.id)));
         let mut changed: BTreeMap<String, Ts> = BTreeMap::new();
-        for placed in &inputs {
+        for placed in &mut inputs {
             if self.apply(placed, now, out) {
                 let ts = changed.entry(placed.event.account.clone()).or_insert(placed.event.ts);
                 *ts = (*ts).max(placed.event.ts);

@@ -33,7 +33,13 @@ pub fn is_event_id(text: &str) -> bool {
 
 /// A code: 1–128 chars, printable ASCII without space, plus the GS separator.
 pub fn is_code(text: &str) -> bool {
-    !text.is_empty() && text.len() <= CODE_LEN_MAX && text.bytes().all(|b| b.is_ascii_graphic() || b == 0x1d)
+    // A fold, not `all`: no early exit, so the loop vectorizes (every code of every event
+    // passes here; `all` cost 2.4 % of a run's CPU).
+    !text.is_empty()
+        && text.len() <= CODE_LEN_MAX
+        && text
+            .bytes()
+            .fold(true, |valid, b| valid & (b.is_ascii_graphic() | (b == 0x1d)))
 }
 
 /// A GTIN: exactly 14 digits whose last is the GS1 check digit of the first 13.

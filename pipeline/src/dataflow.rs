@@ -97,33 +97,33 @@ fn check_tariff(placed: Placed) -> Result<Placed, Box<Output>> {
 
 /// A command's checks that need no state (a late defect report, codes outside the
 /// alphabet); its other codes go to the national index.
-fn split_command(placed: Placed, config: &Config) -> Vec<Flow> {
+fn split_command(mut placed: Placed, config: &Config) -> Vec<Flow> {
     if let Body::Defect { act_date, .. } = &placed.event.body {
         let deadline = config.calendar.deadline_after(*act_date, config.defect_working_days);
         if placed.event.ts >= deadline {
             let detail = format!("defect act of {act_date} had to be reported before {deadline}");
-            return vec![Flow::Out(reject(&placed, None, Reason::DefectReportLate, detail))];
+            return vec![Flow::out(reject(&placed, None, Reason::DefectReportLate, detail))];
         }
     }
     let header = Arc::new(Header::of(&placed, ""));
     placed
         .event
         .body
-        .codes()
-        .iter()
+        .take_codes()
+        .into_iter()
         .enumerate()
         .map(|(position, code)| {
-            if is_code(code) {
+            if is_code(&code) {
                 let position = u32::try_from(position).unwrap_or(u32::MAX);
                 Flow::ToCodes(CodeIn {
                     header: header.clone(),
                     position,
-                    code: code.clone(),
+                    code,
                 })
             } else {
-                Flow::Out(reject(
+                Flow::out(reject(
                     &placed,
-                    Some(code),
+                    Some(&code),
                     Reason::BadCode,
                     "not 1–128 printable ASCII characters".into(),
                 ))
@@ -158,12 +158,12 @@ fn split(flows: StreamVec<'_, Time, Flow>) -> Parts<'_> {
     Parts {
         outs: next().flat_map(|flow| {
             if let Flow::Out(output) = flow {
-                Some(output)
+                Some(*output)
             } else {
                 None
             }
         }),
-        facts: next().flat_map(|flow| if let Flow::Fact(fact) = flow { Some(fact) } else { None }),
+        facts: next().flat_map(|flow| if let Flow::Fact(fact) = flow { Some(*fact) } else { None }),
         codes: next().flat_map(|flow| {
             if let Flow::ToCodes(code) = flow {
                 Some(CodesIn::Code(code))
@@ -462,12 +462,12 @@ where
                 .broadcast()
                 .map(move |placed| AccountIn::Tariff {
                     worker: index as u64,
-                    placed,
+                    placed: Box::new(placed),
                 });
             let credits = unique
                 .clone()
                 .filter_kinds(&[Kind::Payment, Kind::Compensation, Kind::Refund])
-                .map(AccountIn::Event);
+                .map(|placed| AccountIn::Event(Box::new(placed)));
 
             let order_events = unique
                 .clone()
