@@ -130,7 +130,7 @@ impl OutputProducer {
 
     /// [`OutputProducer::send`] with an explicit partition (`None`: by key) and an optional
     /// key.
-    pub(crate) fn send_record(
+    pub fn send_record(
         &mut self,
         topic: &str,
         partition: Option<i32>,
