@@ -361,3 +361,23 @@ impl Flow {
         Flow::Fact(Box::new(fact))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_code_records_stay_small() {
+        // Every code of every event moves through the exchanges as one of these: a large
+        // variant (an output, a fact, an event) must stay boxed (BENCHMARKS.md "Profile").
+        let sizes = [
+            ("CodeIn", std::mem::size_of::<CodeIn>(), 40),
+            ("CodesIn", std::mem::size_of::<CodesIn>(), 48),
+            ("AccountIn", std::mem::size_of::<AccountIn>(), 64),
+            ("Flow", std::mem::size_of::<Flow>(), 64),
+        ];
+        for (name, size, most) in sizes {
+            assert!(size <= most, "{name} is {size} bytes, more than {most}");
+        }
+    }
+}
