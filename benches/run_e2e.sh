@@ -74,6 +74,8 @@ for i in $(seq "$runs"); do
         echo "PostgreSQL's outputs differ from markledger's: the comparison is void" >&2
         exit 1
       fi
+      cp "$dir/pg.txt" "$dir/pg-match.txt"
+      echo "PostgreSQL's outputs MATCH markledger's on this dataset ($dir/pg-match.txt)" >&2
     else
       ML_SKIP_MARKLEDGER=1 benches/postgres.sh "$dir/json" "$dir/pg" >"$dir/pg.txt"
     fi

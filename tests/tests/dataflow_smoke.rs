@@ -33,6 +33,30 @@ fn dataflow_equals_reference_on_golden_scenarios() {
 }
 
 #[test]
+fn dataflow_equals_reference_on_the_peer_fixtures() {
+    // The fixtures the PostgreSQL peer is checked on (benches/postgres/fixtures): held codes
+    // emitted in another order than their command's, repeated, re-emitted and malformed
+    // codes, duplicates, refunds and defects.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/postgres/fixtures");
+    let config = default_config();
+    for fixture in ["holds", "refusals"] {
+        let partitions = load_dataset(&root.join(fixture));
+        assert!(!partitions.is_empty(), "{fixture}: no partitions");
+        let (_, reference) = markledger::reference::run(&config, partitions.clone(), Vec::new(), &mut |_, _| {});
+        let expected = multiset(&reference);
+        for workers in [1, 2, 4] {
+            let actual = multiset(&markledger::dataflow::run(&config, partitions.clone(), workers));
+            let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(5).collect();
+            let extra: Vec<_> = actual.iter().filter(|l| !expected.contains(l)).take(5).collect();
+            assert!(
+                actual == expected,
+                "{fixture} on {workers} workers:\nmissing {missing:#?}\nextra {extra:#?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn dataflow_equals_reference_on_a_generated_dataset_with_bad_input() {
     // 150k code events, 30 accounts, 5 % deliberately bad input, 4 partitions, 3 months:
     // equal multisets of outputs on 1, 2 and 4 workers.

@@ -643,6 +643,28 @@ fn s4_hold_waits_for_the_emission_and_charges_at_the_commands_tariff() {
 }
 
 #[test]
+fn s4_held_codes_join_the_queue_in_the_commands_order() {
+    // The application names h1 then h2, both unknown; one emission creates them as h2, h1.
+    // They join the FIFO queue in the report's order (§3), so a payment of one charge pays
+    // h1, not h2.
+    let lines = vec![
+        order("o1", &jan("10T09:00:01"), A, "O1", GTIN, 2),
+        application("a1", &jan("10T10:00:00"), A, &["h1", "h2"]),
+        emission("e1", &jan("10T10:00:30"), A, "O1", GTIN, &["h2", "h1"]),
+        payment("p1", &jan("10T11:00:00"), A, "3.01", "Kaspi Bank"),
+    ];
+    let out = go(lines);
+    assert!(out.refusals().is_empty(), "{:?}", out.refusals());
+    assert_eq!(out.status_of("h1"), Some(Status::AppliedPaid));
+    assert_eq!(out.status_of("h2"), Some(Status::AppliedUnpaid));
+    let balance = out.balance(A);
+    assert_eq!(
+        (balance.balance, balance.unpaid_codes, balance.unpaid_amount),
+        (dec("0.0084"), 1, dec("3.0016"))
+    );
+}
+
+#[test]
 fn s4_hold_ends_unknown_code() {
     // A code not emitted within 60 s is refused UNKNOWN_CODE (the report's other codes take
     // effect at once); a later emission of it does not revive the command. A hold still

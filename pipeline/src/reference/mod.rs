@@ -876,9 +876,14 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 resolved.entry(hold).or_default().push(code.clone());
             }
         }
-        for (id, codes) in resolved {
+        for (id, emitted) in resolved {
             let hold = self.holds.get_mut(&id).expect("indexed hold exists");
-            hold.codes.retain(|c| !codes.contains(c));
+            // The released codes join the queue in the command's order (DOMAIN.md §3: "the
+            // order of codes inside the report"), not the emission's.
+            let (codes, waiting): (Vec<String>, Vec<String>) = std::mem::take(&mut hold.codes)
+                .into_iter()
+                .partition(|c| emitted.contains(c));
+            hold.codes = waiting;
             let pending = hold.pending.clone();
             if hold.codes.is_empty() {
                 let deadline = hold.deadline;
