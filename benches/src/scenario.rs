@@ -143,6 +143,7 @@ pub fn new_accounts() -> Accounts {
         calendar: config.calendar,
         expiry_working_days: config.expiry_working_days,
         close_after_days: config.close_after_days,
+        finality_delay_ms: 1,
     })
 }
 

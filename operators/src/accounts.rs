@@ -139,6 +139,9 @@ pub struct AccountRules {
     pub expiry_working_days: u32,
     /// Days into the next month a period stays open.
     pub close_after_days: u32,
+    /// How long after a code becomes final the national index learns it (the delay of the
+    /// dataflow's feedback edge, at least 1 ms); the accounts answer for it until then.
+    pub finality_delay_ms: i64,
 }
 
 impl AccountRules {
@@ -148,6 +151,7 @@ impl AccountRules {
             calendar: WorkingCalendar::parse("range 2020-01-01 2020-01-01\n").expect("a one-day calendar parses"),
             expiry_working_days: 0,
             close_after_days: 0,
+            finality_delay_ms: 1,
         }
     }
 }
@@ -200,8 +204,8 @@ pub struct Accounts {
     timers: BTreeSet<(Ts, Timer)>,
     month_end_scheduled: bool,
     touched: BTreeSet<String>,
-    /// Codes that became final, by instant: the index learns it 1 ms later and answers for
-    /// them from then on, so the accounts forget them after their instant.
+    /// Codes that became final, by instant: the index learns it `finality_delay_ms` later
+    /// and answers for them from then on, so the accounts forget them then.
     retiring: VecDeque<(Ts, String, Vec<CodeKey>)>,
 }
 
@@ -238,7 +242,7 @@ impl Accounts {
     }
 
     /// Tells the index that `finals` of `account` became final now, and forgets them once
-    /// the index knows (after this instant).
+    /// the index knows (`finality_delay_ms` later).
     fn finalize(&mut self, account: &str, finals: Vec<(CodeKey, Status)>, now: Ts, out: &mut Vec<Flow>) {
         if finals.is_empty() {
             return;
@@ -253,9 +257,14 @@ impl Accounts {
         self.retiring.push_back((now, account.to_string(), keys));
     }
 
-    /// Forgets the codes whose finality the index has learnt (instants before `now`).
+    /// Forgets the codes whose finality the index has learnt by `now`.
     fn retire(&mut self, now: Ts) {
-        while self.retiring.front().is_some_and(|(at, _, _)| *at < now) {
+        let delay = self.rules.finality_delay_ms;
+        while self
+            .retiring
+            .front()
+            .is_some_and(|(at, _, _)| at.plus_millis(delay) <= now)
+        {
             let (_, name, keys) = self.retiring.pop_front().expect("peeked");
             let account = self.accounts.get_mut(&name).expect("a final code's account");
             for key in keys {

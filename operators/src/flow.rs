@@ -133,8 +133,8 @@ pub struct CodeIn {
 pub enum CodesIn {
     /// A code of an emission or a command.
     Code(CodeIn),
-    /// A code reached a state it can never leave at `at` (fed back from the accounts, 1 ms
-    /// later): the index forgets it `retention` after `at`.
+    /// A code reached a state it can never leave at `at` (fed back from the accounts, the
+    /// finality delay later): the index forgets it `retention` after `at`.
     Final {
         /// The code's fingerprint.
         key: CodeKey,

@@ -56,6 +56,11 @@ pub const SOURCE_BATCH_MAX: usize = 4_096;
 /// record of its input at once.
 pub const SOURCE_WEIGHT_IN_FLIGHT_MAX: usize = 65_536;
 
+/// How long after a code becomes final the national index learns it, in runs without
+/// checkpoints: the accounts answer for the code until then, and the index may step that
+/// far ahead of the accounts instead of waiting for them at every instant.
+pub const FINALITY_DELAY_MS: i64 = 60 * 60 * 1000;
+
 fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Output {
     let event = &placed.event;
     Output::Rejection(Rejection::of_event(
@@ -376,6 +381,15 @@ where
         Mode::Backfill(checkpoints) => (InputEnd::after(workers), None, Some(checkpoints.clone())),
         Mode::Stream { stop, checkpoints } => (InputEnd::never(), Some(stop.clone()), checkpoints.clone()),
     };
+    // How far the national index may run ahead of the accounts (docs/ARCHITECTURE.md,
+    // "Finality and retention"). A checkpoint carries only the finality fed back from the
+    // instant before its cut, so runs that take checkpoints keep 1 ms; and the index must
+    // know a code is final before retention forgets it.
+    let finality_delay = if checkpoints.is_some() {
+        1
+    } else {
+        FINALITY_DELAY_MS.min(config.retention_ms).max(1)
+    };
     // A restored run starts at its checkpoint, with the read position it had.
     let start = checkpoints.as_ref().and_then(Checkpoints::restored).map_or(0, |cut| {
         let read_max = (0..cut.workers)
@@ -488,8 +502,9 @@ where
                     .flat_map(move |placed| split_command(placed, &command_config)),
             );
 
-            // Finality flows back from the accounts to the index, 1 ms later (retention).
-            let (finals_handle, finals) = scope.feedback::<Vec<CodesIn>>(1);
+            // Finality flows back from the accounts to the index (retention), `finality_delay`
+            // later: the index can run that far ahead of the accounts.
+            let (finals_handle, finals) = scope.feedback::<Vec<CodesIn>>(finality_delay as u64);
             let codes = split(run_machine(
                 orders.codes.concat(commands.codes).concat(finals),
                 Exchange::new(CodesIn::route),
@@ -504,6 +519,7 @@ where
                 calendar: config.calendar.clone(),
                 expiry_working_days: config.expiry_working_days,
                 close_after_days: config.close_after_days,
+                finality_delay_ms: finality_delay,
             };
             let accounts = split(run_machine(
                 account_inputs,

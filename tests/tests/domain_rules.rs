@@ -4,6 +4,7 @@
 
 use markledger::config::Config;
 use markledger_operators::output::{AggregateKind, Entry, Figures};
+use markledger_operators::time::Ts;
 use markledger_operators::{Reason, Status, WorkingCalendar};
 use markledger_tests::*;
 
@@ -976,6 +977,59 @@ fn s6_emission_sla() {
 }
 
 // ------------------------------------------------------------------------------ §7 retention
+
+#[test]
+fn s7_final_code_refused_alike_before_and_after_the_index_learns_it() {
+    // A dropped code (REJECTED, final) is answered by its account until the national index
+    // learns it is final (`FINALITY_DELAY_MS` later in a run without checkpoints), then by
+    // the index. Commands just after the dropout, just before and at the handover, and hours
+    // later are refused alike, and `run_with` holds the dataflow to the reference on every
+    // record, wording included.
+    let delay = markledger::dataflow::FINALITY_DELAY_MS;
+    let dropped = Ts::parse_rfc3339(&jan("10T10:00:00")).expect("ts");
+    let at = |millis: i64| dropped.plus_millis(millis).render();
+    let lines = vec![
+        order("o1", &jan("10T08:00:00"), A, "O1", GTIN, 1),
+        emission("e1", &jan("10T09:00:00"), A, "O1", GTIN, &["r1"]),
+        dropout("d1", &jan("10T10:00:00"), A, &["r1"]),
+        application("a1", &at(1_000), A, &["r1"]),
+        application("a2", &at(delay - 1), A, &["r1"]),
+        application("a3", &at(delay), A, &["r1"]),
+        introduction("i1", &at(delay + 5 * 3_600_000), A, &["r1"]),
+    ];
+    let out = go(lines);
+    let refused: Vec<_> = out
+        .rejections()
+        .iter()
+        .map(|r| (r.event.as_deref(), r.reason, r.detail.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            (
+                Some("a1"),
+                Reason::InvalidTransition,
+                "application is not allowed from REJECTED"
+            ),
+            (
+                Some("a2"),
+                Reason::InvalidTransition,
+                "application is not allowed from REJECTED"
+            ),
+            (
+                Some("a3"),
+                Reason::InvalidTransition,
+                "application is not allowed from REJECTED"
+            ),
+            (
+                Some("i1"),
+                Reason::InvalidTransition,
+                "introduction is not allowed from REJECTED"
+            ),
+        ]
+    );
+    assert_eq!(out.status_of("r1"), Some(Status::Rejected));
+}
 
 #[test]
 fn s7_final_codes_are_compacted_after_retention() {
