@@ -463,10 +463,27 @@ where
                 end.clone(),
                 checkpoints.clone(),
             );
-            let duplicates = unique.clone().flat_map(Result::err);
-            let unique = unique.flat_map(Result::ok);
+            // Each event moves to the one stage that takes its kind: a `clone()` of the
+            // stream would copy every event, codes and all, once per consumer.
+            let mut by_kind = unique
+                .partition(5, |unique| {
+                    let part = match &unique {
+                        Err(_) => 0,
+                        Ok(placed) => match placed.event.kind() {
+                            Kind::Tariff => 1,
+                            Kind::Payment | Kind::Compensation | Kind::Refund => 2,
+                            Kind::Order | Kind::OrderCancel | Kind::Emission => 3,
+                            Kind::Application | Kind::Dropout | Kind::Defect | Kind::Introduction => 4,
+                        },
+                    };
+                    (part, unique)
+                })
+                .into_iter();
+            let duplicates = by_kind.next().expect("five parts").flat_map(Result::err);
+            let mut next = || by_kind.next().expect("five parts").flat_map(Result::ok);
+            let (tariffs, credits, order_events, commands) = (next(), next(), next(), next());
 
-            let tariffs = unique.clone().filter_kinds(&[Kind::Tariff]).map(check_tariff);
+            let tariffs = tariffs.map(check_tariff);
             let tariff_refusals = tariffs
                 .clone()
                 .flat_map(|checked| checked.err().map(|refusal| *refusal));
@@ -478,14 +495,8 @@ where
                     worker: index as u64,
                     placed: Box::new(placed),
                 });
-            let credits = unique
-                .clone()
-                .filter_kinds(&[Kind::Payment, Kind::Compensation, Kind::Refund])
-                .map(|placed| AccountIn::Event(Box::new(placed)));
+            let credits = credits.map(|placed| AccountIn::Event(Box::new(placed)));
 
-            let order_events = unique
-                .clone()
-                .filter_kinds(&[Kind::Order, Kind::OrderCancel, Kind::Emission]);
             let orders = split(run_machine(
                 order_events,
                 Exchange::new(|placed: &Placed| route(&placed.event.account)),
@@ -496,11 +507,7 @@ where
             ));
 
             let command_config = config.clone();
-            let commands = split(
-                unique
-                    .filter_kinds(&[Kind::Application, Kind::Dropout, Kind::Defect, Kind::Introduction])
-                    .flat_map(move |placed| split_command(placed, &command_config)),
-            );
+            let commands = split(commands.flat_map(move |placed| split_command(placed, &command_config)));
 
             // Finality flows back from the accounts to the index (retention), `finality_delay`
             // later: the index can run that far ahead of the accounts.
@@ -605,17 +612,6 @@ where
         run.sinks.push(done);
     }
     run
-}
-
-/// Keeps the events of the given kinds.
-trait FilterKinds<'scope> {
-    fn filter_kinds(self, kinds: &'static [Kind]) -> StreamVec<'scope, Time, Placed>;
-}
-
-impl<'scope> FilterKinds<'scope> for StreamVec<'scope, Time, Placed> {
-    fn filter_kinds(self, kinds: &'static [Kind]) -> StreamVec<'scope, Time, Placed> {
-        self.flat_map(move |placed| kinds.contains(&placed.event.kind()).then_some(placed))
-    }
 }
 
 /// Runs the dataflow and returns its outputs in a canonical order, with the run's summary
