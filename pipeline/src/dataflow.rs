@@ -466,8 +466,8 @@ where
             // Each event moves to the one stage that takes its kind: a `clone()` of the
             // stream would copy every event, codes and all, once per consumer.
             let mut by_kind = unique
-                .partition(5, |unique| {
-                    let part = match &unique {
+                .partition(5, |record| {
+                    let part = match &record {
                         Err(_) => 0,
                         Ok(placed) => match placed.event.kind() {
                             Kind::Tariff => 1,
@@ -476,7 +476,7 @@ where
                             Kind::Application | Kind::Dropout | Kind::Defect | Kind::Introduction => 4,
                         },
                     };
-                    (part, unique)
+                    (part, record)
                 })
                 .into_iter();
             let duplicates = by_kind.next().expect("five parts").flat_map(Result::err);

@@ -277,6 +277,12 @@ impl Outcome {
             .unwrap_or_else(|| panic!("no balance record for {account}"))
     }
 
+    /// (balance, unpaid codes, unpaid amount) of an account's last balance record.
+    pub fn balance_figures(&self, account: &str) -> (Decimal, u64, Decimal) {
+        let balance = self.balance(account);
+        (balance.balance, balance.unpaid_codes, balance.unpaid_amount)
+    }
+
     /// All revisions of period records.
     pub fn period_records(&self) -> Vec<&PeriodRecord> {
         self.outputs

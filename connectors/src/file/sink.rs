@@ -126,9 +126,9 @@ impl OutputFiles {
         self.counts
     }
 
-    /// Hands file `index`'s buffer to the writer thread.
-    fn hand_over(&mut self, index: usize) {
-        let bytes = std::mem::replace(&mut self.buffers[index], Vec::with_capacity(WRITE_BUFFER_BYTES));
+    /// Hands file `index`'s buffer to the writer thread, leaving `next` in its place.
+    fn hand_over(&mut self, index: usize, next: Vec<u8>) {
+        let bytes = std::mem::replace(&mut self.buffers[index], next);
         let sent = self
             .to_writer
             .as_ref()
@@ -136,11 +136,12 @@ impl OutputFiles {
         self.failed |= !sent;
     }
 
-    /// Hands every buffer over and waits for the writer thread.
+    /// Hands every buffer over (nothing is rendered after this, so no new buffers) and
+    /// waits for the writer thread.
     fn close(&mut self) -> io::Result<()> {
         for index in 0..self.buffers.len() {
             if !self.buffers[index].is_empty() && !self.failed {
-                self.hand_over(index);
+                self.hand_over(index, Vec::new());
             }
         }
         self.to_writer = None;
@@ -177,7 +178,7 @@ impl Sink for OutputFiles {
         buffer.push(b'\n');
         self.counts.increment(file);
         if buffer.len() >= WRITE_BUFFER_BYTES {
-            self.hand_over(index);
+            self.hand_over(index, Vec::with_capacity(WRITE_BUFFER_BYTES));
         }
     }
 }
