@@ -3,9 +3,11 @@
 
 use crate::event::{Event, Kind};
 use crate::money::Money;
-use crate::output::Output;
+use crate::output::{Output, Rejection};
+use crate::reason::Reason;
 use crate::status::Status;
 use crate::time::{Period, Ts};
+use crate::validate::is_code;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -81,6 +83,40 @@ pub struct Placed {
     pub late: bool,
     /// The event.
     pub event: Event,
+}
+
+impl Placed {
+    /// The event's rejection, for one of its codes or (`None`) the whole event.
+    pub fn rejection(&self, code: Option<&str>, reason: Reason, detail: String) -> Output {
+        let event = &self.event;
+        Output::Rejection(Rejection::of_event(
+            &event.id,
+            event.kind().as_str(),
+            &event.account,
+            code,
+            reason,
+            detail,
+        ))
+    }
+
+    /// Moves each code of this emission or command out of the event into `out`, in order:
+    /// a record for the national index carrying `header` (the event's), or the code's
+    /// `BAD_CODE` rejection.
+    pub fn codes_to_index(&mut self, header: Arc<Header>, out: &mut Vec<Flow>) {
+        for (position, code) in self.event.body.take_codes().into_iter().enumerate() {
+            if is_code(&code) {
+                let position = u32::try_from(position).unwrap_or(u32::MAX);
+                out.push(Flow::ToCodes(CodeIn {
+                    header: header.clone(),
+                    position,
+                    code,
+                }));
+            } else {
+                let detail = "not 1–128 printable ASCII characters".into();
+                out.push(Flow::out(self.rejection(Some(&code), Reason::BadCode, detail)));
+            }
+        }
+    }
 }
 
 /// What every code of an emission or a command carries about its event.

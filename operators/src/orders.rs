@@ -8,12 +8,11 @@
 //! against its order, so this book never waits for the code index.
 
 use crate::event::Body;
-use crate::flow::{ts_of, AccountIn, CodeIn, Fact, Flow, Header, Placed};
+use crate::flow::{ts_of, AccountIn, Fact, Flow, Header, Placed};
 use crate::machine::{Machine, Time};
-use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::time::{Period, Ts};
-use crate::validate::{is_code, is_gtin};
+use crate::validate::is_gtin;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -63,15 +62,7 @@ pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
 }
 
 fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Flow {
-    let event = &placed.event;
-    Flow::out(Output::Rejection(Rejection::of_event(
-        &event.id,
-        event.kind().as_str(),
-        &event.account,
-        code,
-        reason,
-        detail,
-    )))
+    Flow::out(placed.rejection(code, reason, detail))
 }
 
 /// `BAD_GTIN` for an order or emission whose GTIN is not valid.
@@ -212,23 +203,7 @@ impl Orders {
                     self.sla(&account, period, now, [0, within, 0, -1], out);
                 }
                 let header = Arc::new(Header::of(placed, gtin));
-                for (position, code) in placed.event.body.take_codes().into_iter().enumerate() {
-                    if is_code(&code) {
-                        let position = u32::try_from(position).unwrap_or(u32::MAX);
-                        out.push(Flow::ToCodes(CodeIn {
-                            header: header.clone(),
-                            position,
-                            code,
-                        }));
-                    } else {
-                        out.push(reject(
-                            placed,
-                            Some(&code),
-                            Reason::BadCode,
-                            "not 1–128 printable ASCII characters".into(),
-                        ));
-                    }
-                }
+                placed.codes_to_index(header, out);
                 changed
             }
             _ => unreachable!("only order events reach the order book"),

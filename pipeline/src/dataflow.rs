@@ -29,11 +29,10 @@ use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
 use markledger_operators::event::{Body, DecimalField, Kind};
-use markledger_operators::flow::{route, AccountIn, CodeIn, CodesIn, Fact, Flow, Header, Placed};
+use markledger_operators::flow::{route, AccountIn, CodesIn, Fact, Flow, Header, Placed};
 use markledger_operators::machine::{run_machine, InputEnd, Time};
 use markledger_operators::orders::Orders;
-use markledger_operators::output::{Entry, Output, Rejection};
-use markledger_operators::validate::is_code;
+use markledger_operators::output::{Entry, Output};
 use markledger_operators::Reason;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -61,18 +60,6 @@ pub const SOURCE_WEIGHT_IN_FLIGHT_MAX: usize = 65_536;
 /// far ahead of the accounts instead of waiting for them at every instant.
 pub const FINALITY_DELAY_MS: i64 = 60 * 60 * 1000;
 
-fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Output {
-    let event = &placed.event;
-    Output::Rejection(Rejection::of_event(
-        &event.id,
-        event.kind().as_str(),
-        &event.account,
-        code,
-        reason,
-        detail,
-    ))
-}
-
 /// Tariffs need no state to check: bad prices, or taking effect before their own event.
 fn check_tariff(placed: Placed) -> Result<Placed, Box<Output>> {
     let Body::Tariff {
@@ -88,14 +75,14 @@ fn check_tariff(placed: Placed) -> Result<Placed, Box<Output>> {
             && !vat.is_sign_negative() && *vat < rust_decimal::Decimal::ONE);
     if !valid {
         let detail = format!("tariff needs net_price > 0 and 0 ≤ vat_rate < 1, got {net_price:?} and {vat_rate:?}");
-        return Err(Box::new(reject(&placed, None, Reason::BadAmount, detail)));
+        return Err(Box::new(placed.rejection(None, Reason::BadAmount, detail)));
     }
     if *effective_from < placed.effective {
         let detail = format!(
             "tariff effective from {effective_from} is before its event took effect at {}",
             placed.effective
         );
-        return Err(Box::new(reject(&placed, None, Reason::TariffRetroactive, detail)));
+        return Err(Box::new(placed.rejection(None, Reason::TariffRetroactive, detail)));
     }
     Ok(placed)
 }
@@ -107,34 +94,13 @@ fn split_command(mut placed: Placed, config: &Config) -> Vec<Flow> {
         let deadline = config.calendar.deadline_after(*act_date, config.defect_working_days);
         if placed.event.ts >= deadline {
             let detail = format!("defect act of {act_date} had to be reported before {deadline}");
-            return vec![Flow::out(reject(&placed, None, Reason::DefectReportLate, detail))];
+            return vec![Flow::out(placed.rejection(None, Reason::DefectReportLate, detail))];
         }
     }
+    let mut out = Vec::with_capacity(placed.event.body.codes().len());
     let header = Arc::new(Header::of(&placed, ""));
-    placed
-        .event
-        .body
-        .take_codes()
-        .into_iter()
-        .enumerate()
-        .map(|(position, code)| {
-            if is_code(&code) {
-                let position = u32::try_from(position).unwrap_or(u32::MAX);
-                Flow::ToCodes(CodeIn {
-                    header: header.clone(),
-                    position,
-                    code,
-                })
-            } else {
-                Flow::out(reject(
-                    &placed,
-                    Some(&code),
-                    Reason::BadCode,
-                    "not 1–128 printable ASCII characters".into(),
-                ))
-            }
-        })
-        .collect()
+    placed.codes_to_index(header, &mut out);
+    out
 }
 
 /// A stage's output split by destination, each record moved (not copied) to one part.
