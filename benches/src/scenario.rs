@@ -106,7 +106,7 @@ pub fn payment(id: &str, account: &str, ts: Ts, amount: Money) -> AccountIn {
             ts,
             account: account.to_string(),
             body: Body::Payment {
-                amount: DecimalField::Parsed(amount),
+                amount: DecimalField::Parsed(amount.value()),
                 channel: "halyk".into(),
             },
         },
@@ -120,8 +120,8 @@ pub fn charge_at(ts: Ts) -> Money {
 
 /// The smallest amount with at most 2 decimals that pays for `codes` codes applied at `ts`.
 pub fn amount_for(codes: u64, ts: Ts) -> Money {
-    let hundred = Money::from(100);
-    (charge_at(ts) * Money::from(codes) * hundred).ceil() / hundred
+    let hundred = markledger_operators::money::Decimal::from(100);
+    Money::exact((charge_at(ts).times(codes).value() * hundred).ceil() / hundred)
 }
 
 /// The engine's defaults (hold 60 s, 5-year retention, 30 working days to expiry, periods
@@ -280,14 +280,20 @@ pub fn small_payments(product: &Product, queue_codes: u64, codes_per_payment: u6
     let applied_at = start().plus_millis(MILLIS_PER_HOUR);
     let charge = charge_at(applied_at);
     let amount = amount_for(codes_per_payment, applied_at);
-    let owed = charge * Money::from(queue_codes);
+    let owed = charge.times(queue_codes);
     let first = start().plus_millis(2 * MILLIS_PER_DAY);
     let (mut paid, mut settled, mut instants) = (Money::ZERO, 0u64, Vec::new());
     while paid < owed {
         let ts = first.plus_millis(instants.len() as i64 * 1_000);
         paid += amount;
         // Codes settled so far: whole charges the payments cover, bounded by the queue.
-        let now_settled = queue_codes.min((paid / charge).floor().to_string().parse().expect("an integer"));
+        let now_settled = queue_codes.min(
+            (paid.value() / charge.value())
+                .floor()
+                .to_string()
+                .parse()
+                .expect("an integer"),
+        );
         let id = format!("pay-{}", instants.len());
         instants.push(Instant {
             at: time_of(ts),

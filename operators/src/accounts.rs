@@ -15,10 +15,11 @@ use crate::event::{Body, DecimalField, Kind};
 use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, Fact, Flow, Header, Placed};
 use crate::intern::Interner;
 use crate::machine::{Machine, Time};
-use crate::money::{check_amount, Money};
+use crate::money::Money;
 use crate::orders::accounting_period;
 use crate::output::{BalanceRecord, Entry, LedgerEntry, Output, Rejection, StatusChange};
 use crate::reason::Reason;
+use crate::rules;
 use crate::status::Status;
 use crate::tariff::{Tariff, TariffHistory};
 use crate::time::{Period, Ts};
@@ -217,6 +218,17 @@ enum Unit {
     Pending(String, u64, Ts),
     Created(Arc<Header>, Vec<CodeIn>),
     Command(Arc<Header>, Vec<CodeIn>),
+}
+
+impl Unit {
+    /// The event this unit of work belongs to (a failure's message names it).
+    fn event_id(&self) -> &str {
+        match self {
+            Unit::Event(placed) => &placed.event.id,
+            Unit::Pending(account, ..) => account,
+            Unit::Created(header, _) | Unit::Command(header, _) => &header.id,
+        }
+    }
 }
 
 fn rejection(header: &Header, code: Option<&str>, reason: Reason, detail: String) -> Flow {
@@ -423,8 +435,12 @@ impl Accounts {
         let Some(amount) = self.amount(&header, field, out) else {
             return;
         };
+        let balance = self.account(&header.account).balance;
+        match rules::credit(balance, amount) {
+            Ok(after) => self.account(&header.account).balance = after,
+            Err(detail) => return out.push(rejection(&header, None, Reason::BadAmount, detail)),
+        }
         let period = self.period(header.ts, now);
-        self.account(&header.account).balance += amount;
         if let Some(channel) = channel {
             let day = header.ts.local_date().format("%Y-%m-%d").to_string();
             out.push(Flow::fact(Fact::Payment {
@@ -463,11 +479,7 @@ impl Accounts {
     }
 
     fn amount(&self, header: &Header, field: &DecimalField, out: &mut Vec<Flow>) -> Option<Money> {
-        let result = match field {
-            DecimalField::Parsed(value) => check_amount(*value).map_err(|error| error.to_string()),
-            DecimalField::Invalid(text) => Err(format!("amount {text:?} is not a decimal string")),
-        };
-        result
+        rules::amount(field)
             .map_err(|detail| out.push(rejection(header, None, Reason::BadAmount, detail)))
             .ok()
     }
@@ -795,6 +807,7 @@ impl Machine for Accounts {
             self.fire(timer, now, out);
         }
         for unit in Self::units(inputs) {
+            crate::failure::processing(unit.event_id());
             match unit {
                 Unit::Event(placed) => match &placed.event.body {
                     Body::Tariff {
@@ -802,12 +815,8 @@ impl Machine for Accounts {
                         net_price,
                         vat_rate,
                     } => {
-                        if let (DecimalField::Parsed(net_price), DecimalField::Parsed(vat_rate)) = (net_price, vat_rate)
-                        {
-                            let tariff = Tariff {
-                                net_price: *net_price,
-                                vat_rate: *vat_rate,
-                            };
+                        // Checked before the broadcast; refused ones never arrive.
+                        if let Ok(tariff) = rules::tariff(*effective_from, net_price, vat_rate, placed.effective) {
                             self.tariffs.insert(*effective_from, tariff);
                         }
                     }

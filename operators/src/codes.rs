@@ -7,7 +7,7 @@
 //! (kind rank, event id, position); holds ending at an instant end after its inputs.
 
 use crate::event::Kind;
-use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Flow};
+use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Flow, Header};
 use crate::intern::Interner;
 use crate::machine::{Machine, Sweeper, Time};
 use crate::output::{Output, Rejection};
@@ -246,7 +246,13 @@ impl Machine for Codes {
                 (a.header.kind, &a.header.id, a.position).cmp(&(b.header.kind, &b.header.id, b.position))
             }
         });
+        let mut last: Option<Arc<Header>> = None;
         for code in codes {
+            // Once per event, not per code: its codes share one header.
+            if !last.as_ref().is_some_and(|header| Arc::ptr_eq(header, &code.header)) {
+                crate::failure::processing(&code.header.id);
+                last = Some(code.header.clone());
+            }
             if code.header.kind == Kind::Emission {
                 self.emit(code, now, out);
             } else {

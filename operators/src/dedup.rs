@@ -66,6 +66,7 @@ impl Machine for Dedup {
         });
         for placed in inputs {
             let event = &placed.event;
+            crate::failure::processing(&event.id);
             if let Some(first) = self.seen.get(&event.id) {
                 if now < first.plus_millis(self.horizon_ms) {
                     let detail = format!("event id already seen at {first}");

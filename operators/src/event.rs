@@ -34,6 +34,17 @@ pub enum DecimalField {
     Invalid(String),
 }
 
+impl std::fmt::Display for DecimalField {
+    /// The value as a person reads it in a rejection: the number, or the text that did not
+    /// parse, quoted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecimalField::Parsed(value) => write!(f, "{value}"),
+            DecimalField::Invalid(text) => write!(f, "\"{text}\""),
+        }
+    }
+}
+
 /// The type-specific part of an event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {

@@ -240,6 +240,8 @@ where
                 );
             };
             move |(input, frontier), output| {
+                // Named for a failure's one-line message (crate::failure).
+                crate::failure::enter_stage(&name);
                 let port = output.output_index();
                 input.for_each_stamp(|cap, data| {
                     let time = *cap.least().expect("a stamp has a time");

@@ -67,7 +67,7 @@ fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -
 
 /// `BAD_GTIN` for an order or emission whose GTIN is not valid.
 fn bad_gtin(placed: &Placed, gtin: &str) -> Option<Flow> {
-    let detail = || format!("{gtin:?} is not a GTIN-14 with a valid check digit");
+    let detail = || format!("\"{gtin}\" is not a GTIN-14 with a valid check digit");
     (!is_gtin(gtin)).then(|| reject(placed, None, Reason::BadGtin, detail()))
 }
 
@@ -109,7 +109,7 @@ impl Orders {
                         placed,
                         None,
                         Reason::AlreadyExists,
-                        format!("order {order:?} already exists"),
+                        format!("order \"{order}\" already exists"),
                     ));
                     return false;
                 }
@@ -138,7 +138,7 @@ impl Orders {
                         placed,
                         None,
                         Reason::UnknownOrder,
-                        format!("account has no order {order:?}"),
+                        format!("account has no order \"{order}\""),
                     ));
                     return false;
                 };
@@ -147,7 +147,7 @@ impl Orders {
                         placed,
                         None,
                         Reason::InvalidTransition,
-                        format!("order {order:?} is already finished"),
+                        format!("order \"{order}\" is already finished"),
                     ));
                     return false;
                 }
@@ -168,7 +168,7 @@ impl Orders {
                         placed,
                         None,
                         Reason::UnknownOrder,
-                        format!("account has no order {order:?}"),
+                        format!("account has no order \"{order}\""),
                     ));
                     return false;
                 };
@@ -177,7 +177,7 @@ impl Orders {
                         placed,
                         None,
                         Reason::GtinMismatch,
-                        format!("order {order:?} is for GTIN {}, emission is for {gtin}", state.gtin),
+                        format!("order \"{order}\" is for GTIN {}, emission is for {gtin}", state.gtin),
                     ));
                     return false;
                 }
@@ -188,7 +188,7 @@ impl Orders {
                 };
                 if codes.len() as u64 > remaining {
                     let detail = format!(
-                        "{} codes exceed the {remaining} remaining on order {order:?}",
+                        "{} codes exceed the {remaining} remaining on order \"{order}\"",
                         codes.len()
                     );
                     out.push(reject(placed, None, Reason::OrderExceeded, detail));
@@ -242,6 +242,7 @@ impl Machine for Orders {
         inputs.sort_by(|a, b| (a.event.kind(), &a.event.id).cmp(&(b.event.kind(), &b.event.id)));
         let mut changed: BTreeMap<String, Ts> = BTreeMap::new();
         for placed in &mut inputs {
+            crate::failure::processing(&placed.event.id);
             if self.apply(placed, now, out) {
                 let ts = changed.entry(placed.event.account.clone()).or_insert(placed.event.ts);
                 *ts = (*ts).max(placed.event.ts);

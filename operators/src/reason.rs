@@ -47,11 +47,19 @@ pub enum Reason {
     RefundPendingOrder,
     /// A refund larger than the balance.
     RefundExceedsBalance,
+    /// A `ts` outside the accepted window: before the system's epoch or beyond the
+    /// working-day calendar (and, in stream mode, too far ahead of the wall clock). The
+    /// event neither moves its partition's high-water mark nor registers its id.
+    TsOutOfRange,
+    /// An event that made a stage of the pipeline fail twice in a row (a bug, not bad
+    /// input): refused after the restart so that billing goes on (docs/ARCHITECTURE.md,
+    /// "Decisions: failures").
+    InternalError,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Malformed,
         Reason::UnknownType,
         Reason::BadAmount,
@@ -71,6 +79,8 @@ impl Reason {
         Reason::RefundUnpaidCodes,
         Reason::RefundPendingOrder,
         Reason::RefundExceedsBalance,
+        Reason::TsOutOfRange,
+        Reason::InternalError,
     ];
 
     /// The stable wire form (`WRONG_ACCOUNT`).
@@ -95,6 +105,8 @@ impl Reason {
             Reason::RefundUnpaidCodes => "REFUND_UNPAID_CODES",
             Reason::RefundPendingOrder => "REFUND_PENDING_ORDER",
             Reason::RefundExceedsBalance => "REFUND_EXCEEDS_BALANCE",
+            Reason::TsOutOfRange => "TS_OUT_OF_RANGE",
+            Reason::InternalError => "INTERNAL_ERROR",
         }
     }
 

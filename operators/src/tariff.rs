@@ -22,14 +22,14 @@ impl Tariff {
     /// The built-in tariff: 2.68 KZT net plus 12 % VAT.
     pub fn built_in() -> Tariff {
         Tariff {
-            net_price: Decimal::new(268, 2),
+            net_price: Money::exact(Decimal::new(268, 2)),
             vat_rate: Decimal::new(12, 2),
         }
     }
 
     /// VAT on one code, exact.
     pub fn vat(&self) -> Money {
-        self.net_price * self.vat_rate
+        self.net_price.times_rate(self.vat_rate)
     }
 
     /// The gross charge of one code, exact: net + VAT.
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn built_in_charge_is_exact() {
-        assert_eq!(Tariff::built_in().charge(), Decimal::from_str("3.0016").unwrap());
+        assert_eq!(Tariff::built_in().charge(), Money::from_str("3.0016").unwrap());
     }
 
     #[test]
@@ -95,7 +95,7 @@ mod tests {
         let mut history = TariffHistory::built_in();
         let from = Ts::parse_rfc3339("2026-03-01T00:00:00+05:00").unwrap();
         let new = Tariff {
-            net_price: Decimal::new(300, 2),
+            net_price: Money::exact(Decimal::new(300, 2)),
             vat_rate: Decimal::new(16, 2),
         };
         history.insert(from, new);

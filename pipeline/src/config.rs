@@ -1,7 +1,10 @@
 //! Engine configuration: every tunable of DOMAIN.md in one place, with its default.
 
+use markledger_operators::rules::{Admission, TimeWindow};
 use markledger_operators::time::{MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND};
 use markledger_operators::WorkingCalendar;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What every engine needs to know besides its input.
 #[derive(Clone, Debug)]
@@ -27,6 +30,9 @@ pub struct Config {
     pub retention_ms: i64,
     /// Working days and days off.
     pub calendar: WorkingCalendar,
+    /// Events refused `INTERNAL_ERROR` by id, with what they made fail (stream mode's
+    /// poison pills; empty elsewhere).
+    pub quarantine: Arc<BTreeMap<String, String>>,
 }
 
 /// Five years of 365.25 days.
@@ -45,6 +51,16 @@ impl Config {
             dedup_horizon_ms: FIVE_YEARS_MS,
             retention_ms: FIVE_YEARS_MS,
             calendar,
+            quarantine: Arc::default(),
+        }
+    }
+
+    /// Which events are taken in at all: `ts` within the calendar's window from the
+    /// system's epoch, and not quarantined (`markledger_operators::rules::Admission`).
+    pub fn admission(&self) -> Admission {
+        Admission {
+            window: TimeWindow::of(&self.calendar),
+            quarantine: self.quarantine.clone(),
         }
     }
 }

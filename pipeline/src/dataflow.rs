@@ -18,8 +18,9 @@
 
 use crate::checkpoint::SourceShare;
 use crate::config::Config;
+use crate::failure::WorkerFailure;
 use crate::reference::Summary;
-use crate::source::{self, SourceStats, Sourced};
+use crate::source::{self, SourceReports, SourceSettings, SourceStats, Sourced};
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{MemoryPartition, PartitionInput};
@@ -28,16 +29,19 @@ use markledger_operators::aggregates::aggregates;
 use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
-use markledger_operators::event::{Body, DecimalField, Kind};
+use markledger_operators::event::{Body, Kind};
+use markledger_operators::failure;
 use markledger_operators::flow::{route, AccountIn, CodesIn, Fact, Flow, Header, Placed};
 use markledger_operators::machine::{run_machine, InputEnd, Time};
 use markledger_operators::orders::Orders;
 use markledger_operators::output::{Entry, Output};
+use markledger_operators::rules;
 use markledger_operators::Reason;
 use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::channels::pact::Pipeline;
@@ -70,21 +74,10 @@ fn check_tariff(placed: Placed) -> Result<Placed, Box<Output>> {
     else {
         return Ok(placed);
     };
-    let valid = matches!((net_price, vat_rate),
-        (DecimalField::Parsed(net), DecimalField::Parsed(vat)) if !net.is_sign_negative() && !net.is_zero()
-            && !vat.is_sign_negative() && *vat < rust_decimal::Decimal::ONE);
-    if !valid {
-        let detail = format!("tariff needs net_price > 0 and 0 ≤ vat_rate < 1, got {net_price:?} and {vat_rate:?}");
-        return Err(Box::new(placed.rejection(None, Reason::BadAmount, detail)));
+    match rules::tariff(*effective_from, net_price, vat_rate, placed.effective) {
+        Ok(_) => Ok(placed),
+        Err((reason, detail)) => Err(Box::new(placed.rejection(None, reason, detail))),
     }
-    if *effective_from < placed.effective {
-        let detail = format!(
-            "tariff effective from {effective_from} is before its event took effect at {}",
-            placed.effective
-        );
-        return Err(Box::new(placed.rejection(None, Reason::TariffRetroactive, detail)));
-    }
-    Ok(placed)
 }
 
 /// A command's checks that need no state (a late defect report, codes outside the
@@ -230,7 +223,8 @@ pub fn run(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize) -> Ve
     run_batched(config, partitions, workers, Batching::default())
 }
 
-/// [`run`] with an explicit source batching.
+/// [`run`] with an explicit source batching. A worker's failure panics here, with its
+/// one-line description (tests; the binary goes through [`run_inputs`]).
 pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usize, batching: Batching) -> Vec<Output> {
     let run = run_inputs(
         config,
@@ -240,7 +234,8 @@ pub fn run_batched(config: &Config, partitions: Vec<Vec<Decoded>>, workers: usiz
         Mode::Files,
         |_| Collect::default(),
         &mut |_| {},
-    );
+    )
+    .unwrap_or_else(|failure| panic!("{failure}"));
     run.sinks.into_iter().flatten().collect()
 }
 
@@ -280,7 +275,7 @@ pub fn run_inputs<S, F>(
     mode: Mode,
     make_sink: F,
     progress: &mut dyn FnMut(u64),
-) -> Run<S::Done>
+) -> Result<Run<S::Done>, WorkerFailure>
 where
     S: OutputSink,
     F: Fn(usize) -> S + Send + Sync + 'static,
@@ -331,7 +326,7 @@ pub fn run_dataflow<S, F, I>(
     make_inputs: I,
     make_sink: F,
     progress: &mut dyn FnMut(u64),
-) -> Run<S::Done>
+) -> Result<Run<S::Done>, WorkerFailure>
 where
     S: OutputSink,
     F: Fn(usize) -> S + Send + Sync + 'static,
@@ -373,196 +368,204 @@ where
     let config = Arc::new(config.clone());
     let worker_end = end.clone();
     let worker_records = records_read.clone();
+    let failed: Arc<OnceLock<WorkerFailure>> = Arc::default();
+    let worker_failed = failed.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let index = worker.index();
-        let mine = make_inputs(index);
-        let stop = stop.clone();
-        let stopped = stopped.clone();
-        let source_stopped = stopped[index].clone();
-        let stats: Rc<RefCell<SourceStats>> = Rc::default();
-        let sink: Rc<RefCell<Option<S>>> = Rc::new(RefCell::new(Some(make_sink(index))));
-        let config = config.clone();
-        let end = worker_end.clone();
-        let done = ProbeHandle::new();
-        let source_done = done.clone();
-        let source_stats = stats.clone();
-        let outputs_sink = sink.clone();
-        let records_read = worker_records.clone();
-        let checkpoints = checkpoints.clone();
-        worker.dataflow::<Time, _, _>(|scope| {
-            let sourced = source::partitions(
-                scope,
-                mine,
-                config.lateness_ms,
-                end.clone(),
-                source_done,
-                batching,
-                source_stats,
-                records_read,
-                stop.clone(),
-                source_stopped,
-                start,
-            );
-            let mut sourced = sourced
-                .partition(2, |record| match record {
-                    Sourced::Event(_) => (0, record),
-                    Sourced::Refused(_) => (1, record),
-                })
-                .into_iter();
-            let events = sourced.next().expect("two parts").flat_map(|record| match record {
-                Sourced::Event(placed) => Some(placed),
-                Sourced::Refused(_) => None,
-            });
-            let refused = sourced.next().expect("two parts").flat_map(|record| match record {
-                Sourced::Refused(rejection) => Some(Output::Rejection(rejection)),
-                Sourced::Event(_) => None,
-            });
-            let dedup = Dedup::new(
-                config.dedup_horizon_ms,
-                Box::new(|placed: &Placed| canonical_bytes(&placed.event)),
-            );
-            let unique = run_machine(
-                events,
-                Exchange::new(|placed: &Placed| route(&placed.event.id)),
-                "Dedup: by id",
-                dedup,
-                end.clone(),
-                checkpoints.clone(),
-            );
-            // Each event moves to the one stage that takes its kind: a `clone()` of the
-            // stream would copy every event, codes and all, once per consumer.
-            let mut by_kind = unique
-                .partition(5, |record| {
-                    let part = match &record {
-                        Err(_) => 0,
-                        Ok(placed) => match placed.event.kind() {
-                            Kind::Tariff => 1,
-                            Kind::Payment | Kind::Compensation | Kind::Refund => 2,
-                            Kind::Order | Kind::OrderCancel | Kind::Emission => 3,
-                            Kind::Application | Kind::Dropout | Kind::Defect | Kind::Introduction => 4,
-                        },
-                    };
-                    (part, record)
-                })
-                .into_iter();
-            let duplicates = by_kind.next().expect("five parts").flat_map(Result::err);
-            let mut next = || by_kind.next().expect("five parts").flat_map(Result::ok);
-            let (tariffs, credits, order_events, commands) = (next(), next(), next(), next());
-
-            let tariffs = tariffs.map(check_tariff);
-            let tariff_refusals = tariffs
-                .clone()
-                .flat_map(|checked| checked.err().map(|refusal| *refusal));
-            // Every worker's accounts need every tariff: broadcast, addressed to the worker.
-            let tariffs = tariffs
-                .flat_map(Result::ok)
-                .broadcast()
-                .map(move |placed| AccountIn::Tariff {
-                    worker: index as u64,
-                    placed: Box::new(placed),
+        let failed = worker_failed.clone();
+        // A worker's panic must not leave the others waiting for its progress forever:
+        // it is caught here, and the others leave their loops when they see the flag.
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let index = worker.index();
+            let mine = make_inputs(index);
+            let stop = stop.clone();
+            let stopped = stopped.clone();
+            let source_stopped = stopped[index].clone();
+            let stats: Rc<RefCell<SourceStats>> = Rc::default();
+            let sink: Rc<RefCell<Option<S>>> = Rc::new(RefCell::new(Some(make_sink(index))));
+            let config = config.clone();
+            let end = worker_end.clone();
+            let done = ProbeHandle::new();
+            let source_done = done.clone();
+            let source_stats = stats.clone();
+            let outputs_sink = sink.clone();
+            let records_read = worker_records.clone();
+            let checkpoints = checkpoints.clone();
+            worker.dataflow::<Time, _, _>(|scope| {
+                let settings = SourceSettings {
+                    lateness_ms: config.lateness_ms,
+                    admission: config.admission(),
+                    batching,
+                    end: end.clone(),
+                    start,
+                    stop: stop.clone(),
+                };
+                let reports = SourceReports {
+                    done: source_done,
+                    stats: source_stats,
+                    records_read,
+                    stopped: source_stopped,
+                };
+                let sourced = source::partitions(scope, mine, settings, reports);
+                let mut sourced = sourced
+                    .partition(2, |record| match record {
+                        Sourced::Event(_) => (0, record),
+                        Sourced::Refused(_) => (1, record),
+                    })
+                    .into_iter();
+                let events = sourced.next().expect("two parts").flat_map(|record| match record {
+                    Sourced::Event(placed) => Some(placed),
+                    Sourced::Refused(_) => None,
                 });
-            let credits = credits.map(|placed| AccountIn::Event(Box::new(placed)));
+                let refused = sourced.next().expect("two parts").flat_map(|record| match record {
+                    Sourced::Refused(rejection) => Some(Output::Rejection(rejection)),
+                    Sourced::Event(_) => None,
+                });
+                let dedup = Dedup::new(
+                    config.dedup_horizon_ms,
+                    Box::new(|placed: &Placed| canonical_bytes(&placed.event)),
+                );
+                let unique = run_machine(
+                    events,
+                    Exchange::new(|placed: &Placed| route(&placed.event.id)),
+                    "Dedup: by id",
+                    dedup,
+                    end.clone(),
+                    checkpoints.clone(),
+                );
+                // Each event moves to the one stage that takes its kind: a `clone()` of the
+                // stream would copy every event, codes and all, once per consumer.
+                let mut by_kind = unique
+                    .partition(5, |record| {
+                        let part = match &record {
+                            Err(_) => 0,
+                            Ok(placed) => match placed.event.kind() {
+                                Kind::Tariff => 1,
+                                Kind::Payment | Kind::Compensation | Kind::Refund => 2,
+                                Kind::Order | Kind::OrderCancel | Kind::Emission => 3,
+                                Kind::Application | Kind::Dropout | Kind::Defect | Kind::Introduction => 4,
+                            },
+                        };
+                        (part, record)
+                    })
+                    .into_iter();
+                let duplicates = by_kind.next().expect("five parts").flat_map(Result::err);
+                let mut next = || by_kind.next().expect("five parts").flat_map(Result::ok);
+                let (tariffs, credits, order_events, commands) = (next(), next(), next(), next());
 
-            let orders = split(run_machine(
-                order_events,
-                Exchange::new(|placed: &Placed| route(&placed.event.account)),
-                "Orders: emission checks",
-                Orders::new(config.sla_ms, config.close_after_days),
-                end.clone(),
-                checkpoints.clone(),
-            ));
+                let tariffs = tariffs.map(check_tariff);
+                let tariff_refusals = tariffs
+                    .clone()
+                    .flat_map(|checked| checked.err().map(|refusal| *refusal));
+                // Every worker's accounts need every tariff: broadcast, addressed to the worker.
+                let tariffs = tariffs
+                    .flat_map(Result::ok)
+                    .broadcast()
+                    .map(move |placed| AccountIn::Tariff {
+                        worker: index as u64,
+                        placed: Box::new(placed),
+                    });
+                let credits = credits.map(|placed| AccountIn::Event(Box::new(placed)));
 
-            let command_config = config.clone();
-            let commands = split(commands.flat_map(move |placed| split_command(placed, &command_config)));
+                let orders = split(run_machine(
+                    order_events,
+                    Exchange::new(|placed: &Placed| route(&placed.event.account)),
+                    "Orders: emission checks",
+                    Orders::new(config.sla_ms, config.close_after_days),
+                    end.clone(),
+                    checkpoints.clone(),
+                ));
 
-            // Finality flows back from the accounts to the index (retention), `finality_delay`
-            // later: the index can run that far ahead of the accounts.
-            let (finals_handle, finals) = scope.feedback::<Vec<CodesIn>>(finality_delay as u64);
-            let codes = split(run_machine(
-                orders.codes.concat(commands.codes).concat(finals),
-                Exchange::new(CodesIn::route),
-                "Codes: national index",
-                Codes::new(config.hold_ms, config.retention_ms),
-                end.clone(),
-                checkpoints.clone(),
-            ));
+                let command_config = config.clone();
+                let commands = split(commands.flat_map(move |placed| split_command(placed, &command_config)));
 
-            let account_inputs = credits.concat(orders.accounts).concat(codes.accounts).concat(tariffs);
-            let rules = AccountRules {
-                calendar: config.calendar.clone(),
-                expiry_working_days: config.expiry_working_days,
-                close_after_days: config.close_after_days,
-                finality_delay_ms: finality_delay,
-            };
-            let accounts = split(run_machine(
-                account_inputs,
-                Exchange::new(AccountIn::route),
-                "Accounts: lifecycle, balance, FIFO",
-                Accounts::new(rules),
-                end.clone(),
-                checkpoints.clone(),
-            ));
+                // Finality flows back from the accounts to the index (retention), `finality_delay`
+                // later: the index can run that far ahead of the accounts.
+                let (finals_handle, finals) = scope.feedback::<Vec<CodesIn>>(finality_delay as u64);
+                let codes = split(run_machine(
+                    orders.codes.concat(commands.codes).concat(finals),
+                    Exchange::new(CodesIn::route),
+                    "Codes: national index",
+                    Codes::new(config.hold_ms, config.retention_ms),
+                    end.clone(),
+                    checkpoints.clone(),
+                ));
 
-            accounts.finals.connect_loop(finals_handle);
+                let account_inputs = credits.concat(orders.accounts).concat(codes.accounts).concat(tariffs);
+                let rules = AccountRules {
+                    calendar: config.calendar.clone(),
+                    expiry_working_days: config.expiry_working_days,
+                    close_after_days: config.close_after_days,
+                    finality_delay_ms: finality_delay,
+                };
+                let accounts = split(run_machine(
+                    account_inputs,
+                    Exchange::new(AccountIn::route),
+                    "Accounts: lifecycle, balance, FIFO",
+                    Accounts::new(rules),
+                    end.clone(),
+                    checkpoints.clone(),
+                ));
 
-            let periods = aggregates(
-                orders.facts.concat(accounts.facts),
-                config.close_after_days,
-                end.clone(),
-                checkpoints.clone(),
-            );
+                accounts.finals.connect_loop(finals_handle);
 
-            scope
-                .concatenate([
-                    refused,
-                    duplicates,
-                    tariff_refusals,
-                    commands.outs,
-                    orders.outs,
-                    codes.outs,
-                    accounts.outs,
-                    periods,
-                ])
-                .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "Sink: outputs", move |_, _| {
-                    move |(input, frontier), _output| {
-                        let mut sink = outputs_sink.borrow_mut();
-                        let sink = sink.as_mut().expect("sink lives until the run ends");
-                        input.for_each_stamp(|cap, data| {
-                            let time = *cap.least().expect("a stamp has a time");
-                            for batch in data {
-                                sink.emit(time, batch);
+                let periods = aggregates(
+                    orders.facts.concat(accounts.facts),
+                    config.close_after_days,
+                    end.clone(),
+                    checkpoints.clone(),
+                );
+
+                scope
+                    .concatenate([
+                        refused,
+                        duplicates,
+                        tariff_refusals,
+                        commands.outs,
+                        orders.outs,
+                        codes.outs,
+                        accounts.outs,
+                        periods,
+                    ])
+                    .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                        Pipeline,
+                        "Sink: outputs",
+                        move |_, _| {
+                            move |(input, frontier), _output| {
+                                failure::enter_stage("Sink: outputs");
+                                let mut sink = outputs_sink.borrow_mut();
+                                let sink = sink.as_mut().expect("sink lives until the run ends");
+                                input.for_each_stamp(|cap, data| {
+                                    let time = *cap.least().expect("a stamp has a time");
+                                    for batch in data {
+                                        sink.emit(time, batch);
+                                    }
+                                });
+                                sink.frontier(frontier.frontier().as_ref());
                             }
-                        });
-                        sink.frontier(frontier.frontier().as_ref());
-                    }
-                })
-                // After the sink: a time is done once the sink has taken all its outputs.
-                .probe_with(&done);
-        });
-        match &stop {
-            None => while worker.step() {},
-            Some(stop) => loop {
-                worker.step_or_park(Some(std::time::Duration::from_millis(10)));
-                if !stop.load(Ordering::SeqCst) {
-                    continue;
+                        },
+                    )
+                    // After the sink: a time is done once the sink has taken all its outputs.
+                    .probe_with(&done);
+            });
+            step_until_done(worker, stop.as_deref(), &stopped, &done, &failed);
+            let sink = sink.borrow_mut().take().expect("sink taken once");
+            (stats.take(), sink.finish())
+        }));
+        match run {
+            Ok(result) => Some(result),
+            Err(payload) => {
+                let failure = WorkerFailure::here(&failure::panic_message(payload.as_ref()), None);
+                let _ = failed.set(failure);
+                // Timely steps a worker until its dataflows are gone once this closure
+                // returns: drop them, or it would wait for progress that never comes.
+                for dataflow in worker.installed_dataflows() {
+                    worker.drop_dataflow(dataflow);
                 }
-                // Stopped once every source holds still and the dataflow has finished all
-                // before the lowest of them.
-                let held = stopped.iter().map(|s| s.load(Ordering::SeqCst)).min().unwrap_or(0);
-                if held != u64::MAX && done.with_frontier(|f| f.iter().all(|t| *t >= held)) {
-                    // Everything after the watermark stays undecided: drop the dataflow
-                    // instead of letting timely run it to completion.
-                    for dataflow in worker.installed_dataflows() {
-                        worker.drop_dataflow(dataflow);
-                    }
-                    break;
-                }
-            },
+                None
+            }
         }
-        let sink = sink.borrow_mut().take().expect("sink taken once");
-        (stats.take(), sink.finish())
     })
-    .expect("timely workers start");
+    .map_err(|error| WorkerFailure::here(&format!("timely workers did not start: {error}"), None))?;
     while !guards.guards().iter().all(|guard| guard.is_finished()) {
         progress(records_read.load(Ordering::Relaxed));
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -572,12 +575,60 @@ where
         sinks: Vec::with_capacity(workers),
         end: end.get().unwrap_or(Time::MAX),
     };
-    for worker in guards.join() {
-        let (stats, done) = worker.expect("a worker panicked");
-        run.stats.merge(stats);
-        run.sinks.push(done);
+    let joined = guards.join();
+    if let Some(failure) = failed.get() {
+        return Err(failure.clone());
     }
-    run
+    for worker in joined {
+        match worker {
+            Ok(Some((stats, done))) => {
+                run.stats.merge(stats);
+                run.sinks.push(done);
+            }
+            Ok(None) | Err(_) => {
+                let message = "a worker ended without its result";
+                return Err(WorkerFailure::here(message, None));
+            }
+        }
+    }
+    Ok(run)
+}
+
+/// Steps a worker until its dataflow is complete (file runs), or until the stream is
+/// stopped and everything before the watermark its sources hold is done, or until any
+/// worker has failed.
+fn step_until_done(
+    worker: &mut timely::worker::Worker,
+    stop: Option<&AtomicBool>,
+    stopped: &[Arc<AtomicU64>],
+    done: &ProbeHandle<Time>,
+    failed: &OnceLock<WorkerFailure>,
+) {
+    loop {
+        let active = match stop {
+            None => worker.step(),
+            Some(_) => worker.step_or_park(Some(std::time::Duration::from_millis(10))),
+        };
+        if failed.get().is_some() || (stop.is_none() && !active) {
+            break;
+        }
+        if !stop.is_some_and(|stop| stop.load(Ordering::SeqCst)) {
+            continue;
+        }
+        // Stopped once every source holds still and the dataflow has finished all before
+        // the lowest of them.
+        let held = stopped.iter().map(|s| s.load(Ordering::SeqCst)).min().unwrap_or(0);
+        if held != u64::MAX && done.with_frontier(|f| f.iter().all(|t| *t >= held)) {
+            break;
+        }
+    }
+    // Everything after the watermark stays undecided (a stream's stop), or nothing more can
+    // complete (a failure): drop the dataflow instead of letting timely run it on.
+    if stop.is_some() || failed.get().is_some() {
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+    }
 }
 
 /// Runs the dataflow and returns its outputs in a canonical order, with the run's summary
@@ -595,7 +646,7 @@ pub fn run_summarized(
     workers: usize,
     backfill: Option<Checkpoints>,
     progress: &mut dyn FnMut(u64),
-) -> (Summary, SourceStats, Vec<Output>) {
+) -> Result<(Summary, SourceStats, Vec<Output>), WorkerFailure> {
     let mode = backfill.map_or(Mode::Files, Mode::Backfill);
     let run = run_inputs(
         config,
@@ -605,7 +656,7 @@ pub fn run_summarized(
         mode,
         |_| Collect::default(),
         progress,
-    );
+    )?;
     let stats = run.stats;
     let mut summary = Summary {
         records: stats.records,
@@ -620,7 +671,7 @@ pub fn run_summarized(
     let mut outputs: Vec<Output> = run.sinks.into_iter().flatten().collect();
     canonical_order(&mut outputs);
     let mut by_status: std::collections::BTreeMap<markledger_operators::Status, i64> = Default::default();
-    let mut balances: std::collections::BTreeMap<&str, (rust_decimal::Decimal, rust_decimal::Decimal)> =
+    let mut balances: std::collections::BTreeMap<&str, (markledger_operators::Money, markledger_operators::Money)> =
         Default::default();
     for output in &outputs {
         let name = match output {
@@ -661,7 +712,7 @@ pub fn run_summarized(
         .collect();
     summary.balance = balances.values().map(|(balance, _)| *balance).sum();
     summary.unpaid = balances.values().map(|(_, unpaid)| *unpaid).sum();
-    (summary, stats, outputs)
+    Ok((summary, stats, outputs))
 }
 
 fn canonical_order(outputs: &mut [Output]) {

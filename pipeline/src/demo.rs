@@ -26,7 +26,7 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
         let percent = (100 * progress.code_events / progress.target.max(1)).min(100);
         if !quiet && percent >= last_percent + 10 {
             last_percent = percent;
-            eprintln!("generating: {percent}% ({} code events)", progress.code_events);
+            markledger_operators::note!("generating: {percent}% ({} code events)", progress.code_events);
         }
     })
     .with_context(|| format!("generating into {}", input.display()))?;

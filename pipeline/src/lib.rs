@@ -15,6 +15,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod dataflow;
 pub mod demo;
+pub mod failure;
+pub mod quarantine;
 pub mod reference;
 pub mod runner;
 pub mod source;

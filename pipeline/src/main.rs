@@ -8,6 +8,7 @@ use markledger::runner::{render_summary, run_files, Engine, ProgressLine};
 use markledger::stream::{run_stream, StreamFile, StreamOptions};
 use markledger_connectors::kafka::{produce_dataset, KafkaSettings};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
+use markledger_operators::console::say_text;
 use markledger_operators::{Period, WorkingCalendar};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,8 +51,8 @@ struct StreamArgs {
     /// Consumer group the input offsets are committed to.
     #[arg(long)]
     group: Option<String>,
-    /// Worker threads of the dataflow.
-    #[arg(long)]
+    /// Worker threads of the dataflow (1 to 64).
+    #[arg(long, value_parser = workers_in_range)]
     workers: Option<usize>,
     /// Input topics (repeatable; default codes.events).
     #[arg(long = "input-topic")]
@@ -78,6 +79,10 @@ struct StreamArgs {
     /// How often a checkpoint is taken (with --state).
     #[arg(long)]
     checkpoint_interval: Option<String>,
+    /// An event whose ts is further ahead of the wall clock than this is refused
+    /// TS_OUT_OF_RANGE (default 1d).
+    #[arg(long)]
+    max_ahead: Option<String>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -107,8 +112,8 @@ struct RunArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Worker threads of the dataflow engine.
-    #[arg(long, default_value_t = 2)]
+    /// Worker threads of the dataflow engine (1 to 64).
+    #[arg(long, default_value_t = 2, value_parser = workers_in_range)]
     workers: usize,
     /// `dataflow` (the product) or `reference` (the single-threaded oracle it is checked against).
     #[arg(long, default_value = "dataflow")]
@@ -122,8 +127,8 @@ struct RunArgs {
     /// How long a command on an unknown code waits for its emission.
     #[arg(long, default_value = "60s")]
     hold: String,
-    /// A period closes at the end of this day of the next month.
-    #[arg(long, default_value_t = 7)]
+    /// A period closes at the end of this day of the next month (1 to 27).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=27))]
     close_after_days: u32,
     /// A backfill: end the run in a checkpoint in this directory (its machines do not
     /// finish: holds stay open), from which `stream --state` with the same workers goes on.
@@ -188,6 +193,23 @@ struct GenerateArgs {
     quiet: bool,
 }
 
+/// The most worker threads one process runs. Each is a thread with its own share of the
+/// state and a channel to every other worker (W² channels): 64 start in well under a
+/// second; thousands made no progress at all and `99999999999` exhausted memory before
+/// this bound (issue 15). A larger deployment runs more processes, not more threads.
+const WORKERS_MAX: usize = 64;
+
+fn workers_in_range(text: &str) -> Result<usize, String> {
+    let workers: usize = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (1..=WORKERS_MAX).contains(&workers) {
+        Ok(workers)
+    } else {
+        Err(format!(
+            "{workers} is not in 1..={WORKERS_MAX} (one process runs at most {WORKERS_MAX} workers)"
+        ))
+    }
+}
+
 fn generate_command(args: GenerateArgs) -> Result<()> {
     let Some(format) = Format::parse(&args.format) else {
         bail!("--format {:?}: expected json or bin", args.format)
@@ -211,7 +233,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         let percent = 100 * progress.code_events / progress.target.max(1);
         if !args.quiet && percent >= last_percent + 5 {
             last_percent = percent;
-            eprintln!(
+            markledger_operators::note!(
                 "generating: {percent:>3}%  {} code events, {} events, {:.1} MB",
                 progress.code_events,
                 progress.events,
@@ -225,18 +247,19 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         .iter()
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect();
-    println!("markledger generate: summary");
-    println!(
+    markledger_operators::say!("markledger generate: summary");
+    markledger_operators::say!(
         "  wrote       {} partitions and manifest.json to {}",
         manifest.partitions.len(),
         args.out.display()
     );
-    println!(
+    markledger_operators::say!(
         "  events      {} naming {} codes",
-        manifest.events, manifest.code_events
+        manifest.events,
+        manifest.code_events
     );
-    println!("  time span   {} .. {}", manifest.first_ts, manifest.last_ts);
-    println!(
+    markledger_operators::say!("  time span   {} .. {}", manifest.first_ts, manifest.last_ts);
+    markledger_operators::say!(
         "  injected    {}",
         if injected.is_empty() {
             "none".to_string()
@@ -244,7 +267,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
             injected.join(", ")
         }
     );
-    println!("  took        {:.1} s", started.elapsed().as_secs_f64());
+    markledger_operators::say!("  took        {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -280,7 +303,7 @@ fn demo(args: DemoArgs) -> Result<()> {
             "a temporary directory (removed)",
         );
     }
-    print!("{text}");
+    say_text(&text);
     Ok(())
 }
 
@@ -302,17 +325,13 @@ fn config_from(args: &RunArgs) -> Result<Config> {
     config.lateness_ms = lateness;
     config.hold_ms = hold;
     config.close_after_days = args.close_after_days;
-    if args.close_after_days > 27 {
-        bail!("--close-after-days must be at most 27 (a period must close before the next one ends)");
-    }
     Ok(config)
 }
 
 fn run(args: RunArgs) -> Result<()> {
     let config = config_from(&args)?;
     let engine = match args.engine.as_str() {
-        "dataflow" if args.workers >= 1 => Engine::Dataflow { workers: args.workers },
-        "dataflow" => bail!("--workers must be at least 1"),
+        "dataflow" => Engine::Dataflow { workers: args.workers },
         "reference" => Engine::Reference,
         other => bail!("--engine {other:?}: expected dataflow or reference"),
     };
@@ -324,7 +343,7 @@ fn run(args: RunArgs) -> Result<()> {
         engine,
         args.state.as_deref(),
     )?;
-    print!("{}", render_summary(&report, &args.out));
+    say_text(&render_summary(&report, &args.out));
     Ok(())
 }
 
@@ -365,7 +384,8 @@ fn stream(args: StreamArgs) -> Result<()> {
     }
     let options = StreamOptions {
         kafka,
-        workers: args.workers.or(file.workers).unwrap_or(2).max(1),
+        workers: workers_in_range(&args.workers.or(file.workers).unwrap_or(2).to_string())
+            .map_err(|why| anyhow::anyhow!("workers: {why}"))?,
         idle_timeout: Duration::from_millis(
             duration(&args.idle_timeout, &file.idle_timeout, "10s", "idle timeout")?.max(0) as u64,
         ),
@@ -383,6 +403,7 @@ fn stream(args: StreamArgs) -> Result<()> {
             )?
             .max(1) as u64,
         ),
+        max_ahead: Duration::from_millis(duration(&args.max_ahead, &file.max_ahead, "1d", "max ahead")?.max(0) as u64),
         progress_topic: format!(
             "{}markledger.progress",
             args.topic_prefix
@@ -395,7 +416,7 @@ fn stream(args: StreamArgs) -> Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("installing the signal handlers")?;
     }
-    eprintln!(
+    markledger_operators::note!(
         "markledger stream: {} → {} … on {} ({} workers, group {}); SIGTERM or Ctrl-C stops it",
         options.kafka.input_topics.join(","),
         options.kafka.output_topics.status,
@@ -412,16 +433,18 @@ fn stream(args: StreamArgs) -> Result<()> {
             )
         })
     })?;
-    println!("markledger stream: summary");
-    println!(
+    markledger_operators::say!("markledger stream: summary");
+    markledger_operators::say!(
         "  input       {} partitions, {} records read",
-        report.partitions, report.records
+        report.partitions,
+        report.records
     );
-    println!(
+    markledger_operators::say!(
         "  outputs     {} produced, {} already produced before a restart (skipped)",
-        report.produced, report.suppressed
+        report.produced,
+        report.suppressed
     );
-    println!(
+    markledger_operators::say!(
         "  offsets     {} commits; the last covered every output before {}",
         report.commits,
         report
@@ -429,13 +452,13 @@ fn stream(args: StreamArgs) -> Result<()> {
             .map_or("nothing".into(), |t| markledger_operators::flow::ts_of(t).to_string())
     );
     if let Some(time) = report.restored_from {
-        println!(
+        markledger_operators::say!(
             "  state       restored from the checkpoint at {}",
             markledger_operators::flow::ts_of(time)
         );
     }
     if let Some((time, bytes, millis)) = report.last_checkpoint {
-        println!(
+        markledger_operators::say!(
             "  checkpoints {} written; the last at {} ({:.1} MB, {millis} ms to write); \
              a worker paused at most {:.1} ms to save a machine",
             report.checkpoints,
@@ -444,7 +467,7 @@ fn stream(args: StreamArgs) -> Result<()> {
             report.longest_save.as_secs_f64() * 1e3
         );
     }
-    println!("  took        {:.1} s", line.elapsed().as_secs_f64());
+    markledger_operators::say!("  took        {:.1} s", line.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -453,8 +476,8 @@ fn produce(args: ProduceArgs) -> Result<()> {
     let topic = format!("{}{}", args.topic_prefix, args.topic);
     let report = produce_dataset(&settings, &args.input, &topic)
         .with_context(|| format!("publishing {} to {topic}", args.input.display()))?;
-    println!("markledger produce: summary");
-    println!(
+    markledger_operators::say!("markledger produce: summary");
+    markledger_operators::say!(
         "  published   {} records ({:.1} MB) from {} partitions to {topic} on {}",
         report.messages,
         report.bytes as f64 / 1e6,
@@ -462,16 +485,19 @@ fn produce(args: ProduceArgs) -> Result<()> {
         args.brokers
     );
     if report.skipped > 0 {
-        println!(
+        markledger_operators::say!(
             "  skipped     {} records Kafka cannot carry (over 1 MB)",
             report.skipped
         );
     }
-    println!("  took        {:.1} s", report.elapsed.as_secs_f64());
+    markledger_operators::say!("  took        {:.1} s", report.elapsed.as_secs_f64());
     Ok(())
 }
 
 fn main() -> ExitCode {
+    // Any panic ends the process at once with one line (pipeline/src/failure.rs): a worker
+    // that died must never leave the others waiting.
+    markledger::failure::exit_on_panic();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo(args),
@@ -483,7 +509,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("markledger: error: {error:#}");
+            markledger_operators::note!("markledger: error: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -41,7 +41,7 @@ impl ProgressLine {
             return;
         }
         self.last = Instant::now();
-        eprintln!("[{:>6.1}s] {}", self.started.elapsed().as_secs_f64(), message());
+        markledger_operators::note!("[{:>6.1}s] {}", self.started.elapsed().as_secs_f64(), message());
     }
 
     /// Time since the line was created.
@@ -152,7 +152,7 @@ pub fn run_files(
         let (summary, stats, outputs) =
             crate::dataflow::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
                 progress.tick(|| format!("read {records} records"));
-            });
+            })?;
         if !stats.errors.is_empty() {
             anyhow::bail!("reading input: {}", stats.errors.join("; "));
         }
@@ -171,7 +171,7 @@ pub fn run_files(
                 .take_complete()
                 .context("the backfill's checkpoint is incomplete (a machine did not save its share)")?;
             let written = store.write(&cut).context("writing the backfill's checkpoint")?;
-            eprintln!(
+            markledger_operators::note!(
                 "markledger run: backfill checkpoint {} ({:.1} MB, {} ms)",
                 written.path.display(),
                 written.bytes as f64 / 1e6,

@@ -27,9 +27,11 @@ use crate::dataflow::Batching;
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{Next, PartitionInput};
 use markledger_operators::event::Kind;
+use markledger_operators::failure;
 use markledger_operators::flow::{time_of, ts_of, Placed};
 use markledger_operators::machine::{InputEnd, Time};
 use markledger_operators::output::Rejection;
+use markledger_operators::rules::Admission;
 use markledger_operators::{Event, Ts};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -140,6 +142,14 @@ impl SourceStats {
     }
 }
 
+/// The event, or its rejection when it is not taken in at all.
+fn admit(admission: &Admission, event: Event) -> Decoded {
+    match admission.check(&event) {
+        Ok(()) => Decoded::Event(event),
+        Err(rejection) => Decoded::Refused(rejection),
+    }
+}
+
 struct Partition {
     input: Box<dyn PartitionInput>,
     placer: Placer,
@@ -149,23 +159,56 @@ struct Partition {
     idle: bool,
 }
 
-/// The source of one worker (see the module docs). `records_read` counts records across
-/// all workers, for a progress line. Once `stop` is set the source reads nothing more and
-/// publishes in `stopped` the watermark it holds (a stream's orderly stop).
-#[allow(clippy::too_many_arguments)]
+/// What a worker's source is told.
+pub struct SourceSettings {
+    /// DOMAIN.md §4's lateness.
+    pub lateness_ms: i64,
+    /// Which events are taken in at all (`TS_OUT_OF_RANGE`, `INTERNAL_ERROR`).
+    pub admission: Admission,
+    /// Records per activation and weight in flight.
+    pub batching: Batching,
+    /// Where the run's watermark stops (file runs), reported to.
+    pub end: InputEnd,
+    /// A run restored from a checkpoint at `start` places nothing before it.
+    pub start: Time,
+    /// Set to stop reading (a stream's orderly stop).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// What a worker's source reports back, and what it watches.
+pub struct SourceReports {
+    /// The whole dataflow's progress (a probe after the sinks): work finished.
+    pub done: ProbeHandle<Time>,
+    /// What it read, for the run's summary.
+    pub stats: Rc<RefCell<SourceStats>>,
+    /// Records read across all workers, for a progress line.
+    pub records_read: Arc<AtomicU64>,
+    /// Once stopped, the watermark the source holds.
+    pub stopped: Arc<AtomicU64>,
+}
+
+/// The source of one worker (see the module docs). Once `settings.stop` is set the source
+/// reads nothing more and publishes in `reports.stopped` the watermark it holds.
 pub fn partitions<'scope>(
     scope: Scope<'scope, Time>,
     inputs: Vec<Box<dyn PartitionInput>>,
-    lateness_ms: i64,
-    end: InputEnd,
-    done: ProbeHandle<Time>,
-    batching: Batching,
-    stats: Rc<RefCell<SourceStats>>,
-    records_read: Arc<AtomicU64>,
-    stop: Option<Arc<AtomicBool>>,
-    stopped: Arc<AtomicU64>,
-    start: Time,
+    settings: SourceSettings,
+    reports: SourceReports,
 ) -> StreamVec<'scope, Time, Sourced> {
+    let SourceSettings {
+        lateness_ms,
+        admission,
+        batching,
+        end,
+        start,
+        stop,
+    } = settings;
+    let SourceReports {
+        done,
+        stats,
+        records_read,
+        stopped,
+    } = reports;
     source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |mut cap, info| {
         let activator = scope.activator_for(info.address);
         // A run restored from a checkpoint at `start` places nothing before it.
@@ -189,6 +232,7 @@ pub fn partitions<'scope>(
         let mut finishable: usize = 0;
         let mut batch: BTreeMap<Time, Vec<Sourced>> = BTreeMap::new();
         move |output| {
+            failure::enter_stage("Source: partitions");
             let Some(cap) = held.as_mut() else { return };
             while in_flight
                 .first_key_value()
@@ -217,7 +261,14 @@ pub fn partitions<'scope>(
                     .map(|(i, _)| i);
                 let Some(index) = next else { break };
                 let partition = &mut partitions[index];
-                match partition.input.next_record() {
+                // An event refused before placement is like a malformed record: it moves no
+                // high-water mark (also when re-read after a restore).
+                let next = match partition.input.next_record() {
+                    Next::Record(Decoded::Event(event)) => Next::Record(admit(&admission, event)),
+                    Next::Known(Decoded::Event(event)) => Next::Known(admit(&admission, event)),
+                    other => other,
+                };
+                match next {
                     Next::Known(record) => {
                         // Already in the restored state: only the high-water mark moves.
                         records += 1;

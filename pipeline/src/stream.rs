@@ -29,6 +29,8 @@
 use crate::checkpoint::{PartitionShare, SourceShare, Store, NAMES};
 use crate::config::Config;
 use crate::dataflow::{run_dataflow, worker_of, Batching, Inputs, Mode, OutputSink};
+use crate::failure;
+use crate::quarantine::FailureRecord;
 use anyhow::{Context, Result};
 use markledger_connectors::codec::json::{decode_event, render_output};
 use markledger_connectors::codec::Decoded;
@@ -42,13 +44,43 @@ use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::flow::time_of;
 use markledger_operators::machine::Time;
 use markledger_operators::output::Output;
+use markledger_operators::rules::Admission;
 use markledger_operators::time::Ts;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The run's configuration with the events its state directory quarantined (poison pills,
+/// crate::quarantine); with a state directory, a failure is counted there before the process
+/// exits.
+fn with_quarantine(config: &Config, state: Option<&Path>) -> Result<Config> {
+    let Some(dir) = state else {
+        return Ok(config.clone());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the state directory {}", dir.display()))?;
+    let record = FailureRecord::load(dir)?;
+    for (event, failure) in &record.quarantine {
+        markledger_operators::note!("markledger stream: event {event:?} is quarantined (INTERNAL_ERROR): {failure}");
+    }
+    let owned = dir.to_path_buf();
+    failure::on_failure(move |failure| {
+        if let Err(error) = FailureRecord::note(&owned, failure) {
+            markledger_operators::note!("markledger stream: the failure was not recorded: {error:#}");
+        }
+    });
+    let mut config = config.clone();
+    config.quarantine = std::sync::Arc::new(record.quarantine);
+    Ok(config)
+}
+
+/// Milliseconds since the Unix epoch now.
+fn wall_clock_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_millis() as i64)
+}
 
 /// The header carrying an output record's deterministic id.
 pub const ID_HEADER: &str = "markledger-id";
@@ -73,6 +105,9 @@ pub struct StreamOptions {
     pub state: Option<PathBuf>,
     /// How often a checkpoint is asked for.
     pub checkpoint_interval: Duration,
+    /// An event whose `ts` is further than this ahead of the wall clock is refused
+    /// `TS_OUT_OF_RANGE` (besides the calendar's window: `rules::TimeWindow`).
+    pub max_ahead: Duration,
 }
 
 /// What a stream run did, for its summary.
@@ -138,6 +173,10 @@ struct WorkerConsumer {
     worker: usize,
     /// The last checkpoint time this worker's source share was saved for.
     checkpoint_saved: Time,
+    /// Which events are taken in (applied here, before the high-water mark moves).
+    admission: Admission,
+    /// How far ahead of the wall clock a `ts` may be.
+    max_ahead: Duration,
 }
 
 struct PartitionState {
@@ -240,7 +279,22 @@ impl WorkerConsumer {
             Some((offset, payload)) => {
                 state.last_returned = Some(offset);
                 state.quiet_since = Instant::now();
-                let decoded = decode_event(&payload);
+                // Refused before the high-water mark moves, as the source's placer does.
+                let decoded = match decode_event(&payload) {
+                    Decoded::Event(event) => {
+                        let latest = Ts(wall_clock_ms().saturating_add(self.max_ahead.as_millis() as i64));
+                        let admission = Admission {
+                            window: self.admission.window.until(latest, "the wall clock plus --max-ahead"),
+                            quarantine: self.admission.quarantine.clone(),
+                        };
+                        match admission.check(&event) {
+                            Ok(()) => Decoded::Event(event),
+                            Err(rejection) => Decoded::Refused(rejection),
+                        }
+                    }
+                    refused => refused,
+                };
+                let state = &mut self.partitions[i];
                 state.high_water_before = state.high_water;
                 if let Decoded::Event(event) = &decoded {
                     state.high_water = Some(state.high_water.map_or(event.ts, |hw| hw.max(event.ts)));
@@ -417,7 +471,7 @@ impl PartitionInput for KafkaPartition {
         }
         if let Err(error) = self.worker.lock().expect("consumer lock").completed(frontier, false) {
             // Not fatal: nothing is committed, so nothing is lost; the next interval retries.
-            eprintln!("markledger stream: commit skipped: {error:#}");
+            markledger_operators::note!("markledger stream: commit skipped: {error:#}");
         }
     }
 }
@@ -464,7 +518,7 @@ impl OutputSink for KafkaSink {
             {
                 // The producer retries forever; an error here is a record it refused
                 // outright (too large): nothing commits past it (its flush fails).
-                eprintln!("markledger stream: output refused by the producer: {error:#}");
+                markledger_operators::note!("markledger stream: output refused by the producer: {error:#}");
             }
         }
     }
@@ -542,6 +596,7 @@ pub fn run_stream(
     progress: &mut dyn FnMut(&StreamReport),
 ) -> Result<StreamReport> {
     let kafka = &options.kafka;
+    let config = &with_quarantine(config, options.state.as_deref())?;
     let assignment = input_partitions(options)?;
     let outputs: Vec<TopicSpec> = OutputFile::ALL
         .iter()
@@ -565,11 +620,11 @@ pub fn run_stream(
     // The state a checkpoint holds, and where each partition resumes.
     let store = options.state.as_deref().map(Store::open).transpose()?;
     let restored = match &store {
-        Some(store) => store.load(&mut |why| eprintln!("markledger stream: {why}"))?,
+        Some(store) => store.load(&mut |why| markledger_operators::note!("markledger stream: {why}"))?,
         None => None,
     };
     if let (Some(dir), None) = (&options.state, &restored) {
-        eprintln!(
+        markledger_operators::note!(
             "markledger stream: no checkpoint in {}: state is rebuilt from the inputs' earliest offsets",
             dir.display()
         );
@@ -602,7 +657,7 @@ pub fn run_stream(
                 resume_at.insert((partition.topic.clone(), partition.partition), partition);
             }
         }
-        eprintln!(
+        markledger_operators::note!(
             "markledger stream: restored the checkpoint at {} ({} workers)",
             markledger_operators::flow::ts_of(cut.time),
             cut.workers
@@ -612,7 +667,7 @@ pub fn run_stream(
     let restored_from = restored.as_ref().map(|cut| cut.time);
     let checkpoints = store.as_ref().map(|_| Checkpoints::new(workers, &NAMES, restored));
     if resume > 0 {
-        eprintln!(
+        markledger_operators::note!(
             "markledger stream: resuming group {}: outputs before {} were produced by an earlier run",
             kafka.group_id,
             markledger_operators::flow::ts_of(resume)
@@ -651,7 +706,7 @@ pub fn run_stream(
                             Some((cut.time, written.bytes, written.took.as_millis() as u64));
                     }
                     // Not fatal: the previous checkpoint stays the one to restore.
-                    Err(error) => eprintln!("markledger stream: checkpoint not written: {error:#}"),
+                    Err(error) => markledger_operators::note!("markledger stream: checkpoint not written: {error:#}"),
                 }
             }
         })
@@ -664,6 +719,8 @@ pub fn run_stream(
         let assignment = assignment.clone();
         let idle_timeout = options.idle_timeout;
         let commit_interval = options.commit_interval;
+        let admission = config.admission();
+        let max_ahead = options.max_ahead;
         let resume_at = resume_at.clone();
         move |worker: usize| -> Inputs {
             let mine: Vec<(String, i32)> = assignment
@@ -722,6 +779,8 @@ pub fn run_stream(
                 committed_frontier: None,
                 worker,
                 checkpoint_saved: restored_from.unwrap_or(0),
+                admission: admission.clone(),
+                max_ahead,
             }));
             consumers.lock().expect("registry").push(worker_consumer.clone());
             mine.iter()
@@ -766,7 +825,7 @@ pub fn run_stream(
         make_inputs,
         make_sink,
         &mut |records| progress(&report(records)),
-    );
+    )?;
     // The orderly stop: everything before the watermark is done; commit it.
     for worker in consumers.lock().expect("registry").iter() {
         let mut worker = worker.lock().expect("consumer lock");
@@ -831,6 +890,8 @@ pub struct StreamFile {
     pub state: Option<std::path::PathBuf>,
     /// Checkpoint interval.
     pub checkpoint_interval: Option<String>,
+    /// How far ahead of the wall clock an event's `ts` may be.
+    pub max_ahead: Option<String>,
     /// Output topic names.
     pub topics: Option<TopicNames>,
 }

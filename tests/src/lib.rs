@@ -15,19 +15,39 @@ use markledger_connectors::codec::Decoded;
 use markledger_operators::output::{
     AggregateKind, BalanceRecord, Figures, LedgerEntry, Output, PeriodRecord, Rejection, StatusChange,
 };
-use markledger_operators::{Period, Reason, Status};
-use rust_decimal::Decimal;
+use markledger_operators::{Money, Period, Reason, Status};
 use std::collections::BTreeMap;
 use std::str::FromStr;
+
+/// The `markledger` binary of this build, brought up to date once per test process: a
+/// `cargo test -p markledger-tests` does not build the binary of a dependency, and a stale
+/// one would test old code.
+pub fn markledger_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary");
+            let dir = exe.parent().and_then(std::path::Path::parent).expect("target dir");
+            let mut build = std::process::Command::new(env!("CARGO"));
+            build.args(["build", "--quiet", "-p", "markledger", "--bin", "markledger"]);
+            if dir.file_name().is_some_and(|name| name == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo build");
+            assert!(status.success(), "building markledger");
+            dir.join("markledger")
+        })
+        .clone()
+}
 
 /// The shipped configuration (Kazakhstan calendar, DOMAIN.md defaults).
 pub fn default_config() -> Config {
     Config::with_calendar(markledger_datasets::calendars::kazakhstan())
 }
 
-/// An exact decimal from text.
-pub fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).expect("test decimal")
+/// An exact amount from text.
+pub fn dec(text: &str) -> Money {
+    Money::from_str(text).expect("test amount")
 }
 
 /// A JSON string literal.
@@ -208,7 +228,29 @@ pub fn run_reference_only(config: &Config, partitions: &[Vec<String>]) -> Outcom
     let (summary, outputs) = reference::run(config, decode(partitions), Vec::new(), &mut |_, _| {});
     let outcome = Outcome { outputs, summary };
     outcome.assert_reconciliation_identity();
+    outcome.assert_details_for_people();
     outcome
+}
+
+/// Marks of Rust's debug formatting that must never reach a rejection's detail (issue 15:
+/// details are read by people at order stations and support).
+pub const DEBUG_MARKS: [&str; 11] = [
+    "Parsed(",
+    "Invalid(",
+    "Some(",
+    "None",
+    "Utf8",
+    "UnexpectedEnd",
+    "{ ",
+    " }",
+    "\\u{",
+    "Error {",
+    "kind: ",
+];
+
+/// The first debug mark in `detail`, if any.
+pub fn debug_mark(detail: &str) -> Option<&'static str> {
+    DEBUG_MARKS.into_iter().find(|mark| detail.contains(mark))
 }
 
 fn decode(partitions: &[Vec<String>]) -> Vec<Vec<Decoded>> {
@@ -226,6 +268,15 @@ pub fn multiset(outputs: &[Output]) -> Vec<String> {
 }
 
 impl Outcome {
+    /// No rejection's detail shows Rust debug formatting (`Parsed(2.68)`, `Utf8 { … }`).
+    pub fn assert_details_for_people(&self) {
+        for rejection in self.rejections() {
+            if let Some(mark) = debug_mark(&rejection.detail) {
+                panic!("{mark:?} in the detail of {rejection:?}");
+            }
+        }
+    }
+
     /// Every rejection record.
     pub fn rejections(&self) -> Vec<&Rejection> {
         self.outputs
@@ -278,7 +329,7 @@ impl Outcome {
     }
 
     /// (balance, unpaid codes, unpaid amount) of an account's last balance record.
-    pub fn balance_figures(&self, account: &str) -> (Decimal, u64, Decimal) {
+    pub fn balance_figures(&self, account: &str) -> (Money, u64, Money) {
         let balance = self.balance(account);
         (balance.balance, balance.unpaid_codes, balance.unpaid_amount)
     }

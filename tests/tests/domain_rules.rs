@@ -1072,8 +1072,13 @@ fn s5_every_reason_code_is_produced() {
         payment("p2", &jan("10T10:05:00"), B, "9.00", "Kaspi Bank"),
         order_cancel("k1", &jan("10T10:05:30"), B, "KZ-B-O1"),
         refund("r3", &jan("10T10:06:00"), B, "10.00"),
+        payment("p9", "9999-01-01T00:00:00Z", B, "1.00", "Kaspi Bank"),
+        payment("q1", &jan("10T10:07:00"), B, "1.00", "Kaspi Bank"),
     ]);
-    let out = go(lines);
+    // INTERNAL_ERROR comes only from stream mode's quarantine (poison pills).
+    let mut config = config();
+    config.quarantine = std::sync::Arc::new([("q1".to_string(), "a stage failed twice".to_string())].into());
+    let out = run_with(&config, &[lines]);
     let produced: std::collections::BTreeSet<Reason> = out.rejections().iter().map(|r| r.reason).collect();
     let all: std::collections::BTreeSet<Reason> = Reason::ALL.into_iter().collect();
     assert_eq!(

@@ -60,7 +60,8 @@ fn run(config: &Config, dir: &Path) -> Measured {
         Mode::Files,
         |_| Count::default(),
         &mut |_| {},
-    );
+    )
+    .unwrap_or_else(|failure| panic!("{failure}"));
     let peak = status_field("VmHWM:");
     assert!(result.stats.errors.is_empty(), "{:?}", result.stats.errors);
     Measured {

@@ -21,19 +21,8 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
-/// The `markledger` binary of this build (built here when a test-only build lacks it).
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join("markledger");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "markledger", "--bin", "markledger"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building markledger");
-    }
-    path
+    markledger_tests::markledger_binary()
 }
 
 /// What a consumer keeps of one run's outputs, as JSON values.

@@ -83,7 +83,8 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
         Mode::Files,
         |_| StatusTally::default(),
         &mut |_| {},
-    );
+    )
+    .map_err(|failure| failure.to_string())?;
     let took = started.elapsed().as_secs_f64();
     let peak = proc_status("VmHWM:")?;
     if !result.stats.errors.is_empty() {

@@ -78,7 +78,7 @@ pub fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Result<(
         match create_one(&admin, &new_topic, &options)? {
             Ok(()) => {}
             Err(code) if spec.compacted && is_config_refusal(code) => {
-                eprintln!(
+                markledger_operators::note!(
                     "markledger kafka: the broker refused cleanup.policy=compact for {} ({code}); \
                      creating it with the broker's default policy",
                     spec.name

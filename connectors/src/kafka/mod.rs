@@ -174,12 +174,13 @@ impl TroubleLog {
             .is_none_or(|printed| printed.elapsed() >= TROUBLE_LOG_INTERVAL);
         if due {
             if state.suppressed > 0 {
-                eprintln!(
+                markledger_operators::note!(
                     "markledger kafka {}: {message} (and {} similar since the last report)",
-                    self.name, state.suppressed
+                    self.name,
+                    state.suppressed
                 );
             } else {
-                eprintln!("markledger kafka {}: {message}", self.name);
+                markledger_operators::note!("markledger kafka {}: {message}", self.name);
             }
             state.last_printed = Some(Instant::now());
             state.suppressed = 0;

@@ -166,7 +166,7 @@ pub fn produce_dataset(settings: &KafkaSettings, input: &Path, topic: &str) -> R
         match producer.flush(PROGRESS_INTERVAL) {
             Ok(()) => break,
             Err(Error::FlushTimeout { pending, .. }) => {
-                eprintln!(
+                markledger_operators::note!(
                     "produce {topic}: {} messages sent, waiting for {pending} acknowledgements",
                     progress.report.messages
                 );
@@ -191,7 +191,7 @@ impl Progress {
         }
         self.last_print = Instant::now();
         let seconds = self.started.elapsed().as_secs_f64().max(1e-3);
-        eprintln!(
+        markledger_operators::note!(
             "produce: partition {}/{}, {} messages, {:.1} MB, {:.0} msg/s",
             file_index + 1,
             self.report.partitions,

@@ -22,10 +22,11 @@ use crate::config::Config;
 use aggregates::{Aggregates, Movements};
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
-use markledger_operators::money::{check_amount, Money};
+use markledger_operators::money::Money;
 use markledger_operators::output::{BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange};
+use markledger_operators::rules;
 use markledger_operators::validate::{is_code, is_gtin};
-use markledger_operators::{Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, Tariff, TariffHistory, Ts};
+use markledger_operators::{Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, TariffHistory, Ts};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -250,10 +251,20 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     /// Step 1: effective time and lateness per partition (DOMAIN.md §4).
     fn assign_effective_times(&mut self, partitions: Vec<Vec<Decoded>>) -> Vec<Pending> {
         let mut pending = Vec::new();
+        let admission = self.config.admission();
         for partition in partitions {
             let mut high_water: Option<Ts> = None;
             for record in partition {
                 self.summary.records += 1;
+                // An event not taken in is refused like a malformed record: it moves no
+                // high-water mark and registers no id.
+                let record = match record {
+                    Decoded::Event(event) => match admission.check(&event) {
+                        Ok(()) => Decoded::Event(event),
+                        Err(rejection) => Decoded::Refused(rejection),
+                    },
+                    refused => refused,
+                };
                 match record {
                     Decoded::Refused(rejection) => self.emit(Output::Rejection(rejection)),
                     Decoded::Event(event) => {
@@ -555,11 +566,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     }
 
     fn amount(&mut self, event: &Event, field: &DecimalField) -> Option<Money> {
-        let checked = match field {
-            DecimalField::Parsed(value) => check_amount(*value).map_err(|e| e.to_string()),
-            DecimalField::Invalid(text) => Err(format!("amount {text:?} is not a decimal string")),
-        };
-        match checked {
+        match rules::amount(field) {
             Ok(amount) => Some(amount),
             Err(detail) => {
                 self.reject(event, None, Reason::BadAmount, detail);
@@ -569,22 +576,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     }
 
     fn apply_tariff(&mut self, event: &Event, effective_from: Ts, net: &DecimalField, vat: &DecimalField, now: Ts) {
-        let (net_price, vat_rate) = match (net, vat) {
-            (DecimalField::Parsed(net), DecimalField::Parsed(vat))
-                if *net > Money::ZERO && *vat >= Money::ZERO && *vat < Money::ONE =>
-            {
-                (*net, *vat)
-            }
-            _ => {
-                let detail = format!("tariff needs net_price > 0 and 0 ≤ vat_rate < 1, got {net:?} and {vat:?}");
-                return self.reject(event, None, Reason::BadAmount, detail);
-            }
-        };
-        if effective_from < now {
-            let detail = format!("tariff effective from {effective_from} is before its event took effect at {now}");
-            return self.reject(event, None, Reason::TariffRetroactive, detail);
+        match rules::tariff(effective_from, net, vat, now) {
+            Ok(tariff) => self.tariffs.insert(effective_from, tariff),
+            Err((reason, detail)) => self.reject(event, None, reason, detail),
         }
-        self.tariffs.insert(effective_from, Tariff { net_price, vat_rate });
     }
 
     fn ledger(&mut self, pending: &Pending, entry: Entry, amount: Money, codes: Option<u64>, period: Period) {
@@ -609,8 +604,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let Some(amount) = self.amount(event, field) else {
             return;
         };
+        let balance = self.account(&event.account).balance;
+        match rules::credit(balance, amount) {
+            Ok(after) => self.account(&event.account).balance = after,
+            Err(detail) => return self.reject(event, None, Reason::BadAmount, detail),
+        }
         let period = self.aggregates.accounting_period(event.ts, now);
-        self.account(&event.account).balance += amount;
         let (entry, movement) = match channel {
             Some(channel) => {
                 self.summary.payments += amount;
@@ -696,7 +695,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 event,
                 None,
                 Reason::BadGtin,
-                format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
+                format!("\"{gtin}\" is not a GTIN-14 with a valid check digit"),
             );
         }
         if self.accounts[&event.account].orders.contains_key(order) {
@@ -704,7 +703,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 event,
                 None,
                 Reason::AlreadyExists,
-                format!("order {order:?} already exists"),
+                format!("order \"{order}\" already exists"),
             );
         }
         let period = self.aggregates.accounting_period(event.ts, now);
@@ -739,7 +738,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 event,
                 None,
                 Reason::UnknownOrder,
-                format!("account has no order {order:?}"),
+                format!("account has no order \"{order}\""),
             );
         };
         if !state.is_pending() {
@@ -747,7 +746,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 event,
                 None,
                 Reason::InvalidTransition,
-                format!("order {order:?} is already finished"),
+                format!("order \"{order}\" is already finished"),
             );
         }
         let period = state.period;
@@ -765,7 +764,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 event,
                 None,
                 Reason::BadGtin,
-                format!("{gtin:?} is not a GTIN-14 with a valid check digit"),
+                format!("\"{gtin}\" is not a GTIN-14 with a valid check digit"),
             );
         }
         let Some(state) = self.accounts[&event.account].orders.get(order) else {
@@ -773,11 +772,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 event,
                 None,
                 Reason::UnknownOrder,
-                format!("account has no order {order:?}"),
+                format!("account has no order \"{order}\""),
             );
         };
         if state.gtin != gtin {
-            let detail = format!("order {order:?} is for GTIN {}, emission is for {gtin}", state.gtin);
+            let detail = format!("order \"{order}\" is for GTIN {}, emission is for {gtin}", state.gtin);
             return self.reject(event, None, Reason::GtinMismatch, detail);
         }
         let remaining = if state.cancelled {
@@ -787,7 +786,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         };
         if codes.len() as u64 > remaining {
             let detail = format!(
-                "{} codes exceed the {remaining} remaining on order {order:?}",
+                "{} codes exceed the {remaining} remaining on order \"{order}\"",
                 codes.len()
             );
             return self.reject(event, None, Reason::OrderExceeded, detail);

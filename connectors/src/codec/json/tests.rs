@@ -21,7 +21,7 @@ fn accepted(decoded: Decoded) -> Event {
 }
 
 fn money(text: &str) -> Money {
-    Decimal::from_str(text).unwrap()
+    Money::from_str(text).unwrap()
 }
 
 #[test]

@@ -1,0 +1,239 @@
+//! Stateless rules and their wording: checks that need no state, each a pure function both
+//! engines call, so a rule and its rejection detail are written once (the decisions that
+//! need state stay written twice: the reference engine must stay independent).
+//!
+//! - [`Admission`]: which events the pipeline takes in at all: `ts` inside the
+//!   [`TimeWindow`] (`TS_OUT_OF_RANGE`), not quarantined (`INTERNAL_ERROR`).
+//! - [`amount`], [`credit`]: payments, compensations and refunds (`BAD_AMOUNT`).
+//! - [`tariff`]: a tariff event's price, rate and effective time (`BAD_AMOUNT`,
+//!   `TARIFF_RETROACTIVE`).
+
+use crate::calendar::WorkingCalendar;
+use crate::event::{DecimalField, Event};
+use crate::money::{self, Money, BALANCE_MAX};
+use crate::output::Rejection;
+use crate::reason::Reason;
+use crate::tariff::Tariff;
+use crate::time::{day_end, day_start, Ts};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The first day the pipeline accepts: 2020-01-01, before the first tariff (2020-10-01) and
+/// the first year of the shipped calendar.
+pub fn epoch_day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default()
+}
+
+/// The instants an event's `ts` may take (DOMAIN.md §4 says nothing of absurd times;
+/// docs/ARCHITECTURE.md, "Decisions: plausible time"): from the later of the system's
+/// epoch and the calendar's first day, to the end of the calendar's last day. Outside it,
+/// working-day deadlines cannot be computed and periods before the epoch have no tariff;
+/// such an event is refused `TS_OUT_OF_RANGE` and moves no high-water mark, so one absurd
+/// timestamp can neither move a watermark to year 9999 nor make every later event late.
+/// The window depends only on the calendar, so file runs stay deterministic; stream mode
+/// adds a bound relative to the wall clock (`--max-ahead`), applied where records are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// The earliest accepted instant.
+    pub earliest: Ts,
+    /// The first instant no longer accepted.
+    pub end: Ts,
+    /// What sets `end`, for a rejection's detail.
+    pub end_is: &'static str,
+}
+
+impl TimeWindow {
+    /// The window of a calendar.
+    pub fn of(calendar: &WorkingCalendar) -> TimeWindow {
+        let (first, last) = calendar.range;
+        TimeWindow {
+            earliest: day_start(first.max(epoch_day())),
+            end: day_end(last),
+            end_is: "the end of the working-day calendar",
+        }
+    }
+
+    /// The window, narrowed to end at `latest` (exclusive) when that is earlier; `end_is`
+    /// says what `latest` is.
+    pub fn until(self, latest: Ts, end_is: &'static str) -> TimeWindow {
+        if latest >= self.end {
+            return self;
+        }
+        TimeWindow {
+            end: latest,
+            end_is,
+            ..self
+        }
+    }
+
+    /// Accepts `ts`, or says why not (the detail of a `TS_OUT_OF_RANGE` rejection).
+    pub fn check(&self, ts: Ts) -> Result<(), String> {
+        if ts >= self.earliest && ts < self.end {
+            return Ok(());
+        }
+        Err(format!(
+            "ts {} is outside the accepted window from {} (the system's epoch or the calendar's \
+             first day) to {} ({})",
+            utc_text(ts),
+            self.earliest,
+            self.end,
+            self.end_is
+        ))
+    }
+}
+
+/// What decides whether a well-formed event is taken in at all, before it is placed: an
+/// event refused here is like a malformed record — it moves no high-water mark and
+/// registers no id — so a refusal cannot change how its partition's other events are
+/// placed.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    /// The accepted `ts`.
+    pub window: TimeWindow,
+    /// Events refused `INTERNAL_ERROR`, by id, with what they made fail (stream mode's
+    /// poison pills: docs/ARCHITECTURE.md, "Decisions: failures").
+    pub quarantine: Arc<BTreeMap<String, String>>,
+}
+
+impl Admission {
+    /// Takes `event` in, or gives its rejection.
+    pub fn check(&self, event: &Event) -> Result<(), Rejection> {
+        let refusal = if let Some(failure) = self.quarantine.get(&event.id) {
+            Some((
+                Reason::InternalError,
+                format!("quarantined: it made the pipeline fail twice in a row ({failure})"),
+            ))
+        } else {
+            self.window
+                .check(event.ts)
+                .err()
+                .map(|detail| (Reason::TsOutOfRange, detail))
+        };
+        match refusal {
+            None => Ok(()),
+            Some((reason, detail)) => Err(Rejection::of_event(
+                &event.id,
+                event.kind().as_str(),
+                &event.account,
+                None,
+                reason,
+                detail,
+            )),
+        }
+    }
+}
+
+/// An instant as UTC text, whatever its year (local rendering of a year before 1924 would
+/// use Almaty's local mean time, +05:08).
+fn utc_text(ts: Ts) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ts.0).map_or_else(
+        || format!("{} ms since 1970", ts.0),
+        |time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    )
+}
+
+/// A payment's, compensation's or refund's amount (DOMAIN.md §3, §8; the bounds of
+/// [`money`]), or the detail of its `BAD_AMOUNT` rejection.
+pub fn amount(field: &DecimalField) -> Result<Money, String> {
+    match field {
+        DecimalField::Parsed(value) => money::check_amount(*value).map_err(|error| error.to_string()),
+        DecimalField::Invalid(text) => Err(format!("amount \"{text}\" is not a decimal string")),
+    }
+}
+
+/// The balance after crediting `amount`, or the detail of the `BAD_AMOUNT` rejection of a
+/// credit that would take the balance above [`BALANCE_MAX`].
+pub fn credit(balance: Money, amount: Money) -> Result<Money, String> {
+    match balance.checked_add(amount) {
+        Some(after) if after.value() <= BALANCE_MAX => Ok(after),
+        _ => Err(format!(
+            "a credit of {amount} would take the balance {balance} above the largest an account may hold, \
+             1000000000000000.00"
+        )),
+    }
+}
+
+/// A tariff event's version, or its refusal: `BAD_AMOUNT` for a price or rate outside its
+/// bounds, `TARIFF_RETROACTIVE` for taking effect before the event itself took effect.
+pub fn tariff(
+    effective_from: Ts,
+    net_price: &DecimalField,
+    vat_rate: &DecimalField,
+    effective: Ts,
+) -> Result<Tariff, (Reason, String)> {
+    let (DecimalField::Parsed(net), DecimalField::Parsed(rate)) = (net_price, vat_rate) else {
+        let detail = format!("tariff net_price {net_price} and vat_rate {vat_rate} must be decimal strings");
+        return Err((Reason::BadAmount, detail));
+    };
+    let (net_price, vat_rate) =
+        money::check_tariff(*net, *rate).map_err(|error| (Reason::BadAmount, error.to_string()))?;
+    if effective_from < effective {
+        let detail = format!("tariff effective from {effective_from} is before its event took effect at {effective}");
+        return Err((Reason::TariffRetroactive, detail));
+    }
+    Ok(Tariff { net_price, vat_rate })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    fn calendar() -> WorkingCalendar {
+        WorkingCalendar::parse("range 2019-06-01 2027-12-31\n").expect("calendar")
+    }
+
+    fn ts(text: &str) -> Ts {
+        Ts::parse_rfc3339(text).expect("ts")
+    }
+
+    #[test]
+    fn the_window_runs_from_the_epoch_to_the_calendars_end() {
+        // Both sides of both bounds; the epoch wins over an earlier calendar start.
+        let window = TimeWindow::of(&calendar());
+        assert!(window.check(ts("2020-01-01T00:00:00+06:00")).is_ok());
+        assert!(window.check(ts("2019-12-31T23:59:59.999+06:00")).is_err());
+        assert!(window.check(ts("2027-12-31T23:59:59.999+05:00")).is_ok());
+        assert!(window.check(ts("2028-01-01T00:00:00+05:00")).is_err());
+        let detail = window.check(ts("9999-01-01T00:00:00Z")).unwrap_err();
+        assert!(detail.starts_with("ts 9999-01-01T00:00:00Z is outside"), "{detail}");
+        let old = window.check(ts("1900-01-01T00:00:00Z")).unwrap_err();
+        assert!(old.contains("1900-01-01T00:00:00Z") && !old.contains("+05:08"), "{old}");
+        let narrowed = window.until(ts("2026-01-01T00:00:00+05:00"), "the wall clock plus --max-ahead");
+        assert!(narrowed
+            .check(ts("2026-06-01T00:00:00+05:00"))
+            .unwrap_err()
+            .contains("--max-ahead"));
+        assert!(narrowed.check(ts("2026-01-01T00:00:00+05:00")).is_err());
+        assert!(narrowed.check(ts("2025-12-31T23:00:00+05:00")).is_ok());
+    }
+
+    #[test]
+    fn a_credit_may_not_take_a_balance_past_its_maximum() {
+        // 10¹⁵ exactly is allowed, a tiyn more is refused.
+        let max = Money::exact(BALANCE_MAX);
+        let almost = max - Money::from_str("1").unwrap();
+        assert_eq!(credit(almost, Money::from_str("1").unwrap()), Ok(max));
+        assert!(credit(max, Money::from_str("0.01").unwrap()).is_err());
+    }
+
+    #[test]
+    fn tariff_details_name_the_values_as_a_person_writes_them() {
+        // No Rust debug text (`Parsed(…)`, `Invalid(…)`) in a detail.
+        let at = ts("2026-01-01T00:00:00+05:00");
+        let bad = DecimalField::Invalid("abc".into());
+        let good = DecimalField::Parsed(Decimal::from_str("0.12").unwrap());
+        let (reason, detail) = tariff(at, &bad, &good, at).unwrap_err();
+        assert_eq!(reason, Reason::BadAmount);
+        assert_eq!(
+            detail,
+            "tariff net_price \"abc\" and vat_rate 0.12 must be decimal strings"
+        );
+        let price = DecimalField::Parsed(Decimal::from_str("2.68").unwrap());
+        let (reason, _) = tariff(at.minus_millis(1), &price, &good, at).unwrap_err();
+        assert_eq!(reason, Reason::TariffRetroactive);
+        assert!(tariff(at, &price, &good, at).is_ok());
+    }
+}
