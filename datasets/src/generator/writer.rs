@@ -343,17 +343,12 @@ impl Writers {
         Ok(())
     }
 
-    /// Held payments that must not fall more than the lateness behind an event at `ts`,
-    /// and duplicates that must not fall more than an hour behind their original.
+    /// Duplicates that must not fall more than an hour behind their original, then held
+    /// payments that must not fall more than the lateness behind an event at `ts`. In that
+    /// order: in a quiet partition a held payment can be ahead of the high-water mark and
+    /// raise it when written, and a duplicate written after it could then be more than an
+    /// hour behind (the duplicates left have `latest ≥ ts`, above any held `ts` written here).
     fn release_before(&mut self, partition: u32, ts: Ts) -> io::Result<()> {
-        while let Some(index) = self.partitions[partition as usize]
-            .held
-            .iter()
-            .position(|held| held.release_before.is_some_and(|before| before < ts))
-        {
-            let held = self.partitions[partition as usize].held.remove(index);
-            self.write_held(partition, held)?;
-        }
         while let Some(index) = self.partitions[partition as usize]
             .duplicates
             .iter()
@@ -361,6 +356,14 @@ impl Writers {
         {
             let duplicate = self.partitions[partition as usize].duplicates.remove(index);
             self.write_duplicate(partition, &duplicate.event)?;
+        }
+        while let Some(index) = self.partitions[partition as usize]
+            .held
+            .iter()
+            .position(|held| held.release_before.is_some_and(|before| before < ts))
+        {
+            let held = self.partitions[partition as usize].held.remove(index);
+            self.write_held(partition, held)?;
         }
         Ok(())
     }
@@ -490,17 +493,18 @@ impl Writers {
         });
     }
 
-    /// Writes what is still held and the duplicates still waiting, and closes the files.
-    /// Returns the file names, the counts and the bytes written.
+    /// Writes the duplicates still waiting and what is still held (in that order, as in
+    /// `release_before`: a held payment may raise the high-water mark), and closes the
+    /// files. Returns the file names, the counts and the bytes written.
     pub fn finish(mut self) -> io::Result<(Vec<String>, Counts, u64)> {
         for index in 0..self.partitions.len() {
-            let held = std::mem::take(&mut self.partitions[index].held);
-            for item in held {
-                self.write_held(index as u32, item)?;
-            }
             let duplicates = std::mem::take(&mut self.partitions[index].duplicates);
             for duplicate in duplicates {
                 self.write_duplicate(index as u32, &duplicate.event)?;
+            }
+            let held = std::mem::take(&mut self.partitions[index].held);
+            for item in held {
+                self.write_held(index as u32, item)?;
             }
         }
         let mut bytes = 0;
