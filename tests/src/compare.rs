@@ -47,7 +47,7 @@ use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_datasets::generator::{generate, GeneratorConfig};
 use markledger_operators::money::render as money;
 use markledger_operators::output::{Entry, Figures, Output, StatusChange};
-use markledger_operators::{Money, Period, Reason, Status, Ts};
+use markledger_operators::{Body, Money, Period, Reason, Status, Ts};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -643,6 +643,25 @@ pub fn generate_dataset(config: &GeneratorConfig) -> Vec<Vec<Decoded>> {
     let result = generate(config, &dir, &mut |_| {}).map(|_| load_dataset(&dir));
     let _ = std::fs::remove_dir_all(&dir);
     result.unwrap_or_else(|error| panic!("generating {config:?}: {error}"))
+}
+
+/// Orders that take effect at or after their own 4-hour deadline (`config.sla_ms`), counted
+/// from the partitions as an engine reads them: an event takes effect at
+/// `max(ts, high-water of its partition before it − lateness)` (DOMAIN.md §4).
+pub fn orders_past_their_deadline(config: &Config, partitions: &[Vec<Decoded>]) -> u64 {
+    let mut count = 0;
+    for partition in partitions {
+        let mut high_water: Option<Ts> = None;
+        for record in partition {
+            let Decoded::Event(event) = record else { continue };
+            let effective = high_water.map_or(event.ts, |hw| event.ts.max(hw.minus_millis(config.lateness_ms)));
+            if matches!(event.body, Body::Order { .. }) && event.ts.plus_millis(config.sla_ms) <= effective {
+                count += 1;
+            }
+            high_water = Some(high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+        }
+    }
+    count
 }
 
 /// The reference engine's outputs on `partitions`.

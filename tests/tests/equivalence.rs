@@ -12,7 +12,7 @@ use markledger_operators::output::{Entry, Figures, Output};
 use markledger_operators::{Body, Reason};
 use markledger_tests::compare::{
     assert_equivalent, canonical, diff, diff_final_values, diff_histories, diff_strict, generate_dataset,
-    reference_outputs, Canonical,
+    orders_past_their_deadline, reference_outputs, Canonical,
 };
 use markledger_tests::default_config;
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,9 +87,10 @@ fn base(shape: Shape) -> &'static Base {
 fn datasets_exercise_every_category() {
     // Checks that the datasets really exercise what the harness compares, so "equivalent"
     // below is not vacuous: counts per category of the reference run's canonical form, late
-    // events, MALFORMED raw input, codes with 3+ status changes, period records revised 3+
-    // times, accounts with several balance records, and that the canonical form saw every
-    // status, balance, period and rejection record.
+    // events, orders taking effect past their own SLA deadline, MALFORMED raw input, codes
+    // with 3+ status changes, period records revised 3+ times, accounts with several
+    // balance records, and that the canonical form saw every status, balance, period and
+    // rejection record.
     for shape in SHAPES {
         let base = base(shape);
         let c = &base.canonical;
@@ -153,6 +154,21 @@ fn datasets_exercise_every_category() {
         assert!(
             rebalanced >= 30,
             "{shape:?}: {rebalanced} accounts with 3+ balance records"
+        );
+        let late_orders = orders_past_their_deadline(&base.config, &base.partitions);
+        eprintln!("{shape:?}: {late_orders} orders take effect past their 4-hour deadline");
+        assert!(late_orders >= 1, "{shape:?}: no order takes effect past its deadline");
+        let sla_late: u64 = c
+            .periods
+            .values()
+            .map(|state| match state.figures {
+                Figures::Sla { late, .. } => late,
+                _ => 0,
+            })
+            .sum();
+        assert!(
+            sla_late >= late_orders,
+            "{shape:?}: SLA late {sla_late} < {late_orders}"
         );
     }
     let wide = &base(Shape::Wide).canonical;

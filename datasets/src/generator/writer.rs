@@ -10,6 +10,11 @@
 //!   moved past its `ts` (within the 5 s lateness, or minutes beyond it); its credit is
 //!   handed back through [`Writers::take_released`] only once written, so the
 //!   simulation's money model never sees money earlier than an engine does;
+//! - a late order ([`Writers::write_late_order`]), an order station's upload that arrives
+//!   hours after it was placed, is written at once with a `ts` more than the 4-hour SLA
+//!   ([`SLA_MS`]) plus the lateness behind its partition's high-water mark, so it takes
+//!   effect after its own emission deadline; the simulation picks its `ts` and schedules
+//!   the order's emissions after the moment it is written;
 //! - a duplicate is the same [`Event`] written again, preferably once the partition's
 //!   high-water mark is 10 s to 50 min past the original, and always before anything more
 //!   than 1 hour past it (in a quiet partition that can be right after the original: a
@@ -32,6 +37,8 @@ use std::path::Path;
 /// The engines' default lateness: a record at most this far behind its partition's
 /// high-water mark still takes effect at its own `ts`.
 pub const LATENESS_MS: i64 = 5_000;
+/// The operator's emission deadline after an order (DOMAIN.md §2, 000 §4.4.4).
+pub const SLA_MS: i64 = 4 * 3_600_000;
 /// A duplicate is written, preferably, when its partition's high-water mark is at least
 /// this far past the original's `ts` (past the lateness: the copy then takes effect after
 /// the original).
@@ -110,6 +117,8 @@ pub struct Counts {
     pub late_written: u64,
     /// Of those, more than [`LATENESS_MS`] behind.
     pub late_beyond_lateness: u64,
+    /// Orders written more than [`SLA_MS`] + [`LATENESS_MS`] behind the high-water mark.
+    pub late_orders: u64,
     /// Earliest `ts` written (well-formed records).
     pub first_ts: Option<Ts>,
     /// Latest `ts` written.
@@ -303,6 +312,21 @@ impl Writers {
         if meta.injectable {
             self.inject_after(partition, event, meta)?;
         }
+        Ok(())
+    }
+
+    /// Writes an order that arrives late (its id is assigned here): its `ts` is more than
+    /// [`SLA_MS`] + [`LATENESS_MS`] behind the partition's high-water mark, so it takes
+    /// effect at the high-water mark − lateness, after its own 4-hour deadline. Nothing is
+    /// released or injected after it (it moves no high-water mark), and it is never re-sent.
+    pub fn write_late_order(&mut self, partition: u32, mut event: Event) -> io::Result<()> {
+        debug_assert!(matches!(event.body, markledger_operators::Body::Order { .. }));
+        debug_assert!(self.partitions[partition as usize]
+            .high_water
+            .is_some_and(|hw| hw.0 - event.ts.0 > SLA_MS + LATENESS_MS));
+        self.assign_id(partition, &mut event);
+        self.write_event(partition, &event)?;
+        self.counts.late_orders += 1;
         Ok(())
     }
 
