@@ -8,8 +8,11 @@
 //!
 //! Within an instant: timers (month end → debtors, expiry, dormant advance) first, then
 //! inputs in account order — (kind rank, event id); an emission's created codes, then the
-//! holds it resolved in hold order; pending counts just before refunds. Invariants: the
-//! balance never goes negative and the FIFO head is never affordable while unpaid.
+//! holds it resolved in hold order; pending counts just before refunds. A timer a unit of
+//! work sets at or before `now` (the expiry of an emission arriving past it, the dormant
+//! advance of a payment or charge over a year old) fires right after that unit, before the
+//! next: each instant is stepped once. Invariants: the balance never goes negative and the
+//! FIFO head is never affordable while unpaid.
 
 use crate::event::{Body, DecimalField, Kind};
 use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, Fact, Flow, Header, Placed};
@@ -657,6 +660,16 @@ impl Accounts {
         Self::status(header, groups, out);
     }
 
+    /// Fires every timer due at or before `now`: at the start of an instant those due then,
+    /// after a unit of work those it set at `max(deadline, now)` because its deadline had
+    /// passed (DOMAIN.md §8: they come before the instant's later events).
+    fn fire_due(&mut self, now: Ts, out: &mut Vec<Flow>) {
+        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, timer) = self.timers.pop_first().expect("peeked");
+            self.fire(timer, now, out);
+        }
+    }
+
     fn fire(&mut self, timer: Timer, now: Ts, out: &mut Vec<Flow>) {
         match timer {
             Timer::MonthEnd(period) => {
@@ -802,10 +815,7 @@ impl Machine for Accounts {
             let period = now.period();
             self.timers.insert((period.end(), Timer::MonthEnd(period)));
         }
-        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
-            let (_, timer) = self.timers.pop_first().expect("peeked");
-            self.fire(timer, now, out);
-        }
+        self.fire_due(now, out);
         for unit in Self::units(inputs) {
             crate::failure::processing(unit.event_id());
             match unit {
@@ -837,7 +847,10 @@ impl Machine for Accounts {
                     self.command(&header, codes, now, out);
                 }
             }
+            // What the unit scheduled behind the watermark is decided before the next unit.
+            self.fire_due(now, out);
         }
+        debug_assert!(self.timers.first().is_none_or(|(at, _)| *at > now));
         for name in std::mem::take(&mut self.touched) {
             let account = self.accounts.get_mut(&name).expect("touched accounts exist");
             let shown = (

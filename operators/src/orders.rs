@@ -5,7 +5,10 @@
 //! `ORDER_EXCEEDED`, `INVALID_TRANSITION`, per-code `BAD_CODE`), each valid code of an
 //! accepted emission for the national index, the account's pending-order count after every
 //! instant that changed it, and SLA facts. An accepted emission counts every code it names
-//! against its order, so this book never waits for the code index.
+//! against its order, so this book never waits for the code index. An order taking effect
+//! at or after its own 4-hour deadline (it arrived over 4 h late) is late right after it is
+//! placed, before the instant's next input (an emission of it then is not "within 4 h"):
+//! each instant is stepped once.
 
 use crate::event::Body;
 use crate::flow::{ts_of, AccountIn, Fact, Flow, Header, Placed};
@@ -90,6 +93,27 @@ impl Orders {
                 period,
                 delta,
             }));
+        }
+    }
+
+    /// Fires the 4-hour deadlines due at or before `now`: at the start of an instant those
+    /// due then, after an order those it set at `max(deadline, now)` because its deadline had
+    /// passed (DOMAIN.md §8: before the instant's later events).
+    fn fire_deadlines(&mut self, now: Ts, out: &mut Vec<Flow>) {
+        while let Some((at, _, _)) = self.deadlines.first() {
+            if *at > now {
+                break;
+            }
+            let (_, account, order) = self.deadlines.pop_first().expect("peeked");
+            let state = self
+                .books
+                .get_mut(&account)
+                .and_then(|book| book.orders.get_mut(&order));
+            if let Some(state) = state.filter(|s| s.pending() && !s.late) {
+                state.late = true;
+                let period = state.period;
+                self.sla(&account, period, now, [0, 0, 1, 0], out);
+            }
         }
     }
 
@@ -224,21 +248,7 @@ impl Machine for Orders {
 
     fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<Flow>) {
         let now = ts_of(now);
-        while let Some((at, _, _)) = self.deadlines.first() {
-            if *at > now {
-                break;
-            }
-            let (_, account, order) = self.deadlines.pop_first().expect("peeked");
-            let state = self
-                .books
-                .get_mut(&account)
-                .and_then(|book| book.orders.get_mut(&order));
-            if let Some(state) = state.filter(|s| s.pending() && !s.late) {
-                state.late = true;
-                let period = state.period;
-                self.sla(&account, period, now, [0, 0, 1, 0], out);
-            }
-        }
+        self.fire_deadlines(now, out);
         inputs.sort_by(|a, b| (a.event.kind(), &a.event.id).cmp(&(b.event.kind(), &b.event.id)));
         let mut changed: BTreeMap<String, Ts> = BTreeMap::new();
         for placed in &mut inputs {
@@ -247,7 +257,10 @@ impl Machine for Orders {
                 let ts = changed.entry(placed.event.account.clone()).or_insert(placed.event.ts);
                 *ts = (*ts).max(placed.event.ts);
             }
+            // A late order's deadline that has already passed fires before the next input.
+            self.fire_deadlines(now, out);
         }
+        debug_assert!(self.deadlines.first().is_none_or(|(at, _, _)| *at > now));
         for (account, ts) in changed {
             let pending = self.books[&account].pending;
             out.push(Flow::ToAccounts(AccountIn::Pending { account, pending, ts }));

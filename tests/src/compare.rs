@@ -3,8 +3,10 @@
 //! Two engines (the reference, the multi-worker dataflow) must produce the same outputs, but
 //! not in the same order: a multi-worker engine interleaves its workers' records
 //! nondeterministically. [`canonical`] therefore reduces a run's outputs to what a consumer
-//! of the five outputs keeps, in a form that does not depend on that interleaving:
+//! of the five outputs keeps, in a form that does not depend on that interleaving. Two
+//! views are kept, and [`diff`] compares both.
 //!
+//! **Final values**, what a consumer that keeps only the latest state sees:
 //! - **balances**: the last balance record per account in output order (meaningful because
 //!   one worker, the account's owner, emits all of an account's balance records in order);
 //!   compared without `ts`;
@@ -18,7 +20,21 @@
 //! - **periods**: per key (`kind/account/period[/sub]`) the highest revision: `rev`, `final`
 //!   and the figures;
 //! - **anomalies**: what no consumer could make sense of in one run alone (a status change
-//!   off its code's chain, two different records with one key's highest `rev`).
+//!   off its code's chain, two different records with one key's highest `rev`, revisions
+//!   that do not count 1, 2, 3, … or that follow a final one).
+//!
+//! **Histories**, every record in the order a consumer of its Kafka key receives it
+//! (INTERFACE.md keys status, ledger and balances by account, periods by
+//! `kind/account/period[/sub]`): so two engines that reach the same final values through
+//! different intermediate records (an extra revision of a period record, a balance record
+//! in between, status records of an account in another order) still differ:
+//! - **balance history**: each account's balance records in output order, `ts` and `rev`
+//!   included;
+//! - **status history**: each account's status records in output order, codes in the
+//!   record's own order;
+//! - **period history**: each key's revisions in `rev` order;
+//! - the ledger is compared as a history already, and rejections (keyed by event id, with
+//!   no order between events) as a sorted multiset.
 //!
 //! Money compares by value (`10.0 == 10.00`) because it is `rust_decimal::Decimal`. Every
 //! collection is a `BTreeMap`/`BTreeSet`, so [`diff`] is deterministic: it lists the first
@@ -31,7 +47,7 @@ use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_datasets::generator::{generate, GeneratorConfig};
 use markledger_operators::money::render as money;
 use markledger_operators::output::{Entry, Figures, Output, StatusChange};
-use markledger_operators::{Money, Period, Reason, Status, Ts};
+use markledger_operators::{Body, Money, Period, Reason, Status, Ts};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -67,6 +83,22 @@ impl fmt::Display for BalanceState {
             self.pending_orders,
             self.rev
         )
+    }
+}
+
+/// One balance record of an account's history: the record without its account (the map
+/// key), `ts` and `rev` included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalanceRow {
+    /// The state the record shows.
+    pub state: BalanceState,
+    /// The `ts` of the latest event that changed it.
+    pub ts: Ts,
+}
+
+impl fmt::Display for BalanceRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.state, self.ts.render())
     }
 }
 
@@ -162,7 +194,9 @@ impl fmt::Display for RejectionKey {
     }
 }
 
-/// A status change as compared: the record with its codes sorted.
+/// A status change as compared: the record, with its codes sorted in the multiset of
+/// [`Canonical::status_changes`] and in the record's own order in
+/// [`Canonical::status_history`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct StatusKey {
     /// The cause event (`None` for expiry).
@@ -179,7 +213,7 @@ pub struct StatusKey {
     pub ts: Ts,
     /// The cause was late.
     pub late: bool,
-    /// The codes, sorted.
+    /// The codes (see the type's documentation for their order).
     pub codes: Vec<String>,
 }
 
@@ -200,7 +234,7 @@ impl fmt::Display for StatusKey {
     }
 }
 
-/// The highest revision of one period record.
+/// One revision of a period record (the highest one in [`Canonical::periods`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeriodState {
     /// Its `rev`.
@@ -242,6 +276,12 @@ pub struct Canonical {
     pub periods: BTreeMap<String, PeriodState>,
     /// Inconsistencies inside this run's outputs.
     pub anomalies: BTreeSet<String>,
+    /// Each account's balance records in output order.
+    pub balance_history: BTreeMap<String, Vec<BalanceRow>>,
+    /// Each account's status records in output order, codes in record order.
+    pub status_history: BTreeMap<String, Vec<StatusKey>>,
+    /// Every revision per period key, in `rev` order.
+    pub period_history: BTreeMap<String, Vec<PeriodState>>,
 }
 
 /// Reduces a run's outputs to their [`Canonical`] form.
@@ -251,16 +291,22 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
     for output in outputs {
         match output {
             Output::Balance(b) => {
-                canon.balances.insert(
-                    b.account.clone(),
-                    BalanceState {
-                        balance: b.balance,
-                        unpaid_codes: b.unpaid_codes,
-                        unpaid_amount: b.unpaid_amount,
-                        pending_orders: b.pending_orders,
-                        rev: b.rev,
-                    },
-                );
+                let state = BalanceState {
+                    balance: b.balance,
+                    unpaid_codes: b.unpaid_codes,
+                    unpaid_amount: b.unpaid_amount,
+                    pending_orders: b.pending_orders,
+                    rev: b.rev,
+                };
+                canon
+                    .balance_history
+                    .entry(b.account.clone())
+                    .or_default()
+                    .push(BalanceRow {
+                        state: state.clone(),
+                        ts: b.ts,
+                    });
+                canon.balances.insert(b.account.clone(), state);
             }
             Output::Ledger(l) => canon.ledger.entry(l.account.clone()).or_default().push(LedgerRow {
                 entry: l.entry,
@@ -288,9 +334,7 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
                 *canon.rejections.entry(key).or_default() += 1;
             }
             Output::Status(s) => {
-                let mut codes = s.codes.clone();
-                codes.sort();
-                let key = StatusKey {
+                let in_record_order = StatusKey {
                     event: s.event.clone(),
                     account: s.account.clone(),
                     gtin: s.gtin.clone(),
@@ -298,9 +342,16 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
                     to: s.to,
                     ts: s.ts,
                     late: s.late,
-                    codes,
+                    codes: s.codes.clone(),
                 };
-                *canon.status_changes.entry(key).or_default() += 1;
+                let mut sorted = in_record_order.clone();
+                sorted.codes.sort();
+                *canon.status_changes.entry(sorted).or_default() += 1;
+                canon
+                    .status_history
+                    .entry(s.account.clone())
+                    .or_default()
+                    .push(in_record_order);
                 status_records.push(s);
             }
             Output::Period(p) => {
@@ -310,6 +361,7 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
                     is_final: p.is_final,
                     figures: p.figures.clone(),
                 };
+                canon.period_history.entry(key.clone()).or_default().push(state.clone());
                 match canon.periods.get(&key) {
                     Some(kept) if kept.rev > p.rev => {}
                     Some(kept) if kept.rev == p.rev => {
@@ -328,7 +380,40 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
         }
     }
     follow_chains(&status_records, &mut canon);
+    check_revisions(&mut canon);
     canon
+}
+
+/// Puts every key's revisions in `rev` order (a consumer of a compacted topic orders them
+/// by `rev`, whatever order they arrived in) and records as anomalies revisions that do not
+/// count 1, 2, 3, … or that come after a final one, and balance records whose `rev` does not
+/// count 1, 2, 3, … in output order (one worker emits an account's balances).
+fn check_revisions(canon: &mut Canonical) {
+    for (key, revisions) in &mut canon.period_history {
+        revisions.sort_by_key(|revision| revision.rev);
+        let revs: Vec<u64> = revisions.iter().map(|revision| revision.rev).collect();
+        if revs.iter().zip(1..).any(|(rev, expected)| *rev != expected) {
+            canon
+                .anomalies
+                .insert(format!("period {key}: revisions {revs:?} do not count 1, 2, 3, …"));
+        }
+        if let Some(position) = revisions.iter().position(|revision| revision.is_final) {
+            if position + 1 != revisions.len() {
+                canon.anomalies.insert(format!(
+                    "period {key}: {} revision(s) after the final one",
+                    revisions.len() - position - 1
+                ));
+            }
+        }
+    }
+    for (account, rows) in &canon.balance_history {
+        let revs: Vec<u64> = rows.iter().map(|row| row.state.rev).collect();
+        if revs.iter().zip(1..).any(|(rev, expected)| *rev != expected) {
+            canon.anomalies.insert(format!(
+                "balances of {account}: revisions {revs:?} do not count 1, 2, 3, …"
+            ));
+        }
+    }
 }
 
 /// One status change of one code.
@@ -426,9 +511,43 @@ fn follow_chain<'a>(steps: &[&'a Step]) -> (CodeFate, Vec<&'a Step>) {
 
 /// The differences between two canonical forms, per category, for a person: at most
 /// [`DIFF_LINES_PER_CATEGORY`] lines per category (the first in key order), then a line
-/// counting the rest. Empty when the two are equivalent. Rejection details are not compared
-/// (see [`diff_strict`]).
+/// counting the rest. Empty when the two are equivalent: same final values
+/// ([`diff_final_values`]) and same histories ([`diff_histories`]). Rejection details are not
+/// compared (see [`diff_strict`]).
 pub fn diff(left: &Canonical, right: &Canonical, left_name: &str, right_name: &str) -> Vec<String> {
+    let mut out = diff_final_values(left, right, left_name, right_name);
+    out.extend(diff_histories(left, right, left_name, right_name));
+    out
+}
+
+/// The histories' part of [`diff`]: each account's balance records and status records in
+/// order, each period key's revisions in `rev` order.
+pub fn diff_histories(left: &Canonical, right: &Canonical, left_name: &str, right_name: &str) -> Vec<String> {
+    let names = Names {
+        left: left_name,
+        right: right_name,
+    };
+    let mut out = Vec::new();
+    limit(
+        &mut out,
+        "balance history",
+        diff_sequences("account", &left.balance_history, &right.balance_history, &names),
+    );
+    limit(
+        &mut out,
+        "status history",
+        diff_sequences("account", &left.status_history, &right.status_history, &names),
+    );
+    limit(
+        &mut out,
+        "period history",
+        diff_sequences("key", &left.period_history, &right.period_history, &names),
+    );
+    out
+}
+
+/// The final values' part of [`diff`] (see the module documentation).
+pub fn diff_final_values(left: &Canonical, right: &Canonical, left_name: &str, right_name: &str) -> Vec<String> {
     let names = Names {
         left: left_name,
         right: right_name,
@@ -436,7 +555,11 @@ pub fn diff(left: &Canonical, right: &Canonical, left_name: &str, right_name: &s
     let mut out = Vec::new();
     limit(&mut out, "balances", diff_maps(&left.balances, &right.balances, &names));
     limit(&mut out, "codes", diff_maps(&left.codes, &right.codes, &names));
-    limit(&mut out, "ledger", diff_ledgers(&left.ledger, &right.ledger, &names));
+    limit(
+        &mut out,
+        "ledger",
+        diff_sequences("account", &left.ledger, &right.ledger, &names),
+    );
     limit(
         &mut out,
         "rejections",
@@ -522,6 +645,25 @@ pub fn generate_dataset(config: &GeneratorConfig) -> Vec<Vec<Decoded>> {
     result.unwrap_or_else(|error| panic!("generating {config:?}: {error}"))
 }
 
+/// Orders that take effect at or after their own 4-hour deadline (`config.sla_ms`), counted
+/// from the partitions as an engine reads them: an event takes effect at
+/// `max(ts, high-water of its partition before it − lateness)` (DOMAIN.md §4).
+pub fn orders_past_their_deadline(config: &Config, partitions: &[Vec<Decoded>]) -> u64 {
+    let mut count = 0;
+    for partition in partitions {
+        let mut high_water: Option<Ts> = None;
+        for record in partition {
+            let Decoded::Event(event) = record else { continue };
+            let effective = high_water.map_or(event.ts, |hw| event.ts.max(hw.minus_millis(config.lateness_ms)));
+            if matches!(event.body, Body::Order { .. }) && event.ts.plus_millis(config.sla_ms) <= effective {
+                count += 1;
+            }
+            high_water = Some(high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+        }
+    }
+    count
+}
+
 /// The reference engine's outputs on `partitions`.
 pub fn reference_outputs(config: &Config, partitions: Vec<Vec<Decoded>>) -> Vec<Output> {
     reference::run(config, partitions, Vec::new(), &mut |_, _| {}).1
@@ -593,27 +735,28 @@ fn diff_sets(left: &BTreeSet<String>, right: &BTreeSet<String>, names: &Names<'_
     lines
 }
 
-fn diff_ledgers(
-    left: &BTreeMap<String, Vec<LedgerRow>>,
-    right: &BTreeMap<String, Vec<LedgerRow>>,
+/// Per key, whether two sequences are equal; when not, their lengths, how many positions
+/// differ and the first one that does.
+fn diff_sequences<V: PartialEq + fmt::Display>(
+    key_name: &str,
+    left: &BTreeMap<String, Vec<V>>,
+    right: &BTreeMap<String, Vec<V>>,
     names: &Names<'_>,
 ) -> Vec<String> {
-    let empty = Vec::new();
-    let accounts: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
-    accounts
-        .into_iter()
-        .filter_map(|account| {
-            let l = left.get(account).unwrap_or(&empty);
-            let r = right.get(account).unwrap_or(&empty);
+    let keys: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let l = left.get(key).map_or(&[][..], Vec::as_slice);
+            let r = right.get(key).map_or(&[][..], Vec::as_slice);
             if l == r {
                 return None;
             }
             let first = (0..l.len().max(r.len())).find(|&i| l.get(i) != r.get(i)).unwrap_or(0);
             let differing = (0..l.len().max(r.len())).filter(|&i| l.get(i) != r.get(i)).count();
-            let row = |rows: &[LedgerRow]| rows.get(first).map_or("(none)".to_string(), |row| row.to_string());
+            let row = |rows: &[V]| rows.get(first).map_or("(none)".to_string(), |row| row.to_string());
             let (left_name, right_name) = (names.left, names.right);
             Some(format!(
-                "account {account}: {left_name} has {} entries, {right_name} has {}; {differing} positions differ, \
+                "{key_name} {key}: {left_name} has {} records, {right_name} has {}; {differing} positions differ, \
                  first #{first}: {left_name}: {} / {right_name}: {}",
                 l.len(),
                 r.len(),
@@ -793,7 +936,11 @@ mod tests {
         let mut reversed = records.to_vec();
         reversed.reverse();
         let backward = canonical(&reversed);
-        assert_eq!(diff(&forward, &backward, "l", "r"), Vec::<String>::new());
+        assert_eq!(diff_final_values(&forward, &backward, "l", "r"), Vec::<String>::new());
+        // The account's history, though, is in another order.
+        let histories = diff_histories(&forward, &backward, "l", "r");
+        assert_eq!(histories.len(), 1, "{histories:#?}");
+        assert!(histories[0].starts_with("status history: account A: "));
         assert_eq!(
             forward.codes["c1"],
             CodeFate {
@@ -822,6 +969,61 @@ mod tests {
         assert_equivalent(&left, &right, ("left", "right"));
     }
 
+    fn revision(rev: u64, is_final: bool, count: u64) -> Output {
+        use markledger_operators::output::{AggregateKind, PeriodKey, PeriodRecord};
+        Output::Period(PeriodRecord {
+            key: PeriodKey {
+                kind: AggregateKind::Payments,
+                account: "*".to_string(),
+                period: Period::new(2026, 1),
+                sub: Some("Kaspi Bank".to_string()),
+            },
+            rev,
+            is_final,
+            figures: Figures::Payments {
+                count,
+                amount: dec("1"),
+            },
+        })
+    }
+
+    #[test]
+    fn period_histories_are_in_rev_order_and_gaps_are_anomalies() {
+        // Revisions received out of order are kept in rev order, without anomaly (a consumer
+        // orders them by rev); a missing revision, a repeated one, a revision after the final
+        // one and balance records not counting 1, 2, … are anomalies; and one revision more
+        // in between shows in the period history.
+        let shuffled = canonical(&[revision(2, false, 2), revision(1, false, 1), revision(3, true, 2)]);
+        assert!(shuffled.anomalies.is_empty(), "{:?}", shuffled.anomalies);
+        let revs: Vec<u64> = shuffled.period_history["payments/*/2026-01/Kaspi Bank"]
+            .iter()
+            .map(|r| r.rev)
+            .collect();
+        assert_eq!(revs, vec![1, 2, 3]);
+        let gap = canonical(&[revision(1, false, 1), revision(3, true, 2)]);
+        assert_eq!(gap.anomalies.len(), 1, "{:?}", gap.anomalies);
+        let repeated = canonical(&[revision(1, false, 1), revision(1, false, 1), revision(2, true, 1)]);
+        assert_eq!(repeated.anomalies.len(), 1, "{:?}", repeated.anomalies);
+        let after_final = canonical(&[revision(1, true, 1), revision(2, false, 2)]);
+        assert_eq!(after_final.anomalies.len(), 1, "{:?}", after_final.anomalies);
+        let mut second = balance("A", "2");
+        if let Output::Balance(b) = &mut second {
+            b.rev = 3;
+        }
+        let balances = canonical(&[balance("A", "1"), second]);
+        assert_eq!(balances.anomalies.len(), 1, "{:?}", balances.anomalies);
+        // The same final revision reached through another first revision: final values
+        // agree, the period history does not.
+        let other_first = canonical(&[revision(1, false, 2), revision(2, false, 2), revision(3, true, 2)]);
+        assert!(diff_final_values(&shuffled, &other_first, "l", "r").is_empty());
+        let lines = diff(&shuffled, &other_first, "l", "r");
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("period history: key payments/*/2026-01/Kaspi Bank: l has 3 records, r has 3; 1 positions differ, first #0"),
+            "{lines:#?}"
+        );
+    }
+
     #[test]
     fn last_balance_per_account_wins_and_diff_is_capped() {
         let mut left = Vec::new();
@@ -833,7 +1035,7 @@ mod tests {
             right.push(balance(&account, "2"));
             right.push(balance(&account, "3"));
         }
-        let lines = diff(&canonical(&left), &canonical(&right), "l", "r");
+        let lines = diff_final_values(&canonical(&left), &canonical(&right), "l", "r");
         assert_eq!(lines.len(), DIFF_LINES_PER_CATEGORY + 1, "{lines:#?}");
         assert_eq!(
             lines[0],

@@ -207,18 +207,29 @@ pub fn run(partitions: &[Vec<String>]) -> Outcome {
 }
 
 /// Runs the reference engine on partitions of JSON lines, and checks that the dataflow
-/// engine on 1 and 3 workers produces the same multiset of output records.
+/// engine on 1 and 3 workers produces the same multiset of output records, in the same
+/// order per key (each account's balance and status records, each period record's
+/// revisions: [`compare::diff_strict`]).
 pub fn run_with(config: &Config, partitions: &[Vec<String>]) -> Outcome {
     let outcome = run_reference_only(config, partitions);
     let decoded = decode(partitions);
     let expected = multiset(&outcome.outputs);
+    let reference = compare::canonical(&outcome.outputs);
     for workers in [1, 3] {
-        let actual = multiset(&markledger::dataflow::run(config, decoded.clone(), workers));
+        let outputs = markledger::dataflow::run(config, decoded.clone(), workers);
+        let actual = multiset(&outputs);
         if actual != expected {
             let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(8).collect();
             let extra: Vec<_> = actual.iter().filter(|l| !expected.contains(l)).take(8).collect();
             panic!("dataflow on {workers} workers differs from the reference:\nmissing {missing:#?}\nextra {extra:#?}");
         }
+        let dataflow = compare::canonical(&outputs);
+        let differences = compare::diff_strict(&reference, &dataflow, "reference", "dataflow");
+        assert!(
+            differences.is_empty(),
+            "dataflow on {workers} workers orders records differently:\n{}",
+            differences.join("\n")
+        );
     }
     outcome
 }

@@ -289,6 +289,51 @@ fn s3_dormant_advance_reported_once_a_year_after() {
     assert!(due[1].is_final);
 }
 
+#[test]
+fn s3_dormant_advance_of_a_year_old_payment_is_decided_at_once() {
+    // A payment of 100.00 made on 2025-01-10 10:00 reaches the pipeline in a partition already
+    // at 2026-01-20 10:00, so it takes effect at 09:59:55, over a year after its ts: the year
+    // since the account's last payment has passed, and the dormant advance is decided right
+    // after the payment, before the refund of 100.00 taking effect at the same instant. So
+    // refund_due (balance 100.00, since the payment's ts) is reported once in January 2026,
+    // and the refund then empties the balance.
+    let lines = vec![
+        payment("q1", "2026-01-20T10:00:00+05:00", B, "1.00", "Halyk Bank"),
+        payment("p1", "2025-01-10T10:00:00+06:00", A, "100.00", "Halyk Bank"),
+        refund("r1", "2025-01-10T10:00:01+06:00", A, "100.00"),
+        payment("q2", "2026-01-21T10:00:00+05:00", B, "1.00", "Halyk Bank"),
+    ];
+    let out = go(lines);
+    assert!(out.refusals().is_empty(), "{:?}", out.refusals());
+    let due: Vec<_> = out
+        .period_records()
+        .into_iter()
+        .filter(|r| r.key.kind == AggregateKind::RefundDue)
+        .map(|r| {
+            (
+                r.key.account.as_str(),
+                r.key.period.to_string(),
+                r.rev,
+                r.figures.clone(),
+            )
+        })
+        .collect();
+    let since = markledger_operators::Ts::parse_rfc3339("2025-01-10T10:00:00+06:00").unwrap();
+    assert_eq!(
+        due,
+        vec![(
+            A,
+            "2026-01".to_string(),
+            1,
+            Figures::RefundDue {
+                balance: dec("100.00"),
+                since
+            }
+        )]
+    );
+    assert_eq!(out.balance(A).balance, dec("0"));
+}
+
 // ------------------------------------------------------------------------------ §2 lifecycle
 
 #[test]
@@ -495,6 +540,56 @@ fn s2_expiry_counts_working_days_across_nauryz() {
     assert_eq!(expiry.event, None);
     assert_eq!(expiry.ts.render(), "2026-04-25T00:00:00+05:00");
     assert_eq!(expiry.codes, vec!["m2".to_string(), "m3".to_string()]);
+}
+
+#[test]
+fn s2_late_emission_past_its_expiry_expires_at_once() {
+    // An emission of Tuesday 10 March 2026 whose codes expire at 2026-04-25T00:00+05:00
+    // (s2_expiry_counts_working_days_across_nauryz) arrives in its partition after a
+    // payment of 27 April 10:00, so it takes effect at 09:59:55 on 27 April, past its expiry.
+    // The expiry is decided right after the emission, before anything after it: an
+    // application a2 (other partition, 09:59:40) held for m2 is released onto an EXPIRED
+    // code, and the late application a1 of m1 at the same instant meets one too
+    // (INVALID_TRANSITION both). Nothing is charged; the EXPIRED record carries the instant.
+    let c = codes("m", 3);
+    let p1 = vec![
+        payment("p0", "2026-03-01T09:00:00+05:00", A, "100.00", "Kaspi Bank"),
+        order("o1", "2026-03-10T08:00:00+05:00", A, "O1", GTIN, 3),
+        payment("p1", "2026-04-27T10:00:00+05:00", B, "1.00", "Kaspi Bank"),
+        emission("e1", "2026-03-10T09:00:00+05:00", A, "O1", GTIN, &refs(&c)),
+        application("a1", "2026-03-10T10:00:00+05:00", A, &["m1"]),
+        payment("p2", "2026-04-27T11:00:00+05:00", B, "1.00", "Kaspi Bank"),
+    ];
+    let p2 = vec![application("a2", "2026-04-27T09:59:40+05:00", A, &["m2"])];
+    let out = run_with(&config(), &[p1, p2]);
+    assert_eq!(
+        out.refusals(),
+        vec![
+            (Some("a2"), Some("m2"), Reason::InvalidTransition),
+            (Some("a1"), Some("m1"), Reason::InvalidTransition),
+        ]
+    );
+    let changes: Vec<_> = out
+        .status_changes()
+        .into_iter()
+        .map(|s| (s.event.clone(), s.from, s.to, s.ts.render(), s.codes.clone()))
+        .collect();
+    let instant = "2026-04-27T09:59:55+05:00".to_string();
+    assert_eq!(
+        changes,
+        vec![
+            (
+                Some("e1".into()),
+                None,
+                Status::Emitted,
+                "2026-03-10T09:00:00+05:00".into(),
+                c.clone()
+            ),
+            (None, Some(Status::Emitted), Status::Expired, instant, c.clone()),
+        ]
+    );
+    assert!(out.ledger(A).iter().all(|l| l.entry != Entry::Charge));
+    assert_eq!(out.balance_figures(A), (dec("100.00"), 0, dec("0")));
 }
 
 #[test]
@@ -962,6 +1057,56 @@ fn s6_emission_sla() {
         }
     );
     assert!(!sla.is_final);
+}
+
+#[test]
+fn s6_late_order_past_its_deadline_is_late_at_once() {
+    // An order station's upload arrives hours late: after a payment at 14:00 (the partition's
+    // high-water), orders o1 (09:00) and o2 (09:30) take effect at 13:59:55, after their
+    // 4-hour deadlines (13:00, 13:30); o3 (11:00) takes effect then too, before its deadline
+    // (15:00). The deadlines already passed are decided right after each order, before the
+    // events after it at that instant: o1's emission e1 (ts 09:40, also at 13:59:55) finds o1
+    // late, not "emitted within 4 h". Expected SLA revisions, one per instant: 13:59:55
+    // orders 3, within 0, late 2 (o1, o2), pending 2 (o2, o3); 14:30 (e3 completes o3 in
+    // time) within 1, pending 1; 15:00:01 (e2 completes o2) pending 0.
+    let lines = vec![
+        payment("p1", &jan("10T14:00:00"), B, "1.00", "Kaspi Bank"),
+        order("o1", &jan("10T09:00:00"), A, "O1", GTIN, 1),
+        emission("e1", &jan("10T09:40:00"), A, "O1", GTIN, &["s1"]),
+        order("o2", &jan("10T09:30:00"), A, "O2", GTIN, 1),
+        order("o3", &jan("10T11:00:00"), A, "O3", GTIN, 1),
+        emission("e3", &jan("10T14:30:00"), A, "O3", GTIN, &["s3"]),
+        emission("e2", &jan("10T15:00:01"), A, "O2", GTIN, &["s2"]),
+        payment("p2", &jan("11T10:00:00"), B, "1.00", "Kaspi Bank"),
+    ];
+    let out = go(lines);
+    assert!(out.refusals().is_empty(), "{:?}", out.refusals());
+    let sla = |orders, emitted_within_4h, late, pending| Figures::Sla {
+        orders,
+        emitted_within_4h,
+        late,
+        pending,
+    };
+    let revisions: Vec<_> = out
+        .period_records()
+        .into_iter()
+        .filter(|r| r.key.kind == AggregateKind::Sla && r.key.account == A)
+        .map(|r| (r.rev, r.figures.clone()))
+        .collect();
+    assert_eq!(
+        revisions,
+        vec![(1, sla(3, 0, 2, 2)), (2, sla(3, 1, 2, 1)), (3, sla(3, 1, 2, 0))]
+    );
+    // Every record is revised at most once per instant: one balance record per change too.
+    let pending: Vec<_> = out
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            markledger_operators::Output::Balance(b) if b.account == A => Some((b.rev, b.pending_orders)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pending, vec![(1, 2), (2, 1), (3, 0)]);
 }
 
 // ------------------------------------------------------------------------------ §7 retention

@@ -1,15 +1,18 @@
 //! Engine equivalence harness (`markledger_tests::compare`), proven on the reference engine
 //! against itself: changes that must not matter (partition order, input format, workers'
-//! interleaving of outputs) leave the canonical outputs equal, and a change that must matter
-//! (a lost payment) is caught. The dataflow engine's test is at the end, ready to enable.
+//! interleaving of outputs) leave the canonical outputs equal, and changes that must matter
+//! (a lost payment, an intermediate revision or record order that differs while the final
+//! values agree) are caught. Then the dataflow engine against the reference: every output
+//! record, final values and histories, on 1, 2 and 4 workers and several batchings.
 
 use markledger::config::Config;
 use markledger_connectors::codec::Decoded;
 use markledger_datasets::generator::{Format, GeneratorConfig};
-use markledger_operators::output::{Entry, Output};
+use markledger_operators::output::{Entry, Figures, Output};
 use markledger_operators::{Body, Reason};
 use markledger_tests::compare::{
-    assert_equivalent, canonical, diff, diff_strict, generate_dataset, reference_outputs, Canonical,
+    assert_equivalent, canonical, diff, diff_final_values, diff_histories, diff_strict, generate_dataset,
+    orders_past_their_deadline, reference_outputs, Canonical,
 };
 use markledger_tests::default_config;
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,8 +87,10 @@ fn base(shape: Shape) -> &'static Base {
 fn datasets_exercise_every_category() {
     // Checks that the datasets really exercise what the harness compares, so "equivalent"
     // below is not vacuous: counts per category of the reference run's canonical form, late
-    // events, MALFORMED raw input, codes with 3+ status changes, and that the canonical form
-    // saw every status record and every rejection record.
+    // events, orders taking effect past their own SLA deadline, MALFORMED raw input, codes
+    // with 3+ status changes, period records revised 3+ times, accounts with several
+    // balance records, and that the canonical form saw every status, balance, period and
+    // rejection record.
     for shape in SHAPES {
         let base = base(shape);
         let c = &base.canonical;
@@ -125,6 +130,46 @@ fn datasets_exercise_every_category() {
         );
         let multi_change = c.codes.values().filter(|fate| fate.changes >= 3).count();
         assert!(multi_change >= 1_000, "{shape:?}: {multi_change} codes with 3+ changes");
+        // Histories: every record is in one, and there is history to compare.
+        let in_histories = |lengths: Vec<usize>| lengths.into_iter().sum::<usize>() as u64;
+        assert_eq!(
+            in_histories(c.status_history.values().map(Vec::len).collect()),
+            count(|o| matches!(o, Output::Status(_)))
+        );
+        assert_eq!(
+            in_histories(c.balance_history.values().map(Vec::len).collect()),
+            count(|o| matches!(o, Output::Balance(_)))
+        );
+        assert_eq!(
+            in_histories(c.period_history.values().map(Vec::len).collect()),
+            count(|o| matches!(o, Output::Period(_)))
+        );
+        let revised = c
+            .period_history
+            .values()
+            .filter(|revisions| revisions.len() >= 3)
+            .count();
+        assert!(revised >= 100, "{shape:?}: {revised} period records revised 3+ times");
+        let rebalanced = c.balance_history.values().filter(|rows| rows.len() >= 3).count();
+        assert!(
+            rebalanced >= 30,
+            "{shape:?}: {rebalanced} accounts with 3+ balance records"
+        );
+        let late_orders = orders_past_their_deadline(&base.config, &base.partitions);
+        eprintln!("{shape:?}: {late_orders} orders take effect past their 4-hour deadline");
+        assert!(late_orders >= 1, "{shape:?}: no order takes effect past its deadline");
+        let sla_late: u64 = c
+            .periods
+            .values()
+            .map(|state| match state.figures {
+                Figures::Sla { late, .. } => late,
+                _ => 0,
+            })
+            .sum();
+        assert!(
+            sla_late >= late_orders,
+            "{shape:?}: SLA late {sla_late} < {late_orders}"
+        );
     }
     let wide = &base(Shape::Wide).canonical;
     assert!(
@@ -181,13 +226,42 @@ fn json_and_binary_inputs_are_equivalent() {
     }
 }
 
+/// Deals `outputs` to simulated workers (`worker` picks one per record) and merges them back
+/// in a scrambled order that keeps each worker's own order, as a multi-worker engine's sink
+/// receives them.
+fn interleave(outputs: &[Output], workers: usize, worker: impl Fn(&Output) -> usize) -> Vec<Output> {
+    let mut streams: Vec<Vec<&Output>> = vec![Vec::new(); workers];
+    for output in outputs {
+        streams[worker(output)].push(output);
+    }
+    // A fixed linear congruential sequence picks the next worker (the next non-empty one
+    // when it has nothing left).
+    let mut merged = Vec::with_capacity(outputs.len());
+    let mut positions = vec![0usize; workers];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    while merged.len() < outputs.len() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let mut worker = (state >> 33) as usize % workers;
+        while positions[worker] == streams[worker].len() {
+            worker = (worker + 1) % workers;
+        }
+        merged.push(streams[worker][positions[worker]].clone());
+        positions[worker] += 1;
+    }
+    merged
+}
+
 #[test]
 fn worker_interleaving_does_not_matter() {
     // Checks that the canonical form ignores how a multi-worker engine interleaves its
-    // workers' outputs: the reference outputs are dealt to 4 simulated workers (balances and
-    // ledger by account, periods by key, rejections and status changes by event id, so one
-    // code's changes land on different workers) and merged back in a scrambled order that
-    // keeps each worker's own order; the canonical forms must be equal.
+    // workers' outputs: the reference outputs are dealt to 4 simulated workers by their
+    // Kafka keys (status, ledger and balances by account, periods by key, rejections by
+    // event id) and merged back in a scrambled order that keeps each worker's own order; the
+    // canonical forms, histories included, must be equal. Dealt instead by cause event (so
+    // one code's changes land on different workers), the final values must still be equal,
+    // and the status histories must see the accounts' records out of order.
     const WORKERS: usize = 4;
     let owner = |text: &str| {
         let hash = text
@@ -195,40 +269,112 @@ fn worker_interleaving_does_not_matter() {
             .fold(17u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         (hash % WORKERS as u64) as usize
     };
+    let key_worker = |output: &Output| match output {
+        Output::Balance(b) => owner(&b.account),
+        Output::Ledger(l) => owner(&l.account),
+        Output::Period(p) => owner(&p.key.render()),
+        Output::Rejection(r) => owner(r.event.as_deref().unwrap_or("")),
+        Output::Status(s) => owner(&s.account),
+    };
     for shape in SHAPES {
         let base = base(shape);
-        let mut streams: Vec<Vec<&Output>> = vec![Vec::new(); WORKERS];
-        for output in &base.outputs {
-            let worker = match output {
-                Output::Balance(b) => owner(&b.account),
-                Output::Ledger(l) => owner(&l.account),
-                Output::Period(p) => owner(&p.key.render()),
-                Output::Rejection(r) => owner(r.event.as_deref().unwrap_or("")),
-                Output::Status(s) => owner(s.event.as_deref().unwrap_or(&s.account)),
-            };
-            streams[worker].push(output);
-        }
-        // A fixed linear congruential sequence picks the next worker (the next non-empty one
-        // when it has nothing left).
-        let mut merged = Vec::with_capacity(base.outputs.len());
-        let mut positions = [0usize; WORKERS];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        while merged.len() < base.outputs.len() {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let mut worker = (state >> 33) as usize % WORKERS;
-            while positions[worker] == streams[worker].len() {
-                worker = (worker + 1) % WORKERS;
-            }
-            merged.push(streams[worker][positions[worker]].clone());
-            positions[worker] += 1;
-        }
-        assert_ne!(merged, base.outputs, "{shape:?}: the interleaving changed nothing");
-        let interleaved = canonical(&merged);
+        let by_key = interleave(&base.outputs, WORKERS, key_worker);
+        assert_ne!(by_key, base.outputs, "{shape:?}: the interleaving changed nothing");
+        let interleaved = canonical(&by_key);
         assert!(interleaved.anomalies.is_empty(), "{:#?}", interleaved.anomalies);
         let name = format!("{shape:?} interleaved");
         assert_equivalent(&base.canonical, &interleaved, ("reference", name.as_str()));
+
+        let by_event = interleave(&base.outputs, WORKERS, |output| match output {
+            Output::Status(s) => owner(s.event.as_deref().unwrap_or(&s.account)),
+            other => key_worker(other),
+        });
+        let scrambled = canonical(&by_event);
+        assert!(scrambled.anomalies.is_empty(), "{:#?}", scrambled.anomalies);
+        let name = format!("{shape:?} status by cause event");
+        assert_eq!(
+            diff_final_values(&base.canonical, &scrambled, "reference", &name),
+            Vec::<String>::new()
+        );
+        let histories = diff_histories(&base.canonical, &scrambled, "reference", &name);
+        assert!(!histories.is_empty(), "{shape:?}: no account's status records moved");
+        assert!(
+            histories.iter().all(|line| line.starts_with("status history: ")),
+            "{histories:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_different_history_with_the_same_final_values_is_detected() {
+    // Checks that the histories see what final values cannot: in the reference outputs, an
+    // intermediate revision of a period record is given the figures of the next one (the
+    // shape of a revision too many), an intermediate balance record gets another balance,
+    // and two status records of one account are swapped. Each leaves every final value as
+    // it was (diff_final_values is empty) and is named by diff_histories.
+    let base = base(Shape::Wide);
+    let outputs = &base.outputs;
+    // A period key whose first two revisions differ and that has a third.
+    let key = base
+        .canonical
+        .period_history
+        .iter()
+        .find(|(_, revisions)| revisions.len() >= 3 && revisions[0].figures != revisions[1].figures)
+        .map(|(key, _)| key.clone())
+        .expect("a period record revised at least three times");
+    let next_figures: Figures = base.canonical.period_history[&key][1].figures.clone();
+    let mut changed_period = outputs.clone();
+    for output in &mut changed_period {
+        if let Output::Period(p) = output {
+            if p.key.render() == key && p.rev == 1 {
+                p.figures = next_figures.clone();
+            }
+        }
+    }
+    // An account with at least two balance records: its first gets one tiyn more.
+    let account = base
+        .canonical
+        .balance_history
+        .iter()
+        .find(|(_, rows)| rows.len() >= 2)
+        .map(|(account, _)| account.clone())
+        .expect("an account with two balance records");
+    let mut changed_balance = outputs.clone();
+    if let Some(Output::Balance(b)) = changed_balance
+        .iter_mut()
+        .find(|o| matches!(o, Output::Balance(b) if b.account == account))
+    {
+        b.balance += markledger_tests::dec("0.01");
+    }
+    // Two status records of one account, of different cause events, swapped.
+    let first = outputs
+        .iter()
+        .position(|o| matches!(o, Output::Status(s) if s.event.is_some()))
+        .expect("a status record");
+    let Output::Status(a) = &outputs[first] else {
+        unreachable!()
+    };
+    let second = (first + 1..outputs.len())
+        .find(|&i| matches!(&outputs[i], Output::Status(s) if s.account == a.account && s.event != a.event))
+        .expect("a second status record of the account");
+    let mut swapped = outputs.clone();
+    swapped.swap(first, second);
+    for (what, changed, category) in [
+        ("an intermediate period revision", changed_period, "period history: "),
+        ("an intermediate balance record", changed_balance, "balance history: "),
+        ("two status records", swapped, "status history: "),
+    ] {
+        let other = canonical(&changed);
+        assert_eq!(
+            diff_final_values(&base.canonical, &other, "reference", what),
+            Vec::<String>::new(),
+            "{what}: a final value moved"
+        );
+        let lines = diff(&base.canonical, &other, "reference", what);
+        assert!(
+            !lines.is_empty() && lines.iter().all(|line| line.starts_with(category)),
+            "{what}: {lines:#?}"
+        );
     }
 }
 
@@ -286,8 +432,10 @@ fn dropping_a_payment_is_detected() {
 #[test]
 fn dataflow_equals_reference_on_1_2_4_workers() {
     // Checks that the dataflow engine on 1, 2 and 4 workers produces outputs equivalent to the
-    // reference engine's on both datasets: canonical forms compared strictly (rejection
-    // details included: both engines word them the same), no anomalies within a run.
+    // reference engine's on both datasets, record for record: canonical forms compared
+    // strictly, final values and histories (every balance and status record of each account
+    // in order, every revision of each period record; rejection details included: both
+    // engines word them the same), no anomalies within a run.
     for shape in SHAPES {
         let base = base(shape);
         for w in [1, 2, 4] {
@@ -305,7 +453,8 @@ fn dataflow_equals_reference_on_1_2_4_workers() {
 fn dataflow_batching_does_not_matter() {
     // Checks that how sources batch their input cannot change an output: one event per
     // activation in lock-step with the dataflow, and small odd batches with a few events in
-    // flight, on 2 workers, strictly equivalent to the reference on the wide dataset.
+    // flight, on 2 workers, strictly equivalent to the reference on the wide dataset,
+    // histories included (an instant split over batches must still give one revision).
     let base = base(Shape::Wide);
     for (batch, in_flight) in [(1, 1), (7, 3), (100_000, 100_000)] {
         let batching = markledger::dataflow::Batching { batch, in_flight };
@@ -321,7 +470,7 @@ fn dataflow_batching_does_not_matter() {
 fn large_dataflow_equals_reference() {
     // Checks the dataflow against the reference at scale: MARKLEDGER_EQUIVALENCE_CODES code
     // events (default 10^7), 200 accounts, 5 % bad input, 8 partitions, 3 months; canonical
-    // forms compared strictly on 1, 2 and 4 workers.
+    // forms, histories included, compared strictly on 1, 2 and 4 workers.
     let codes = std::env::var("MARKLEDGER_EQUIVALENCE_CODES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,27 +1,42 @@
 //! The generator's manifest against the reference engine: a generated dataset run
 //! through `markledger::reference` must produce exactly the rejections the manifest
 //! predicts for the six injected reasons, exactly the intended refusals of the normal
-//! traffic, and no rejection of any other reason.
+//! traffic, and no rejection of any other reason; exactly the manifest's late orders must
+//! take effect past their own 4-hour deadline, and the emission SLA records must count
+//! exactly the manifest's `sla_late` late orders.
 
 use markledger::reference;
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig, Manifest, INJECTED_REASONS};
+use markledger_operators::output::Figures;
 use markledger_operators::{Output, Period, Reason, Sink, Ts};
+use markledger_tests::compare::orders_past_their_deadline;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Counts rejections by reason and keeps nothing else, so large datasets stay cheap.
+/// Counts rejections by reason and keeps the latest `late` of every SLA record, nothing
+/// else, so large datasets stay cheap.
 #[derive(Default)]
 struct RejectionCounter {
     by_reason: BTreeMap<Reason, u64>,
+    sla_late: BTreeMap<String, (u64, u64)>,
 }
 
 impl Sink for RejectionCounter {
     fn emit(&mut self, output: Output) {
-        if let Output::Rejection(rejection) = output {
-            *self.by_reason.entry(rejection.reason).or_default() += 1;
+        match output {
+            Output::Rejection(rejection) => *self.by_reason.entry(rejection.reason).or_default() += 1,
+            Output::Period(record) => {
+                if let Figures::Sla { late, .. } = record.figures {
+                    let latest = self.sla_late.entry(record.key.render()).or_default();
+                    if record.rev > latest.0 {
+                        *latest = (record.rev, late);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -58,12 +73,16 @@ fn check(name: &str, config: GeneratorConfig) {
     let manifest = generate(&config, &dir.0, &mut |_| {}).unwrap();
     assert_eq!(Manifest::read(&dir.0).unwrap(), manifest);
     let engine_config = markledger::Config::with_calendar(markledger_datasets::calendars::kazakhstan());
-    let (summary, counter) = reference::run(
-        &engine_config,
-        read_partitions(&dir.0),
-        RejectionCounter::default(),
-        &mut |_, _| {},
+    let partitions = read_partitions(&dir.0);
+    assert_eq!(
+        orders_past_their_deadline(&engine_config, &partitions),
+        manifest.late_orders,
+        "{name}: late orders"
     );
+    let (summary, counter) = reference::run(&engine_config, partitions, RejectionCounter::default(), &mut |_, _| {});
+    let sla_late: u64 = counter.sla_late.values().map(|(_, late)| late).sum();
+    assert_eq!(sla_late, manifest.sla_late, "{name}: SLA late orders");
+    assert!(manifest.late_orders > 0, "{name}: no late order");
     let got = counter.by_reason;
 
     let mut expected: BTreeMap<Reason, u64> = BTreeMap::new();
@@ -111,7 +130,8 @@ fn check(name: &str, config: GeneratorConfig) {
 fn injected_rejections_match_the_manifest_exactly() {
     // Runs the reference engine on generated datasets of several shapes (formats, bad
     // rates up to the maximum, 1 to 16 partitions, a year with the 2024 time-zone change)
-    // and compares each reason's rejection count with the manifest's prediction.
+    // and compares each reason's rejection count, the orders taking effect past their
+    // deadline and the SLA's late orders with the manifest's predictions.
     let base = GeneratorConfig {
         accounts: 60,
         codes: 150_000,

@@ -5,7 +5,9 @@
 //! DOMAIN.md produces on the dataset. `intended` is the generator's own model of the
 //! refusals normal traffic carries on purpose (`CODE_UNPAID`, `DEFECT_REPORT_LATE`, the
 //! refund reasons); it is exact too as long as the engine follows DOMAIN.md, but it is
-//! not what the `--bad-rate` mix is judged by.
+//! not what the `--bad-rate` mix is judged by. `late_orders` and `sla_late` are exact in the
+//! same way: the orders that take effect past their own 4-hour deadline, and the sum of
+//! `late` over every emission SLA record an engine reports.
 
 use markledger_operators::Reason;
 use serde::{Deserialize, Serialize};
@@ -76,6 +78,14 @@ pub struct Manifest {
     /// Of those, written more than the 5 s lateness behind their partition's high-water
     /// mark (they take effect late, flagged `late`).
     pub late_beyond_lateness: u64,
+    /// Orders uploaded late: written more than 4 h + the 5 s lateness behind their
+    /// partition's high-water mark, so they take effect after their own 4-hour emission
+    /// deadline and are `late` in the emission SLA from the instant they take effect.
+    pub late_orders: u64,
+    /// Orders still pending when their 4-hour deadline fires (the late orders included):
+    /// the sum of `late` over the latest revision of every `sla` period record a file run
+    /// of the dataset produces (DOMAIN.md §6, §8).
+    pub sla_late: u64,
     /// Refusals the normal traffic carries on purpose, by reason, from the generator's
     /// model (see the module doc).
     pub intended: BTreeMap<String, u64>,

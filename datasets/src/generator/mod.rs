@@ -49,8 +49,8 @@ use std::io;
 use std::path::Path;
 use writer::Writers;
 
-/// The version of the generator's output, recorded in the manifest.
-pub const GENERATOR_VERSION: u32 = 1;
+/// The version of the generator's output, recorded in the manifest (2: late orders).
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// Code events per applied code, measured on default datasets (an applied code is also
 /// emitted and usually introduced; some emitted codes are never applied): the budget of
@@ -249,6 +249,13 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
         )
     })
     .collect();
+    // An order never finished is late once the watermark reaches its deadline: a file run's
+    // watermark stops at the largest `ts` written.
+    let unfinished_late = outcome
+        .unfinished_deadlines
+        .iter()
+        .filter(|deadline| counts.last_ts.is_some_and(|last| **deadline <= last))
+        .count() as u64;
     let render = |ts: Option<markledger_operators::Ts>| ts.map(|ts| ts.render()).unwrap_or_default();
     let manifest = Manifest {
         generator_version: GENERATOR_VERSION,
@@ -262,6 +269,8 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
         injected,
         late_written: counts.late_written,
         late_beyond_lateness: counts.late_beyond_lateness,
+        late_orders: counts.late_orders,
+        sla_late: outcome.sla_late + unfinished_late,
         intended,
         accounts_by_profile,
         codes_left_to_expire: outcome.codes_left_to_expire,

@@ -21,6 +21,19 @@
 //! paid ones only, except the deliberate `CODE_UNPAID` attempts). Orders are emitted at
 //! most in full; only pending orders are cancelled. Amounts are > 0 with ≤ 2 decimals.
 //!
+//! Late orders: about [`LATE_ORDER_RATE`] of orders (and the first order that can be, so
+//! that every dataset reaching past its first few hours has one) come from an order
+//! station that uploads them hours late. Such an order is written when the simulation
+//! places it, with a `ts` 4 h 1 min to about 8 h behind its partition's high-water mark
+//! ([`Writers::write_late_order`]), so it takes effect after its own 4-hour deadline and is
+//! `late` in the SLA at once; its emissions follow as for any order, after it is written.
+//! It is not placed when the account wrote a refund within the lateness of that high-water
+//! mark: the order would take effect before the refund, which would then meet a pending
+//! order the model did not see. The choice comes from a stream of its own, so the rest of
+//! the traffic is what it would be without late orders. The simulation counts the orders
+//! still pending when their deadline comes ([`Outcome::sla_late`]): the SLA `late` figures
+//! an engine reports.
+//!
 //! Money: a payment held back to be written out of order is credited to the model only
 //! once it is written, which is never earlier than an engine applies it; paid codes being
 //! a prefix fixed by the totals ([`super::wallet`]), the model then sees at most the
@@ -33,7 +46,7 @@ use super::codes::{render_code, UNEMITTED_SERIAL_BASE};
 use super::rng::Rng;
 use super::stock::{Applied, AppliedRun, Segment, Stock};
 use super::wallet::{Wallet, UNITS_PER_TENGE, UNITS_PER_TIYN};
-use super::writer::{Lateness, Meta, Writers};
+use super::writer::{Lateness, Meta, Writers, LATENESS_MS, SLA_MS};
 use chrono::{Days, NaiveDate};
 use markledger_operators::event::{Body, DecimalField, Kind};
 use markledger_operators::time::{day_start, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND};
@@ -63,6 +76,19 @@ pub const RECENT_EMISSIONS_MAX: usize = 512;
 /// A foreign code is named only this long after its emission, so the emission has
 /// certainly taken effect in any engine.
 pub const FOREIGN_CODE_AGE_MIN_MS: i64 = 10 * 60_000;
+/// Share of orders uploaded late, past their own 4-hour deadline.
+pub const LATE_ORDER_RATE: f64 = 0.02;
+/// A late order's `ts` is this much more than the SLA plus the lateness behind its
+/// partition's high-water mark, at least …
+const LATE_ORDER_EXTRA_MIN_MS: i64 = 60_000;
+/// … and at most.
+const LATE_ORDER_EXTRA_MAX_MS: i64 = 4 * MILLIS_PER_HOUR;
+/// Late orders wanted and not yet placed (an order that cannot be late leaves it wanted
+/// for the next), at most.
+const LATE_ORDERS_WANTED_MAX: u32 = 16;
+/// The random stream late orders are chosen from (accounts use their index, the injector
+/// `u64::MAX`).
+const LATE_ORDER_STREAM: u64 = u64::MAX - 1;
 /// Smallest payment an account makes, in tenge (smaller top-ups wait for the next one).
 const PAYMENT_TENGE_MIN: i64 = 500;
 /// An importer retries a report that found no codes at most this many times.
@@ -215,6 +241,8 @@ struct Order {
     quantity: u64,
     emitted: u64,
     steps: VecDeque<Step>,
+    /// Its `ts` + 4 h: still pending then, it is late.
+    deadline: Ts,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -271,6 +299,8 @@ struct Account {
     late_in_flight: u32,
     expected_daily_units: i64,
     payments_made: u32,
+    /// The `ts` of the account's latest refund written.
+    last_refund: Option<Ts>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -289,6 +319,12 @@ pub struct Outcome {
     pub intended: BTreeMap<Reason, u64>,
     /// Codes left unapplied on purpose.
     pub codes_left_to_expire: u64,
+    /// Orders emitted in full or cancelled at or after their 4-hour deadline (late orders
+    /// always are): the SLA `late` figures, without the orders never finished.
+    pub sla_late: u64,
+    /// The deadlines of orders never finished (their last step fell after the horizon):
+    /// late if the run's watermark reaches them.
+    pub unfinished_deadlines: Vec<Ts>,
 }
 
 /// The running simulation.
@@ -305,6 +341,10 @@ pub struct Simulation<'c> {
     segments: Vec<Segment>,
     runs: Vec<AppliedRun>,
     code_text: String,
+    /// Which orders arrive late, and how late.
+    late_orders: Rng,
+    /// Late orders wanted: one from the start, one more with each draw of [`LATE_ORDER_RATE`].
+    late_orders_wanted: u32,
 }
 
 impl<'c> Simulation<'c> {
@@ -370,6 +410,7 @@ impl<'c> Simulation<'c> {
                     late_in_flight: 0,
                     expected_daily_units,
                     payments_made: 0,
+                    last_refund: None,
                     plan,
                 }
             })
@@ -387,6 +428,8 @@ impl<'c> Simulation<'c> {
             segments: Vec::new(),
             runs: Vec::new(),
             code_text: String::new(),
+            late_orders: Rng::stream(seed, LATE_ORDER_STREAM),
+            late_orders_wanted: 1,
         };
         simulation.schedule_first_activities();
         simulation
@@ -511,6 +554,8 @@ impl<'c> Simulation<'c> {
         }
         for account in &self.accounts {
             self.outcome.codes_left_to_expire += account.stock.iter().map(Stock::len).sum::<u64>();
+            let deadlines = account.orders.values().map(|order| order.deadline);
+            self.outcome.unfinished_deadlines.extend(deadlines);
         }
         Ok((self.writers, self.outcome))
     }
@@ -589,7 +634,11 @@ impl<'c> Simulation<'c> {
     // ------------------------------------------------------------------ writing
 
     fn write(&mut self, account: u32, event: Event, meta: Meta) -> io::Result<()> {
-        let partition = self.accounts[account as usize].plan.partition;
+        let state = &mut self.accounts[account as usize];
+        if matches!(event.body, Body::Refund { .. }) {
+            state.last_refund = Some(event.ts);
+        }
+        let partition = state.plan.partition;
         self.writers.write(partition, event, meta)
     }
 
@@ -1224,6 +1273,9 @@ impl<'c> Simulation<'c> {
             Some(Step::Emit { delay_ms, .. } | Step::Cancel { delay_ms }) => *delay_ms,
             None => 0,
         };
+        let late_ts = self.late_order_ts(index);
+        let ts = late_ts.unwrap_or(now);
+        let account = &mut self.accounts[index as usize];
         account.orders.insert(
             number,
             Order {
@@ -1232,19 +1284,27 @@ impl<'c> Simulation<'c> {
                 quantity,
                 emitted: 0,
                 steps,
+                deadline: ts.plus_millis(SLA_MS),
             },
         );
         let event = self.event(
             index,
-            now,
+            ts,
             Body::Order {
                 order: id,
                 gtin,
                 quantity,
             },
         );
-        let meta = Meta::normal(&event);
-        self.write(index, event, meta)?;
+        if late_ts.is_some() {
+            // Late from the start: its deadline passed before it takes effect, so whatever
+            // finishes it comes after the deadline (counted in `order_step` or at the end).
+            let partition = self.accounts[index as usize].plan.partition;
+            self.writers.write_late_order(partition, event)?;
+        } else {
+            let meta = Meta::normal(&event);
+            self.write(index, event, meta)?;
+        }
         self.schedule(
             now.plus_millis(first_delay),
             Activity::OrderStep {
@@ -1253,6 +1313,38 @@ impl<'c> Simulation<'c> {
             },
         );
         Ok(())
+    }
+
+    /// Whether the order the account places now arrives late, and then its `ts`: more than
+    /// the SLA plus the lateness behind the partition's high-water mark, in the horizon. It
+    /// takes effect at that mark − the lateness, which can be before events of the account
+    /// written in the last few seconds; of those only a refund depends on pending orders, so
+    /// an account with a refund there places no late order. One draw per order; a late
+    /// order wanted waits for the next order that can be late.
+    fn late_order_ts(&mut self, index: u32) -> Option<Ts> {
+        if self.late_orders.chance(LATE_ORDER_RATE) {
+            self.late_orders_wanted = (self.late_orders_wanted + 1).min(LATE_ORDERS_WANTED_MAX);
+        }
+        if self.late_orders_wanted == 0 {
+            return None;
+        }
+        let account = &self.accounts[index as usize];
+        let high_water = self.writers.high_water(account.plan.partition)?;
+        let takes_effect = high_water.minus_millis(LATENESS_MS);
+        if account.last_refund.is_some_and(|refund| refund >= takes_effect) {
+            return None;
+        }
+        let extra = self
+            .late_orders
+            .between_i64(LATE_ORDER_EXTRA_MIN_MS, LATE_ORDER_EXTRA_MAX_MS);
+        let ts = takes_effect.minus_millis(SLA_MS + extra);
+        // Whole seconds, as order stations stamp their messages (rounded down: further behind).
+        let ts = Ts(ts.0.div_euclid(MILLIS_PER_SECOND) * MILLIS_PER_SECOND);
+        if ts < self.horizon.begin {
+            return None;
+        }
+        self.late_orders_wanted -= 1;
+        Some(ts)
     }
 
     fn order_step(&mut self, index: u32, number: u32, now: Ts) -> io::Result<()> {
@@ -1265,6 +1357,13 @@ impl<'c> Simulation<'c> {
         };
         let order_id = order.id.clone();
         let product = order.product;
+        // The step that finishes an order (a cancel, the last emission) at or after its
+        // deadline finds it late: the deadline fires before events at its instant.
+        let finishes = matches!(step, Step::Cancel { .. })
+            || matches!(step, Step::Emit { codes, .. } if order.emitted + codes == order.quantity);
+        if finishes && now >= order.deadline {
+            self.outcome.sla_late += 1;
+        }
         match step {
             Step::Cancel { .. } => {
                 let remaining = order.quantity - order.emitted;

@@ -191,15 +191,18 @@ fn every_line_decodes_except_the_injected_raw_ones_and_counts_match_the_manifest
 }
 
 #[test]
-fn partitions_are_in_ts_order_except_the_late_payments_and_duplicates() {
+fn partitions_are_in_ts_order_except_the_late_payments_orders_and_duplicates() {
     // Reads each partition and counts records whose ts is below the partition's running
-    // high-water mark: exactly the manifest's late_written plus its duplicates, and each
-    // is a payment or compensation, or an exact copy of an earlier record. Also checks
-    // one partition per account and the tariff in partition 0.
+    // high-water mark: exactly the manifest's late_written plus its late_orders plus its
+    // duplicates; each is a payment or compensation, an order more than the 4-hour SLA plus
+    // the lateness behind (so past its own deadline when it takes effect), or an exact copy
+    // of an earlier record. Also checks one partition per account and the tariff in
+    // partition 0.
     let dir = TempDir::new("order");
     let manifest = generate(&small(Format::Binary, 0.2), &dir.0, &mut |_| {}).unwrap();
     let mut behind = 0u64;
     let mut beyond = 0u64;
+    let mut late_orders = 0u64;
     let mut copies = 0u64;
     let mut partition_of_account = BTreeMap::new();
     let mut tariffs = Vec::new();
@@ -218,10 +221,16 @@ fn partitions_are_in_ts_order_except_the_late_payments_and_duplicates() {
                 assert_eq!(earlier, &event, "a re-sent id must be an exact copy");
                 copies += 1;
             } else if high_water.is_some_and(|hw| event.ts < hw) {
-                assert!(matches!(event.kind(), Kind::Payment | Kind::Compensation), "{event:?}");
-                behind += 1;
-                if high_water.unwrap().0 - event.ts.0 > writer::LATENESS_MS {
-                    beyond += 1;
+                let lag = high_water.unwrap().0 - event.ts.0;
+                if event.kind() == Kind::Order {
+                    assert!(lag > writer::SLA_MS + writer::LATENESS_MS, "{lag} ms: {event:?}");
+                    late_orders += 1;
+                } else {
+                    assert!(matches!(event.kind(), Kind::Payment | Kind::Compensation), "{event:?}");
+                    behind += 1;
+                    if lag > writer::LATENESS_MS {
+                        beyond += 1;
+                    }
                 }
             }
             if let Some(hw) = high_water {
@@ -236,6 +245,9 @@ fn partitions_are_in_ts_order_except_the_late_payments_and_duplicates() {
     }
     assert_eq!(behind, manifest.late_written);
     assert_eq!(beyond, manifest.late_beyond_lateness);
+    assert_eq!(late_orders, manifest.late_orders);
+    assert!(late_orders > 0, "no late order");
+    assert!(manifest.sla_late >= late_orders);
     assert_eq!(copies, manifest.injected["DUPLICATE"]);
     assert_eq!(tariffs, vec![0]);
 }

@@ -10,6 +10,11 @@
 //!   moved past its `ts` (within the 5 s lateness, or minutes beyond it); its credit is
 //!   handed back through [`Writers::take_released`] only once written, so the
 //!   simulation's money model never sees money earlier than an engine does;
+//! - a late order ([`Writers::write_late_order`]), an order station's upload that arrives
+//!   hours after it was placed, is written at once with a `ts` more than the 4-hour SLA
+//!   ([`SLA_MS`]) plus the lateness behind its partition's high-water mark, so it takes
+//!   effect after its own emission deadline; the simulation picks its `ts` and schedules
+//!   the order's emissions after the moment it is written;
 //! - a duplicate is the same [`Event`] written again, preferably once the partition's
 //!   high-water mark is 10 s to 50 min past the original, and always before anything more
 //!   than 1 hour past it (in a quiet partition that can be right after the original: a
@@ -32,6 +37,8 @@ use std::path::Path;
 /// The engines' default lateness: a record at most this far behind its partition's
 /// high-water mark still takes effect at its own `ts`.
 pub const LATENESS_MS: i64 = 5_000;
+/// The operator's emission deadline after an order (DOMAIN.md §2, 000 §4.4.4).
+pub const SLA_MS: i64 = 4 * 3_600_000;
 /// A duplicate is written, preferably, when its partition's high-water mark is at least
 /// this far past the original's `ts` (past the lateness: the copy then takes effect after
 /// the original).
@@ -110,6 +117,8 @@ pub struct Counts {
     pub late_written: u64,
     /// Of those, more than [`LATENESS_MS`] behind.
     pub late_beyond_lateness: u64,
+    /// Orders written more than [`SLA_MS`] + [`LATENESS_MS`] behind the high-water mark.
+    pub late_orders: u64,
     /// Earliest `ts` written (well-formed records).
     pub first_ts: Option<Ts>,
     /// Latest `ts` written.
@@ -306,6 +315,21 @@ impl Writers {
         Ok(())
     }
 
+    /// Writes an order that arrives late (its id is assigned here): its `ts` is more than
+    /// [`SLA_MS`] + [`LATENESS_MS`] behind the partition's high-water mark, so it takes
+    /// effect at the high-water mark − lateness, after its own 4-hour deadline. Nothing is
+    /// released or injected after it (it moves no high-water mark), and it is never re-sent.
+    pub fn write_late_order(&mut self, partition: u32, mut event: Event) -> io::Result<()> {
+        debug_assert!(matches!(event.body, markledger_operators::Body::Order { .. }));
+        debug_assert!(self.partitions[partition as usize]
+            .high_water
+            .is_some_and(|hw| hw.0 - event.ts.0 > SLA_MS + LATENESS_MS));
+        self.assign_id(partition, &mut event);
+        self.write_event(partition, &event)?;
+        self.counts.late_orders += 1;
+        Ok(())
+    }
+
     fn assign_id(&mut self, partition: u32, event: &mut Event) {
         let part = &mut self.partitions[partition as usize];
         event.id = format!("{}{:09}", part.prefix, part.next_id);
@@ -343,17 +367,12 @@ impl Writers {
         Ok(())
     }
 
-    /// Held payments that must not fall more than the lateness behind an event at `ts`,
-    /// and duplicates that must not fall more than an hour behind their original.
+    /// Duplicates that must not fall more than an hour behind their original, then held
+    /// payments that must not fall more than the lateness behind an event at `ts`. In that
+    /// order: in a quiet partition a held payment can be ahead of the high-water mark and
+    /// raise it when written, and a duplicate written after it could then be more than an
+    /// hour behind (the duplicates left have `latest ≥ ts`, above any held `ts` written here).
     fn release_before(&mut self, partition: u32, ts: Ts) -> io::Result<()> {
-        while let Some(index) = self.partitions[partition as usize]
-            .held
-            .iter()
-            .position(|held| held.release_before.is_some_and(|before| before < ts))
-        {
-            let held = self.partitions[partition as usize].held.remove(index);
-            self.write_held(partition, held)?;
-        }
         while let Some(index) = self.partitions[partition as usize]
             .duplicates
             .iter()
@@ -361,6 +380,14 @@ impl Writers {
         {
             let duplicate = self.partitions[partition as usize].duplicates.remove(index);
             self.write_duplicate(partition, &duplicate.event)?;
+        }
+        while let Some(index) = self.partitions[partition as usize]
+            .held
+            .iter()
+            .position(|held| held.release_before.is_some_and(|before| before < ts))
+        {
+            let held = self.partitions[partition as usize].held.remove(index);
+            self.write_held(partition, held)?;
         }
         Ok(())
     }
@@ -490,17 +517,18 @@ impl Writers {
         });
     }
 
-    /// Writes what is still held and the duplicates still waiting, and closes the files.
-    /// Returns the file names, the counts and the bytes written.
+    /// Writes the duplicates still waiting and what is still held (in that order, as in
+    /// `release_before`: a held payment may raise the high-water mark), and closes the
+    /// files. Returns the file names, the counts and the bytes written.
     pub fn finish(mut self) -> io::Result<(Vec<String>, Counts, u64)> {
         for index in 0..self.partitions.len() {
-            let held = std::mem::take(&mut self.partitions[index].held);
-            for item in held {
-                self.write_held(index as u32, item)?;
-            }
             let duplicates = std::mem::take(&mut self.partitions[index].duplicates);
             for duplicate in duplicates {
                 self.write_duplicate(index as u32, &duplicate.event)?;
+            }
+            let held = std::mem::take(&mut self.partitions[index].held);
+            for item in held {
+                self.write_held(index as u32, item)?;
             }
         }
         let mut bytes = 0;

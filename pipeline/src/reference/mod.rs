@@ -10,10 +10,15 @@
 //! 2. All events are sorted by (effective time, kind rank, id, canonical bytes): account
 //!    order for every account at once. The last key only orders same-id duplicates, so the
 //!    result depends on the set of events, never on how partitions interleave.
-//! 3. Instants are visited in increasing order up to the largest `ts` read. At each
-//!    instant: time-driven changes (month end, close, expiry, SLA deadline, dormant
-//!    advance, retention), then the events taking effect there, then the holds that end
-//!    there; then balances and period revisions that changed are emitted.
+//! 3. Instants are visited in increasing order up to the largest `ts` read, each exactly
+//!    once. At each instant: time-driven changes (month end, close, expiry, SLA deadline,
+//!    dormant advance, retention), then the events taking effect there, then the holds that
+//!    end there; then balances and period revisions that changed are emitted. A
+//!    time-driven change an event schedules at or before its own effective time (a late
+//!    order past its 4-hour deadline, a late emission past its expiry, a payment or charge
+//!    over a year old) is decided right after that event, before the next one of the
+//!    instant: its instant has passed, so it comes before every later event (DOMAIN.md §8),
+//!    and the instant still gets one revision per record.
 //! 4. Holds still unresolved at the end are refused `UNKNOWN_CODE`.
 
 mod aggregates;
@@ -294,6 +299,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let total = pending.len() as u64;
         let mut events = pending.into_iter().peekable();
         let mut processed = 0u64;
+        let mut visited: Option<Ts> = None;
         if let Some(first) = events.peek() {
             let period = first.effective.period();
             self.aggregates.current_period = Some(period);
@@ -310,17 +316,15 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             if now > watermark_end {
                 break;
             }
+            // One visit per instant: a second one would revise its records twice.
+            assert!(visited < Some(now), "instant {now} visited twice");
+            visited = Some(now);
             // Time-driven changes at `now` come before events at `now` (DOMAIN.md §8).
-            while let Some((at, _)) = self.timers.first() {
-                if *at > now {
-                    break;
-                }
-                let (_, timer) = self.timers.pop_first().expect("peeked");
-                self.fire(timer, now);
-            }
+            self.fire_due(now);
             while events.peek().is_some_and(|p| p.effective == now) {
                 let pending = events.next().expect("peeked");
                 self.apply_event(pending, now);
+                self.fire_due(now);
                 processed += 1;
                 if processed % 65_536 == 0 {
                     progress(processed, total);
@@ -350,6 +354,16 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
 
     fn schedule(&mut self, at: Ts, timer: Timer) {
         self.timers.insert((at, timer));
+    }
+
+    /// Fires every time-driven change due at or before `now`: at the start of an instant,
+    /// those due then; after an event (or a held command it released), those it scheduled
+    /// behind the watermark (`max(deadline, now)`), which are decided there and then.
+    fn fire_due(&mut self, now: Ts) {
+        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, timer) = self.timers.pop_first().expect("peeked");
+            self.fire(timer, now);
+        }
     }
 
     fn finish(mut self) -> (Summary, S) {
@@ -723,7 +737,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             f[0] += 1;
             f[3] += 1;
         });
-        // A deadline already behind the watermark (a very late order) fires at once.
+        // A deadline at or behind the order's effective time (an order arriving over 4 h
+        // late) fires right after the order (`fire_due`): the order is late before any
+        // emission of this instant.
         self.schedule(
             deadline.max(now),
             Timer::SlaDeadline(event.account.clone(), order.to_string()),
@@ -862,7 +878,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 codes: created.clone(),
             },
         );
+        // An expiry at or behind the emission's effective time (an emission arriving over 30
+        // working days late) is decided at once, before the held commands it releases and
+        // any later event of the instant: they meet EXPIRED codes (DOMAIN.md §8).
         self.schedule(expiry.max(now), Timer::Expiry(id));
+        self.fire_due(now);
         self.resolve_holds(&created, now);
     }
 
@@ -890,6 +910,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 self.hold_deadlines.remove(&(deadline, id));
             }
             self.apply_code_command(&pending, &codes, now, false);
+            // A settlement of the released codes may have moved the dormant anchor over a
+            // year back: decided now, like after any event.
+            self.fire_due(now);
         }
     }
 
