@@ -150,6 +150,17 @@ fn admit(admission: &Admission, event: Event) -> Decoded {
     }
 }
 
+/// The least time a refusal takes effect at besides its partition's floor: a quarantined
+/// event's own `ts`. It was an event in the runs that failed on it, which never completed
+/// its instant, so its rejection must come at or after that instant — before it, a restart
+/// would take it for an output an earlier run had already produced, and not produce it.
+fn refused_at(admission: &Admission, record: &Next) -> Option<Time> {
+    match record {
+        Next::Record(Decoded::Event(event)) if admission.quarantine.contains_key(&event.id) => Some(time_of(event.ts)),
+        _ => None,
+    }
+}
+
 struct Partition {
     input: Box<dyn PartitionInput>,
     placer: Placer,
@@ -263,7 +274,9 @@ pub fn partitions<'scope>(
                 let partition = &mut partitions[index];
                 // An event refused before placement is like a malformed record: it moves no
                 // high-water mark (also when re-read after a restore).
-                let next = match partition.input.next_record() {
+                let record = partition.input.next_record();
+                let at_least = refused_at(&admission, &record);
+                let next = match record {
                     Next::Record(Decoded::Event(event)) => Next::Record(admit(&admission, event)),
                     Next::Known(Decoded::Event(event)) => Next::Known(admit(&admission, event)),
                     other => other,
@@ -304,7 +317,8 @@ pub fn partitions<'scope>(
                         // watermark when it happens to be read is not). Behind the watermark
                         // only on a partition that was idle.
                         records += 1;
-                        let time = partition.placer.floor().map_or(0, time_of).max(*cap.time());
+                        let floor = partition.placer.floor().map_or(0, time_of);
+                        let time = floor.max(at_least.unwrap_or(0)).max(*cap.time());
                         partition.input.placed(time);
                         batch.entry(time).or_default().push(Sourced::Refused(rejection));
                     }

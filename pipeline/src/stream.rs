@@ -43,9 +43,10 @@ use markledger_connectors::partition::{Next, PartitionInput};
 use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::flow::time_of;
 use markledger_operators::machine::Time;
-use markledger_operators::output::Output;
+use markledger_operators::output::{Output, Rejection};
 use markledger_operators::rules::Admission;
 use markledger_operators::time::Ts;
+use markledger_operators::Reason;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -279,17 +280,23 @@ impl WorkerConsumer {
             Some((offset, payload)) => {
                 state.last_returned = Some(offset);
                 state.quiet_since = Instant::now();
-                // Refused before the high-water mark moves, as the source's placer does.
+                // Refused before the high-water mark moves, as the source's placer does; a
+                // quarantined event is refused by the source (which places its rejection)
+                // and moves no high-water mark either.
                 let decoded = match decode_event(&payload) {
                     Decoded::Event(event) => {
                         let latest = Ts(wall_clock_ms().saturating_add(self.max_ahead.as_millis() as i64));
-                        let admission = Admission {
-                            window: self.admission.window.until(latest, "the wall clock plus --max-ahead"),
-                            quarantine: self.admission.quarantine.clone(),
-                        };
-                        match admission.check(&event) {
+                        let window = self.admission.window.until(latest, "the wall clock plus --max-ahead");
+                        match window.check(event.ts) {
                             Ok(()) => Decoded::Event(event),
-                            Err(rejection) => Decoded::Refused(rejection),
+                            Err(detail) => Decoded::Refused(Rejection::of_event(
+                                &event.id,
+                                event.kind().as_str(),
+                                &event.account,
+                                None,
+                                Reason::TsOutOfRange,
+                                detail,
+                            )),
                         }
                     }
                     refused => refused,
@@ -297,7 +304,9 @@ impl WorkerConsumer {
                 let state = &mut self.partitions[i];
                 state.high_water_before = state.high_water;
                 if let Decoded::Event(event) = &decoded {
-                    state.high_water = Some(state.high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+                    if !self.admission.quarantine.contains_key(&event.id) {
+                        state.high_water = Some(state.high_water.map_or(event.ts, |hw| hw.max(event.ts)));
+                    }
                 }
                 if state.known.remove(&offset) {
                     return Next::Known(decoded);

@@ -559,3 +559,141 @@ fn a_backfill_checkpoint_lets_stream_go_on() {
     assert!(diff.is_empty(), "backfill + stream vs file run:\n{}", diff.join("\n"));
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Runs `stream --state` with the test-only fault hook on `event` until it exits by itself
+/// (the hook's panic): its exit status and log.
+fn stream_failing_on(brokers: &str, prefix: &str, state: &Path, event: &str, log: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(binary())
+        .args([
+            "stream",
+            "--brokers",
+            brokers,
+            "--topic-prefix",
+            prefix,
+            "--group",
+            "markledger-test",
+        ])
+        .args([
+            "--idle-timeout",
+            "6s",
+            "--commit-interval",
+            "200ms",
+            "--quiet",
+            "--state",
+        ])
+        .arg(state)
+        .env("MARKLEDGER_TEST_PANIC_ON_EVENT", event)
+        .env("MARKLEDGER_TEST_PANIC_STAGE", "Accounts")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log"))
+        .spawn()
+        .expect("markledger stream");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the failing stream did not end by itself: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status.code(), std::fs::read_to_string(log).expect("log"))
+}
+
+#[test]
+fn an_event_failing_twice_in_a_row_is_quarantined_and_billing_goes_on() {
+    // Issue 15's poison pill: a payment that makes the accounts stage fail (the test-only
+    // hook) ends `stream --state` with exit 70 and one line naming it, twice; the third start
+    // refuses it INTERNAL_ERROR and goes on. A consumer then sees the file run of the dataset
+    // without that line, plus the rejection.
+    let (work, data, end, _expected, broker) = setup("poison");
+    let brokers = broker.brokers();
+    // The poison: the first payment of the first partition, which the file run without it
+    // is compared against.
+    let first = data.join("p000.jsonl");
+    let text = std::fs::read_to_string(&first).expect("partition");
+    let poison_line = text
+        .lines()
+        .find(|line| line.contains(r#""type":"payment""#))
+        .expect("a payment")
+        .to_string();
+    let poison: Value = serde_json::from_str(&poison_line).expect("JSON");
+    let poison_id = poison["id"].as_str().expect("id").to_string();
+    let without = work.join("without");
+    std::fs::create_dir_all(&without).expect("dir");
+    for entry in std::fs::read_dir(&data).expect("dataset") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).expect("partition");
+            let kept: String = text
+                .lines()
+                .filter(|l| *l != poison_line)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(without.join(path.file_name().expect("name")), kept).expect("write");
+        }
+    }
+    let expected = file_run(&without, &work.join("without-out"));
+    produce_dataset(&settings(&brokers), &data, "q.codes.events").expect("produce");
+    let state = work.join("state");
+    for attempt in 1..=2 {
+        let log = work.join(format!("q{attempt}.log"));
+        let (code, log) = stream_failing_on(&brokers, "q.", &state, &poison_id, &log);
+        assert_eq!(code, Some(70), "attempt {attempt}: {log}");
+        let fatal: Vec<&str> = log.lines().filter(|l| l.starts_with("markledger: fatal:")).collect();
+        assert_eq!(fatal.len(), 1, "{log}");
+        assert!(
+            fatal[0].contains(&format!("while processing event \"{poison_id}\"")),
+            "{log}"
+        );
+    }
+    let log = work.join("q3.log");
+    let state_flag = state.to_str().expect("UTF-8").to_string();
+    let mut child = Command::new(binary())
+        .args([
+            "stream",
+            "--brokers",
+            &brokers,
+            "--topic-prefix",
+            "q.",
+            "--group",
+            "markledger-test",
+        ])
+        .args([
+            "--idle-timeout",
+            "6s",
+            "--commit-interval",
+            "200ms",
+            "--quiet",
+            "--state",
+            &state_flag,
+        ])
+        .env("MARKLEDGER_TEST_PANIC_ON_EVENT", &poison_id)
+        .env("MARKLEDGER_TEST_PANIC_STAGE", "Accounts")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("markledger stream");
+    wait_for_progress(&brokers, "q.", end, &mut child);
+    terminate(child);
+    assert!(std::fs::read_to_string(&log).expect("log").contains("is quarantined"));
+    let (mut consumed, _) = consume(&brokers, "q.");
+    let internal: Vec<String> = consumed
+        .rejections
+        .keys()
+        .filter(|r| r.contains("INTERNAL_ERROR"))
+        .cloned()
+        .collect();
+    assert_eq!(internal.len(), 1, "{internal:?}");
+    assert!(internal[0].contains(&poison_id));
+    consumed.rejections.remove(&internal[0]);
+    let diff = differences(&expected, &consumed);
+    assert!(
+        diff.is_empty(),
+        "quarantined stream vs file run without the poison:\n{}",
+        diff.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
