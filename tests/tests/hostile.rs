@@ -257,6 +257,7 @@ fn close_after_days_outside_1_to_27_is_a_clear_error() {
             assert!(stderr.contains("1..=27") || stderr.contains("1..28"), "{stderr}");
         }
     }
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -279,6 +280,7 @@ fn an_absurd_worker_count_is_a_clear_error() {
         assert_eq!(code, Some(2), "--workers {workers}: {stderr}");
         assert!(stderr.contains("1..=64"), "{stderr}");
     }
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -316,6 +318,7 @@ fn closed_stdout_and_stderr_do_not_lose_the_outputs() {
             assert!(!text.is_empty(), "{file}.jsonl is empty");
         }
     }
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -352,4 +355,5 @@ fn a_worker_panic_ends_the_run_promptly_with_one_line() {
         assert!(fatal[0].contains("injected failure"), "{stderr}");
         eprintln!("{workers} workers: ended {:?} after start", started.elapsed());
     }
+    let _ = std::fs::remove_dir_all(&out);
 }
