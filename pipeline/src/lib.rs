@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dataflow;
 pub mod demo;
+pub mod documents;
 pub mod reference;
 pub mod runner;
 pub mod source;
