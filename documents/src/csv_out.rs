@@ -5,7 +5,7 @@
 //! Rounding lines and totals are rows like in the PDF, named in the first column.
 
 use crate::format::plain;
-use crate::model::{DebtorsList, PaymentRegister, PeriodDocuments, SlaReport, TurnoverSheet};
+use crate::model::{DebtorsList, PaymentRegister, PeriodDocuments, SlaReport, TurnoverRow, TurnoverSheet};
 use crate::records::Movements;
 use crate::texts::Texts;
 use markledger_operators::Money;
@@ -157,22 +157,32 @@ pub fn render(
 fn turnover_rows(sheet: &TurnoverSheet, texts: &Texts) -> Vec<Vec<String>> {
     let mut rows = vec![[
         texts.account,
-        texts.opening,
-        texts.payments,
+        texts.t_opening,
+        texts.t_paid,
         texts.compensations,
-        texts.services,
+        texts.t_charged,
         texts.refunds,
-        texts.closing,
+        texts.rounding,
+        texts.t_closing,
     ]
     .map(String::from)
     .to_vec()];
-    let mut push = |label: &str, m: &Movements| {
-        let mut row = vec![label.to_string()];
-        row.extend(movement_cells(m));
-        rows.push(row);
+    let mut push = |label: &str, row: &TurnoverRow| {
+        let [opening, paid, compensations, charged, refunds, closing] = movement_cells(&row.figures);
+        let rounding = (!row.rounding.is_zero()).then_some(row.rounding);
+        rows.push(vec![
+            label.to_string(),
+            opening,
+            paid,
+            compensations,
+            charged,
+            refunds,
+            opt(rounding),
+            closing,
+        ]);
     };
-    for (account, movements) in &sheet.rows {
-        push(account, movements);
+    for row in &sheet.rows {
+        push(&row.account, row);
     }
     if let Some(others) = &sheet.not_listed {
         push(texts.not_listed, others);

@@ -89,8 +89,7 @@ impl Reconciliation {
     /// Rounds exact movements into a statement that closes on its printed figures.
     pub fn new(number: String, account: String, exact: &Movements) -> Reconciliation {
         let figures = round_movements(exact);
-        let reached = figures.opening + figures.payments + figures.compensations - figures.services - figures.refunds;
-        let difference = figures.closing - reached;
+        let difference = closing_gap(&figures);
         Reconciliation {
             number,
             account,
@@ -128,19 +127,61 @@ fn movements_of(columns: [Money; 6]) -> Movements {
 }
 
 /// The turnover sheet (003 §4.1.8) of a period: every account and the total row.
+///
+/// Each row is rounded figure by figure; a row whose rounded movements miss its rounded
+/// closing carries the difference in its own rounding cell ([`TurnoverRow::rounding`]), so
+/// every printed row closes like a reconciliation statement does. Columns that miss the
+/// rounded total get a rounding row; that row closes too (its rounding cell is the
+/// rounding column's own difference).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TurnoverSheet {
     /// Document number.
     pub number: String,
-    /// One rounded row per account, in account order.
-    pub rows: Vec<(String, Movements)>,
+    /// One row per account, in account order.
+    pub rows: Vec<TurnoverRow>,
     /// What the total holds beyond the listed rows (accounts deleted under DOMAIN.md §9
-    /// keep their share in the `"*"` row), rounded; `None` when nothing.
-    pub not_listed: Option<Movements>,
+    /// keep their share in the `"*"` row); `None` when nothing.
+    pub not_listed: Option<TurnoverRow>,
     /// Per column, `round(total) − Σ round(rows)`, when any is not zero.
-    pub rounding: Option<Movements>,
-    /// The `"*"` row, rounded.
-    pub total: Movements,
+    pub rounding: Option<TurnoverRow>,
+    /// The `"*"` row.
+    pub total: TurnoverRow,
+}
+
+impl TurnoverSheet {
+    /// True when some row prints a rounding cell (the PDF then shows the column).
+    pub fn has_row_rounding(&self) -> bool {
+        let others = self.not_listed.iter().chain(&self.rounding).chain([&self.total]);
+        self.rows.iter().chain(others).any(|row| !row.rounding.is_zero())
+    }
+}
+
+/// A printed turnover row: `closing = opening + payments + compensations − services −
+/// refunds + rounding` holds on its rounded figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnoverRow {
+    /// The account (empty for the computed rows).
+    pub account: String,
+    /// Rounded figures.
+    pub figures: Movements,
+    /// What the row needs to close on its rounded figures.
+    pub rounding: Money,
+}
+
+impl TurnoverRow {
+    fn rounded(account: String, exact: &Movements) -> TurnoverRow {
+        let figures = round_movements(exact);
+        TurnoverRow {
+            account,
+            rounding: closing_gap(&figures),
+            figures,
+        }
+    }
+}
+
+/// `closing − (opening + payments + compensations − services − refunds)`.
+fn closing_gap(m: &Movements) -> Money {
+    m.closing - (m.opening + m.payments + m.compensations - m.services - m.refunds)
 }
 
 /// The debtors list (003 §4.1.8): accounts with unpaid codes at the month's end.
@@ -429,23 +470,33 @@ fn turnover_sheet(
             *sum += value;
         }
     }
-    let total = total.map_or(row_sum, |t| movement_columns(&t));
-    let unlisted: [Money; 6] = std::array::from_fn(|i| total[i] - row_sum[i]);
-    let not_listed = unlisted.iter().any(|m| !m.is_zero()).then_some(unlisted);
-    let rounding: [Money; 6] = std::array::from_fn(|i| {
-        let listed = rows.values().map(|m| movement_columns(m)[i]);
-        let others = not_listed.map(|n| n[i]);
-        rounding_difference(listed.chain(others), total[i]).unwrap_or_default()
+    let total_exact = total.map_or(row_sum, |t| movement_columns(&t));
+    let unlisted: [Money; 6] = std::array::from_fn(|i| total_exact[i] - row_sum[i]);
+    let rows: Vec<TurnoverRow> = rows
+        .into_iter()
+        .map(|(account, exact)| TurnoverRow::rounded(account, &exact))
+        .collect();
+    let not_listed = unlisted
+        .iter()
+        .any(|m| !m.is_zero())
+        .then(|| TurnoverRow::rounded(String::new(), &movements_of(unlisted)));
+    let total = TurnoverRow::rounded(String::new(), &movements_of(total_exact));
+    // The rounding row: per column, the printed total minus the printed rows above it.
+    let listed: Vec<&TurnoverRow> = rows.iter().chain(&not_listed).collect();
+    let printed = |column: usize| -> Money { listed.iter().map(|row| movement_columns(&row.figures)[column]).sum() };
+    let columns: [Money; 6] = std::array::from_fn(|i| movement_columns(&total.figures)[i] - printed(i));
+    let rounding_cell = total.rounding - listed.iter().map(|row| row.rounding).sum::<Money>();
+    let rounding = (columns.iter().any(|m| !m.is_zero()) || !rounding_cell.is_zero()).then(|| TurnoverRow {
+        account: String::new(),
+        figures: movements_of(columns),
+        rounding: rounding_cell,
     });
     Some(TurnoverSheet {
         number: document_number("TRN", period, None),
-        rows: rows
-            .into_iter()
-            .map(|(account, exact)| (account, round_movements(&exact)))
-            .collect(),
-        not_listed: not_listed.map(|n| round_movements(&movements_of(n))),
-        rounding: rounding.iter().any(|m| !m.is_zero()).then(|| movements_of(rounding)),
-        total: round_movements(&movements_of(total)),
+        rows,
+        not_listed,
+        rounding,
+        total,
     })
 }
 
@@ -547,6 +598,42 @@ mod tests {
         // 3.02: the difference is −0.01. Rows of 2 decimals never need a line.
         assert_eq!(rounding_difference([m("1.005"); 3], m("3.015")), Some(m("-0.01")));
         assert_eq!(rounding_difference([m("1.00"), m("2.50")], m("3.50")), None);
+    }
+
+    #[test]
+    fn every_printed_turnover_row_and_column_adds_up() {
+        // Two accounts whose rows each miss their closing by a tiyn after rounding, and a
+        // total with a share of a deleted account: every printed row closes with its
+        // rounding cell, and every printed column (rounding row included) sums to the total.
+        let row = |opening: &str, payments: &str, services: &str, closing: &str| Movements {
+            opening: m(opening),
+            payments: m(payments),
+            services: m(services),
+            closing: m(closing),
+            ..Movements::default()
+        };
+        let rows = BTreeMap::from([
+            ("A".to_string(), row("1.9952", "5.00", "3.0016", "3.9936")),
+            ("B".to_string(), row("0.005", "0.005", "0", "0.01")),
+        ]);
+        let total = row("12.0002", "15.005", "3.0016", "24.0036");
+        let sheet = turnover_sheet(Period::new(2026, 2), rows, Some(total)).unwrap();
+        assert!(sheet.not_listed.is_some() && sheet.rounding.is_some() && sheet.has_row_rounding());
+        let printed: Vec<&TurnoverRow> = sheet
+            .rows
+            .iter()
+            .chain(&sheet.not_listed)
+            .chain(&sheet.rounding)
+            .collect();
+        for row in printed.iter().chain([&&sheet.total]) {
+            assert_eq!(closing_gap(&row.figures), row.rounding, "{row:?} closes");
+        }
+        for column in 0..6 {
+            let sum: Money = printed.iter().map(|r| movement_columns(&r.figures)[column]).sum();
+            assert_eq!(sum, movement_columns(&sheet.total.figures)[column], "column {column}");
+        }
+        let rounding_sum: Money = printed.iter().map(|r| r.rounding).sum();
+        assert_eq!(rounding_sum, sheet.total.rounding);
     }
 
     #[test]

@@ -386,7 +386,8 @@ impl<'f> Layout<'f> {
     pub fn signatures(&mut self, parties: &[&str], signature: &str, seal: &str) {
         let height = BODY * LINE * 6.0;
         self.need(height);
-        let column = self.width() / parties.len().max(1) as f32;
+        // Two columns at most, so a lone "prepared by" line is not a page wide.
+        let column = self.width() / parties.len().clamp(2, 4) as f32;
         let top = self.y;
         for (i, party) in parties.iter().enumerate() {
             let left = MARGIN + column * i as f32;

@@ -11,8 +11,9 @@ pub mod fonts;
 pub mod layout;
 
 use crate::format::{count, date, grouped, local_time, period_last_day, period_range};
-use crate::model::{Act, DebtorsList, PaymentRegister, PeriodDocuments, Reconciliation, SlaReport, TurnoverSheet};
-use crate::records::Movements;
+use crate::model::{
+    Act, DebtorsList, PaymentRegister, PeriodDocuments, Reconciliation, SlaReport, TurnoverRow, TurnoverSheet,
+};
 use crate::texts::{Lang, Texts};
 use chrono::Datelike;
 use fonts::Fonts;
@@ -267,40 +268,69 @@ pub fn reconciliation(context: &Context, statement: &Reconciliation) -> Result<V
     context.finish(layout, &statement.number, texts.reconciliation_title)
 }
 
-fn movement_cells(context: &Context, label: &str, m: &Movements) -> Vec<String> {
-    let mut row = vec![label.to_string()];
-    row.extend([m.opening, m.payments, m.compensations, m.services, m.refunds, m.closing].map(|a| context.money(a)));
-    row
+fn turnover_cells(context: &Context, label: &str, row: &TurnoverRow, rounding_column: bool) -> Vec<String> {
+    let m = &row.figures;
+    let mut cells = vec![label.to_string()];
+    cells.extend([m.opening, m.payments, m.compensations, m.services, m.refunds].map(|a| context.money(a)));
+    if rounding_column {
+        cells.push(if row.rounding.is_zero() {
+            String::new()
+        } else {
+            context.money(row.rounding)
+        });
+    }
+    cells.push(context.money(m.closing));
+    cells
 }
 
-/// The turnover sheet: A4 landscape, every account and the total row.
+/// The turnover sheet: A4 landscape, every account and the total row. A rounding column
+/// appears when a row's rounded figures need it to close.
 pub fn turnover(context: &Context, sheet: &TurnoverSheet) -> Result<Vec<u8>, String> {
     let texts = context.texts();
     let mut layout = Layout::new(context.fonts, (A4.1, A4.0));
     context.header(&mut layout, texts.turnover_title, &sheet.number, None);
-    let columns = vec![
+    let rounding_column = sheet.has_row_rounding();
+    let width = if rounding_column { 84.0 } else { 92.0 };
+    let mut columns = vec![
         Column::text(texts.account, 0.0),
-        Column::number(texts.t_opening, 92.0),
-        Column::number(texts.t_paid, 92.0),
-        Column::number(texts.compensations, 92.0),
-        Column::number(texts.t_charged, 92.0),
-        Column::number(texts.refunds, 92.0),
-        Column::number(texts.t_closing, 92.0),
+        Column::number(texts.t_opening, width),
+        Column::number(texts.t_paid, width),
+        Column::number(texts.compensations, width),
+        Column::number(texts.t_charged, width),
+        Column::number(texts.refunds, width),
     ];
+    if rounding_column {
+        columns.push(Column::number(texts.rounding, width));
+    }
+    columns.push(Column::number(texts.t_closing, width));
     let mut rows: Vec<(RowStyle, Vec<String>)> = sheet
         .rows
         .iter()
-        .map(|(account, m)| (RowStyle::Body, movement_cells(context, account, m)))
+        .map(|row| {
+            (
+                RowStyle::Body,
+                turnover_cells(context, &row.account, row, rounding_column),
+            )
+        })
         .collect();
     if let Some(others) = &sheet.not_listed {
-        rows.push((RowStyle::Body, movement_cells(context, texts.not_listed, others)));
+        rows.push((
+            RowStyle::Body,
+            turnover_cells(context, texts.not_listed, others, rounding_column),
+        ));
     }
     if let Some(rounding) = &sheet.rounding {
-        rows.push((RowStyle::Body, movement_cells(context, texts.rounding, rounding)));
+        rows.push((
+            RowStyle::Body,
+            turnover_cells(context, texts.rounding, rounding, rounding_column),
+        ));
     }
-    rows.push((RowStyle::Total, movement_cells(context, texts.total, &sheet.total)));
+    rows.push((
+        RowStyle::Total,
+        turnover_cells(context, texts.total, &sheet.total, rounding_column),
+    ));
     layout.table(&Table { columns, rows });
-    if sheet.rounding.is_some() {
+    if rounding_column || sheet.rounding.is_some() {
         context.rounding_note(&mut layout);
     }
     operator_signature(&mut layout, texts);
