@@ -84,3 +84,26 @@ impl Fonts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::texts::{EN, KK, RU};
+
+    #[test]
+    fn every_letter_the_documents_print_has_a_glyph_in_both_faces() {
+        // Maps every character of every text in ru/kk/en, the Kazakh letters, digits and
+        // the no-break space through both faces' cmaps: none may fall back to .notdef (0).
+        let mut text: String = format!("{RU:?}{KK:?}{EN:?}");
+        text.push_str("әғқңөұүһіӘҒҚҢӨҰҮҺІ0123456789\u{a0}−±…«»—–№");
+        for (name, bytes) in [("regular", REGULAR), ("bold", BOLD)] {
+            let font = FontRef::new(bytes).unwrap();
+            let charmap = font.charmap();
+            let missing: String = text
+                .chars()
+                .filter(|c| charmap.map(*c).is_none_or(|g| g.to_u32() == 0))
+                .collect();
+            assert!(missing.is_empty(), "{name} lacks {missing:?}");
+        }
+    }
+}

@@ -256,7 +256,12 @@ pub fn reconciliation(context: &Context, statement: &Reconciliation) -> Result<V
     layout.table(&Table { columns, rows });
     layout.gap(8.0);
     layout.paragraph(
-        &format!("{}: {} KZT.", texts.reconciliation_statement, context.money(f.closing)),
+        // A no-break space inside the amount keeps "7 175,19" on one line.
+        &format!(
+            "{}: {}\u{a0}KZT.",
+            texts.reconciliation_statement,
+            context.money(f.closing).replace(' ', "\u{a0}")
+        ),
         BODY,
         false,
     );
