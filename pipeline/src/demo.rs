@@ -55,6 +55,7 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
     text.push('\n');
     text.push_str(&render_account_month(&output)?);
     // The closed months' billing documents; a demo with no closed month has none to show.
+    text.push_str("\nbilling documents of the closed months (markledger documents):\n");
     match crate::documents::render_documents(&output, &output.join("documents"), &Default::default()) {
         Ok(report) => text.push_str(&crate::documents::render_summary(&report)),
         Err(error) => text.push_str(&format!("  documents   none: {error:#}\n")),
