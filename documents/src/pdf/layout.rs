@@ -101,6 +101,37 @@ pub struct Table {
     pub rows: Vec<(RowStyle, Vec<String>)>,
 }
 
+/// Where a line of text goes across the page.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    left: f32,
+    width: f32,
+    /// Right-aligned in the span (else left-aligned).
+    right: bool,
+}
+
+/// Padding inside a table cell.
+const PAD: f32 = 3.0;
+
+impl Span {
+    fn left(left: f32, width: f32) -> Span {
+        Span {
+            left,
+            width,
+            right: false,
+        }
+    }
+
+    /// A table cell from `left` and `width`, less the padding on both sides.
+    fn cell(left: f32, width: f32, right: bool) -> Span {
+        Span {
+            left: left + PAD,
+            width: width - 2.0 * PAD,
+            right,
+        }
+    }
+}
+
 /// The pages laid out so far.
 pub struct Layout<'f> {
     fonts: &'f Fonts,
@@ -171,12 +202,13 @@ impl<'f> Layout<'f> {
         });
     }
 
-    fn text_aligned(&mut self, left: f32, width: f32, y: f32, size: f32, bold: bool, right: bool, text: &str) {
-        let (text, size) = self.fit(text, width, size, bold);
-        let x = if right {
-            left + width - self.measure(&text, size, bold)
+    /// Draws `text` in `span` on the baseline `y`, shrunk or cut to fit its width.
+    fn text_aligned(&mut self, span: Span, y: f32, size: f32, bold: bool, text: &str) {
+        let (text, size) = self.fit(text, span.width, size, bold);
+        let x = if span.right {
+            span.left + span.width - self.measure(&text, size, bold)
         } else {
-            left
+            span.left
         };
         self.text_at(x, y, size, bold, &text);
     }
@@ -255,15 +287,8 @@ impl<'f> Layout<'f> {
             let lines = self.wrap(value, self.width() - label_width, BODY, false);
             self.need(BODY * LINE * lines.len() as f32);
             self.y += BODY;
-            self.text_aligned(
-                MARGIN,
-                label_width - 6.0,
-                self.y,
-                BODY,
-                true,
-                false,
-                &format!("{label}:"),
-            );
+            let span = Span::left(MARGIN, label_width - 6.0);
+            self.text_aligned(span, self.y, BODY, true, &format!("{label}:"));
             for (i, line) in lines.iter().enumerate() {
                 if i > 0 {
                     self.y += BODY * LINE;
@@ -302,7 +327,6 @@ impl<'f> Layout<'f> {
     }
 
     fn table_header(&mut self, table: &Table, cells: &[(f32, f32)]) {
-        const PAD: f32 = 3.0;
         let size = BODY - 1.0;
         let wrapped: Vec<Vec<String>> = table
             .columns
@@ -319,7 +343,7 @@ impl<'f> Layout<'f> {
         for ((column, (left, width)), lines) in table.columns.iter().zip(cells).zip(&wrapped) {
             for (i, line) in lines.iter().enumerate() {
                 let y = top + PAD + size + i as f32 * size * LINE;
-                self.text_aligned(left + PAD, width - 2.0 * PAD, y, size, true, column.numeric, line);
+                self.text_aligned(Span::cell(*left, *width, column.numeric), y, size, true, line);
             }
         }
         self.y = top + height;
@@ -328,7 +352,6 @@ impl<'f> Layout<'f> {
 
     /// A table; its header is repeated at the top of every page it continues on.
     pub fn table(&mut self, table: &Table) {
-        const PAD: f32 = 3.0;
         let cells = self.column_lefts(&table.columns);
         let right = cells.last().map_or(MARGIN, |(l, w)| l + w);
         self.table_header(table, &cells);
@@ -359,20 +382,13 @@ impl<'f> Layout<'f> {
             let baseline = self.y + PAD + BODY - 1.0;
             if *style == RowStyle::Section {
                 let text = row.first().cloned().unwrap_or_default();
-                self.text_aligned(
-                    MARGIN + PAD,
-                    right - MARGIN - 2.0 * PAD,
-                    baseline,
-                    BODY,
-                    true,
-                    false,
-                    &text,
-                );
+                let span = Span::cell(MARGIN, right - MARGIN, false);
+                self.text_aligned(span, baseline, BODY, true, &text);
             } else {
                 for ((column, (left, width)), lines) in table.columns.iter().zip(&cells).zip(&wrapped) {
                     for (i, line) in lines.iter().enumerate() {
                         let y = baseline + i as f32 * BODY * LINE;
-                        self.text_aligned(left + PAD, width - 2.0 * PAD, y, BODY, bold, column.numeric, line);
+                        self.text_aligned(Span::cell(*left, *width, column.numeric), y, BODY, bold, line);
                     }
                 }
             }
