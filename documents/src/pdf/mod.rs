@@ -56,13 +56,9 @@ impl Context<'_> {
         let texts = self.texts();
         layout.centered(title, 14.0, true, false);
         layout.gap(2.0);
-        let dated = period_last_day(self.period).format("%d.%m.%Y");
-        layout.centered(
-            &format!("{} {number} {} {dated}", texts.number, texts.dated),
-            10.0,
-            false,
-            false,
-        );
+        let date = period_last_day(self.period).format("%d.%m.%Y").to_string();
+        let line = texts.dated.replace("{number}", number).replace("{date}", &date);
+        layout.centered(&line, 10.0, false, false);
         if self.provisional {
             layout.gap(4.0);
             layout.centered(texts.provisional, 10.0, true, true);
