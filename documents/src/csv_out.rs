@@ -43,8 +43,8 @@ fn movement_cells(m: &Movements) -> [String; 6] {
     ]
 }
 
-/// Every CSV file of one period's documents; `accounts` limits the client documents to
-/// the given accounts and leaves out the operator's (turnover, debtors, payments, SLA).
+/// Every CSV file of one period's documents; `only_clients` (with `--account`) writes the
+/// client documents only, none of the operator's (turnover, debtors, payments, SLA).
 pub fn render(
     docs: &PeriodDocuments,
     texts: &Texts,
