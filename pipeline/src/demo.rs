@@ -1,6 +1,7 @@
 //! `markledger demo`: generate a realistic dataset, run it, and show a person what came out:
-//! throughput, codes by status, money, top debtors, and one account's act and
-//! reconciliation for a closed month.
+//! throughput, codes by status, money, top debtors, one account's act and
+//! reconciliation for a closed month, and the billing documents of the closed months
+//! (`output/documents/`, `markledger documents`).
 
 use crate::config::Config;
 use crate::runner::{render_summary, run_files, Engine};
@@ -53,6 +54,12 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
     text.push_str(&render_debtors(&output)?);
     text.push('\n');
     text.push_str(&render_account_month(&output)?);
+    // The closed months' billing documents; a demo with no closed month has none to show.
+    text.push_str("\nbilling documents of the closed months (markledger documents):\n");
+    match crate::documents::render_documents(&output, &output.join("documents"), &Default::default()) {
+        Ok(report) => text.push_str(&crate::documents::render_summary(&report)),
+        Err(error) => text.push_str(&format!("  documents   none: {error:#}\n")),
+    }
     Ok(text)
 }
 

@@ -17,6 +17,7 @@ pub mod dataflow;
 pub mod demo;
 pub mod failure;
 pub mod quarantine;
+pub mod documents;
 pub mod reference;
 pub mod runner;
 pub mod source;

@@ -41,6 +41,8 @@ enum Command {
     Stream(StreamArgs),
     /// Publish a generated dataset to the input topic (partition file i → partition i, key = account).
     Produce(ProduceArgs),
+    /// Render a run's final period records as billing documents (PDF to sign, CSV).
+    Documents(markledger::documents::DocumentsArgs),
 }
 
 #[derive(clap::Args)]
@@ -505,6 +507,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Stream(args) => stream(args),
         Command::Produce(args) => produce(args),
+        Command::Documents(args) => markledger::documents::documents_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
