@@ -19,6 +19,7 @@ use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap,
 use crate::intern::Interner;
 use crate::machine::{Machine, Time};
 use crate::money::Money;
+use crate::movements::Movements;
 use crate::orders::accounting_period;
 use crate::output::{BalanceRecord, Entry, LedgerEntry, Output, Rejection, StatusChange};
 use crate::reason::Reason;
@@ -305,12 +306,12 @@ impl Accounts {
         accounting_period(ts, now, self.rules.close_after_days)
     }
 
-    fn movement(&self, account: &str, period: Period, amounts: [Money; 4], out: &mut Vec<Flow>) {
+    fn movement(&self, account: &str, period: Period, movements: Movements, out: &mut Vec<Flow>) {
         for target in [account, "*"] {
             out.push(Flow::fact(Fact::Movement {
                 account: target.to_string(),
                 period,
-                amounts,
+                movements,
             }));
         }
     }
@@ -415,12 +416,7 @@ impl Accounts {
             }));
         }
         if count > 0 {
-            self.movement(
-                &header.account,
-                period,
-                [Money::ZERO, Money::ZERO, total, Money::ZERO],
-                out,
-            );
+            self.movement(&header.account, period, Movements::services(total), out);
             out.push(self.ledger(header, Entry::Charge, total, Some(count), period));
             self.anchor(&header.account, header.ts, now);
             self.touch(&header.account, header.ts);
@@ -452,21 +448,11 @@ impl Accounts {
                 day,
                 amount,
             }));
-            self.movement(
-                &header.account,
-                period,
-                [amount, Money::ZERO, Money::ZERO, Money::ZERO],
-                out,
-            );
+            self.movement(&header.account, period, Movements::payment(amount), out);
             out.push(self.ledger(&header, Entry::Payment, amount, None, period));
             self.anchor(&header.account, header.ts, now);
         } else {
-            self.movement(
-                &header.account,
-                period,
-                [Money::ZERO, amount, Money::ZERO, Money::ZERO],
-                out,
-            );
+            self.movement(&header.account, period, Movements::compensation(amount), out);
             out.push(self.ledger(&header, Entry::Compensation, amount, None, period));
         }
         self.touch(&header.account, header.ts);
@@ -520,12 +506,7 @@ impl Accounts {
         }
         account.balance -= amount;
         let period = self.period(header.ts, now);
-        self.movement(
-            &header.account,
-            period,
-            [Money::ZERO, Money::ZERO, Money::ZERO, amount],
-            out,
-        );
+        self.movement(&header.account, period, Movements::refund(amount), out);
         out.push(self.ledger(&header, Entry::Refund, amount, None, period));
         self.touch(&header.account, header.ts);
     }

@@ -3,6 +3,7 @@
 
 use crate::event::{Event, Kind};
 use crate::money::Money;
+use crate::movements::{Movements, SlaCounts};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::status::Status;
@@ -263,8 +264,8 @@ pub enum Fact {
         account: String,
         /// Accounting period.
         period: Period,
-        /// [payments, compensations, services, refunds].
-        amounts: [Money; 4],
+        /// What moved.
+        movements: Movements,
     },
     /// Codes of one product paid by one settlement (act and product detail).
     Paid {
@@ -316,14 +317,14 @@ pub enum Fact {
         /// Amount.
         amount: Money,
     },
-    /// SLA counters change: [orders, emitted_within_4h, late, pending].
+    /// SLA counts change.
     Sla {
         /// Account.
         account: String,
         /// The order's accounting period.
         period: Period,
-        /// Deltas.
-        delta: [i64; 4],
+        /// The change.
+        delta: SlaCounts,
     },
     /// The debtors snapshot at the end of `period`.
     Debtor {

@@ -19,6 +19,7 @@ pub mod flow;
 pub mod intern;
 pub mod machine;
 pub mod money;
+pub mod movements;
 pub mod orders;
 pub mod output;
 pub mod reason;

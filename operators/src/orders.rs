@@ -13,6 +13,7 @@
 use crate::event::Body;
 use crate::flow::{ts_of, AccountIn, Fact, Flow, Header, Placed};
 use crate::machine::{Machine, Time};
+use crate::movements::SlaCounts;
 use crate::reason::Reason;
 use crate::time::{Period, Ts};
 use crate::validate::is_gtin;
@@ -85,7 +86,7 @@ impl Orders {
         }
     }
 
-    fn sla(&self, account: &str, period: Period, now: Ts, delta: [i64; 4], out: &mut Vec<Flow>) {
+    fn sla(&self, account: &str, period: Period, now: Ts, delta: SlaCounts, out: &mut Vec<Flow>) {
         // An SLA record is frozen with its period.
         if period.close_instant(self.close_after_days) > now {
             out.push(Flow::fact(Fact::Sla {
@@ -112,7 +113,7 @@ impl Orders {
             if let Some(state) = state.filter(|s| s.pending() && !s.late) {
                 state.late = true;
                 let period = state.period;
-                self.sla(&account, period, now, [0, 0, 1, 0], out);
+                self.sla(&account, period, now, SlaCounts::LATE, out);
             }
         }
     }
@@ -152,7 +153,7 @@ impl Orders {
                 );
                 book.pending += 1;
                 self.deadlines.insert((deadline, account.clone(), order.clone()));
-                self.sla(&account, period, now, [1, 0, 0, 1], out);
+                self.sla(&account, period, now, SlaCounts::PLACED, out);
                 true
             }
             Body::OrderCancel { order } => {
@@ -178,7 +179,7 @@ impl Orders {
                 state.cancelled = true;
                 book.pending -= 1;
                 let period = state.period;
-                self.sla(&account, period, now, [0, 0, 0, -1], out);
+                self.sla(&account, period, now, SlaCounts::FINISHED, out);
                 true
             }
             Body::Emission { order, gtin, codes } => {
@@ -223,8 +224,13 @@ impl Orders {
                 if state.emitted == state.quantity && !codes.is_empty() {
                     book.pending -= 1;
                     changed = true;
-                    let (period, within) = (state.period, i64::from(!state.late));
-                    self.sla(&account, period, now, [0, within, 0, -1], out);
+                    let finished = if state.late {
+                        SlaCounts::FINISHED
+                    } else {
+                        SlaCounts::EMITTED_WITHIN_4H
+                    };
+                    let period = state.period;
+                    self.sla(&account, period, now, finished, out);
                 }
                 let header = Arc::new(Header::of(placed, gtin));
                 placed.codes_to_index(header, out);

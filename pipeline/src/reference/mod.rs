@@ -24,10 +24,11 @@
 mod aggregates;
 
 use crate::config::Config;
-use aggregates::{Aggregates, Movements};
+use aggregates::Aggregates;
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
 use markledger_operators::money::Money;
+use markledger_operators::movements::{Movements, SlaCounts};
 use markledger_operators::output::{BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange};
 use markledger_operators::rules;
 use markledger_operators::validate::{is_code, is_gtin};
@@ -484,7 +485,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 if state.is_pending() && !state.late {
                     state.late = true;
                     let period = state.period;
-                    self.aggregates.change_sla(&account, period, now, |f| f[2] += 1);
+                    self.aggregates.change_sla(&account, period, now, SlaCounts::LATE);
                 }
             }
             Timer::Dormant(name, generation) => {
@@ -733,10 +734,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let account = self.account(&event.account);
         account.orders.insert(order.to_string(), state);
         account.pending_orders += 1;
-        self.aggregates.change_sla(&event.account, period, now, |f| {
-            f[0] += 1;
-            f[3] += 1;
-        });
+        self.aggregates
+            .change_sla(&event.account, period, now, SlaCounts::PLACED);
         // A deadline at or behind the order's effective time (an order arriving over 4 h
         // late) fires right after the order (`fire_due`): the order is late before any
         // emission of this instant.
@@ -769,7 +768,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let account = self.account(&event.account);
         account.orders.get_mut(order).expect("checked").cancelled = true;
         account.pending_orders -= 1;
-        self.aggregates.change_sla(&event.account, period, now, |f| f[3] -= 1);
+        self.aggregates
+            .change_sla(&event.account, period, now, SlaCounts::FINISHED);
         self.touch_account(&event.account, event.ts);
     }
 
@@ -817,10 +817,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         };
         if completed {
             self.account(&event.account).pending_orders -= 1;
-            self.aggregates.change_sla(&event.account, order_period, now, |f| {
-                f[1] += u64::from(completed_within);
-                f[3] -= 1;
-            });
+            let finished = if completed_within {
+                SlaCounts::EMITTED_WITHIN_4H
+            } else {
+                SlaCounts::FINISHED
+            };
+            self.aggregates.change_sla(&event.account, order_period, now, finished);
             self.touch_account(&event.account, event.ts);
         }
         let mut created = Vec::new();
