@@ -652,7 +652,7 @@ fn rejection_renders_exactly() {
     let malformed = Output::Rejection(refused(decode_event(b"{\"id\":\"e1\",\t\"x\":\"\\\\\"")));
     assert_eq!(
         render_output(&malformed),
-        r#"{"event":null,"type":null,"account":null,"code":null,"reason":"MALFORMED","detail":"not valid JSON: EOF while parsing an object at line 1 column 20","raw":"{\"id\":\"e1\",\t\"x\":\"\\\\\""}"#
+        r#"{"event":null,"type":null,"account":null,"code":null,"reason":"MALFORMED","detail":"not valid JSON: the input ends before its JSON does, at column 20","raw":"{\"id\":\"e1\",\t\"x\":\"\\\\\""}"#
     );
 }
 
