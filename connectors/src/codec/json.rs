@@ -17,8 +17,8 @@
 //! print the same text.
 
 use super::{
-    check_account, check_order, describe_json_error, malformed, preview, unknown_type, DecodeError, Decoded, RawInput,
-    Readable,
+    check_account, check_order, describe_json_error, is_printable_ts, malformed, preview, unknown_type, DecodeError,
+    Decoded, RawInput, Readable,
 };
 use crate::file::OutputFile;
 use chrono::{Datelike, NaiveDate};
@@ -226,7 +226,11 @@ fn order(value: Option<Text<'_>>) -> Result<String, DecodeError> {
 
 fn timestamp(value: Option<Text<'_>>, name: &'static str) -> Result<Ts, DecodeError> {
     let text = required(value, name)?;
-    Ts::parse_rfc3339(&text).ok_or_else(|| DecodeError::BadTimestamp(name, preview(&text)))
+    let ts = Ts::parse_rfc3339(&text).ok_or_else(|| DecodeError::BadTimestamp(name, preview(&text)))?;
+    if !is_printable_ts(ts) {
+        return Err(DecodeError::TimestampOutOfRange(name, preview(&text)));
+    }
+    Ok(ts)
 }
 
 fn codes(value: Option<Codes>) -> Result<Vec<String>, DecodeError> {

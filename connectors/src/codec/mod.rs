@@ -15,7 +15,6 @@ pub mod json;
 
 use markledger_operators::event::{Body, Kind};
 use markledger_operators::output::{Rejection, RAW_BYTES_MAX};
-use markledger_operators::time::MILLIS_PER_DAY;
 use markledger_operators::validate;
 use markledger_operators::{Event, Reason, Ts};
 
@@ -31,13 +30,15 @@ pub enum Decoded {
     Refused(Rejection),
 }
 
-/// The earliest instant an RFC 3339 timestamp can name (`0000-01-01T00:00:00+23:59`,
-/// rounded out to a whole day before `0000-01-01T00:00:00Z`); binary events outside the
-/// range JSON can carry are refused, so both formats accept the same events.
-pub(crate) const TS_RFC3339_MIN: Ts = Ts(-62_167_219_200_000 - MILLIS_PER_DAY);
-/// The latest instant an RFC 3339 timestamp can name (`9999-12-31T23:59:59.999-23:59`,
-/// rounded out to a whole day after `9999-12-31T23:59:59.999Z`).
-pub(crate) const TS_RFC3339_MAX: Ts = Ts(253_402_300_799_999 + MILLIS_PER_DAY);
+/// The earliest `ts` (and `effective_from`) a decoder accepts: 1924-05-01T23:52:12+05:00
+/// (18:52:12Z), when Almaty left local mean time (+05:07:48) for whole-hour offsets. Every
+/// output prints its timestamps in Almaty time, and RFC 3339 offsets have no seconds: an
+/// earlier instant would print 12 s off (`+05:08`) and read back as another instant.
+pub(crate) const TS_MIN: Ts = Ts(-1_441_170_468_000);
+/// The latest `ts` a decoder accepts: 9999-12-31T23:59:59.999+05:00, the last instant
+/// whose Almaty time has a four-digit year (a later one prints as `+10000-…`, which no
+/// RFC 3339 reader accepts).
+pub(crate) const TS_MAX: Ts = Ts(253_402_282_799_999);
 
 /// Longest field value quoted in a rejection's detail, in characters.
 const DETAIL_VALUE_CHARS_MAX: usize = 64;
@@ -74,9 +75,13 @@ pub(crate) enum DecodeError {
     /// A timestamp field that is not RFC 3339 with an offset (years 0000–9999).
     #[error("field `{0}` is not an RFC 3339 timestamp with offset: {1}")]
     BadTimestamp(&'static str, String),
-    /// A binary timestamp (milliseconds since 1970) outside the years JSON can carry.
-    #[error("field `{0}` is {1} ms from 1970-01-01, outside the years 0000–9999 a timestamp can name")]
-    TimestampOutOfRange(&'static str, i64),
+    /// A timestamp outside [`TS_MIN`]..=[`TS_MAX`] (the JSON text quoted, or a binary
+    /// timestamp's milliseconds).
+    #[error(
+        "field `{0}` is {1}, outside the instants outputs can print in Almaty time \
+         (1924-05-01T23:52:12+05:00 to 9999-12-31T23:59:59.999+05:00)"
+    )]
+    TimestampOutOfRange(&'static str, String),
     /// An account outside the alphabet.
     #[error("field `account` must be 1–64 characters of [A-Za-z0-9._-], got {0}")]
     BadAccount(String),
@@ -361,8 +366,8 @@ pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
     if !validate::is_event_id(&event.id) {
         return Err(DecodeError::BadEventId(preview(&event.id)));
     }
-    if !is_rfc3339_range(event.ts) {
-        return Err(DecodeError::TimestampOutOfRange("ts", event.ts.0));
+    if !is_printable_ts(event.ts) {
+        return Err(DecodeError::TimestampOutOfRange("ts", millis_text(event.ts)));
     }
     check_account(event.kind(), &event.account)?;
     match &event.body {
@@ -385,8 +390,11 @@ pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
             }
         }
         Body::Tariff { effective_from, .. } => {
-            if !is_rfc3339_range(*effective_from) {
-                return Err(DecodeError::TimestampOutOfRange("effective_from", effective_from.0));
+            if !is_printable_ts(*effective_from) {
+                return Err(DecodeError::TimestampOutOfRange(
+                    "effective_from",
+                    millis_text(*effective_from),
+                ));
             }
         }
         Body::Application { .. }
@@ -420,10 +428,15 @@ pub(crate) fn check_order(order: &str) -> Result<(), DecodeError> {
     }
 }
 
-/// True when `ts` is in the range a JSON timestamp can carry (years 0000–9999, give or take
-/// an offset).
-pub(crate) fn is_rfc3339_range(ts: Ts) -> bool {
-    (TS_RFC3339_MIN..=TS_RFC3339_MAX).contains(&ts)
+/// True when `ts` is in [`TS_MIN`]..=[`TS_MAX`]: an output can print it in Almaty time and
+/// read it back as the same instant.
+pub(crate) fn is_printable_ts(ts: Ts) -> bool {
+    (TS_MIN..=TS_MAX).contains(&ts)
+}
+
+/// A binary timestamp for a detail.
+fn millis_text(ts: Ts) -> String {
+    format!("{} ms from 1970-01-01", ts.0)
 }
 
 #[cfg(test)]
@@ -434,24 +447,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_bounds_cover_what_the_parser_accepts() {
-        // Parses the extreme timestamps JSON can carry (years 0000 and 9999 with the widest
-        // offsets) and checks they fall inside the binary range, and the range is tight to
-        // a day.
-        for text in [
-            "0000-01-01T00:00:00Z",
-            "0000-01-01T00:00:00+23:59",
-            "9999-12-31T23:59:59.999Z",
-            "9999-12-31T23:59:59.999-23:59",
-        ] {
-            if let Some(ts) = Ts::parse_rfc3339(text) {
-                assert!(is_rfc3339_range(ts), "{text}");
-            }
-        }
-        let earliest = Ts::parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
-        let latest = Ts::parse_rfc3339("9999-12-31T23:59:59.999Z").unwrap();
-        assert_eq!(earliest.minus_millis(MILLIS_PER_DAY), TS_RFC3339_MIN);
-        assert_eq!(latest.plus_millis(MILLIS_PER_DAY), TS_RFC3339_MAX);
+    fn the_accepted_timestamps_are_exactly_those_outputs_print_back() {
+        // Renders the bounds and the instants just outside them in Almaty time (as every
+        // output does) and parses them back: the bounds come back as themselves, the
+        // instants outside do not (12 s off in local mean time, a five-digit year).
+        let round_trips = |ts: Ts| Ts::parse_rfc3339(&ts.render()) == Some(ts);
+        assert!(round_trips(TS_MIN), "{}", TS_MIN.render());
+        assert!(round_trips(TS_MAX), "{}", TS_MAX.render());
+        assert_eq!(TS_MIN.render(), "1924-05-01T23:52:12+05:00");
+        assert_eq!(TS_MAX.render(), "9999-12-31T23:59:59.999+05:00");
+        assert!(
+            !round_trips(TS_MIN.minus_millis(1000)),
+            "{}",
+            TS_MIN.minus_millis(1000).render()
+        );
+        assert!(
+            !round_trips(TS_MAX.plus_millis(1)),
+            "{}",
+            TS_MAX.plus_millis(1).render()
+        );
+        assert!(is_printable_ts(TS_MIN) && is_printable_ts(TS_MAX));
+        assert!(!is_printable_ts(TS_MIN.minus_millis(1)) && !is_printable_ts(TS_MAX.plus_millis(1)));
     }
 
     #[test]
