@@ -14,7 +14,7 @@
 //! offset 4   length        u32       payload bytes, at most FRAME_BYTES_MAX
 //! offset 8   header check  u32       low 32 bits of xxh3-64(length bytes)
 //! offset 12  checksum      u64       xxh3-64 of the payload, seeded with (version << 32 | length)
-//! offset 20  payload       length bytes
+//! offset 20  payload       length bytes: the bincode record, each 0xFF byte written FF 00
 //! ```
 //!
 //! A frame is accepted only when its marker, header check, length bound and checksum all
@@ -22,10 +22,13 @@
 //! chance that damage passes a 64-bit checksum is 2^-64). After a position that holds no
 //! valid frame the reader scans forward for the next marker whose frame verifies, and
 //! reports the bytes it skipped as ONE `MALFORMED` record (raw = their first bytes in hex),
-//! then goes on with the good frames after them. The header check lets the scan refuse a
-//! damaged length, or a marker that happens to occur inside a payload, from its 20 header
-//! bytes, without reading the (up to 64 MiB) payload it would declare. The version in the
-//! checksum's seed keeps a future version's frames from verifying as version 2 ones.
+//! then goes on with the good frames after them. Escaping 0xFF in payloads means the marker
+//! never occurs inside one, so the scan cannot land inside a payload and read a frame
+//! embedded in it (a raw bad line may hold any bytes, a whole frame included). The header
+//! check lets the scan refuse a damaged length, or a marker that occurs by chance among
+//! header bytes, from 20 bytes, without reading the (up to 64 MiB) payload it would
+//! declare. The version in the checksum's seed keeps a future version's frames from
+//! verifying as version 2 ones.
 //!
 //! **Version 1** files (`MLEDGER\x01`: a `u32` length, then the payload, no checksum) are
 //! still read as before: a payload that does not decode is one `MALFORMED` record and reading
@@ -202,6 +205,7 @@ fn frame_wire(wire: &WireRecord<'_>, out: &mut Vec<u8>) -> Result<usize, FrameEr
         // one: say what happened in words.
         return Err(FrameError::Encode("bincode refused one of its fields".to_owned()));
     }
+    escape_in_place(out, start + FRAME_HEADER_BYTES);
     let payload_bytes = out.len() - start - FRAME_HEADER_BYTES;
     let length = match u32::try_from(payload_bytes) {
         Ok(length) if payload_bytes <= FRAME_BYTES_MAX => length,
@@ -217,6 +221,50 @@ fn frame_wire(wire: &WireRecord<'_>, out: &mut Vec<u8>) -> Result<usize, FrameEr
     header[8..12].copy_from_slice(&header_check(length).to_le_bytes());
     header[12..20].copy_from_slice(&checksum.to_le_bytes());
     Ok(FRAME_HEADER_BYTES + payload_bytes)
+}
+
+/// The byte every 0xFF of a version-2 payload is followed by on disk, so the frame marker
+/// (which starts with 0xFF, then `M`) never occurs inside a payload.
+const ESCAPE_FILL: u8 = 0x00;
+
+/// Writes every 0xFF byte of `out[from..]` as `FF 00`, in place.
+fn escape_in_place(out: &mut Vec<u8>, from: usize) {
+    let escapes = out[from..].iter().filter(|&&byte| byte == 0xFF).count();
+    if escapes == 0 {
+        return;
+    }
+    let old_len = out.len();
+    out.resize(old_len + escapes, 0);
+    // Move bytes from the end towards their escaped places, back to front.
+    let (mut read, mut write) = (old_len, old_len + escapes);
+    while read > from {
+        read -= 1;
+        let byte = out[read];
+        if byte == 0xFF {
+            write -= 1;
+            out[write] = ESCAPE_FILL;
+        }
+        write -= 1;
+        out[write] = byte;
+    }
+    debug_assert_eq!(read, write);
+}
+
+/// A version-2 payload as bincode: `FF 00` back to `FF` (borrowed when it holds no 0xFF);
+/// `None` when a 0xFF is not followed by 0x00 (never written so).
+fn unescape(payload: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !payload.contains(&0xFF) {
+        return Some(Cow::Borrowed(payload));
+    }
+    let mut bytes = Vec::with_capacity(payload.len());
+    let mut iter = payload.iter();
+    while let Some(&byte) = iter.next() {
+        bytes.push(byte);
+        if byte == 0xFF && iter.next() != Some(&ESCAPE_FILL) {
+            return None;
+        }
+    }
+    Some(Cow::Owned(bytes))
 }
 
 /// The payloads of a whole, undamaged version-2 stream (the bytes after [`MAGIC`]), in
@@ -248,14 +296,26 @@ pub fn canonical_bytes(event: &Event) -> Vec<u8> {
     bincode::serde::encode_to_vec(WireEvent::from(event), bincode::config::standard()).unwrap_or_default()
 }
 
-/// Decodes one frame payload (without its frame header). A payload that does not decode,
-/// or has bytes after its record, is `MALFORMED` with the payload as hex; a raw record is
-/// decoded with [`decode_event`] (a blank one is refused as empty; [`BinaryReader`] skips
-/// it, as JSON readers skip blank lines).
+/// Decodes one version-2 frame payload (without its frame header, as
+/// [`split_frames`] gives it). A payload that does not decode, or has bytes after its
+/// record, is `MALFORMED` with the payload as hex; a raw record is decoded with
+/// [`decode_event`] (a blank one is refused as empty; [`BinaryReader`] skips it, as JSON
+/// readers skip blank lines).
 pub fn decode_frame(payload: &[u8]) -> Decoded {
-    match decode_payload(payload) {
+    match decode_escaped(payload) {
         Payload::Decoded(decoded) => decoded,
         Payload::Blank(bytes) => decode_event(&bytes),
+    }
+}
+
+/// Decodes a version-2 payload (escaped).
+fn decode_escaped(payload: &[u8]) -> Payload {
+    match unescape(payload) {
+        Some(bincode) => decode_payload(&bincode, payload),
+        None => {
+            let error = DecodeError::BrokenRecord("a 0xFF byte in it is not followed by 0x00".to_owned());
+            Payload::Decoded(malformed(Readable::default(), error, RawInput::Binary(payload)))
+        }
     }
 }
 
@@ -265,8 +325,10 @@ enum Payload {
     Blank(Vec<u8>),
 }
 
-fn decode_payload(payload: &[u8]) -> Payload {
-    let raw = RawInput::Binary(payload);
+/// Decodes bincode `payload`; a refusal keeps `on_disk` (the payload as the file holds it)
+/// as its raw.
+fn decode_payload(payload: &[u8], on_disk: &[u8]) -> Payload {
+    let raw = RawInput::Binary(on_disk);
     let config = bincode::config::standard().with_limit::<FRAME_BYTES_MAX>();
     let (record, used): (WireRecord<'static>, usize) = match bincode::serde::decode_from_slice(payload, config) {
         Ok(decoded) => decoded,

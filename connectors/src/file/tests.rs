@@ -439,8 +439,17 @@ fn version_1_files_still_read_and_truncated_version_2_files_end_in_one_refusal()
     }
     let mut version_1 = MAGIC_V1.to_vec();
     for payload in split_frames(&stream).unwrap() {
-        version_1.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
-        version_1.extend_from_slice(payload);
+        // Version 2 writes 0xFF as FF 00; version 1 holds the bincode as it is.
+        let mut bincode = Vec::new();
+        let mut bytes = payload.iter();
+        while let Some(&byte) = bytes.next() {
+            bincode.push(byte);
+            if byte == 0xFF {
+                bytes.next();
+            }
+        }
+        version_1.extend_from_slice(&u32::try_from(bincode.len()).unwrap().to_le_bytes());
+        version_1.extend_from_slice(&bincode);
     }
     let path = dir.join("v1.bin");
     fs::write(&path, &version_1).unwrap();

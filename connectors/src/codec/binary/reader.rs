@@ -6,8 +6,8 @@
 //! record, emitted where the run was, before the good frames after it.
 
 use super::{
-    checksum_matches, decode_payload, frame_header_length, Payload, Version, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
-    FRAME_LENGTH_BYTES, MAGIC, MAGIC_V1,
+    checksum_matches, decode_escaped, decode_payload, frame_header_length, Payload, Version, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, MAGIC, MAGIC_V1,
 };
 use crate::codec::{malformed, DecodeError, Decoded, FrameFault, FramePart, RawInput, Readable, Skip};
 use crate::file::READ_BUFFER_BYTES;
@@ -134,7 +134,7 @@ impl<R: Read> BinaryReader<R> {
                     }
                     self.verified = None;
                     let end = FRAME_HEADER_BYTES + length;
-                    let payload = decode_payload(&self.input.available()[FRAME_HEADER_BYTES..end]);
+                    let payload = decode_escaped(&self.input.available()[FRAME_HEADER_BYTES..end]);
                     self.input.consume(end);
                     self.input.shrink();
                     match payload {
@@ -270,7 +270,8 @@ impl<R: Read> BinaryReader<R> {
                 return self.v1_short(length as u64, FramePart::Payload, FRAME_LENGTH_BYTES);
             }
             let end = FRAME_LENGTH_BYTES + length;
-            let payload = decode_payload(&self.input.available()[FRAME_LENGTH_BYTES..end]);
+            let payload = &self.input.available()[FRAME_LENGTH_BYTES..end];
+            let payload = decode_payload(payload, payload);
             self.input.consume(end);
             self.input.shrink();
             match payload {

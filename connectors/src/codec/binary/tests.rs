@@ -62,8 +62,9 @@ fn framed_payload(payload: &[u8]) -> Vec<u8> {
 fn to_version_1(stream: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     for payload in split_frames(stream).unwrap() {
+        let payload = unescape(payload).unwrap();
         out.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
-        out.extend_from_slice(payload);
+        out.extend_from_slice(&payload);
     }
     out
 }
@@ -117,8 +118,13 @@ fn a_frame_is_marker_length_checks_and_the_bincode_record() {
         let checksum = u64::from_le_bytes(frame[12..20].try_into().unwrap());
         let payload = &frame[FRAME_HEADER_BYTES..];
         assert_eq!(checksum, xxh3_64_with_seed(payload, (2 << 32) | u64::from(length)));
-        assert_eq!(payload[0], 0, "variant index of Event");
-        assert_eq!(&payload[1..], canonical.as_slice());
+        let bincode = unescape(payload).unwrap();
+        assert_eq!(bincode[0], 0, "variant index of Event");
+        assert_eq!(&bincode[1..], canonical.as_slice());
+        assert!(
+            !payload.windows(2).any(|pair| pair == [0xFF, b'M']),
+            "no marker inside a payload"
+        );
         assert_eq!(canonical_bytes(&event.clone()), canonical);
         assert_eq!(split_frames(&frame), Some(vec![payload]));
     }
@@ -570,8 +576,8 @@ fn version_1_a_corrupted_frame_in_the_middle_loses_only_itself() {
     let events = every_kind();
     let (clean, _) = event_frames(&[events[0].clone(), events[3].clone(), events[5].clone()]);
     let mut bytes = to_version_1(&clean);
-    let first = 4 + split_frames(&clean).unwrap()[0].len();
-    let middle = 4 + split_frames(&clean).unwrap()[1].len();
+    let first = 4 + unescape(split_frames(&clean).unwrap()[0]).unwrap().len();
+    let middle = 4 + unescape(split_frames(&clean).unwrap()[1]).unwrap().len();
     for byte in &mut bytes[first + 4..first + middle] {
         *byte = 0xFF;
     }
@@ -597,7 +603,7 @@ fn version_1_a_truncated_final_frame_is_one_malformed_record_and_ends_the_stream
     let events = every_kind();
     let (clean, _) = event_frames(&[events[0].clone(), events[6].clone()]);
     let bytes = to_version_1(&clean);
-    let first_end = 4 + split_frames(&clean).unwrap()[0].len();
+    let first_end = 4 + unescape(split_frames(&clean).unwrap()[0]).unwrap().len();
     for (cut, detail) in [
         (
             bytes.len() - 1,
@@ -654,4 +660,43 @@ fn version_1_an_oversized_frame_is_skipped_without_holding_it() {
     assert!(refused(&decoded[0])
         .detail
         .starts_with("the file ends inside a binary frame: 5 of its 4294967295 payload bytes"));
+}
+
+#[test]
+fn payloads_escape_0xff_so_a_frame_inside_a_raw_line_is_never_read() {
+    // A raw bad line holding a whole valid frame (an event's) and 0xFF bytes: written, it
+    // reads back as the line's refusal. With the outer frame's header damaged, the scan
+    // must not land on the frame inside the line: one MALFORMED, then the next real frame,
+    // and never the embedded event. Also checks the escaping on its own (FF → FF 00, a
+    // lone FF refused).
+    let events = every_kind();
+    let mut line = b"{\"id\":\"x\",\xFF\xFF".to_vec();
+    encode_record(&BinaryRecord::Event(events[1].clone()), &mut line);
+    line.extend_from_slice(b"\xFF");
+    let mut bytes = Vec::new();
+    encode_record(&BinaryRecord::Raw(line.clone()), &mut bytes);
+    let outer = bytes.len();
+    encode_record(&BinaryRecord::Event(events[2].clone()), &mut bytes);
+    let expected_line = crate::codec::json::decode_event(&line);
+    assert_eq!(
+        read_all(bytes.clone()),
+        vec![expected_line, Decoded::Event(events[2].clone())]
+    );
+    for damaged in [0, 5, 9, 13, 30, outer - 1] {
+        let mut broken = bytes.clone();
+        broken[damaged] ^= 0x40;
+        let decoded = read_all(broken);
+        assert_eq!(decoded.len(), 2, "damage at {damaged}: {decoded:?}");
+        assert!(refused(&decoded[0])
+            .detail
+            .ends_with("skipped up to the next valid frame"));
+        assert_eq!(decoded[1], Decoded::Event(events[2].clone()));
+    }
+    let mut escaped = vec![1, 2];
+    escaped.extend_from_slice(&[0xFF, 3, 0xFF]);
+    escape_in_place(&mut escaped, 1);
+    assert_eq!(escaped, [1, 2, 0xFF, 0, 3, 0xFF, 0]);
+    assert_eq!(unescape(&escaped[1..]).unwrap().as_ref(), [2, 0xFF, 3, 0xFF]);
+    assert_eq!(unescape(&[0xFF, 1]), None);
+    assert_eq!(unescape(&[2, 0xFF]), None);
 }
