@@ -93,4 +93,4 @@ impl Format {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -689,3 +689,32 @@ fn output_file_names_and_formats() {
     assert_eq!(Format::parse(Format::Binary.as_str()), Some(Format::Binary));
     assert_eq!(Format::parse("xml"), None);
 }
+
+/// An error and its sources as `{:#}` prints them (anyhow joins the chain with ": ").
+pub(crate) fn chain_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[test]
+fn an_os_error_is_printed_once_in_the_whole_chain() {
+    // Builds an unreadable-path error and renders its whole source chain as `{:#}` does:
+    // the OS error's text appears exactly once (it used to appear twice: in the message and
+    // again as the source).
+    let error = SourceError::Io {
+        path: PathBuf::from("/data/p001.jsonl"),
+        cause: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied (os error 13)"),
+    };
+    let text = chain_text(&error);
+    assert_eq!(
+        text,
+        "cannot read input path /data/p001.jsonl: Permission denied (os error 13)"
+    );
+    assert_eq!(text.matches("os error 13").count(), 1);
+}
