@@ -168,7 +168,7 @@ fn a_bad_json_line_in_the_middle_yields_good_bad_good() {
 
 #[test]
 fn lines_straddling_the_read_buffer_are_assembled() {
-    // Writes 12 events of ~100 KiB each (so lines cross the 256 KiB read buffer's edges)
+    // Writes 12 events of ~100 KiB each (so lines cross the read buffer's edges)
     // and checks every one reads back equal, in order.
     let dir = TempDir::new("straddle");
     let template = every_kind().swap_remove(6);
