@@ -23,6 +23,7 @@ pub mod codec;
 pub mod file;
 pub mod kafka;
 pub mod partition;
+mod window;
 
 #[cfg(test)]
 mod samples;

@@ -48,12 +48,13 @@ use std::time::{Duration, Instant};
 #[non_exhaustive]
 pub enum Error {
     /// librdkafka refused or failed an operation.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Client {
         /// What was being done.
         context: String,
-        /// librdkafka's error.
-        source: rdkafka::error::KafkaError,
+        /// librdkafka's error, printed in this error's text; not also its `source()`, so a
+        /// report that prints the chain (`{:#}`) names it once.
+        cause: rdkafka::error::KafkaError,
     },
     /// A checkpoint resumes a partition at an offset the broker no longer retains.
     #[error("{topic}/{partition}: the checkpoint resumes at offset {offset}, but the broker retains only from {low}")]
@@ -111,12 +112,12 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// A dataset file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause, printed in this error's text (not also its `source()`).
+        cause: std::io::Error,
     },
     /// A dataset directory holds no partition files.
     #[error("no partition files in {path}")]
@@ -130,10 +131,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    fn client(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+    fn client(context: impl Into<String>, cause: rdkafka::error::KafkaError) -> Self {
         Error::Client {
             context: context.into(),
-            source,
+            cause,
         }
     }
 }

@@ -322,3 +322,21 @@ fn mock_cluster_round_trip_with_eof_commit_and_resume() {
     assert_eq!(records, vec![(0, 3, "r6".to_string()), (0, 4, "r8".to_string())]);
     assert_eq!(eof.into_iter().collect::<Vec<_>>(), vec![(0, 5), (1, 5)]);
 }
+
+#[test]
+fn kafka_errors_print_their_cause_once_in_the_whole_chain() {
+    // Renders a dataset read error and a client error with their source chains as `{:#}`
+    // does: each cause's text appears exactly once.
+    let error = Error::Io {
+        path: "/data/p001.bin".to_owned(),
+        cause: std::io::Error::other("Input/output error (os error 5)"),
+    };
+    let text = crate::file::tests::chain_text(&error);
+    assert_eq!(text, "reading /data/p001.bin: Input/output error (os error 5)");
+    let error = Error::client(
+        "creating the consumer",
+        rdkafka::error::KafkaError::ClientCreation("bad bootstrap.servers".to_owned()),
+    );
+    let text = crate::file::tests::chain_text(&error);
+    assert_eq!(text.matches("bad bootstrap.servers").count(), 1, "{text}");
+}
