@@ -9,16 +9,19 @@
 //!
 //! Layout: `MLCKPT\0\0`, format version (u32 LE), body length (u64 LE), xxh3-64 of the
 //! body (u64 LE), body (bincode of the [`Cut`]).
+//!
+//! The source's share of a cut ([`SourceShare`]) is defined beside the connectors that
+//! fill it (`markledger_connectors::offsets`) and re-exported here.
 
 use anyhow::{bail, Context, Result};
-use markledger_operators::checkpoint::{decode, encode, Cut, Share};
+use markledger_operators::checkpoint::{decode, encode, Cut};
 use markledger_operators::machine::Time;
-use markledger_operators::time::Ts;
-use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+pub use markledger_connectors::offsets::{PartitionShare, SourceShare, SOURCE};
 
 /// The stateful operators that save a share on every worker, by the names the dataflow
 /// gives them, and the source.
@@ -31,9 +34,6 @@ pub const NAMES: [&str; 6] = [
     SOURCE,
 ];
 
-/// The name of a worker's source share.
-pub const SOURCE: &str = "Source";
-
 /// Checkpoint files kept (the newest ones).
 pub const KEEP: usize = 3;
 
@@ -42,51 +42,6 @@ const MAGIC: &[u8; 8] = b"MLCKPT\0\0";
 /// another version is refused (with its version named), never misread.
 pub const FORMAT_VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 8 + 8;
-
-/// A worker's source share: where to read each of its partitions again.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceShare {
-    /// The largest instant any source had read (the idle-watermark rule's position).
-    pub read_max: Time,
-    /// The worker's partitions.
-    pub partitions: Vec<PartitionShare>,
-}
-
-/// Where one input partition resumes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionShare {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// The first offset to read again.
-    pub resume: i64,
-    /// Offsets at or after `resume` whose effect the state already holds (they took effect
-    /// before the checkpoint time): read again only to move the high-water mark.
-    pub known: Vec<i64>,
-    /// The high-water mark of the records before `resume`.
-    pub high_water: Option<Ts>,
-}
-
-impl SourceShare {
-    /// As a [`Share`] of `worker`.
-    pub fn share(&self, worker: usize) -> Share {
-        Share {
-            worker,
-            name: SOURCE.to_string(),
-            state: encode(self),
-            carried: Vec::new(),
-        }
-    }
-
-    /// The source share of `worker` in `cut`.
-    pub fn of(cut: &Cut, worker: usize) -> Result<SourceShare> {
-        let share = cut
-            .share(worker, SOURCE)
-            .with_context(|| format!("the checkpoint at {} has no source share of worker {worker}", cut.time))?;
-        Ok(decode(SOURCE, &share.state)?)
-    }
-}
 
 /// What writing a checkpoint took.
 #[derive(Clone, Debug)]
@@ -208,6 +163,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use markledger_operators::time::Ts;
     use std::collections::BTreeMap;
 
     fn cut(time: Time) -> Cut {
