@@ -19,6 +19,9 @@
 //!   option is set (STYLE.md).
 //! - [`admin`]: topics, [`ensure_topics`] (topics are never auto-created) and [`partition_count`].
 //! - [`source`]: the consumer, [`PartitionConsumer`].
+//! - [`offsets`]: offset tracking of a worker's partitions, [`WorkerOffsets`] (which
+//!   records are placed, which are done; the [`crate::offsets::OffsetTracker`] of a
+//!   worker).
 //! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`].
 //! - [`publish`]: datasets, [`produce_dataset`], a generated dataset directory onto a topic,
 //!   partition file `i` → topic partition `i`.
@@ -27,12 +30,14 @@
 
 pub mod admin;
 pub mod config;
+pub mod offsets;
 pub mod publish;
 pub mod sink;
 pub mod source;
 
 pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use config::{client_config, KafkaSettings, OutputTopics, Role};
+pub use offsets::{PartitionOffsets, WorkerOffsets};
 pub use publish::{produce_dataset, ProduceReport};
 pub use sink::{output_route, OutputProducer};
 pub use source::{PartitionConsumer, Polled, Record, Start};
