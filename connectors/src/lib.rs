@@ -14,8 +14,10 @@
 //! - [`offsets`]: where partitions resume after a checkpoint ([`offsets::SourceShare`]),
 //!   and the interface the checkpoint code asks a connector through
 //!   ([`offsets::OffsetTracker`]).
-//! - [`kafka`]: topic partitions in ([`kafka::PartitionConsumer`]), outputs out
-//!   ([`kafka::OutputProducer`]), topics ([`kafka::ensure_topics`]) and datasets onto a
+//! - [`kafka`]: topic partitions in ([`kafka::PartitionConsumer`]; the stream's input with
+//!   its offset commits, [`kafka::KafkaInput`]), outputs out ([`kafka::OutputProducer`];
+//!   the stream's sink, [`kafka::KafkaSink`]), the progress topic
+//!   ([`kafka::ProgressTopic`]), topics ([`kafka::ensure_topics`]) and datasets onto a
 //!   topic ([`kafka::produce_dataset`]) for the `stream` mode.
 //!
 //! [`Output`]: markledger_operators::Output
