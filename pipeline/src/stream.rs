@@ -6,12 +6,12 @@
 //! ([`KafkaInput`]). Out: the five outputs on their topics (INTERFACE.md keys), each record
 //! with a deterministic id ([`KafkaSink`]): a consumer drops a record whose id it has seen.
 //!
-//! A run, top to bottom ([`run_stream`]): the topics exist ([`create_topics`]); the state is
-//! restored ([`restore`]: the progress topic's frontier, the newest valid checkpoint, where
-//! each partition resumes); the shared parts start ([`StreamRun::start`]: the producer, the
+//! A run, top to bottom ([`run_stream`]): the topics exist (`create_topics`); the state is
+//! restored (`restore`: the progress topic's frontier, the newest valid checkpoint, where
+//! each partition resumes); the shared parts start (`StreamRun::start`: the producer, the
 //! checkpoints' writer thread); the dataflow runs with each worker's inputs and sink until
 //! `stop` is set; then the orderly stop commits what was finished
-//! ([`StreamRun::stop_orderly`]) and the report is made.
+//! (`StreamRun::stop_orderly`) and the report is made.
 //!
 //! What it guarantees (docs/ARCHITECTURE.md, "Stream mode", "Checkpoints"):
 //! - **Nothing lost.** Offsets are committed only for records whose every output the

@@ -15,7 +15,7 @@
 //!
 //! The stream's sink, [`KafkaSink`] (one per worker, all sending through one
 //! [`SharedProducer`]), gives every record a deterministic id: the xxh3-128 of the topic and
-//! the record without it ([`content_hash`]), and the record's copy number among identical
+//! the record without it (`content_hash`), and the record's copy number among identical
 //! records of one instant. The id travels as the record's last field (`"id"`) and as an
 //! [`ID_HEADER`] header; a consumer drops a record whose id it has seen. Outputs before the
 //! resume frontier (what an earlier run produced and the broker acknowledged) are counted
