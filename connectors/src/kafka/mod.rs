@@ -19,7 +19,16 @@
 //!   option is set (STYLE.md).
 //! - [`admin`]: topics, [`ensure_topics`] (topics are never auto-created) and [`partition_count`].
 //! - [`source`]: the consumer, [`PartitionConsumer`].
-//! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`].
+//! - [`partition`]: the stream's input, [`KafkaInput`]: a worker's partitions as the
+//!   pipeline's sources read them, their offset commits (after the producer's flush) and
+//!   the [`CheckpointHook`] through which checkpoints ask where they resume.
+//! - [`offsets`]: the offset tracking behind it, [`WorkerOffsets`] (which records are
+//!   placed, which are done; the [`crate::offsets::OffsetTracker`] of a worker).
+//! - [`progress`]: the progress topic, [`ProgressTopic`]: the output frontier each commit
+//!   covered, which a restart does not produce again.
+//! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`]; the stream's sink,
+//!   [`KafkaSink`] (deterministic ids, suppression before the resume frontier), through
+//!   one [`SharedProducer`].
 //! - [`publish`]: datasets, [`produce_dataset`], a generated dataset directory onto a topic,
 //!   partition file `i` → topic partition `i`.
 //!
@@ -27,14 +36,20 @@
 
 pub mod admin;
 pub mod config;
+pub mod offsets;
+pub mod partition;
+pub mod progress;
 pub mod publish;
 pub mod sink;
 pub mod source;
 
 pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use config::{client_config, KafkaSettings, OutputTopics, Role};
+pub use offsets::{PartitionOffsets, WorkerOffsets};
+pub use partition::{CheckpointHook, InputSettings, KafkaInput, ResumeAt};
+pub use progress::ProgressTopic;
 pub use publish::{produce_dataset, ProduceReport};
-pub use sink::{output_route, OutputProducer};
+pub use sink::{output_route, KafkaSink, OutputProducer, SharedProducer, ID_HEADER};
 pub use source::{PartitionConsumer, Polled, Record, Start};
 
 use crate::file::SourceError;
@@ -108,6 +123,24 @@ pub enum Error {
         /// The first failure's description.
         first: String,
     },
+    /// A step of the stream's offset commits or checkpoints failed (`what` names the step,
+    /// as a context line: `source` is why).
+    #[error("{what}")]
+    During {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A topic was not read to its end in time (the progress topic, at start).
+    #[error("the progress topic {topic} did not reach its end within {} s", .waited.as_secs())]
+    NotCaughtUp {
+        /// The topic.
+        topic: String,
+        /// How long it was read.
+        waited: Duration,
+    },
     /// A dataset could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -137,6 +170,26 @@ impl Error {
             cause,
         }
     }
+
+    /// `source`, in the context of `what` was being done ([`Error::During`]).
+    pub fn during(what: &'static str, source: Error) -> Self {
+        Error::During {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// `error` and its causes, joined by `": "` (how the binary prints an error chain).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// The shortest interval between two stderr lines about librdkafka trouble from one

@@ -1,5 +1,6 @@
 //! Unit tests of the Kafka connectors that need no broker: the librdkafka options, output
-//! routing and the bounded line reader. The broker-backed tests are in
+//! routing, output ids and the bounded line reader (the offset tracking's are in
+//! `offsets.rs`). The broker-backed tests are in
 //! tests/tests/kafka_connectors.rs (they run against a real tansu).
 
 use super::publish::PAYLOAD_BYTES_MAX;
@@ -211,6 +212,33 @@ fn period_key_render_matches_the_rendered_record() {
         };
         assert_eq!(record.key.render(), parts.join("/"));
     }
+}
+
+#[test]
+fn the_content_hash_is_the_xxh3_128_of_topic_newline_payload() {
+    // Ids must not change between releases: consumers drop repeats by them. Compares the
+    // in-place hash with xxh3-128 of the joined text, for short, empty and long inputs.
+    for (topic, payload) in [
+        ("codes.ledger", r#"{"account":"A"}"#),
+        ("", ""),
+        ("t", &"x".repeat(5000)),
+    ] {
+        let joined = format!("{topic}\n{payload}");
+        assert_eq!(
+            sink::content_hash(topic, payload),
+            xxhash_rust::xxh3::xxh3_128(joined.as_bytes())
+        );
+    }
+}
+
+#[test]
+fn an_id_is_added_as_the_last_field() {
+    // Adds an id to a rendered record and checks the text (last field) and that it parses.
+    let payload = r#"{"account":"A","balance":"1.00"}"#;
+    let with = sink::with_id(payload, "abc-0");
+    assert_eq!(with, r#"{"account":"A","balance":"1.00","id":"abc-0"}"#);
+    let value: serde_json::Value = serde_json::from_str(&with).expect("JSON");
+    assert_eq!(value["id"], "abc-0");
 }
 
 #[test]
