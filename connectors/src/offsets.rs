@@ -10,7 +10,7 @@
 //! partitions, and the stream that goes on from it reads its topics from their start.
 
 use markledger_operators::checkpoint::{decode, encode, Cut, RestoreError, Share};
-use markledger_operators::machine::Time;
+use markledger_operators::flow::Time;
 use markledger_operators::time::Ts;
 use serde::{Deserialize, Serialize};
 

@@ -29,8 +29,10 @@
 //! and nothing after the run's `end` fires; a closed period never changes (asserted: a fact
 //! for a closed period panics instead of reopening it).
 
+use crate::driver::{run_machine, Drive};
+use crate::flow::Time;
 use crate::flow::{route, time_of, ts_of, Fact};
-use crate::machine::{run_machine, InputEnd, Machine, Time};
+use crate::machine::Machine;
 use crate::money::Money;
 use crate::movements::{Movements, SlaCounts};
 use crate::output::{AggregateKind, Figures, Output, PeriodKey, PeriodRecord};
@@ -343,8 +345,7 @@ pub fn deltas(fact: Fact) -> Vec<(Slot, Delta)> {
 pub fn aggregates<'s>(
     facts: StreamVec<'s, Time, Fact>,
     close_after_days: u32,
-    end: InputEnd,
-    checkpoints: Option<crate::checkpoint::Checkpoints>,
+    drive: &Drive,
 ) -> StreamVec<'s, Time, Output> {
     type Update = ((Slot, ()), Time, Delta);
     // explode + consolidate within the batch, before anything crosses workers.
@@ -398,14 +399,7 @@ pub fn aggregates<'s>(
             }
         },
     );
-    run_machine(
-        consolidated,
-        Pipeline,
-        "Aggregates: revisions",
-        Revisions::new(close_after_days),
-        end,
-        checkpoints,
-    )
+    run_machine(consolidated, Pipeline, Revisions::new(close_after_days), drive)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -759,13 +753,14 @@ impl Revisions {
     }
 }
 
-impl crate::checkpoint::Durable for Revisions {
+impl crate::machine::Durable for Revisions {
     fn keep_configuration(&mut self, restored: &mut Revisions) {
         restored.close_after_days = self.close_after_days;
     }
 }
 
 impl Machine for Revisions {
+    const NAME: &'static str = "Aggregates: revisions";
     type In = (Slot, Delta);
     type Out = Output;
 
@@ -997,7 +992,11 @@ mod tests {
             let probe = ProbeHandle::new();
             let (mut input, captured) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, facts) = scope.new_input::<Vec<Fact>>();
-                let out = aggregates(facts, 7, InputEnd::at(end), None);
+                let drive = crate::driver::Drive {
+                    end: crate::driver::InputEnd::at(end),
+                    checkpoints: None,
+                };
+                let out = aggregates(facts, 7, &drive);
                 (input, out.probe_with(&probe).capture())
             });
             let t1 = time_of(ts("2026-01-10T10:00:00+05:00"));

@@ -10,15 +10,101 @@
 //! placed, before the instant's next input (an emission of it then is not "within 4 h"):
 //! each instant is stepped once.
 
+use crate::driver::{run_machine, Drive};
 use crate::event::Body;
-use crate::flow::{ts_of, AccountIn, Fact, Flow, Header, Placed};
-use crate::machine::{Machine, Time};
+use crate::flow::{edges, route, take, ts_of, AccountIn, CodeIn, CodesIn, Edge, Fact, Header, Placed, Time};
+use crate::machine::Machine;
 use crate::movements::SlaCounts;
+use crate::output::Output;
 use crate::reason::Reason;
 use crate::time::{Period, Ts};
 use crate::validate::is_gtin;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::StreamVec;
+
+/// What the order book emits: one variant per edge of the graph.
+#[derive(Clone, Debug)]
+pub enum OrdersOut {
+    /// A refused order event or code (→ the rejections output).
+    Refused(Box<Output>),
+    /// An SLA change (→ the period aggregates).
+    Fact(Box<Fact>),
+    /// A code of an accepted emission (→ the national index).
+    Code(CodeIn),
+    /// An account's pending orders after an instant (→ the accounts).
+    Pending(AccountIn),
+}
+
+impl From<Output> for OrdersOut {
+    fn from(output: Output) -> OrdersOut {
+        OrdersOut::Refused(Box::new(output))
+    }
+}
+
+impl From<CodeIn> for OrdersOut {
+    fn from(code: CodeIn) -> OrdersOut {
+        OrdersOut::Code(code)
+    }
+}
+
+impl Edge for OrdersOut {
+    const EDGES: u64 = 4;
+    fn edge(&self) -> u64 {
+        match self {
+            OrdersOut::Refused(_) => 0,
+            OrdersOut::Fact(_) => 1,
+            OrdersOut::Code(_) => 2,
+            OrdersOut::Pending(_) => 3,
+        }
+    }
+}
+
+/// The order book's typed outputs.
+pub struct OrdersEdges<'scope> {
+    /// Rejections.
+    pub refusals: StreamVec<'scope, Time, Output>,
+    /// SLA facts.
+    pub facts: StreamVec<'scope, Time, Fact>,
+    /// Accepted emissions' codes, for the national index.
+    pub codes: StreamVec<'scope, Time, CodesIn>,
+    /// Pending-order counts, for the accounts.
+    pub pending: StreamVec<'scope, Time, AccountIn>,
+}
+
+/// "Orders: emission checks" over the order events (module docs), exchanged by account.
+pub fn order_book<'scope>(events: StreamVec<'scope, Time, Placed>, book: Orders, drive: &Drive) -> OrdersEdges<'scope> {
+    let by_account = Exchange::new(|placed: &Placed| route(&placed.event.account));
+    let mut parts = edges(run_machine(events, by_account, book, drive));
+    OrdersEdges {
+        refusals: take(parts.next(), |out| {
+            if let OrdersOut::Refused(r) = out {
+                Some(*r)
+            } else {
+                None
+            }
+        }),
+        facts: take(
+            parts.next(),
+            |out| if let OrdersOut::Fact(f) = out { Some(*f) } else { None },
+        ),
+        codes: take(parts.next(), |out| {
+            if let OrdersOut::Code(c) = out {
+                Some(CodesIn::Code(c))
+            } else {
+                None
+            }
+        }),
+        pending: take(parts.next(), |out| {
+            if let OrdersOut::Pending(p) = out {
+                Some(p)
+            } else {
+                None
+            }
+        }),
+    }
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Order {
@@ -65,12 +151,12 @@ pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
     open
 }
 
-fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Flow {
-    Flow::out(placed.rejection(code, reason, detail))
+fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> OrdersOut {
+    OrdersOut::from(placed.rejection(code, reason, detail))
 }
 
 /// `BAD_GTIN` for an order or emission whose GTIN is not valid.
-fn bad_gtin(placed: &Placed, gtin: &str) -> Option<Flow> {
+fn bad_gtin(placed: &Placed, gtin: &str) -> Option<OrdersOut> {
     let detail = || format!("\"{gtin}\" is not a GTIN-14 with a valid check digit");
     (!is_gtin(gtin)).then(|| reject(placed, None, Reason::BadGtin, detail()))
 }
@@ -86,21 +172,21 @@ impl Orders {
         }
     }
 
-    fn sla(&self, account: &str, period: Period, now: Ts, delta: SlaCounts, out: &mut Vec<Flow>) {
+    fn sla(&self, account: &str, period: Period, now: Ts, delta: SlaCounts, out: &mut Vec<OrdersOut>) {
         // An SLA record is frozen with its period.
         if period.close_instant(self.close_after_days) > now {
-            out.push(Flow::fact(Fact::Sla {
+            out.push(OrdersOut::Fact(Box::new(Fact::Sla {
                 account: account.to_string(),
                 period,
                 delta,
-            }));
+            })));
         }
     }
 
     /// Fires the 4-hour deadlines due at or before `now`: at the start of an instant those
     /// due then, after an order those it set at `max(deadline, now)` because its deadline had
     /// passed (DOMAIN.md §8: before the instant's later events).
-    fn fire_deadlines(&mut self, now: Ts, out: &mut Vec<Flow>) {
+    fn fire_deadlines(&mut self, now: Ts, out: &mut Vec<OrdersOut>) {
         while let Some((at, _, _)) = self.deadlines.first() {
             if *at > now {
                 break;
@@ -119,7 +205,7 @@ impl Orders {
     }
 
     /// Applies one order event; an accepted emission's codes are moved on to the index.
-    fn apply(&mut self, placed: &mut Placed, now: Ts, out: &mut Vec<Flow>) -> bool {
+    fn apply(&mut self, placed: &mut Placed, now: Ts, out: &mut Vec<OrdersOut>) -> bool {
         let event = &placed.event;
         let account = event.account.clone();
         match &event.body {
@@ -241,7 +327,7 @@ impl Orders {
     }
 }
 
-impl crate::checkpoint::Durable for Orders {
+impl crate::machine::Durable for Orders {
     fn keep_configuration(&mut self, restored: &mut Orders) {
         restored.sla_ms = self.sla_ms;
         restored.close_after_days = self.close_after_days;
@@ -249,10 +335,11 @@ impl crate::checkpoint::Durable for Orders {
 }
 
 impl Machine for Orders {
+    const NAME: &'static str = "Orders: emission checks";
     type In = Placed;
-    type Out = Flow;
+    type Out = OrdersOut;
 
-    fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<Flow>) {
+    fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<OrdersOut>) {
         let now = ts_of(now);
         self.fire_deadlines(now, out);
         inputs.sort_by(|a, b| (a.event.kind(), &a.event.id).cmp(&(b.event.kind(), &b.event.id)));
@@ -269,7 +356,7 @@ impl Machine for Orders {
         debug_assert!(self.deadlines.first().is_none_or(|(at, _, _)| *at > now));
         for (account, ts) in changed {
             let pending = self.books[&account].pending;
-            out.push(Flow::ToAccounts(AccountIn::Pending { account, pending, ts }));
+            out.push(OrdersOut::Pending(AccountIn::Pending { account, pending, ts }));
         }
     }
 
@@ -277,5 +364,5 @@ impl Machine for Orders {
         self.deadlines.first().map(|(at, _, _)| crate::flow::time_of(*at))
     }
 
-    fn finish(&mut self, _end: Time, _out: &mut Vec<Flow>) {}
+    fn finish(&mut self, _end: Time, _out: &mut Vec<OrdersOut>) {}
 }

@@ -7,6 +7,8 @@
 //! - [`amount`], [`credit`]: payments, compensations and refunds (`BAD_AMOUNT`).
 //! - [`tariff`]: a tariff event's price, rate and effective time (`BAD_AMOUNT`,
 //!   `TARIFF_RETROACTIVE`).
+//! - [`defect_report`]: a defect report within 10 working days of its act
+//!   (`DEFECT_REPORT_LATE`).
 
 use crate::calendar::WorkingCalendar;
 use crate::event::{DecimalField, Event};
@@ -98,7 +100,7 @@ pub struct Admission {
 
 impl Admission {
     /// Takes `event` in, or gives its rejection.
-    pub fn check(&self, event: &Event) -> Result<(), Rejection> {
+    pub fn check(&self, event: &Event) -> Result<(), Box<Rejection>> {
         let refusal = if let Some(failure) = self.quarantine.get(&event.id) {
             Some((
                 Reason::InternalError,
@@ -112,14 +114,14 @@ impl Admission {
         };
         match refusal {
             None => Ok(()),
-            Some((reason, detail)) => Err(Rejection::of_event(
+            Some((reason, detail)) => Err(Box::new(Rejection::of_event(
                 &event.id,
                 event.kind().as_str(),
                 &event.account,
                 None,
                 reason,
                 detail,
-            )),
+            ))),
         }
     }
 }
@@ -173,6 +175,17 @@ pub fn tariff(
         return Err((Reason::TariffRetroactive, detail));
     }
     Ok(Tariff { net_price, vat_rate })
+}
+
+/// A defect report (DOMAIN.md §2, §8) reported at `ts` for an act of `act_date`: on time
+/// before the end of the `working_days`-th working day after the act, else the detail of
+/// its `DEFECT_REPORT_LATE` rejection (one record for the whole report, `code: null`).
+pub fn defect_report(act_date: NaiveDate, ts: Ts, calendar: &WorkingCalendar, working_days: u32) -> Result<(), String> {
+    let deadline = calendar.deadline_after(act_date, working_days);
+    if ts >= deadline {
+        return Err(format!("defect act of {act_date} had to be reported before {deadline}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,8 +18,14 @@
 use anyhow::{bail, Context, Result};
 use markledger_connectors::kafka::{self, CheckpointHook, SharedProducer};
 use markledger_connectors::offsets::OffsetTracker;
+use markledger_operators::accounts::Accounts;
+use markledger_operators::aggregates::Revisions;
 use markledger_operators::checkpoint::{decode, encode, Checkpoints, Cut};
-use markledger_operators::machine::Time;
+use markledger_operators::codes::Codes;
+use markledger_operators::dedup::Dedup;
+use markledger_operators::flow::Time;
+use markledger_operators::machine::{distinct, Machine};
+use markledger_operators::orders::Orders;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,16 +36,20 @@ use std::time::{Duration, Instant};
 
 pub use markledger_connectors::offsets::{PartitionShare, SourceShare, SOURCE};
 
-/// The stateful operators that save a share on every worker, by the names the dataflow
-/// gives them, and the source.
+/// The keys under which every worker saves a share: each stateful machine's constant
+/// [`Machine::NAME`], and the source's. A checkpoint restores share by share under these
+/// keys, so they are constants of the machines' types, and no two may be equal (checked when
+/// this compiles).
 pub const NAMES: [&str; 6] = [
-    "Dedup: by id",
-    "Orders: emission checks",
-    "Codes: national index",
-    "Accounts: lifecycle, balance, FIFO",
-    "Aggregates: revisions",
+    Dedup::NAME,
+    Orders::NAME,
+    Codes::NAME,
+    Accounts::NAME,
+    Revisions::NAME,
     SOURCE,
 ];
+
+const _: () = assert!(distinct(&NAMES), "two checkpoint keys are equal");
 
 /// Checkpoint files kept (the newest ones).
 pub const KEEP: usize = 3;

@@ -20,7 +20,10 @@ pub mod failure;
 pub mod quarantine;
 pub mod reference;
 pub mod runner;
+pub mod runtime;
+pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod summary;
 
 pub use config::Config;

@@ -3,7 +3,8 @@
 
 use crate::checkpoint::{SourceShare, Store, NAMES};
 use crate::config::Config;
-use crate::reference::{self, Summary};
+use crate::reference;
+use crate::summary::Summary;
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
@@ -11,7 +12,6 @@ use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::flow::time_of;
 use markledger_operators::money::render;
-use markledger_operators::Sink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -150,7 +150,7 @@ pub fn run_files(
         let store = state.map(Store::open).transpose()?;
         let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
         let (summary, stats, outputs) =
-            crate::dataflow::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
+            crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
                 progress.tick(|| format!("read {records} records"));
             })?;
         if !stats.errors.is_empty() {
@@ -179,8 +179,8 @@ pub fn run_files(
             );
         }
         let mut sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
-        for output in outputs {
-            sink.emit(output);
+        for output in &outputs {
+            sink.write(output);
         }
         let written = sink
             .finish()

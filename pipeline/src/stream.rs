@@ -35,9 +35,10 @@
 
 use crate::checkpoint::{SourceShare, Store, StreamCheckpointSettings, StreamCheckpoints, NAMES};
 use crate::config::Config;
-use crate::dataflow::{run_dataflow, worker_of, Batching, Inputs, Mode, OutputSink};
 use crate::failure;
 use crate::quarantine::FailureRecord;
+use crate::runtime::{run_dataflow, worker_of, Inputs, Mode, RunSettings};
+use crate::source::Batching;
 use anyhow::{Context, Result};
 use markledger_connectors::file::OutputFile;
 use markledger_connectors::kafka::{
@@ -46,8 +47,7 @@ use markledger_connectors::kafka::{
 };
 use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::flow::ts_of;
-use markledger_operators::machine::Time;
-use markledger_operators::output::Output;
+use markledger_operators::flow::Time;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -144,21 +144,21 @@ pub fn run_stream(
     };
     let make_sink = {
         let run = run.clone();
-        move |_worker: usize| StreamSink(KafkaSink::new(run.producer.clone(), run.resume))
+        move |_worker: usize| KafkaSink::new(run.producer.clone(), run.resume)
     };
     let mode = Mode::Stream {
         stop,
         checkpoints: run.checkpoints.clone(),
     };
-    let finished = run_dataflow(
+    let settings = RunSettings {
         config,
-        run.workers,
-        Batching::default(),
+        workers: run.workers,
+        batching: Batching::default(),
         mode,
-        make_inputs,
-        make_sink,
-        &mut |records| progress(&run.report(records)),
-    )?;
+    };
+    let finished = run_dataflow(settings, make_inputs, make_sink, &mut |records| {
+        progress(&run.report(records))
+    })?;
     run.stop_orderly()?;
     let mut report = run.report(finished.stats.records);
     report.longest_save = run
@@ -421,24 +421,6 @@ impl StreamRun {
             longest_save: Duration::ZERO,
         }
     }
-}
-
-/// The dataflow's sink of a stream run: the Kafka sink of `connectors`, as an
-/// [`OutputSink`].
-struct StreamSink(KafkaSink);
-
-impl OutputSink for StreamSink {
-    type Done = ();
-
-    fn emit(&mut self, time: Time, outputs: &mut Vec<Output>) {
-        self.0.emit(time, outputs);
-    }
-
-    fn frontier(&mut self, frontier: &[Time]) {
-        self.0.frontier(frontier);
-    }
-
-    fn finish(self) {}
 }
 
 /// `stream --config FILE`: any of the command's settings, in TOML (flags win).

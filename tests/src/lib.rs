@@ -9,7 +9,8 @@ pub mod broker;
 pub mod compare;
 
 use markledger::config::Config;
-use markledger::reference::{self, Summary};
+use markledger::reference;
+use markledger::summary::Summary;
 use markledger_connectors::codec::json::decode_event;
 use markledger_connectors::codec::Decoded;
 use markledger_operators::output::{
@@ -216,7 +217,7 @@ pub fn run_with(config: &Config, partitions: &[Vec<String>]) -> Outcome {
     let expected = multiset(&outcome.outputs);
     let reference = compare::canonical(&outcome.outputs);
     for workers in [1, 3] {
-        let outputs = markledger::dataflow::run(config, decoded.clone(), workers);
+        let outputs = markledger::runtime::run(config, decoded.clone(), workers);
         let actual = multiset(&outputs);
         if actual != expected {
             let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(8).collect();

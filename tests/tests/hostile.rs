@@ -162,7 +162,11 @@ fn timestamps_before_the_epoch_are_refused_and_register_no_id() {
     // before 1924 has seconds in its offset) and are MALFORMED at decoding. The epoch itself
     // is accepted, and an id first seen on a refused event is not a duplicate later.
     let out = both("ts_before_epoch");
-    let mut refused: Vec<_> = out.refusals().into_iter().map(|(event, _, reason)| (event, reason)).collect();
+    let mut refused: Vec<_> = out
+        .refusals()
+        .into_iter()
+        .map(|(event, _, reason)| (event, reason))
+        .collect();
     refused.sort();
     assert_eq!(
         refused,

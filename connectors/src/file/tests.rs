@@ -8,7 +8,7 @@ use crate::codec::Decoded;
 use crate::samples::{every_kind, ts, TempDir};
 use markledger_operators::output::{AggregateKind, Figures, PeriodKey, PeriodRecord};
 use markledger_operators::output::{BalanceRecord, Entry, LedgerEntry, Rejection, StatusChange};
-use markledger_operators::{Output, Period, Reason, Sink, Status};
+use markledger_operators::{Output, Period, Reason, Status};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -611,7 +611,7 @@ fn output_files_hold_one_line_per_record_in_emission_order() {
     let mut files = OutputFiles::create(&out).unwrap();
     let outputs = sample_outputs();
     for output in outputs.clone() {
-        files.emit(output);
+        files.write(&output);
     }
     assert_eq!(files.counts().total(), outputs.len() as u64);
     let counts = files.finish().unwrap();
@@ -661,7 +661,7 @@ fn output_files_report_the_writer_threads_io_error() {
         .unwrap();
     // Enough lines for many full buffers, more than the writer can have in flight.
     for _ in 0..(40 * WRITE_BUFFER_BYTES / 100) {
-        files.emit(status.clone());
+        files.write(&status);
     }
     let error = files.finish().unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");

@@ -15,7 +15,7 @@
 
 use crate::offsets::{OffsetTracker, PartitionShare, SourceShare};
 use markledger_operators::flow::time_of;
-use markledger_operators::machine::Time;
+use markledger_operators::flow::Time;
 use markledger_operators::time::Ts;
 use std::collections::{BTreeSet, VecDeque};
 

@@ -28,7 +28,7 @@ use crate::codec::json::decode_event;
 use crate::codec::Decoded;
 use crate::offsets::{OffsetTracker, PartitionShare};
 use crate::partition::{Next, PartitionInput};
-use markledger_operators::machine::Time;
+use markledger_operators::flow::Time;
 use markledger_operators::output::Rejection;
 use markledger_operators::rules::Admission;
 use markledger_operators::time::Ts;

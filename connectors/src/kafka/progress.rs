@@ -14,7 +14,7 @@ use super::config::KafkaSettings;
 use super::sink::OutputProducer;
 use super::source::{PartitionConsumer, Polled, Start};
 use super::{Error, Result};
-use markledger_operators::machine::Time;
+use markledger_operators::flow::Time;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

@@ -24,7 +24,7 @@
 use super::config::{client_config, KafkaSettings, Role};
 use super::{Error, Result, TroubleLog};
 use crate::codec::json::{output_file, render_output};
-use markledger_operators::machine::Time;
+use markledger_operators::flow::Time;
 use markledger_operators::output::Output;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -292,6 +292,21 @@ pub struct KafkaSink {
     resume: Time,
     /// Copies of identical records at one time, so each copy has its own id.
     copies: HashMap<(Time, u128), u32>,
+}
+
+/// The dataflow's sink of a stream run (the one sink interface of both engines).
+impl markledger_operators::output::Sink for KafkaSink {
+    type Done = ();
+
+    fn emit(&mut self, time: Time, outputs: &mut Vec<Output>) {
+        KafkaSink::emit(self, time, outputs);
+    }
+
+    fn frontier(&mut self, frontier: &[Time]) {
+        KafkaSink::frontier(self, frontier);
+    }
+
+    fn finish(self) {}
 }
 
 impl KafkaSink {

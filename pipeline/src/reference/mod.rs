@@ -24,9 +24,11 @@
 mod aggregates;
 
 use crate::config::Config;
+use crate::summary::Summary;
 use aggregates::Aggregates;
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
+use markledger_operators::flow::{time_of, Time};
 use markledger_operators::money::Money;
 use markledger_operators::movements::{Movements, SlaCounts};
 use markledger_operators::output::{BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange};
@@ -35,43 +37,6 @@ use markledger_operators::validate::{is_code, is_gtin};
 use markledger_operators::{Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, TariffHistory, Ts};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// What a run did, for the closing summary.
-#[derive(Clone, Debug, Default)]
-pub struct Summary {
-    /// Input records read (events and refused records).
-    pub records: u64,
-    /// Well-formed events.
-    pub events: u64,
-    /// Codes named by code-bearing events.
-    pub code_events: u64,
-    /// Events taking effect late.
-    pub late_events: u64,
-    /// Rejection records by reason.
-    pub rejections: BTreeMap<Reason, u64>,
-    /// Codes by final status.
-    pub codes_by_status: BTreeMap<Status, u64>,
-    /// Sum of accepted payments.
-    pub payments: Money,
-    /// Sum of accepted compensations.
-    pub compensations: Money,
-    /// Sum of charges settled.
-    pub charged: Money,
-    /// Sum of accepted refunds.
-    pub refunds: Money,
-    /// Sum of final balances.
-    pub balance: Money,
-    /// Charges still unpaid.
-    pub unpaid: Money,
-    /// Output records by output.
-    pub outputs: BTreeMap<&'static str, u64>,
-    /// Accounts seen.
-    pub accounts: u64,
-    /// The earliest and latest `ts` read.
-    pub first_ts: Option<Ts>,
-    /// The latest `ts` read: where the watermark stops.
-    pub last_ts: Option<Ts>,
-}
 
 /// One event with its place in account order.
 #[derive(Clone, Debug)]
@@ -179,6 +144,10 @@ enum Timer {
 
 /// The reference engine's whole state.
 pub struct ReferenceEngine<'c, S: Sink> {
+    /// The instant being visited (the time outputs are handed to the sink at).
+    instant: Time,
+    /// One output at a time, handed over as a batch of one.
+    batch: Vec<Output>,
     config: &'c Config,
     sink: S,
     tariffs: TariffHistory,
@@ -236,6 +205,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             aggregates: Aggregates::new(config.close_after_days),
             dirty_accounts: BTreeSet::new(),
             summary: Summary::default(),
+            instant: 0,
+            batch: Vec::with_capacity(1),
         }
     }
 
@@ -251,7 +222,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Output::Period(_) => "periods",
         };
         *self.summary.outputs.entry(name).or_default() += 1;
-        self.sink.emit(output);
+        self.batch.push(output);
+        self.sink.emit(self.instant, &mut self.batch);
     }
 
     /// Step 1: effective time and lateness per partition (DOMAIN.md §4).
@@ -267,7 +239,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 let record = match record {
                     Decoded::Event(event) => match admission.check(&event) {
                         Ok(()) => Decoded::Event(event),
-                        Err(rejection) => Decoded::Refused(rejection),
+                        Err(rejection) => Decoded::Refused(*rejection),
                     },
                     refused => refused,
                 };
@@ -320,6 +292,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             // One visit per instant: a second one would revise its records twice.
             assert!(visited < Some(now), "instant {now} visited twice");
             visited = Some(now);
+            self.instant = time_of(now);
             // Time-driven changes at `now` come before events at `now` (DOMAIN.md §8).
             self.fire_due(now);
             while events.peek().is_some_and(|p| p.effective == now) {
@@ -563,15 +536,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Body::OrderCancel { order } => self.apply_order_cancel(&pending, order, now),
             Body::Emission { order, gtin, codes } => self.apply_emission(&pending, order, gtin, codes, now),
             Body::Defect { act_date, .. } => {
-                let deadline = self
-                    .config
-                    .calendar
-                    .deadline_after(*act_date, self.config.defect_working_days);
-                if event.ts >= deadline {
-                    let detail = format!("defect act of {act_date} had to be reported before {deadline}");
-                    self.reject(event, None, Reason::DefectReportLate, detail);
-                } else {
-                    self.apply_code_command(&pending, event.body.codes(), now, true);
+                let calendar = &self.config.calendar;
+                match rules::defect_report(*act_date, event.ts, calendar, self.config.defect_working_days) {
+                    Err(detail) => self.reject(event, None, Reason::DefectReportLate, detail),
+                    Ok(()) => self.apply_code_command(&pending, event.body.codes(), now, true),
                 }
             }
             Body::Application { codes, .. } | Body::Dropout { codes, .. } | Body::Introduction { codes } => {
