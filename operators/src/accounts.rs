@@ -25,13 +25,13 @@ use crate::intern::Interner;
 use crate::machine::Machine;
 use crate::money::Money;
 use crate::movements::Movements;
-use crate::orders::accounting_period;
 use crate::output::{BalanceRecord, Entry, LedgerEntry, Output, Rejection, StatusChange};
 use crate::reason::Reason;
 use crate::rules;
 use crate::status::Status;
 use crate::tariff::{Tariff, TariffHistory};
 use crate::time::{Period, Ts};
+use crate::wording;
 use crate::WorkingCalendar;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -386,7 +386,7 @@ impl Accounts {
     }
 
     fn period(&self, ts: Ts, now: Ts) -> Period {
-        accounting_period(ts, now, self.rules.close_after_days)
+        rules::accounting_period(ts, now, self.rules.close_after_days)
     }
 
     fn movement(&self, account: &str, period: Period, movements: Movements, out: &mut Vec<AccountsOut>) {
@@ -572,17 +572,17 @@ impl Accounts {
         let refusal = if !account.queue.is_empty() {
             Some((
                 Reason::RefundUnpaidCodes,
-                format!("{} codes are unpaid", account.queue.len()),
+                wording::refund_unpaid_codes(account.queue.len()),
             ))
         } else if account.pending_orders > 0 {
             Some((
                 Reason::RefundPendingOrder,
-                format!("{} orders are pending", account.pending_orders),
+                wording::refund_pending_orders(account.pending_orders),
             ))
         } else if amount > account.balance {
             Some((
                 Reason::RefundExceedsBalance,
-                format!("refund {amount} exceeds balance {}", account.balance),
+                wording::refund_exceeds_balance(amount, account.balance),
             ))
         } else {
             None
@@ -662,12 +662,12 @@ impl Accounts {
                         header,
                         Some(&code.code),
                         Reason::CodeUnpaid,
-                        "the code's charge is not paid yet".into(),
+                        wording::code_unpaid(),
                     ));
                     continue;
                 }
                 _ => {
-                    let detail = format!("{} is not allowed from {}", kind.as_str(), from.as_str());
+                    let detail = wording::invalid_transition(kind, from);
                     out.push(rejection(header, Some(&code.code), Reason::InvalidTransition, detail));
                     continue;
                 }

@@ -18,6 +18,7 @@ use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::status::Status;
 use crate::time::Ts;
+use crate::wording;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
@@ -172,7 +173,7 @@ impl Codes {
     fn emit(&mut self, code: CodeIn, now: Ts, out: &mut Vec<IndexOut>) {
         let key = code_key(&code.code);
         if self.owner(key, now).is_some() {
-            out.push(reject(&code, Reason::AlreadyExists, "code exists".into()));
+            out.push(reject(&code, Reason::AlreadyExists, wording::code_exists()));
             return;
         }
         let account = self.accounts.intern(&code.header.account);
@@ -195,11 +196,7 @@ impl Codes {
                     command,
                 }));
             } else {
-                out.push(reject(
-                    &command,
-                    Reason::WrongAccount,
-                    "code belongs to another account".into(),
-                ));
+                out.push(reject(&command, Reason::WrongAccount, wording::wrong_account()));
             }
         }
     }
@@ -211,19 +208,11 @@ impl Codes {
             // A final code: the account has forgotten it, the index answers (in the words the
             // account would use).
             Some((name, owner)) if name == code.header.account && owner.final_at != Ts::MAX => {
-                let detail = format!(
-                    "{} is not allowed from {}",
-                    code.header.kind.as_str(),
-                    owner.status.as_str()
-                );
+                let detail = wording::invalid_transition(code.header.kind, owner.status);
                 out.push(reject(&code, Reason::InvalidTransition, detail));
             }
             Some((name, _)) if name == code.header.account => out.push(IndexOut::ToAccount(CodeOut::Command(code))),
-            Some(_) => out.push(reject(
-                &code,
-                Reason::WrongAccount,
-                "code belongs to another account".into(),
-            )),
+            Some(_) => out.push(reject(&code, Reason::WrongAccount, wording::wrong_account())),
             None => {
                 let deadline = code.header.ts.plus_millis(self.hold_ms).max(now);
                 let key = HoldKey {
@@ -252,11 +241,7 @@ impl Codes {
             if holds.is_empty() {
                 self.held.remove(&code);
             }
-            out.push(reject(
-                &command,
-                Reason::UnknownCode,
-                format!("code was not emitted within the hold ending {deadline}"),
-            ));
+            out.push(reject(&command, Reason::UnknownCode, wording::unknown_code(deadline)));
         }
     }
 }

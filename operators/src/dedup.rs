@@ -13,6 +13,7 @@ use crate::machine::{Machine, Sweeper};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::time::Ts;
+use crate::wording;
 use std::collections::BTreeMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::StreamVec;
@@ -145,7 +146,7 @@ impl Machine for Dedup {
             crate::failure::processing(&event.id);
             if let Some(first) = self.seen.get(&event.id) {
                 if now < first.plus_millis(self.horizon_ms) {
-                    let detail = format!("event id already seen at {first}");
+                    let detail = wording::duplicate(*first);
                     let kind = event.kind().as_str();
                     let rejection =
                         Rejection::of_event(&event.id, kind, &event.account, None, Reason::Duplicate, detail);

@@ -14,6 +14,7 @@ use crate::reason::Reason;
 use crate::status::Status;
 use crate::time::{Period, Ts};
 use crate::validate::is_code;
+use crate::wording;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -123,7 +124,7 @@ impl Placed {
                     code,
                 }));
             } else {
-                let detail = "not 1–128 printable ASCII characters".into();
+                let detail = wording::bad_code();
                 out.push(O::from(self.rejection(Some(&code), Reason::BadCode, detail)));
             }
         }

@@ -30,6 +30,7 @@ pub mod status;
 pub mod tariff;
 pub mod time;
 pub mod validate;
+pub mod wording;
 
 pub use calendar::WorkingCalendar;
 pub use event::{Body, DecimalField, Event, Kind};

@@ -11,14 +11,16 @@
 //! each instant is stepped once.
 
 use crate::driver::{run_machine, Drive};
-use crate::event::Body;
+use crate::event::{Body, Kind};
 use crate::flow::{edges, route, take, ts_of, AccountIn, CodeIn, CodesIn, Edge, Fact, Header, Placed, Time};
 use crate::machine::Machine;
 use crate::movements::SlaCounts;
 use crate::output::Output;
 use crate::reason::Reason;
+use crate::rules;
 use crate::time::{Period, Ts};
 use crate::validate::is_gtin;
+use crate::wording;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
@@ -137,27 +139,13 @@ pub struct Orders {
     close_after_days: u32,
 }
 
-/// The period an event is accounted in: its own, or the oldest open one when its own has
-/// closed by `now` (an adjustment, DOMAIN.md §6).
-pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
-    let own = ts.period();
-    if own.close_instant(close_after_days) > now {
-        return own;
-    }
-    let mut open = now.period();
-    while open.prev().close_instant(close_after_days) > now {
-        open = open.prev();
-    }
-    open
-}
-
 fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> OrdersOut {
     OrdersOut::from(placed.rejection(code, reason, detail))
 }
 
 /// `BAD_GTIN` for an order or emission whose GTIN is not valid.
 fn bad_gtin(placed: &Placed, gtin: &str) -> Option<OrdersOut> {
-    let detail = || format!("\"{gtin}\" is not a GTIN-14 with a valid check digit");
+    let detail = || wording::bad_gtin(gtin);
     (!is_gtin(gtin)).then(|| reject(placed, None, Reason::BadGtin, detail()))
 }
 
@@ -205,126 +193,158 @@ impl Orders {
     }
 
     /// Applies one order event; an accepted emission's codes are moved on to the index.
-    fn apply(&mut self, placed: &mut Placed, now: Ts, out: &mut Vec<OrdersOut>) -> bool {
-        let event = &placed.event;
-        let account = event.account.clone();
-        match &event.body {
-            Body::Order { order, gtin, quantity } => {
-                if let Some(refusal) = bad_gtin(placed, gtin) {
-                    out.push(refusal);
-                    return false;
-                }
-                let book = self.books.entry(account.clone()).or_default();
-                if book.orders.contains_key(order) {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::AlreadyExists,
-                        format!("order \"{order}\" already exists"),
-                    ));
-                    return false;
-                }
-                let period = accounting_period(event.ts, now, self.close_after_days);
-                let deadline = event.ts.plus_millis(self.sla_ms).max(now);
-                book.orders.insert(
-                    order.clone(),
-                    Order {
-                        gtin: gtin.clone(),
-                        quantity: *quantity,
-                        emitted: 0,
-                        cancelled: false,
-                        period,
-                        late: false,
-                    },
-                );
-                book.pending += 1;
-                self.deadlines.insert((deadline, account.clone(), order.clone()));
-                self.sla(&account, period, now, SlaCounts::PLACED, out);
-                true
-            }
-            Body::OrderCancel { order } => {
-                let book = self.books.entry(account.clone()).or_default();
-                let Some(state) = book.orders.get_mut(order) else {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::UnknownOrder,
-                        format!("account has no order \"{order}\""),
-                    ));
-                    return false;
-                };
-                if !state.pending() {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::InvalidTransition,
-                        format!("order \"{order}\" is already finished"),
-                    ));
-                    return false;
-                }
-                state.cancelled = true;
-                book.pending -= 1;
-                let period = state.period;
-                self.sla(&account, period, now, SlaCounts::FINISHED, out);
-                true
-            }
-            Body::Emission { order, gtin, codes } => {
-                if let Some(refusal) = bad_gtin(placed, gtin) {
-                    out.push(refusal);
-                    return false;
-                }
-                let book = self.books.entry(account.clone()).or_default();
-                let Some(state) = book.orders.get_mut(order) else {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::UnknownOrder,
-                        format!("account has no order \"{order}\""),
-                    ));
-                    return false;
-                };
-                if state.gtin != *gtin {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::GtinMismatch,
-                        format!("order \"{order}\" is for GTIN {}, emission is for {gtin}", state.gtin),
-                    ));
-                    return false;
-                }
-                let remaining = if state.cancelled {
-                    0
-                } else {
-                    state.quantity - state.emitted
-                };
-                if codes.len() as u64 > remaining {
-                    let detail = format!(
-                        "{} codes exceed the {remaining} remaining on order \"{order}\"",
-                        codes.len()
-                    );
-                    out.push(reject(placed, None, Reason::OrderExceeded, detail));
-                    return false;
-                }
-                state.emitted += codes.len() as u64;
-                let mut changed = false;
-                if state.emitted == state.quantity && !codes.is_empty() {
-                    book.pending -= 1;
-                    changed = true;
-                    let finished = if state.late {
-                        SlaCounts::FINISHED
-                    } else {
-                        SlaCounts::EMITTED_WITHIN_4H
+    fn apply(&mut self, placed: &mut Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        match placed.event.kind() {
+            Kind::Order => self.place(placed, now, out),
+            Kind::OrderCancel => self.cancel(placed, now, out),
+            Kind::Emission => {
+                let applied = self.emission(placed, now, out);
+                if applied != Applied::Refused {
+                    let Body::Emission { gtin, .. } = &placed.event.body else {
+                        unreachable!("an emission")
                     };
-                    let period = state.period;
-                    self.sla(&account, period, now, finished, out);
+                    let header = Arc::new(Header::of(placed, gtin));
+                    placed.codes_to_index(header, out);
                 }
-                let header = Arc::new(Header::of(placed, gtin));
-                placed.codes_to_index(header, out);
-                changed
+                applied
             }
             _ => unreachable!("only order events reach the order book"),
         }
     }
+
+    /// An order: `BAD_GTIN`, `ALREADY_EXISTS` (its id), or a pending order with its SLA
+    /// deadline.
+    fn place(&mut self, placed: &Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        let Body::Order { order, gtin, quantity } = &placed.event.body else {
+            unreachable!("an order")
+        };
+        let quantity = *quantity;
+        if let Some(refusal) = bad_gtin(placed, gtin) {
+            out.push(refusal);
+            return Applied::Refused;
+        }
+        let account = placed.event.account.clone();
+        let book = self.books.entry(account.clone()).or_default();
+        if book.orders.contains_key(order.as_str()) {
+            out.push(reject(
+                placed,
+                None,
+                Reason::AlreadyExists,
+                wording::order_exists(order),
+            ));
+            return Applied::Refused;
+        }
+        let period = rules::accounting_period(placed.event.ts, now, self.close_after_days);
+        let deadline = placed.event.ts.plus_millis(self.sla_ms).max(now);
+        let state = Order {
+            gtin: gtin.clone(),
+            quantity,
+            emitted: 0,
+            cancelled: false,
+            period,
+            late: false,
+        };
+        book.orders.insert(order.clone(), state);
+        book.pending += 1;
+        self.deadlines.insert((deadline, account.clone(), order.clone()));
+        self.sla(&account, period, now, SlaCounts::PLACED, out);
+        Applied::PendingChanged
+    }
+
+    /// A cancel: `UNKNOWN_ORDER`, `INVALID_TRANSITION` (finished), or nothing remains.
+    fn cancel(&mut self, placed: &Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        let Body::OrderCancel { order } = &placed.event.body else {
+            unreachable!("a cancel")
+        };
+        let account = placed.event.account.clone();
+        let book = self.books.entry(account.clone()).or_default();
+        let Some(state) = book.orders.get_mut(order) else {
+            out.push(reject(
+                placed,
+                None,
+                Reason::UnknownOrder,
+                wording::unknown_order(order),
+            ));
+            return Applied::Refused;
+        };
+        if !state.pending() {
+            out.push(reject(
+                placed,
+                None,
+                Reason::InvalidTransition,
+                wording::order_finished(order),
+            ));
+            return Applied::Refused;
+        }
+        state.cancelled = true;
+        book.pending -= 1;
+        let period = state.period;
+        self.sla(&account, period, now, SlaCounts::FINISHED, out);
+        Applied::PendingChanged
+    }
+
+    /// An emission's whole-event checks (`BAD_GTIN`, `UNKNOWN_ORDER`, `GTIN_MISMATCH`,
+    /// `ORDER_EXCEEDED`); an accepted one counts all `codes` codes against its order.
+    fn emission(&mut self, placed: &Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        let Body::Emission { order, gtin, codes } = &placed.event.body else {
+            unreachable!("an emission")
+        };
+        let codes = codes.len();
+        if let Some(refusal) = bad_gtin(placed, gtin) {
+            out.push(refusal);
+            return Applied::Refused;
+        }
+        let account = placed.event.account.clone();
+        let book = self.books.entry(account.clone()).or_default();
+        let Some(state) = book.orders.get_mut(order) else {
+            out.push(reject(
+                placed,
+                None,
+                Reason::UnknownOrder,
+                wording::unknown_order(order),
+            ));
+            return Applied::Refused;
+        };
+        if state.gtin != *gtin {
+            let detail = wording::gtin_mismatch(order, &state.gtin, gtin);
+            out.push(reject(placed, None, Reason::GtinMismatch, detail));
+            return Applied::Refused;
+        }
+        let remaining = if state.cancelled {
+            0
+        } else {
+            state.quantity - state.emitted
+        };
+        if codes as u64 > remaining {
+            let detail = wording::order_exceeded(codes, remaining, order);
+            out.push(reject(placed, None, Reason::OrderExceeded, detail));
+            return Applied::Refused;
+        }
+        state.emitted += codes as u64;
+        if state.emitted < state.quantity || codes == 0 {
+            return Applied::Accepted;
+        }
+        book.pending -= 1;
+        let finished = if state.late {
+            SlaCounts::FINISHED
+        } else {
+            SlaCounts::EMITTED_WITHIN_4H
+        };
+        let period = state.period;
+        self.sla(&account, period, now, finished, out);
+        Applied::PendingChanged
+    }
+}
+
+/// What an order event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    /// Refused: nothing changed.
+    Refused,
+    /// Accepted; the account's pending orders did not change.
+    Accepted,
+    /// Accepted, and the account's pending orders changed.
+    PendingChanged,
 }
 
 impl crate::machine::Durable for Orders {
@@ -346,7 +366,7 @@ impl Machine for Orders {
         let mut changed: BTreeMap<String, Ts> = BTreeMap::new();
         for placed in &mut inputs {
             crate::failure::processing(&placed.event.id);
-            if self.apply(placed, now, out) {
+            if self.apply(placed, now, out) == Applied::PendingChanged {
                 let ts = changed.entry(placed.event.account.clone()).or_insert(placed.event.ts);
                 *ts = (*ts).max(placed.event.ts);
             }

@@ -9,6 +9,8 @@
 //!   `TARIFF_RETROACTIVE`).
 //! - [`defect_report`]: a defect report within 10 working days of its act
 //!   (`DEFECT_REPORT_LATE`).
+//! - [`accounting_period`]: the period an event is accounted in (an adjustment when its own
+//!   has closed).
 
 use crate::calendar::WorkingCalendar;
 use crate::event::{DecimalField, Event};
@@ -16,7 +18,7 @@ use crate::money::{self, Money, BALANCE_MAX};
 use crate::output::Rejection;
 use crate::reason::Reason;
 use crate::tariff::Tariff;
-use crate::time::{day_end, day_start, Ts};
+use crate::time::{day_end, day_start, Period, Ts};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -186,6 +188,20 @@ pub fn defect_report(act_date: NaiveDate, ts: Ts, calendar: &WorkingCalendar, wo
         return Err(format!("defect act of {act_date} had to be reported before {deadline}"));
     }
     Ok(())
+}
+
+/// The period an event is accounted in: its own, or the oldest open one when its own has
+/// closed by `now` (an adjustment, DOMAIN.md §6).
+pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
+    let own = ts.period();
+    if own.close_instant(close_after_days) > now {
+        return own;
+    }
+    let mut open = now.period();
+    while open.prev().close_instant(close_after_days) > now {
+        open = open.prev();
+    }
+    open
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use markledger_operators::movements::{Movements, SlaCounts};
 use markledger_operators::output::{BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange};
 use markledger_operators::rules;
 use markledger_operators::validate::{is_code, is_gtin};
+use markledger_operators::wording;
 use markledger_operators::{Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, TariffHistory, Ts};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -514,7 +515,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         // De-duplication by id: the first in account order wins.
         if let Some(first) = self.seen_ids.get(&event.id) {
             if now < first.plus_millis(self.config.dedup_horizon_ms) {
-                let detail = format!("event id already seen at {first}");
+                let detail = wording::duplicate(*first);
                 self.reject(event, None, Reason::Duplicate, detail);
                 return;
             }
@@ -637,17 +638,17 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let refusal = if !account.queue.is_empty() {
             Some((
                 Reason::RefundUnpaidCodes,
-                format!("{} codes are unpaid", account.queue.len()),
+                wording::refund_unpaid_codes(account.queue.len()),
             ))
         } else if account.pending_orders > 0 {
             Some((
                 Reason::RefundPendingOrder,
-                format!("{} orders are pending", account.pending_orders),
+                wording::refund_pending_orders(account.pending_orders),
             ))
         } else if amount > account.balance {
             Some((
                 Reason::RefundExceedsBalance,
-                format!("refund {amount} exceeds balance {}", account.balance),
+                wording::refund_exceeds_balance(amount, account.balance),
             ))
         } else {
             None
@@ -674,20 +675,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_order(&mut self, pending: &Pending, order: &str, gtin: &str, quantity: u64, now: Ts) {
         let event = &pending.event;
         if !is_gtin(gtin) {
-            return self.reject(
-                event,
-                None,
-                Reason::BadGtin,
-                format!("\"{gtin}\" is not a GTIN-14 with a valid check digit"),
-            );
+            return self.reject(event, None, Reason::BadGtin, wording::bad_gtin(gtin));
         }
         if self.accounts[&event.account].orders.contains_key(order) {
-            return self.reject(
-                event,
-                None,
-                Reason::AlreadyExists,
-                format!("order \"{order}\" already exists"),
-            );
+            return self.reject(event, None, Reason::AlreadyExists, wording::order_exists(order));
         }
         let period = self.aggregates.accounting_period(event.ts, now);
         let deadline = event.ts.plus_millis(self.config.sla_ms);
@@ -717,20 +708,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_order_cancel(&mut self, pending: &Pending, order: &str, now: Ts) {
         let event = &pending.event;
         let Some(state) = self.accounts[&event.account].orders.get(order) else {
-            return self.reject(
-                event,
-                None,
-                Reason::UnknownOrder,
-                format!("account has no order \"{order}\""),
-            );
+            return self.reject(event, None, Reason::UnknownOrder, wording::unknown_order(order));
         };
         if !state.is_pending() {
-            return self.reject(
-                event,
-                None,
-                Reason::InvalidTransition,
-                format!("order \"{order}\" is already finished"),
-            );
+            return self.reject(event, None, Reason::InvalidTransition, wording::order_finished(order));
         }
         let period = state.period;
         let account = self.account(&event.account);
@@ -744,23 +725,13 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_emission(&mut self, pending: &Pending, order: &str, gtin: &str, codes: &[String], now: Ts) {
         let event = &pending.event;
         if !is_gtin(gtin) {
-            return self.reject(
-                event,
-                None,
-                Reason::BadGtin,
-                format!("\"{gtin}\" is not a GTIN-14 with a valid check digit"),
-            );
+            return self.reject(event, None, Reason::BadGtin, wording::bad_gtin(gtin));
         }
         let Some(state) = self.accounts[&event.account].orders.get(order) else {
-            return self.reject(
-                event,
-                None,
-                Reason::UnknownOrder,
-                format!("account has no order \"{order}\""),
-            );
+            return self.reject(event, None, Reason::UnknownOrder, wording::unknown_order(order));
         };
         if state.gtin != gtin {
-            let detail = format!("order \"{order}\" is for GTIN {}, emission is for {gtin}", state.gtin);
+            let detail = wording::gtin_mismatch(order, &state.gtin, gtin);
             return self.reject(event, None, Reason::GtinMismatch, detail);
         }
         let remaining = if state.cancelled {
@@ -769,10 +740,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             state.quantity - state.emitted
         };
         if codes.len() as u64 > remaining {
-            let detail = format!(
-                "{} codes exceed the {remaining} remaining on order \"{order}\"",
-                codes.len()
-            );
+            let detail = wording::order_exceeded(codes.len(), remaining, order);
             return self.reject(event, None, Reason::OrderExceeded, detail);
         }
         // The emission passed its whole-event checks: every code it names counts against
@@ -796,14 +764,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let mut created = Vec::new();
         for code in codes {
             if !is_code(code) {
-                self.reject(
-                    event,
-                    Some(code),
-                    Reason::BadCode,
-                    "not 1–128 printable ASCII characters".into(),
-                );
+                self.reject(event, Some(code), Reason::BadCode, wording::bad_code());
             } else if self.codes.contains_key(code) {
-                self.reject(event, Some(code), Reason::AlreadyExists, "code exists".into());
+                self.reject(event, Some(code), Reason::AlreadyExists, wording::code_exists());
             } else {
                 self.codes.insert(
                     code.clone(),
@@ -895,7 +858,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                     self.holds_by_code.remove(code);
                 }
             }
-            let detail = format!("code was not emitted within the hold ending {}", hold.deadline);
+            let detail = wording::unknown_code(hold.deadline);
             self.reject(&hold.pending.event, Some(code), Reason::UnknownCode, detail);
         }
     }
@@ -910,12 +873,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let mut held: Vec<String> = Vec::new();
         for code in codes {
             if !is_code(code) {
-                self.reject(
-                    event,
-                    Some(code),
-                    Reason::BadCode,
-                    "not 1–128 printable ASCII characters".into(),
-                );
+                self.reject(event, Some(code), Reason::BadCode, wording::bad_code());
                 continue;
             }
             let Some(state) = self.codes.get(code) else {
@@ -924,12 +882,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 continue;
             };
             if state.account != event.account {
-                self.reject(
-                    event,
-                    Some(code),
-                    Reason::WrongAccount,
-                    "code belongs to another account".into(),
-                );
+                self.reject(event, Some(code), Reason::WrongAccount, wording::wrong_account());
                 continue;
             }
             let from = state.status;
@@ -939,16 +892,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 (Kind::Defect, Status::AppliedUnpaid | Status::AppliedPaid) => Status::Annulled,
                 (Kind::Introduction, Status::AppliedPaid) => Status::Introduced,
                 (Kind::Introduction, Status::AppliedUnpaid) => {
-                    self.reject(
-                        event,
-                        Some(code),
-                        Reason::CodeUnpaid,
-                        "the code's charge is not paid yet".into(),
-                    );
+                    self.reject(event, Some(code), Reason::CodeUnpaid, wording::code_unpaid());
                     continue;
                 }
                 _ => {
-                    let detail = format!("{} is not allowed from {}", kind.as_str(), from.as_str());
+                    let detail = wording::invalid_transition(kind, from);
                     self.reject(event, Some(code), Reason::InvalidTransition, detail);
                     continue;
                 }

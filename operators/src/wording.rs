@@ -1,0 +1,89 @@
+//! The words of every rejection detail, written once for both engines (the decisions to
+//! refuse stay written twice: the reference must stay independent of the dataflow). Details
+//! are for people at order stations and support: values quoted as they came, never Rust's
+//! debug text; programs match on the reason, never on these words.
+
+use crate::event::Kind;
+use crate::status::Status;
+use crate::time::Ts;
+use std::fmt::Display;
+
+/// `DUPLICATE`: the id was first seen at `first`.
+pub fn duplicate(first: Ts) -> String {
+    format!("event id already seen at {first}")
+}
+
+/// `BAD_GTIN`.
+pub fn bad_gtin(gtin: &str) -> String {
+    format!("\"{gtin}\" is not a GTIN-14 with a valid check digit")
+}
+
+/// `BAD_CODE`.
+pub fn bad_code() -> String {
+    "not 1–128 printable ASCII characters".into()
+}
+
+/// `ALREADY_EXISTS` of an order id.
+pub fn order_exists(order: &str) -> String {
+    format!("order \"{order}\" already exists")
+}
+
+/// `ALREADY_EXISTS` of a code.
+pub fn code_exists() -> String {
+    "code exists".into()
+}
+
+/// `UNKNOWN_ORDER`.
+pub fn unknown_order(order: &str) -> String {
+    format!("account has no order \"{order}\"")
+}
+
+/// `INVALID_TRANSITION` of an order cancel.
+pub fn order_finished(order: &str) -> String {
+    format!("order \"{order}\" is already finished")
+}
+
+/// `GTIN_MISMATCH`.
+pub fn gtin_mismatch(order: &str, order_gtin: &str, gtin: &str) -> String {
+    format!("order \"{order}\" is for GTIN {order_gtin}, emission is for {gtin}")
+}
+
+/// `ORDER_EXCEEDED`.
+pub fn order_exceeded(codes: usize, remaining: u64, order: &str) -> String {
+    format!("{codes} codes exceed the {remaining} remaining on order \"{order}\"")
+}
+
+/// `UNKNOWN_CODE`: a held command's code was not emitted before its hold ended.
+pub fn unknown_code(hold_end: Ts) -> String {
+    format!("code was not emitted within the hold ending {hold_end}")
+}
+
+/// `WRONG_ACCOUNT`.
+pub fn wrong_account() -> String {
+    "code belongs to another account".into()
+}
+
+/// `CODE_UNPAID`.
+pub fn code_unpaid() -> String {
+    "the code's charge is not paid yet".into()
+}
+
+/// `INVALID_TRANSITION` of a code command.
+pub fn invalid_transition(kind: Kind, from: Status) -> String {
+    format!("{} is not allowed from {}", kind.as_str(), from.as_str())
+}
+
+/// `REFUND_UNPAID_CODES`.
+pub fn refund_unpaid_codes(codes: usize) -> String {
+    format!("{codes} codes are unpaid")
+}
+
+/// `REFUND_PENDING_ORDER`.
+pub fn refund_pending_orders(orders: u64) -> String {
+    format!("{orders} orders are pending")
+}
+
+/// `REFUND_EXCEEDS_BALANCE`.
+pub fn refund_exceeds_balance(amount: impl Display, balance: impl Display) -> String {
+    format!("refund {amount} exceeds balance {balance}")
+}
