@@ -235,7 +235,7 @@ fn check_record(decoded: &Decoded) {
         "detail of {} bytes",
         rejection.detail.len()
     );
-    if let Err(why) = for_people(&rejection.detail) {
+    if let Err(why) = markledger_operators::wording::for_people(&rejection.detail) {
         panic!("{why}");
     }
 }
@@ -278,59 +278,3 @@ fn all_decimals_parsed(body: &Body) -> bool {
     }
 }
 
-/// Fragments of Rust's debug formatting that must not appear outside quoted values (the
-/// same list as connectors' `codec::detail_tests`).
-const DEBUG_FRAGMENTS: [&str; 16] = [
-    "{",
-    "}",
-    "Some(",
-    "None",
-    "Ok(",
-    "Err(",
-    "Parsed(",
-    "Invalid(",
-    "Utf8",
-    "UnexpectedEnd",
-    "additional",
-    "inner",
-    "Error",
-    "::",
-    "Custom",
-    "kind:",
-];
-
-/// `Ok` when `detail` has no debug formatting outside its quoted values ("…" and `…`).
-pub fn for_people(detail: &str) -> Result<(), String> {
-    let mut outside = String::new();
-    let mut chars = detail.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' => break,
-                        _ => {}
-                    }
-                }
-                outside.push_str("<quoted>");
-            }
-            '`' => {
-                for c in chars.by_ref() {
-                    if c == '`' {
-                        break;
-                    }
-                }
-                outside.push_str("<quoted>");
-            }
-            c => outside.push(c),
-        }
-    }
-    match DEBUG_FRAGMENTS.iter().find(|fragment| outside.contains(**fragment)) {
-        Some(fragment) => Err(format!("{fragment:?} in detail {detail:?}")),
-        None if detail.is_empty() => Err("empty detail".to_owned()),
-        None => Ok(()),
-    }
-}

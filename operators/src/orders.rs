@@ -143,6 +143,12 @@ fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -
     OrdersOut::from(placed.rejection(code, reason, detail))
 }
 
+/// Refuses the whole event.
+fn refuse(out: &mut Vec<OrdersOut>, placed: &Placed, reason: Reason, detail: String) -> Applied {
+    out.push(reject(placed, None, reason, detail));
+    Applied::Refused
+}
+
 /// `BAD_GTIN` for an order or emission whose GTIN is not valid.
 fn bad_gtin(placed: &Placed, gtin: &str) -> Option<OrdersOut> {
     let detail = || wording::bad_gtin(gtin);
@@ -226,13 +232,7 @@ impl Orders {
         let account = placed.event.account.clone();
         let book = self.books.entry(account.clone()).or_default();
         if book.orders.contains_key(order.as_str()) {
-            out.push(reject(
-                placed,
-                None,
-                Reason::AlreadyExists,
-                wording::order_exists(order),
-            ));
-            return Applied::Refused;
+            return refuse(out, placed, Reason::AlreadyExists, wording::order_exists(order));
         }
         let period = rules::accounting_period(placed.event.ts, now, self.close_after_days);
         let deadline = placed.event.ts.plus_millis(self.sla_ms).max(now);
@@ -259,22 +259,10 @@ impl Orders {
         let account = placed.event.account.clone();
         let book = self.books.entry(account.clone()).or_default();
         let Some(state) = book.orders.get_mut(order) else {
-            out.push(reject(
-                placed,
-                None,
-                Reason::UnknownOrder,
-                wording::unknown_order(order),
-            ));
-            return Applied::Refused;
+            return refuse(out, placed, Reason::UnknownOrder, wording::unknown_order(order));
         };
         if !state.pending() {
-            out.push(reject(
-                placed,
-                None,
-                Reason::InvalidTransition,
-                wording::order_finished(order),
-            ));
-            return Applied::Refused;
+            return refuse(out, placed, Reason::InvalidTransition, wording::order_finished(order));
         }
         state.cancelled = true;
         book.pending -= 1;
@@ -297,18 +285,11 @@ impl Orders {
         let account = placed.event.account.clone();
         let book = self.books.entry(account.clone()).or_default();
         let Some(state) = book.orders.get_mut(order) else {
-            out.push(reject(
-                placed,
-                None,
-                Reason::UnknownOrder,
-                wording::unknown_order(order),
-            ));
-            return Applied::Refused;
+            return refuse(out, placed, Reason::UnknownOrder, wording::unknown_order(order));
         };
         if state.gtin != *gtin {
             let detail = wording::gtin_mismatch(order, &state.gtin, gtin);
-            out.push(reject(placed, None, Reason::GtinMismatch, detail));
-            return Applied::Refused;
+            return refuse(out, placed, Reason::GtinMismatch, detail);
         }
         let remaining = if state.cancelled {
             0
@@ -317,8 +298,7 @@ impl Orders {
         };
         if codes as u64 > remaining {
             let detail = wording::order_exceeded(codes, remaining, order);
-            out.push(reject(placed, None, Reason::OrderExceeded, detail));
-            return Applied::Refused;
+            return refuse(out, placed, Reason::OrderExceeded, detail);
         }
         state.emitted += codes as u64;
         if state.emitted < state.quantity || codes == 0 {

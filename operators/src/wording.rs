@@ -87,3 +87,63 @@ pub fn refund_pending_orders(orders: u64) -> String {
 pub fn refund_exceeds_balance(amount: impl Display, balance: impl Display) -> String {
     format!("refund {amount} exceeds balance {balance}")
 }
+
+/// Fragments of Rust's debug formatting that must not appear outside quoted values.
+pub const DEBUG_FRAGMENTS: [&str; 16] = [
+    "{",
+    "}",
+    "Some(",
+    "None",
+    "Ok(",
+    "Err(",
+    "Parsed(",
+    "Invalid(",
+    "Utf8",
+    "UnexpectedEnd",
+    "additional",
+    "inner",
+    "Error",
+    "::",
+    "Custom",
+    "kind:",
+];
+
+/// `Ok` when `detail` has no debug formatting outside its quoted values ("…" in Rust's
+/// string quoting, as the decoders write a preview of bad input, and `…` in backquotes, as
+/// field names and serde_json's expected characters are written). Every test of details
+/// uses this one check: the decoders', the engines', the fuzzers'.
+pub fn for_people(detail: &str) -> Result<(), String> {
+    let mut outside = String::new();
+    let mut chars = detail.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // A Rust-quoted value: skip to its closing quote, over escapes.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                outside.push_str("<quoted>");
+            }
+            '`' => {
+                for c in chars.by_ref() {
+                    if c == '`' {
+                        break;
+                    }
+                }
+                outside.push_str("<quoted>");
+            }
+            c => outside.push(c),
+        }
+    }
+    match DEBUG_FRAGMENTS.iter().find(|fragment| outside.contains(**fragment)) {
+        Some(fragment) => Err(format!("{fragment:?} in detail {detail:?}")),
+        None if detail.is_empty() => Err("empty detail".to_owned()),
+        None => Ok(()),
+    }
+}

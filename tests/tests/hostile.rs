@@ -42,11 +42,7 @@ fn the_largest_decimal_as_an_amount_is_refused_and_its_neighbours_count() {
     // used to overflow the balance and hang the run); the payments around them take effect,
     // and the "*" turnover row sums two accounts' maximal payments exactly.
     let out = both("amount_decimal_max");
-    let refused: Vec<_> = out
-        .refusals()
-        .into_iter()
-        .map(|(event, _, reason)| (event, reason))
-        .collect();
+    let refused: Vec<_> = out.reasons();
     assert_eq!(
         refused,
         [
@@ -93,11 +89,7 @@ fn tariffs_outside_their_bounds_are_refused() {
     // A price of 10²⁰, a rate with 28 decimals, a price with 3 decimals: BAD_AMOUNT each; a
     // bounded one (3.00 + 12.5 %) takes effect and charges 3.375 exactly.
     let out = both("tariff_bounds");
-    let refused: Vec<_> = out
-        .refusals()
-        .into_iter()
-        .map(|(event, _, reason)| (event, reason))
-        .collect();
+    let refused: Vec<_> = out.reasons();
     assert_eq!(
         refused,
         [
@@ -132,11 +124,7 @@ fn a_far_future_timestamp_is_refused_and_moves_no_watermark() {
     // make every later event late. Now the next payment is not late and periods stop at the
     // last accepted month.
     let out = both("ts_far_future");
-    let refused: Vec<_> = out
-        .refusals()
-        .into_iter()
-        .map(|(event, _, reason)| (event, reason))
-        .collect();
+    let refused: Vec<_> = out.reasons();
     assert_eq!(
         refused,
         [(Some("p2"), Reason::TsOutOfRange), (Some("p4"), Reason::TsOutOfRange)]
@@ -162,11 +150,7 @@ fn timestamps_before_the_epoch_are_refused_and_register_no_id() {
     // before 1924 has seconds in its offset) and are MALFORMED at decoding. The epoch itself
     // is accepted, and an id first seen on a refused event is not a duplicate later.
     let out = both("ts_before_epoch");
-    let mut refused: Vec<_> = out
-        .refusals()
-        .into_iter()
-        .map(|(event, _, reason)| (event, reason))
-        .collect();
+    let mut refused: Vec<_> = out.reasons();
     refused.sort();
     assert_eq!(
         refused,

@@ -5,66 +5,8 @@
 use super::*;
 use crate::codec::binary::{decode_frame, BinaryReader};
 use crate::codec::json::decode_event;
+use markledger_operators::wording::for_people;
 use std::io::Cursor;
-
-/// Fragments of Rust's debug formatting that must not appear outside quoted values.
-const DEBUG_FRAGMENTS: [&str; 16] = [
-    "{",
-    "}",
-    "Some(",
-    "None",
-    "Ok(",
-    "Err(",
-    "Parsed(",
-    "Invalid(",
-    "Utf8",
-    "UnexpectedEnd",
-    "additional",
-    "inner",
-    "Error",
-    "::",
-    "Custom",
-    "kind:",
-];
-
-/// `Ok` when `detail` has no debug formatting outside its quoted values ("…" in Rust's
-/// string quoting, as [`preview`] writes them, and `…` in backquotes, as field names and
-/// serde_json's expected characters are written).
-pub(crate) fn for_people(detail: &str) -> Result<(), String> {
-    let mut outside = String::new();
-    let mut chars = detail.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                // A Rust-quoted value: skip to its closing quote, over escapes.
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' => break,
-                        _ => {}
-                    }
-                }
-                outside.push_str("<quoted>");
-            }
-            '`' => {
-                for c in chars.by_ref() {
-                    if c == '`' {
-                        break;
-                    }
-                }
-                outside.push_str("<quoted>");
-            }
-            c => outside.push(c),
-        }
-    }
-    match DEBUG_FRAGMENTS.iter().find(|fragment| outside.contains(**fragment)) {
-        Some(fragment) => Err(format!("{fragment:?} in detail {detail:?}")),
-        None if detail.is_empty() => Err("empty detail".to_owned()),
-        None => Ok(()),
-    }
-}
 
 /// The position of a variant in [`DecodeError`]'s declaration. The match has no wildcard,
 /// so a new variant does not compile until it is added here and to [`every_variant`].
