@@ -73,8 +73,7 @@ impl Hasher for FingerprintHasher {
     }
 }
 
-/// Timestamps of the dataflow: effective time in milliseconds since the epoch.
-pub type Time = u64;
+pub use crate::time::Time;
 
 /// The dataflow timestamp of an instant.
 pub fn time_of(ts: Ts) -> u64 {

@@ -28,6 +28,7 @@ pub mod reason;
 pub mod rules;
 pub mod status;
 pub mod tariff;
+pub mod tariffs;
 pub mod time;
 pub mod validate;
 pub mod wording;

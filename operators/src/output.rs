@@ -401,9 +401,9 @@ pub trait Sink {
     /// What the sink gives back when the run ends.
     type Done;
     /// Takes (drains) a batch of outputs made at `time`.
-    fn emit(&mut self, time: crate::flow::Time, outputs: &mut Vec<Output>);
+    fn emit(&mut self, time: crate::time::Time, outputs: &mut Vec<Output>);
     /// Outputs at times before `frontier` are all emitted.
-    fn frontier(&mut self, _frontier: &[crate::flow::Time]) {}
+    fn frontier(&mut self, _frontier: &[crate::time::Time]) {}
     /// The run ended.
     fn finish(self) -> Self::Done;
 }
@@ -412,7 +412,7 @@ pub trait Sink {
 impl Sink for Vec<Output> {
     type Done = Vec<Output>;
 
-    fn emit(&mut self, _time: crate::flow::Time, outputs: &mut Vec<Output>) {
+    fn emit(&mut self, _time: crate::time::Time, outputs: &mut Vec<Output>) {
         self.append(outputs);
     }
 

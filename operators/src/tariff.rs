@@ -1,5 +1,4 @@
-//! Tariff and VAT history (DOMAIN.md §3, §8), and the stage that hands tariffs to every
-//! worker's accounts ([`tariffs_to_accounts`]).
+//! Tariff and VAT history (DOMAIN.md §3, §8).
 //!
 //! A tariff is a net price per code and a VAT rate, versioned by the instant it takes
 //! effect. A code's charge is fixed when it is applied: `net × (1 + vat_rate)` of the
@@ -9,8 +8,6 @@ use crate::money::Money;
 use crate::time::Ts;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
-use timely::dataflow::StreamVec;
 
 /// One tariff version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,52 +78,6 @@ impl Default for TariffHistory {
     fn default() -> Self {
         TariffHistory::built_in()
     }
-}
-
-/// The tariff stage's typed outputs.
-pub struct TariffEdges<'scope> {
-    /// Refused tariffs (`BAD_AMOUNT`, `TARIFF_RETROACTIVE`).
-    pub refusals: StreamVec<'scope, crate::flow::Time, crate::output::Output>,
-    /// Accepted tariffs, one copy addressed to every worker's accounts.
-    pub to_accounts: StreamVec<'scope, crate::flow::Time, crate::flow::AccountIn>,
-}
-
-/// "Tariffs": checks each tariff (rules::tariff: no state needed) and broadcasts the
-/// accepted ones: every worker's accounts need every tariff. `worker` is this worker's
-/// index, which addresses the copy it receives (`AccountIn::route`).
-pub fn tariffs_to_accounts<'scope>(
-    tariffs: StreamVec<'scope, crate::flow::Time, crate::flow::Placed>,
-    worker: usize,
-) -> TariffEdges<'scope> {
-    use crate::flow::{AccountIn, Placed};
-    let checked = |placed: Placed| {
-        let crate::event::Body::Tariff {
-            effective_from,
-            net_price,
-            vat_rate,
-        } = &placed.event.body
-        else {
-            return Ok(placed);
-        };
-        match crate::rules::tariff(*effective_from, net_price, vat_rate, placed.effective) {
-            Ok(_) => Ok(placed),
-            Err((reason, detail)) => Err(Box::new(placed.rejection(None, reason, detail))),
-        }
-    };
-    let mut parts = tariffs
-        .map(checked)
-        .partition(2, |checked| (u64::from(checked.is_ok()), checked))
-        .into_iter();
-    let mut next = || parts.next().expect("two parts");
-    let refusals = next().flat_map(|checked| checked.err().map(|refusal| *refusal));
-    let to_accounts = next()
-        .flat_map(Result::ok)
-        .broadcast()
-        .map(move |placed| AccountIn::Tariff {
-            worker: worker as u64,
-            placed: Box::new(placed),
-        });
-    TariffEdges { refusals, to_accounts }
 }
 
 #[cfg(test)]

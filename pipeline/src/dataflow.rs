@@ -38,7 +38,7 @@ use markledger_operators::driver::Drive;
 use markledger_operators::flow::{AccountIn, CodesIn, Placed, Time};
 use markledger_operators::orders::{order_book, Orders};
 use markledger_operators::output::Output;
-use markledger_operators::tariff::tariffs_to_accounts;
+use markledger_operators::tariffs::tariffs_to_accounts;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use timely::dataflow::operators::vec::Map;
