@@ -18,7 +18,8 @@
 //!   its offset commits, [`kafka::KafkaInput`]), outputs out ([`kafka::OutputProducer`];
 //!   the stream's sink, [`kafka::KafkaSink`]), the progress topic
 //!   ([`kafka::ProgressTopic`]), topics ([`kafka::ensure_topics`]) and datasets onto a
-//!   topic ([`kafka::produce_dataset`]) for the `stream` mode.
+//!   topic ([`kafka::produce_dataset`]) for the `stream` mode. Feature `kafka` (default).
+//! - [`stream_file`]: the `stream --config` TOML file, parsed ([`stream_file::StreamFile`]).
 //!
 //! [`Output`]: markledger_operators::Output
 
@@ -26,9 +27,11 @@
 
 pub mod codec;
 pub mod file;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod offsets;
 pub mod partition;
+pub mod stream_file;
 mod window;
 
 #[cfg(test)]

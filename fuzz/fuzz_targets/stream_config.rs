@@ -1,4 +1,4 @@
-//! Fuzz target: the TOML stream configuration (`StreamFile` in pipeline/src/stream.rs),
+//! Fuzz target: the TOML stream configuration (`StreamFile` in connectors/src/stream_file.rs),
 //! parse only. Invariant: any bytes parse or are refused, never a panic.
 #![no_main]
 

@@ -68,7 +68,7 @@ pub fn binary_reader(data: &[u8]) {
 pub fn stream_config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         // Parsed or refused, never a panic; a parsed file's values are plain data.
-        if let Ok(file) = toml::from_str::<markledger::stream::StreamFile>(text) {
+        if let Ok(file) = markledger_connectors::stream_file::StreamFile::parse(text) {
             if let Some(topics) = &file.input_topics {
                 assert!(topics.len() <= text.len());
             }
@@ -277,4 +277,3 @@ fn all_decimals_parsed(body: &Body) -> bool {
         _ => true,
     }
 }
-

@@ -49,6 +49,8 @@ use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
 use std::path::{Path, PathBuf};
+
+pub use markledger_connectors::stream_file::{StreamFile, TopicNames};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -420,120 +422,5 @@ impl StreamRun {
                 .and_then(|checkpointing| checkpointing.last_written()),
             longest_save: Duration::ZERO,
         }
-    }
-}
-
-/// `stream --config FILE`: any of the command's settings, in TOML (flags win).
-///
-/// ```toml
-/// brokers = "kafka-1:9092,kafka-2:9092"
-/// group = "markledger"
-/// workers = 4
-/// input_topics = ["codes.events"]
-/// topic_prefix = "prod."
-/// lateness = "5s"
-/// idle_timeout = "10s"
-/// commit_interval = "1s"
-/// state = "/var/lib/markledger"
-/// checkpoint_interval = "10s"
-/// [topics]
-/// status = "codes.status"
-/// ledger = "codes.ledger"
-/// balances = "codes.balances"
-/// rejections = "codes.rejections"
-/// periods = "codes.periods"
-/// ```
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamFile {
-    /// Bootstrap brokers.
-    pub brokers: Option<String>,
-    /// Consumer group.
-    pub group: Option<String>,
-    /// Worker threads.
-    pub workers: Option<usize>,
-    /// Input topics.
-    pub input_topics: Option<Vec<String>>,
-    /// Prefix of every topic name.
-    pub topic_prefix: Option<String>,
-    /// Allowed lateness.
-    pub lateness: Option<String>,
-    /// Idle timeout of a partition.
-    pub idle_timeout: Option<String>,
-    /// Commit interval.
-    pub commit_interval: Option<String>,
-    /// Checkpoint directory.
-    pub state: Option<std::path::PathBuf>,
-    /// Checkpoint interval.
-    pub checkpoint_interval: Option<String>,
-    /// How far ahead of the wall clock an event's `ts` may be.
-    pub max_ahead: Option<String>,
-    /// Output topic names.
-    pub topics: Option<TopicNames>,
-}
-
-/// Output topic names of a [`StreamFile`].
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopicNames {
-    /// Status changes.
-    pub status: Option<String>,
-    /// Ledger entries.
-    pub ledger: Option<String>,
-    /// Balances.
-    pub balances: Option<String>,
-    /// Rejections.
-    pub rejections: Option<String>,
-    /// Period aggregates.
-    pub periods: Option<String>,
-}
-
-impl TopicNames {
-    /// Sets the names given.
-    pub fn apply(&self, topics: &mut OutputTopics) {
-        for (name, slot) in [
-            (&self.status, &mut topics.status),
-            (&self.ledger, &mut topics.ledger),
-            (&self.balances, &mut topics.balances),
-            (&self.rejections, &mut topics.rejections),
-            (&self.periods, &mut topics.periods),
-        ] {
-            if let Some(name) = name {
-                *slot = name.clone();
-            }
-        }
-    }
-}
-
-impl StreamFile {
-    /// Reads a config file.
-    pub fn load(path: &std::path::Path) -> Result<StreamFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_config_file_sets_what_it_names_and_refuses_unknown_keys() {
-        // Parses a TOML file naming some settings: those are set, the other topics keep
-        // their defaults, and an unknown key is refused.
-        let file: StreamFile = toml::from_str(
-            "brokers = \"k1:9092,k2:9092\"\nworkers = 4\ninput_topics = [\"in\"]\nidle_timeout = \"3s\"\n\
-             [topics]\nperiods = \"billing.periods\"\n",
-        )
-        .expect("parses");
-        assert_eq!(file.brokers.as_deref(), Some("k1:9092,k2:9092"));
-        assert_eq!(file.workers, Some(4));
-        assert_eq!(file.input_topics, Some(vec!["in".to_string()]));
-        assert_eq!(file.idle_timeout.as_deref(), Some("3s"));
-        let mut topics = OutputTopics::default();
-        file.topics.expect("topics").apply(&mut topics);
-        assert_eq!(topics.periods, "billing.periods");
-        assert_eq!(topics.status, "codes.status");
-        assert!(toml::from_str::<StreamFile>("brokerz = \"x\"").is_err());
     }
 }

@@ -253,3 +253,20 @@ pub fn client_config(settings: &KafkaSettings, role: Role) -> ClientConfig {
     }
     config
 }
+
+impl crate::stream_file::TopicNames {
+    /// Sets the names given.
+    pub fn apply(&self, topics: &mut OutputTopics) {
+        for (name, slot) in [
+            (&self.status, &mut topics.status),
+            (&self.ledger, &mut topics.ledger),
+            (&self.balances, &mut topics.balances),
+            (&self.rejections, &mut topics.rejections),
+            (&self.periods, &mut topics.periods),
+        ] {
+            if let Some(name) = name {
+                *slot = name.clone();
+            }
+        }
+    }
+}
