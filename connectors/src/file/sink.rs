@@ -158,6 +158,21 @@ impl OutputFiles {
         Ok(self.counts)
     }
 
+    /// Appends one already rendered record (a JSON line without its newline) to `file`.
+    pub fn write_line(&mut self, file: OutputFile, line: &[u8]) {
+        if self.failed {
+            return;
+        }
+        let index = file.index();
+        let buffer = &mut self.buffers[index];
+        buffer.extend_from_slice(line);
+        buffer.push(b'\n');
+        self.counts.increment(file);
+        if buffer.len() >= WRITE_BUFFER_BYTES {
+            self.hand_over(index, Vec::with_capacity(WRITE_BUFFER_BYTES));
+        }
+    }
+
     /// Renders one output record into its file's buffer.
     pub fn write(&mut self, output: &Output) {
         if self.failed {
