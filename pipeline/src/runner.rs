@@ -5,7 +5,7 @@ use crate::checkpoint::{SourceShare, Store, NAMES};
 use crate::config::Config;
 use crate::generated::{self, Generated};
 use crate::reference;
-use crate::summary::{Spill, Summary};
+use crate::summary::{Spill, Summarized, Summary};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{
@@ -247,7 +247,7 @@ fn run_dataflow_files(
     let store = run.state.map(Store::open).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
     let spill = run.spill();
-    let (summary, stats, runs) =
+    let Summarized { summary, stats, runs } =
         crate::summary::run_summarized(config, inputs, workers, backfill.clone(), &spill, &mut |records| {
             progress.tick(|| format!("read {records} records"));
         })?;

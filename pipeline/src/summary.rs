@@ -172,6 +172,16 @@ pub struct Spill {
     pub run_bytes: usize,
 }
 
+/// What a summarized file run gives back.
+pub struct Summarized {
+    /// The run's summary.
+    pub summary: Summary,
+    /// What the sources read.
+    pub stats: SourceStats,
+    /// Each worker's sorted runs (worker order), or the first I/O error of a spill.
+    pub runs: std::io::Result<Vec<Vec<SortedRun>>>,
+}
+
 /// Runs the dataflow and returns its outputs as each worker's sorted runs (merge them with
 /// [`merge_runs`] for the canonical order), with the run's summary and what the sources read.
 ///
@@ -190,7 +200,7 @@ pub fn run_summarized(
     backfill: Option<Checkpoints>,
     spill: &Spill,
     progress: &mut dyn FnMut(u64),
-) -> Result<(Summary, SourceStats, std::io::Result<Vec<Vec<SortedRun>>>), WorkerFailure> {
+) -> Result<Summarized, WorkerFailure> {
     let mode = backfill.map_or(Mode::Files, Mode::Backfill);
     let settings = RunSettings {
         config,
@@ -218,7 +228,7 @@ pub fn run_summarized(
     let (tallies, runs): (Vec<Tally>, Vec<_>) = run.sinks.into_iter().unzip();
     Tally::add_to(tallies, &mut summary);
     let runs = runs.into_iter().collect::<std::io::Result<Vec<_>>>();
-    Ok((summary, stats, runs))
+    Ok(Summarized { summary, stats, runs })
 }
 
 /// Sorts outputs (worker 0's, then worker 1's, …, each in emission order) into the
