@@ -221,3 +221,62 @@ fn a_spill_directory_that_cannot_be_written_fails_the_run_by_name() {
     assert!(!stdout.contains("summary"), "no summary after a failure: {stdout}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_full_disk_fails_the_run_by_name() {
+    // A 1 MiB tmpfs as the spill directory, then as the output directory (spilling to the
+    // ordinary disk) (mounting needs
+    // root; without it the test says so and checks nothing more, the unwritable directory
+    // above being the injected failure): both runs exit 1 naming the file, "No space left
+    // on device", and print no summary.
+    let dir = scratch("full");
+    let input = dir.join("input");
+    generate(
+        &GeneratorConfig {
+            codes: 60_000,
+            ..dataset()
+        },
+        &input,
+        &mut |_| {},
+    )
+    .unwrap();
+    let small = dir.join("small");
+    fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !mounted {
+        eprintln!("a_full_disk_fails_the_run_by_name: cannot mount a tmpfs here (not root?); skipped");
+        let _ = fs::remove_dir_all(&dir);
+        return;
+    }
+    let run = |out: &Path, spill: &Path| {
+        let mut command = std::process::Command::new(markledger_binary());
+        command
+            .args(["run", "--quiet", "--output-run-bytes", "200000", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(out);
+        command.arg("--spill-dir").arg(spill);
+        command.output().unwrap()
+    };
+    let spilled = run(&dir.join("out"), &small);
+    let written = run(&small.join("out"), &dir);
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    for (output, names) in [(&spilled, "markledger-spill-"), (&written, "status.jsonl")] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("No space left on device") && stderr.contains(names),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("summary"));
+    }
+    assert!(
+        !dir.join("out").join("status.jsonl").exists(),
+        "no outputs after a failed spill"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
