@@ -263,8 +263,15 @@ fn run_dataflow_files(
     }
     let mut sink =
         OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
-    merge_runs(runs, &mut |file, line| sink.write_line(file, line))
-        .with_context(|| format!("merging spilled outputs from {}", spill.dir.path().display()))?;
+    let mut merged = 0u64;
+    merge_runs(runs, &mut |file, line| {
+        sink.write_line(file, line);
+        merged += 1;
+        if merged % 4096 == 0 {
+            progress.tick(|| format!("writing outputs in canonical order: {merged} records"));
+        }
+    })
+    .with_context(|| format!("merging spilled outputs from {}", spill.dir.path().display()))?;
     let written = sink
         .finish()
         .with_context(|| format!("writing outputs in {}", run.out.display()))?;
