@@ -11,6 +11,8 @@
 //! - [`mod@file`]: file partitions in ([`file::PartitionReader`]), generator files out
 //!   ([`file::PartitionWriter`]), and the `--out` directory ([`file::OutputFiles`]).
 //! - [`partition`]: what a source reads, one record at a time, whatever the connector.
+//! - [`pipe`]: a partition written by a thread of the same process while the run reads it
+//!   (the generator source).
 //! - [`offsets`]: where partitions resume after a checkpoint ([`offsets::SourceShare`]),
 //!   and the interface the checkpoint code asks a connector through
 //!   ([`offsets::OffsetTracker`]).
@@ -31,6 +33,7 @@ pub mod file;
 pub mod kafka;
 pub mod offsets;
 pub mod partition;
+pub mod pipe;
 pub mod stream_file;
 mod window;
 

@@ -33,11 +33,8 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
     .with_context(|| format!("generating into {}", input.display()))?;
     let generated_in = started.elapsed();
     let run = FileRun {
-        inputs: std::slice::from_ref(&input),
-        out: &output,
         quiet,
-        engine: Engine::Dataflow { workers: 2 },
-        state: None,
+        ..FileRun::new(std::slice::from_ref(&input), &output, Engine::Dataflow { workers: 2 })
     };
     let report = run_files(config, &run)?;
     let mut text = format!(

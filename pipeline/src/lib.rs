@@ -7,7 +7,9 @@
 //! - [`config`]: every tunable of DOMAIN.md with its default.
 //! - [`demo`]: the `demo` command: generate, run, and show the results to a person.
 //! - [`runner`]: reading partitions from files, running an engine, writing the outputs
-//!   and the closing summary.
+//!   (in their canonical order, spilled to disk and merged: [`summary`]) and the closing
+//!   summary.
+//! - [`generated`]: the generator as a run's input (`--input gen:…`), no files needed.
 
 #![deny(missing_docs)]
 
@@ -17,6 +19,7 @@ pub mod dataflow;
 pub mod demo;
 pub mod documents;
 pub mod failure;
+pub mod generated;
 pub mod quarantine;
 pub mod reference;
 pub mod runner;

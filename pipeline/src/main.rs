@@ -108,7 +108,8 @@ struct ProduceArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Input partitions: files, or directories whose files are partitions.
+    /// Input partitions: files, or directories whose files are partitions; or the
+    /// generator itself, `gen:codes=N,seed=S,…` (the flags of `generate`), no files needed.
     #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Output directory (created if missing).
@@ -136,6 +137,14 @@ struct RunArgs {
     /// finish: holds stay open), from which `stream --state` with the same workers goes on.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Where outputs waiting for their canonical order spill (default: a hidden directory
+    /// beside --out); removed at the end.
+    #[arg(long)]
+    spill_dir: Option<PathBuf>,
+    /// Rendered output bytes a worker holds before spilling a sorted run (tests force tiny
+    /// runs; not for users).
+    #[arg(long, hide = true, default_value_t = markledger_connectors::file::OUTPUT_RUN_BYTES)]
+    output_run_bytes: usize,
     /// No progress lines (the summary is still printed).
     #[arg(long)]
     quiet: bool,
@@ -343,6 +352,8 @@ fn run(args: RunArgs) -> Result<()> {
         quiet: args.quiet,
         engine,
         state: args.state.as_deref(),
+        spill_dir: args.spill_dir.as_deref(),
+        output_run_bytes: args.output_run_bytes,
     };
     let report = run_files(&config, &run)?;
     say_text(&render_summary(&report, &args.out));

@@ -3,11 +3,14 @@
 
 use crate::checkpoint::{SourceShare, Store, NAMES};
 use crate::config::Config;
+use crate::generated::{self, Generated};
 use crate::reference;
-use crate::summary::Summary;
+use crate::summary::{Spill, Summarized, Summary};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
-use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
+use markledger_connectors::file::{
+    list_partitions, merge_runs, OutputCounts, OutputFiles, PartitionReader, SpillDir, OUTPUT_RUN_BYTES,
+};
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::flow::time_of;
@@ -136,6 +139,76 @@ pub struct FileRun<'a> {
     pub engine: Engine,
     /// A backfill's checkpoint directory (the dataflow only).
     pub state: Option<&'a Path>,
+    /// Where outputs waiting for their canonical order spill (a directory made inside it,
+    /// removed at the end); `None`: a hidden sibling of `out` ([`SpillDir::beside`]).
+    pub spill_dir: Option<&'a Path>,
+    /// Rendered output bytes a worker holds before spilling a sorted run
+    /// ([`OUTPUT_RUN_BYTES`]; tests force tiny runs to exercise the merge).
+    pub output_run_bytes: usize,
+}
+
+impl<'a> FileRun<'a> {
+    /// A run of `engine` over `inputs` into `out`: quiet, no backfill, default spilling.
+    pub fn new(inputs: &'a [PathBuf], out: &'a Path, engine: Engine) -> FileRun<'a> {
+        FileRun {
+            inputs,
+            out,
+            quiet: true,
+            engine,
+            state: None,
+            spill_dir: None,
+            output_run_bytes: OUTPUT_RUN_BYTES,
+        }
+    }
+
+    /// Where this run's outputs spill.
+    pub fn spill(&self) -> Spill {
+        let dir = match self.spill_dir {
+            Some(parent) => SpillDir::new(parent, &format!("markledger-spill-{}", std::process::id())),
+            None => SpillDir::beside(self.out),
+        };
+        Spill {
+            dir,
+            run_bytes: self.output_run_bytes,
+        }
+    }
+}
+
+/// A run's inputs: partition files, or the generator (`gen:…`, see [`crate::generated`]).
+struct Inputs {
+    inputs: Vec<Box<dyn PartitionInput>>,
+    names: Vec<PathBuf>,
+    generator: Option<Generated>,
+}
+
+/// Opens the partitions `inputs` name: files and directories, or one generator spec.
+fn open_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
+    let specs: Vec<&str> = inputs.iter().filter_map(|input| generated::spec_of(input)).collect();
+    if let Some(spec) = specs.first() {
+        if inputs.len() > 1 {
+            anyhow::bail!(
+                "--input {}{spec}: the generator is a run's only input",
+                generated::PREFIX
+            );
+        }
+        let mut generator = generated::start(generated::parse(spec)?)?;
+        return Ok(Inputs {
+            inputs: generator.take_inputs(),
+            names: generator.names.iter().map(PathBuf::from).collect(),
+            generator: Some(generator),
+        });
+    }
+    let partitions = list_partitions(inputs).context("listing input partitions")?;
+    let mut readers: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(partitions.len());
+    for path in &partitions {
+        let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
+        readers.push(Box::new(reader));
+    }
+    Ok(Inputs {
+        inputs: readers,
+        names: partitions,
+        generator: None,
+    })
 }
 
 /// `markledger run`: read the partitions, run the engine, write the five outputs.
@@ -150,41 +223,55 @@ pub fn run_files(config: &Config, run: &FileRun<'_>) -> Result<RunReport> {
         Engine::Reference if run.state.is_some() => {
             anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine")
         }
+        Engine::Reference if run.inputs.iter().any(|input| generated::spec_of(input).is_some()) => {
+            anyhow::bail!("the generator source (--input gen:…) needs the dataflow engine")
+        }
         Engine::Reference => run_reference_files(config, run, &mut progress),
     }
 }
 
-/// The dataflow streams every partition from disk as it goes, then writes its outputs in
-/// their canonical order (and a backfill's checkpoint).
+/// The dataflow streams every partition from disk (or the generator) as it goes, holding
+/// its outputs in sorted runs that spill to disk, then merges them into the output files in
+/// their canonical order (and writes a backfill's checkpoint).
 fn run_dataflow_files(
     config: &Config,
     run: &FileRun<'_>,
     workers: usize,
     progress: &mut ProgressLine,
 ) -> Result<RunReport> {
-    let partitions = list_partitions(run.inputs).context("listing input partitions")?;
-    let mut readers: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(partitions.len());
-    for path in &partitions {
-        let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
-        readers.push(Box::new(reader));
-    }
+    let Inputs {
+        inputs,
+        names: partitions,
+        generator,
+    } = open_inputs(run.inputs)?;
     let store = run.state.map(Store::open).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
-    let (summary, stats, outputs) =
-        crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
+    let spill = run.spill();
+    let Summarized { summary, stats, runs } =
+        crate::summary::run_summarized(config, inputs, workers, backfill.clone(), &spill, &mut |records| {
             progress.tick(|| format!("read {records} records"));
         })?;
+    if let Some(generator) = generator {
+        generator.finish()?;
+    }
     if !stats.errors.is_empty() {
         anyhow::bail!("reading input: {}", stats.errors.join("; "));
     }
+    let runs = runs.with_context(|| format!("spilling outputs under {}", spill.dir.path().display()))?;
     if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
         write_backfill_checkpoint(store, checkpoints, workers, summary.last_ts)?;
     }
     let mut sink =
         OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
-    for output in &outputs {
-        sink.write(output);
-    }
+    let mut merged = 0u64;
+    merge_runs(runs, &mut |file, line| {
+        sink.write_line(file, line);
+        merged += 1;
+        if merged % 4096 == 0 {
+            progress.tick(|| format!("writing outputs in canonical order: {merged} records"));
+        }
+    })
+    .with_context(|| format!("merging spilled outputs from {}", spill.dir.path().display()))?;
     let written = sink
         .finish()
         .with_context(|| format!("writing outputs in {}", run.out.display()))?;

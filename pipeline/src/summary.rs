@@ -5,12 +5,17 @@ use crate::config::Config;
 use crate::failure::WorkerFailure;
 use crate::runtime::{run_inputs, Mode, RunSettings};
 use crate::source::{Batching, SourceStats};
+#[cfg(doc)]
+use markledger_connectors::file::{merge_runs, OUTPUT_RUN_BYTES};
+use markledger_connectors::file::{SortedRun, SortedRuns, SpillDir};
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
+use markledger_operators::flow::Time;
 use markledger_operators::money::Money;
-use markledger_operators::output::{Entry, Output};
+use markledger_operators::output::{Entry, Output, Sink};
 use markledger_operators::{Reason, Status, Ts};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What a run did, for the closing summary.
 #[derive(Clone, Debug, Default)]
@@ -49,12 +54,142 @@ pub struct Summary {
     pub last_ts: Option<Ts>,
 }
 
-/// Runs the dataflow and returns its outputs in a canonical order, with the run's summary
-/// and what the sources read.
+/// What a worker's outputs add to the summary, counted as they are emitted.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    /// Codes entering (+) and leaving (−) each status.
+    by_status: BTreeMap<Status, i64>,
+    payments: Money,
+    compensations: Money,
+    charged: Money,
+    refunds: Money,
+    /// Each account's latest (balance, unpaid amount) from this worker.
+    balances: BTreeMap<String, (Money, Money)>,
+    rejections: BTreeMap<Reason, u64>,
+    outputs: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    /// Counts one output.
+    pub fn count(&mut self, output: &Output) {
+        let name = match output {
+            Output::Status(change) => {
+                let n = change.codes.len() as i64;
+                *self.by_status.entry(change.to).or_default() += n;
+                if let Some(from) = change.from {
+                    *self.by_status.entry(from).or_default() -= n;
+                }
+                "status"
+            }
+            Output::Ledger(entry) => {
+                let total = match entry.entry {
+                    Entry::Payment => &mut self.payments,
+                    Entry::Compensation => &mut self.compensations,
+                    Entry::Charge => &mut self.charged,
+                    Entry::Refund => &mut self.refunds,
+                };
+                *total += entry.amount;
+                "ledger"
+            }
+            Output::Balance(balance) => {
+                let latest = (balance.balance, balance.unpaid_amount);
+                match self.balances.get_mut(balance.account.as_str()) {
+                    Some(held) => *held = latest,
+                    None => {
+                        self.balances.insert(balance.account.clone(), latest);
+                    }
+                }
+                "balances"
+            }
+            Output::Rejection(rejection) => {
+                *self.rejections.entry(rejection.reason).or_default() += 1;
+                "rejections"
+            }
+            Output::Period(_) => "periods",
+        };
+        *self.outputs.entry(name).or_default() += 1;
+    }
+
+    /// Adds the workers' tallies (in worker order) to `summary`. An account's final balance
+    /// is the last in canonical order: that of the highest worker that emitted one.
+    fn add_to(tallies: Vec<Tally>, summary: &mut Summary) {
+        let mut by_status: BTreeMap<Status, i64> = BTreeMap::new();
+        let mut balances: BTreeMap<String, (Money, Money)> = BTreeMap::new();
+        for tally in tallies {
+            for (status, n) in tally.by_status {
+                *by_status.entry(status).or_default() += n;
+            }
+            summary.payments += tally.payments;
+            summary.compensations += tally.compensations;
+            summary.charged += tally.charged;
+            summary.refunds += tally.refunds;
+            balances.extend(tally.balances);
+            for (reason, n) in tally.rejections {
+                *summary.rejections.entry(reason).or_default() += n;
+            }
+            for (name, n) in tally.outputs {
+                *summary.outputs.entry(name).or_default() += n;
+            }
+        }
+        summary.codes_by_status = by_status
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(status, n)| (status, n.unsigned_abs()))
+            .collect();
+        summary.balance = balances.values().map(|(balance, _)| *balance).sum();
+        summary.unpaid = balances.values().map(|(_, unpaid)| *unpaid).sum();
+    }
+}
+
+/// A worker's sink in a file run: tallies each output for the summary and holds it,
+/// rendered, in sorted runs that spill to disk ([`SortedRuns`]).
+pub struct FileRunSink {
+    tally: Tally,
+    runs: SortedRuns,
+}
+
+impl Sink for FileRunSink {
+    type Done = (Tally, std::io::Result<Vec<SortedRun>>);
+
+    fn emit(&mut self, _time: Time, outputs: &mut Vec<Output>) {
+        for output in outputs.drain(..) {
+            self.tally.count(&output);
+            self.runs.push(&output);
+        }
+    }
+
+    fn finish(self) -> Self::Done {
+        (self.tally, self.runs.finish())
+    }
+}
+
+/// Where a file run's outputs wait for their canonical order.
+#[derive(Clone, Debug)]
+pub struct Spill {
+    /// The spill directory (created at the first spill, removed when the last holder drops it).
+    pub dir: Arc<SpillDir>,
+    /// Rendered bytes a worker holds before spilling a sorted run ([`OUTPUT_RUN_BYTES`]).
+    pub run_bytes: usize,
+}
+
+/// What a summarized file run gives back.
+pub struct Summarized {
+    /// The run's summary.
+    pub summary: Summary,
+    /// What the sources read.
+    pub stats: SourceStats,
+    /// Each worker's sorted runs (worker order), or the first I/O error of a spill.
+    pub runs: std::io::Result<Vec<Vec<SortedRun>>>,
+}
+
+/// Runs the dataflow and returns its outputs as each worker's sorted runs (merge them with
+/// [`merge_runs`] for the canonical order), with the run's summary and what the sources read.
 ///
-/// The order makes output files identical whatever the worker count: records are grouped
-/// by output and by account (or period key), and within an account keep the order its
-/// worker produced them in, which is account order; rejections are sorted.
+/// The canonical order makes output files identical whatever the worker count: records
+/// are grouped by output and by account (or period key), and within an account keep the
+/// order its worker produced them in, which is account order; rejections are sorted
+/// ([`canonical_order`] is the same order in memory). A worker holds at most
+/// `spill.run_bytes` of rendered outputs; the rest waits on disk.
 ///
 /// With `backfill`, the run is a backfill ([`Mode::Backfill`]): its machines save their
 /// shares of a checkpoint at the end + 1 ms into `backfill` instead of finishing.
@@ -63,8 +198,9 @@ pub fn run_summarized(
     inputs: Vec<Box<dyn PartitionInput>>,
     workers: usize,
     backfill: Option<Checkpoints>,
+    spill: &Spill,
     progress: &mut dyn FnMut(u64),
-) -> Result<(Summary, SourceStats, Vec<Output>), WorkerFailure> {
+) -> Result<Summarized, WorkerFailure> {
     let mode = backfill.map_or(Mode::Files, Mode::Backfill);
     let settings = RunSettings {
         config,
@@ -72,7 +208,12 @@ pub fn run_summarized(
         batching: Batching::default(),
         mode,
     };
-    let run = run_inputs(settings, inputs, |_| Vec::new(), progress)?;
+    let (dir, run_bytes) = (spill.dir.clone(), spill.run_bytes);
+    let make_sink = move |worker| FileRunSink {
+        tally: Tally::default(),
+        runs: SortedRuns::new(worker, run_bytes, dir.clone()),
+    };
+    let run = run_inputs(settings, inputs, make_sink, progress)?;
     let stats = run.stats;
     let mut summary = Summary {
         records: stats.records,
@@ -84,53 +225,16 @@ pub fn run_summarized(
         accounts: stats.accounts.len() as u64,
         ..Summary::default()
     };
-    let mut outputs: Vec<Output> = run.sinks.into_iter().flatten().collect();
-    canonical_order(&mut outputs);
-    let mut by_status: BTreeMap<Status, i64> = Default::default();
-    let mut balances: BTreeMap<&str, (Money, Money)> = Default::default();
-    for output in &outputs {
-        let name = match output {
-            Output::Status(change) => {
-                let n = change.codes.len() as i64;
-                *by_status.entry(change.to).or_default() += n;
-                if let Some(from) = change.from {
-                    *by_status.entry(from).or_default() -= n;
-                }
-                "status"
-            }
-            Output::Ledger(entry) => {
-                let total = match entry.entry {
-                    Entry::Payment => &mut summary.payments,
-                    Entry::Compensation => &mut summary.compensations,
-                    Entry::Charge => &mut summary.charged,
-                    Entry::Refund => &mut summary.refunds,
-                };
-                *total += entry.amount;
-                "ledger"
-            }
-            Output::Balance(balance) => {
-                balances.insert(&balance.account, (balance.balance, balance.unpaid_amount));
-                "balances"
-            }
-            Output::Rejection(rejection) => {
-                *summary.rejections.entry(rejection.reason).or_default() += 1;
-                "rejections"
-            }
-            Output::Period(_) => "periods",
-        };
-        *summary.outputs.entry(name).or_default() += 1;
-    }
-    summary.codes_by_status = by_status
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(status, n)| (status, n.unsigned_abs()))
-        .collect();
-    summary.balance = balances.values().map(|(balance, _)| *balance).sum();
-    summary.unpaid = balances.values().map(|(_, unpaid)| *unpaid).sum();
-    Ok((summary, stats, outputs))
+    let (tallies, runs): (Vec<Tally>, Vec<_>) = run.sinks.into_iter().unzip();
+    Tally::add_to(tallies, &mut summary);
+    let runs = runs.into_iter().collect::<std::io::Result<Vec<_>>>();
+    Ok(Summarized { summary, stats, runs })
 }
 
-fn canonical_order(outputs: &mut [Output]) {
+/// Sorts outputs (worker 0's, then worker 1's, …, each in emission order) into the
+/// canonical order in memory: the definition [`merge_runs`] reproduces with bounded memory
+/// (tests compare the two).
+pub fn canonical_order(outputs: &mut [Output]) {
     fn group(output: &Output) -> (u8, String) {
         match output {
             Output::Status(s) => (0, s.account.clone()),

@@ -47,13 +47,7 @@ fn every_golden_scenario_reproduces_its_expected_outputs() {
         let name = scenario.file_name().unwrap().to_string_lossy().to_string();
         let out = scratch(&name);
         let inputs = [scenario.join("input")];
-        let run = FileRun {
-            inputs: &inputs,
-            out: &out,
-            quiet: true,
-            engine: Engine::Reference,
-            state: None,
-        };
+        let run = FileRun::new(&inputs, &out, Engine::Reference);
         run_files(&default_config(), &run).expect("run succeeds");
         let expected_dir = scenario.join("expected");
         for file in OUTPUT_FILES {

@@ -3,11 +3,15 @@
 //! In: command-line paths → [`list_partitions`] → one [`PartitionReader`] per file, each
 //! yielding its records in file order (one file = one partition, DOMAIN.md §4). The
 //! generator writes partition files with [`PartitionWriter`]. Out: an engine's outputs →
-//! [`OutputFiles`], the five JSON-lines files of the `--out` directory (INTERFACE.md).
+//! [`OutputFiles`], the five JSON-lines files of the `--out` directory (INTERFACE.md), in
+//! the canonical order of a file run through [`SortedRuns`] and [`merge_runs`] (bounded
+//! memory: sorted runs spilled to disk, merged at the end).
 
+pub mod ordered;
 pub mod sink;
 pub mod source;
 
+pub use ordered::{merge_runs, SortedRun, SortedRuns, SpillDir, OUTPUT_RUN_BYTES};
 pub use sink::{OutputCounts, OutputFiles, WRITE_BUFFER_BYTES};
 pub use source::{
     detect_format, list_partitions, Detected, PartitionReader, PartitionWriter, SourceError, DETECT_BYTES,

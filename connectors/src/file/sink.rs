@@ -88,18 +88,22 @@ impl OutputFiles {
     /// Creates `dir` if missing and the five files in it (truncating existing ones).
     pub fn create(dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
+        let named =
+            |path: &Path, error: io::Error| io::Error::new(error.kind(), format!("{}: {error}", path.display()));
         let mut files = OutputFile::ALL
             .iter()
             .map(|file| {
                 let path = dir.join(file.file_name());
                 File::create(&path)
-                    .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))
+                    .map(|file| (path.clone(), file))
+                    .map_err(|error| named(&path, error))
             })
             .collect::<io::Result<Vec<_>>>()?;
         let (to_writer, buffers) = mpsc::sync_channel::<(usize, Vec<u8>)>(BUFFERS_IN_FLIGHT);
         let writer = thread::Builder::new().name("output-files".into()).spawn(move || {
             for (index, bytes) in buffers {
-                files[index].write_all(&bytes)?;
+                let (path, file) = &mut files[index];
+                file.write_all(&bytes).map_err(|error| named(path, error))?;
             }
             Ok(())
         })?;
@@ -156,6 +160,21 @@ impl OutputFiles {
     pub fn finish(mut self) -> io::Result<OutputCounts> {
         self.close()?;
         Ok(self.counts)
+    }
+
+    /// Appends one already rendered record (a JSON line without its newline) to `file`.
+    pub fn write_line(&mut self, file: OutputFile, line: &[u8]) {
+        if self.failed {
+            return;
+        }
+        let index = file.index();
+        let buffer = &mut self.buffers[index];
+        buffer.extend_from_slice(line);
+        buffer.push(b'\n');
+        self.counts.increment(file);
+        if buffer.len() >= WRITE_BUFFER_BYTES {
+            self.hand_over(index, Vec::with_capacity(WRITE_BUFFER_BYTES));
+        }
     }
 
     /// Renders one output record into its file's buffer.

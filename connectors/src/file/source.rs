@@ -479,18 +479,32 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 /// Writes a partition file in either format (the generator's side): well-formed events,
 /// and raw lines that are deliberately not well-formed events. The same calls in either
 /// format produce files that read back as the same [`Decoded`] sequence.
-#[derive(Debug)]
 pub struct PartitionWriter {
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn Write + Send>>,
     format: Format,
     scratch: Vec<u8>,
     bytes_written: u64,
 }
 
+impl std::fmt::Debug for PartitionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionWriter")
+            .field("format", &self.format)
+            .field("bytes_written", &self.bytes_written)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PartitionWriter {
     /// Creates (or truncates) `path`; a binary file starts with [`MAGIC`].
     pub fn create(path: &Path, format: Format) -> io::Result<Self> {
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::create(path)?);
+        PartitionWriter::over(Box::new(File::create(path)?), format)
+    }
+
+    /// A partition written to any byte sink (a [`crate::pipe`] into a run, for the
+    /// generator source), buffered as a file is.
+    pub fn over(out: Box<dyn Write + Send>, format: Format) -> io::Result<Self> {
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, out);
         let mut bytes_written = 0;
         if format == Format::Binary {
             out.write_all(MAGIC)?;

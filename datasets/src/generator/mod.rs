@@ -38,6 +38,7 @@ mod tests;
 
 pub use manifest::{Manifest, ManifestFlags, INJECTED_REASONS, MANIFEST_FILE};
 pub use markledger_connectors::file::Format;
+use markledger_connectors::file::PartitionWriter;
 
 use accounts::{population, Profile};
 use markledger_operators::{Period, Reason};
@@ -181,6 +182,40 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
     config.validate()?;
     fs::create_dir_all(out)?;
     remove_earlier_dataset(out)?;
+    let injector = Rng::stream(config.seed, u64::MAX);
+    let writers = Writers::create(out, config.partitions, config.format, config.bad_rate, injector)?;
+    let manifest = simulate(config, writers, progress)?;
+    manifest.write(out)?;
+    Ok(manifest)
+}
+
+/// Generates the dataset `config` describes into `partitions` (partition `i` into
+/// `partitions[i]`, e.g. pipes into a run: `markledger run --input gen:…`) instead of
+/// files: the same records the files would hold, in the same order (the writers' format
+/// is theirs; `config.format` only names the manifest's). Returns the manifest (not
+/// written anywhere).
+pub fn generate_into(
+    config: &GeneratorConfig,
+    partitions: Vec<PartitionWriter>,
+    progress: &mut dyn FnMut(&Progress),
+) -> io::Result<Manifest> {
+    config.validate()?;
+    if partitions.len() != config.partitions as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} writers for {} partitions", partitions.len(), config.partitions),
+        ));
+    }
+    let names = (0..config.partitions)
+        .map(|index| writer::partition_file_name(index, config.format))
+        .collect();
+    let injector = Rng::stream(config.seed, u64::MAX);
+    let writers = Writers::over(partitions, names, config.bad_rate, injector);
+    simulate(config, writers, progress)
+}
+
+/// Runs the simulation into `writers` and tells what was written.
+fn simulate(config: &GeneratorConfig, writers: Writers, progress: &mut dyn FnMut(&Progress)) -> io::Result<Manifest> {
     let calendar = crate::calendars::kazakhstan();
     let horizon = Horizon::new(config.start, config.months, &calendar);
     let applied_codes = (config.codes as f64 / CODE_EVENTS_PER_APPLIED_CODE) as u64;
@@ -194,8 +229,6 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
     for profile in [Profile::Factory, Profile::Producer, Profile::Importer] {
         accounts_by_profile.entry(profile.as_str().to_string()).or_insert(0);
     }
-    let injector = Rng::stream(config.seed, u64::MAX);
-    let writers = Writers::create(out, config.partitions, config.format, config.bad_rate, injector)?;
     let simulation = Simulation::new(config.seed, plans, horizon, &calendar, writers);
 
     let step = (config.codes / 100).max(1);
@@ -278,7 +311,6 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
         first_ts: render(counts.first_ts),
         last_ts: render(counts.last_ts),
     };
-    manifest.write(out)?;
     Ok(manifest)
 }
 

@@ -190,34 +190,44 @@ pub fn partition_file_name(index: u32, format: Format) -> String {
 impl Writers {
     /// Creates the partition files in `dir`.
     pub fn create(dir: &Path, partitions: u32, format: Format, bad_rate: f64, rng: Rng) -> io::Result<Writers> {
-        let mut created = Vec::with_capacity(partitions as usize);
+        let mut writers = Vec::with_capacity(partitions as usize);
         let mut names = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             let name = partition_file_name(index, format);
-            created.push(Partition {
-                writer: PartitionWriter::create(&dir.join(&name), format)?,
+            writers.push(PartitionWriter::create(&dir.join(&name), format)?);
+            names.push(name);
+        }
+        Ok(Writers::over(writers, names, bad_rate, rng))
+    }
+
+    /// Writes partition `i` to `writers[i]` (named `names[i]`): files, or pipes into a run.
+    pub fn over(writers: Vec<PartitionWriter>, names: Vec<String>, bad_rate: f64, rng: Rng) -> Writers {
+        let created = writers
+            .into_iter()
+            .enumerate()
+            .map(|(index, writer)| Partition {
+                writer,
                 prefix: format!("p{index}-"),
                 next_id: 0,
                 high_water: None,
                 held: Vec::new(),
                 duplicates: Vec::new(),
                 wanted: Wanted::default(),
-            });
-            names.push(name);
-        }
+            })
+            .collect();
         let injection_probability = if bad_rate > 0.0 {
             bad_rate / (1.0 - bad_rate)
         } else {
             0.0
         };
-        Ok(Writers {
+        Writers {
             partitions: created,
             names,
             rng,
             injection_probability,
             counts: Counts::default(),
             released: Vec::new(),
-        })
+        }
     }
 
     /// The counts so far.
