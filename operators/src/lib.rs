@@ -15,6 +15,7 @@ pub mod console;
 pub mod dedup;
 pub mod event;
 pub mod failure;
+pub mod final_codes;
 pub mod flow;
 pub mod intern;
 pub mod machine;
