@@ -85,6 +85,9 @@ pub(crate) struct EpochFilter {
     live: [bool; TAGS],
     /// Slots holding each tag, live or dead.
     entries: [u64; TAGS],
+    /// Slots holding a live tag (the sum of `entries` over live tags, kept on every change:
+    /// inserts read it).
+    live_total: u64,
     /// Where the next [`EpochFilter::sweep`] starts.
     sweep_at: usize,
     /// The displacement chooser's state (xorshift: deterministic, so runs are repeatable).
@@ -125,6 +128,7 @@ impl EpochFilter {
             buckets: vec![EMPTY; buckets],
             live: [false; TAGS],
             entries: [0; TAGS],
+            live_total: 0,
             sweep_at: 0,
             random: 0x2545_f491_4f6c_dd1d,
         }
@@ -158,7 +162,13 @@ impl EpochFilter {
 
     /// Marks a tag live (its epoch holds records) or dead (retention dropped its epoch).
     pub fn set_live(&mut self, tag: u8, live: bool) {
-        self.live[tag as usize] = live;
+        let tag = tag as usize;
+        match (self.live[tag], live) {
+            (false, true) => self.live_total += self.entries[tag],
+            (true, false) => self.live_total -= self.entries[tag],
+            _ => {}
+        }
+        self.live[tag] = live;
     }
 
     /// Whether slots still carry `tag` (then it cannot be given to a new epoch yet).
@@ -197,11 +207,13 @@ impl EpochFilter {
     fn put(&mut self, bucket: usize, slot: usize, fingerprint: u16, tag: u8) {
         let old = &mut self.buckets[bucket];
         if old.fingerprints[slot] != 0 {
+            // Only a dead slot is ever overwritten.
             self.entries[old.tags[slot] as usize] -= 1;
         }
         old.fingerprints[slot] = fingerprint;
         old.tags[slot] = tag;
         self.entries[tag as usize] += 1;
+        self.live_total += 1;
     }
 
     fn next_random(&mut self) -> u64 {
@@ -258,6 +270,7 @@ impl EpochFilter {
                 displaced.fingerprints[free] = carried.0;
                 displaced.tags[free] = carried.1;
                 self.entries[tag as usize] += 1;
+                self.live_total += 1;
                 return true;
             }
         }
@@ -293,11 +306,6 @@ impl EpochFilter {
     /// Clears every dead slot (a full pass).
     pub fn sweep_all(&mut self) -> u64 {
         self.sweep(self.buckets.len())
-    }
-
-    /// Buckets in the table.
-    pub fn buckets(&self) -> usize {
-        self.buckets.len()
     }
 }
 
