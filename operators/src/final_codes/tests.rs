@@ -386,7 +386,7 @@ fn a_torn_or_corrupt_run_file_is_refused_by_name() {
         rotten[block * BLOCK_BYTES + 20] ^= 0x01;
     }
     std::fs::write(&path, &rotten).expect("rot");
-    let error = store.get(key(3), Ts(1_000)).err().expect("a bad block");
+    let error = store.get(key(3), Ts(1_000)).expect_err("a bad block");
     assert!(
         matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains(&manifest.runs[0].file),
         "{error}"
