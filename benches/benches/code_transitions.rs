@@ -16,13 +16,13 @@ mod common;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
 use markledger_benches::scenario::{code_events, lifecycle, new_codes, products, Chain, Instant};
 use markledger_operators::codes::Codes;
-use markledger_operators::flow::Flow;
+use markledger_operators::codes::IndexOut;
 use markledger_operators::machine::Machine;
 
 /// Accounts (one product each) the codes are spread over.
 const ACCOUNTS: u32 = 10;
 
-fn index_only(instants: Vec<Instant>) -> (Codes, Vec<Flow>) {
+fn index_only(instants: Vec<Instant>) -> (Codes, Vec<IndexOut>) {
     let mut codes = new_codes();
     let mut out = Vec::new();
     for instant in instants {

@@ -16,7 +16,7 @@ use markledger_benches::scenario::{
     code_events, new_accounts, one_payment, products, small_payments, unpaid_queue, Instant,
 };
 use markledger_operators::accounts::Accounts;
-use markledger_operators::flow::Flow;
+use markledger_operators::accounts::AccountsOut;
 use markledger_operators::machine::Machine;
 
 /// Codes per application report.
@@ -34,7 +34,7 @@ fn queued(queue: &[Instant], payments: &[Instant]) -> (Accounts, Vec<Instant>) {
     (accounts, payments.to_vec())
 }
 
-fn pay((mut accounts, payments): (Accounts, Vec<Instant>)) -> (Accounts, Vec<Flow>) {
+fn pay((mut accounts, payments): (Accounts, Vec<Instant>)) -> (Accounts, Vec<AccountsOut>) {
     let mut out = Vec::new();
     for instant in payments {
         accounts.step(instant.at, instant.to_accounts, &mut out);

@@ -5,7 +5,7 @@
 //! included). Out: each partition's bytes, split into JSON lines ([`json_lines`]) or binary
 //! frame payloads ([`binary_frames`]), exactly as the file readers split them.
 
-use markledger_connectors::codec::binary::{FRAME_LENGTH_BYTES, MAGIC};
+use markledger_connectors::codec::binary::{split_frames, MAGIC};
 use markledger_connectors::file::list_partitions;
 use markledger_datasets::generator::{generate, Format, GeneratorConfig, Manifest};
 use std::io;
@@ -66,22 +66,14 @@ pub fn json_lines(bytes: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
-/// The frame payloads of a binary partition (after [`MAGIC`]; each frame is a `u32` LE
-/// length and the payload). Panics on a file that is not a whole binary partition: the
+/// The frame payloads of a binary partition (after [`MAGIC`]; each frame is checked as a
+/// reader checks it). Panics on a file that is not a whole, undamaged binary partition: the
 /// generator writes only whole ones.
 pub fn binary_frames(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut rest = bytes
+    let stream = bytes
         .strip_prefix(MAGIC.as_slice())
         .expect("a binary partition starts with MAGIC");
-    let mut frames = Vec::new();
-    while !rest.is_empty() {
-        let (prefix, after) = rest.split_at(FRAME_LENGTH_BYTES);
-        let length = u32::from_le_bytes(prefix.try_into().expect("4 bytes")) as usize;
-        let (payload, after) = after.split_at(length);
-        frames.push(payload);
-        rest = after;
-    }
-    frames
+    split_frames(stream).expect("a whole, undamaged binary partition")
 }
 
 #[cfg(test)]

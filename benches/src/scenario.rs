@@ -15,12 +15,15 @@ use differential_dataflow::difference::Semigroup;
 use markledger::config::Config;
 use markledger_datasets::calendars::kazakhstan;
 use markledger_datasets::generator::codes::{code, gtin, product_key};
+use markledger_operators::accounts::AccountsOut;
 use markledger_operators::accounts::{AccountRules, Accounts};
 use markledger_operators::aggregates::{deltas, Delta, Revisions, Slot};
 use markledger_operators::codes::Codes;
+use markledger_operators::codes::IndexOut;
 use markledger_operators::event::{Body, DecimalField, Event, Kind};
-use markledger_operators::flow::{time_of, AccountIn, CodeIn, CodeOut, CodesIn, Fact, Flow, Header, Placed};
-use markledger_operators::machine::{Machine, Time};
+use markledger_operators::flow::Time;
+use markledger_operators::flow::{time_of, AccountIn, CodeIn, CodeOut, CodesIn, Fact, Header, Placed};
+use markledger_operators::machine::Machine;
 use markledger_operators::output::Output;
 use markledger_operators::time::{MILLIS_PER_DAY, MILLIS_PER_HOUR};
 use markledger_operators::{Money, TariffHistory, Ts};
@@ -358,7 +361,8 @@ pub struct Chain {
     /// Facts with their instants, when kept.
     kept_facts: Option<Vec<(Time, Fact)>>,
     produced: Produced,
-    flows: Vec<Flow>,
+    from_index: Vec<IndexOut>,
+    from_accounts: Vec<AccountsOut>,
 }
 
 impl Chain {
@@ -370,7 +374,8 @@ impl Chain {
             finals: None,
             kept_facts: keep_facts.then(Vec::new),
             produced: Produced::default(),
-            flows: Vec::new(),
+            from_index: Vec::new(),
+            from_accounts: Vec::new(),
         }
     }
 
@@ -405,38 +410,32 @@ impl Chain {
             to_codes.extend(finals);
         }
         if !to_codes.is_empty() || self.codes.next_timer().is_some_and(|timer| timer <= at) {
-            self.codes.step(at, to_codes, &mut self.flows);
+            self.codes.step(at, to_codes, &mut self.from_index);
         }
-        for flow in self.flows.drain(..) {
-            match flow {
-                Flow::ToAccounts(input) => to_accounts.push(input),
-                Flow::Out(output) => {
+        for out in self.from_index.drain(..) {
+            match out {
+                IndexOut::ToAccount(code) => to_accounts.push(AccountIn::Code(code)),
+                IndexOut::Refused(output) => {
                     self.produced.outputs += 1;
                     self.produced.rejections += u64::from(matches!(*output, Output::Rejection(_)));
                 }
-                other => unreachable!("the index sends only outputs and account inputs: {other:?}"),
             }
         }
-        self.accounts.step(at, to_accounts, &mut self.flows);
+        self.accounts.step(at, to_accounts, &mut self.from_accounts);
         let mut finals = Vec::new();
-        for flow in self.flows.drain(..) {
-            match flow {
-                Flow::Out(output) => {
+        for out in self.from_accounts.drain(..) {
+            match out {
+                AccountsOut::Output(output) => {
                     self.produced.outputs += 1;
                     self.produced.rejections += u64::from(matches!(*output, Output::Rejection(_)));
                 }
-                Flow::Fact(fact) => {
+                AccountsOut::Fact(fact) => {
                     self.produced.facts += 1;
                     if let Some(kept) = &mut self.kept_facts {
                         kept.push((at, *fact));
                     }
                 }
-                Flow::Final(key, final_at, status) => finals.push(CodesIn::Final {
-                    key,
-                    at: final_at,
-                    status,
-                }),
-                other => unreachable!("the accounts send no codes onwards: {other:?}"),
+                AccountsOut::Final(notice) => finals.push(notice),
             }
         }
         if !finals.is_empty() {
@@ -561,8 +560,8 @@ mod tests {
         for instant in payments {
             accounts.step(instant.at, instant.to_accounts, &mut out);
             let mut codes = 0;
-            for flow in out.drain(..) {
-                if let Flow::Out(output) = flow {
+            for out in out.drain(..) {
+                if let AccountsOut::Output(output) = out {
                     match *output {
                         Output::Status(change) => {
                             assert_eq!(change.to, Status::AppliedPaid);

@@ -11,8 +11,13 @@
 //! - [`mod@file`]: file partitions in ([`file::PartitionReader`]), generator files out
 //!   ([`file::PartitionWriter`]), and the `--out` directory ([`file::OutputFiles`]).
 //! - [`partition`]: what a source reads, one record at a time, whatever the connector.
-//! - [`kafka`]: topic partitions in ([`kafka::PartitionConsumer`]), outputs out
-//!   ([`kafka::OutputProducer`]), topics ([`kafka::ensure_topics`]) and datasets onto a
+//! - [`offsets`]: where partitions resume after a checkpoint ([`offsets::SourceShare`]),
+//!   and the interface the checkpoint code asks a connector through
+//!   ([`offsets::OffsetTracker`]).
+//! - [`kafka`]: topic partitions in ([`kafka::PartitionConsumer`]; the stream's input with
+//!   its offset commits, [`kafka::KafkaInput`]), outputs out ([`kafka::OutputProducer`];
+//!   the stream's sink, [`kafka::KafkaSink`]), the progress topic
+//!   ([`kafka::ProgressTopic`]), topics ([`kafka::ensure_topics`]) and datasets onto a
 //!   topic ([`kafka::produce_dataset`]) for the `stream` mode.
 //!
 //! [`Output`]: markledger_operators::Output
@@ -22,7 +27,9 @@
 pub mod codec;
 pub mod file;
 pub mod kafka;
+pub mod offsets;
 pub mod partition;
+mod window;
 
 #[cfg(test)]
 mod samples;

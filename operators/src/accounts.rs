@@ -14,21 +14,29 @@
 //! next: each instant is stepped once. Invariants: the balance never goes negative and the
 //! FIFO head is never affordable while unpaid.
 
+use crate::driver::{run_machine, Drive};
 use crate::event::{Body, DecimalField, Kind};
-use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, Fact, Flow, Header, Placed};
+use crate::flow::Time;
+use crate::flow::{
+    code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact, Header,
+    Placed,
+};
 use crate::intern::Interner;
-use crate::machine::{Machine, Time};
+use crate::machine::Machine;
 use crate::money::Money;
-use crate::orders::accounting_period;
+use crate::movements::Movements;
 use crate::output::{BalanceRecord, Entry, LedgerEntry, Output, Rejection, StatusChange};
 use crate::reason::Reason;
 use crate::rules;
 use crate::status::Status;
 use crate::tariff::{Tariff, TariffHistory};
 use crate::time::{Period, Ts};
+use crate::wording;
 use crate::WorkingCalendar;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::StreamVec;
 
 /// One of the account's codes: 8 bytes, keyed by the code's 16-byte fingerprint.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -234,9 +242,85 @@ impl Unit {
     }
 }
 
-fn rejection(header: &Header, code: Option<&str>, reason: Reason, detail: String) -> Flow {
+/// What the accounts emit: one variant per edge of the graph.
+#[derive(Clone, Debug)]
+pub enum AccountsOut {
+    /// A finished record: status change, ledger entry, balance, rejection (→ the outputs).
+    Output(Box<Output>),
+    /// A change to period aggregates (→ the aggregates).
+    Fact(Box<Fact>),
+    /// A code that can never change again, from this instant, in this status (→ back to the
+    /// national index, the finality delay later).
+    Final(CodesIn),
+}
+
+impl AccountsOut {
+    fn output(output: Output) -> AccountsOut {
+        AccountsOut::Output(Box::new(output))
+    }
+
+    fn fact(fact: Fact) -> AccountsOut {
+        AccountsOut::Fact(Box::new(fact))
+    }
+}
+
+impl Edge for AccountsOut {
+    const EDGES: u64 = 3;
+    fn edge(&self) -> u64 {
+        match self {
+            AccountsOut::Output(_) => 0,
+            AccountsOut::Fact(_) => 1,
+            AccountsOut::Final(_) => 2,
+        }
+    }
+}
+
+/// The accounts' typed outputs.
+pub struct AccountsEdges<'scope> {
+    /// Status changes, ledger entries, balances, rejections.
+    pub outputs: StreamVec<'scope, Time, Output>,
+    /// Period facts.
+    pub facts: StreamVec<'scope, Time, Fact>,
+    /// Finality, for the national index (the graph's one feedback edge).
+    pub finals: StreamVec<'scope, Time, CodesIn>,
+}
+
+/// "Accounts: lifecycle, balance, FIFO" over the accounts' inputs (module docs), exchanged
+/// by account; tariffs by the worker they are addressed to.
+pub fn accounts<'scope>(
+    inputs: StreamVec<'scope, Time, AccountIn>,
+    accounts: Accounts,
+    drive: &Drive,
+) -> AccountsEdges<'scope> {
+    let mut parts = edges(run_machine(inputs, Exchange::new(AccountIn::route), accounts, drive));
+    AccountsEdges {
+        outputs: take(parts.next(), |out| {
+            if let AccountsOut::Output(o) = out {
+                Some(*o)
+            } else {
+                None
+            }
+        }),
+        facts: take(parts.next(), |out| {
+            if let AccountsOut::Fact(f) = out {
+                Some(*f)
+            } else {
+                None
+            }
+        }),
+        finals: take(parts.next(), |out| {
+            if let AccountsOut::Final(f) = out {
+                Some(f)
+            } else {
+                None
+            }
+        }),
+    }
+}
+
+fn rejection(header: &Header, code: Option<&str>, reason: Reason, detail: String) -> AccountsOut {
     let rejection = Rejection::of_event(&header.id, header.kind.as_str(), &header.account, code, reason, detail);
-    Flow::out(Output::Rejection(rejection))
+    AccountsOut::output(Output::Rejection(rejection))
 }
 
 impl Accounts {
@@ -258,14 +342,14 @@ impl Accounts {
 
     /// Tells the index that `finals` of `account` became final now, and forgets them once
     /// the index knows (`finality_delay_ms` later).
-    fn finalize(&mut self, account: &str, finals: Vec<(CodeKey, Status)>, now: Ts, out: &mut Vec<Flow>) {
+    fn finalize(&mut self, account: &str, finals: Vec<(CodeKey, Status)>, now: Ts, out: &mut Vec<AccountsOut>) {
         if finals.is_empty() {
             return;
         }
         let keys = finals
             .into_iter()
             .map(|(key, status)| {
-                out.push(Flow::Final(key, now, status));
+                out.push(AccountsOut::Final(CodesIn::Final { key, at: now, status }));
                 key
             })
             .collect();
@@ -302,23 +386,23 @@ impl Accounts {
     }
 
     fn period(&self, ts: Ts, now: Ts) -> Period {
-        accounting_period(ts, now, self.rules.close_after_days)
+        rules::accounting_period(ts, now, self.rules.close_after_days)
     }
 
-    fn movement(&self, account: &str, period: Period, amounts: [Money; 4], out: &mut Vec<Flow>) {
+    fn movement(&self, account: &str, period: Period, movements: Movements, out: &mut Vec<AccountsOut>) {
         for target in [account, "*"] {
-            out.push(Flow::fact(Fact::Movement {
+            out.push(AccountsOut::fact(Fact::Movement {
                 account: target.to_string(),
                 period,
-                amounts,
+                movements,
             }));
         }
     }
 
-    fn ledger(&self, header: &Header, entry: Entry, amount: Money, codes: Option<u64>, period: Period) -> Flow {
+    fn ledger(&self, header: &Header, entry: Entry, amount: Money, codes: Option<u64>, period: Period) -> AccountsOut {
         let balance = self.accounts[&header.account].balance;
         debug_assert!(balance >= Money::ZERO, "balance of {} went negative", header.account);
-        Flow::out(Output::Ledger(LedgerEntry {
+        AccountsOut::output(Output::Ledger(LedgerEntry {
             account: header.account.clone(),
             entry,
             amount,
@@ -331,9 +415,13 @@ impl Accounts {
         }))
     }
 
-    fn status(header: &Header, groups: BTreeMap<(String, Option<Status>, Status), Vec<String>>, out: &mut Vec<Flow>) {
+    fn status(
+        header: &Header,
+        groups: BTreeMap<(String, Option<Status>, Status), Vec<String>>,
+        out: &mut Vec<AccountsOut>,
+    ) {
         for ((gtin, from, to), codes) in groups {
-            out.push(Flow::out(Output::Status(StatusChange {
+            out.push(AccountsOut::output(Output::Status(StatusChange {
                 event: Some(header.id.clone()),
                 account: header.account.clone(),
                 gtin,
@@ -363,7 +451,7 @@ impl Accounts {
 
     /// Pays from the FIFO head while the balance covers it. Returns the codes that became
     /// `APPLIED_PAID` (annulled codes are paid silently).
-    fn settle(&mut self, header: &Header, now: Ts, out: &mut Vec<Flow>) -> Vec<(String, u32)> {
+    fn settle(&mut self, header: &Header, now: Ts, out: &mut Vec<AccountsOut>) -> Vec<(String, u32)> {
         let period = self.period(header.ts, now);
         let (mut total, mut count, mut became_paid) = (Money::ZERO, 0u64, Vec::new());
         let mut finals = Vec::new();
@@ -405,7 +493,7 @@ impl Accounts {
             .is_none_or(|charge| charge > account.balance));
         self.finalize(&header.account, finals, now, out);
         for (gtin, (count, net, vat)) in paid_by_gtin {
-            out.push(Flow::fact(Fact::Paid {
+            out.push(AccountsOut::fact(Fact::Paid {
                 account: header.account.clone(),
                 period,
                 gtin: self.gtins.name(gtin).to_string(),
@@ -415,12 +503,7 @@ impl Accounts {
             }));
         }
         if count > 0 {
-            self.movement(
-                &header.account,
-                period,
-                [Money::ZERO, Money::ZERO, total, Money::ZERO],
-                out,
-            );
+            self.movement(&header.account, period, Movements::services(total), out);
             out.push(self.ledger(header, Entry::Charge, total, Some(count), period));
             self.anchor(&header.account, header.ts, now);
             self.touch(&header.account, header.ts);
@@ -428,7 +511,7 @@ impl Accounts {
         became_paid
     }
 
-    fn credit(&mut self, placed: &Placed, now: Ts, out: &mut Vec<Flow>) {
+    fn credit(&mut self, placed: &Placed, now: Ts, out: &mut Vec<AccountsOut>) {
         let header = Header::of(placed, "");
         let (field, channel) = match &placed.event.body {
             Body::Payment { amount, channel } => (amount, Some(channel)),
@@ -446,27 +529,17 @@ impl Accounts {
         let period = self.period(header.ts, now);
         if let Some(channel) = channel {
             let day = header.ts.local_date().format("%Y-%m-%d").to_string();
-            out.push(Flow::fact(Fact::Payment {
+            out.push(AccountsOut::fact(Fact::Payment {
                 period,
                 channel: channel.clone(),
                 day,
                 amount,
             }));
-            self.movement(
-                &header.account,
-                period,
-                [amount, Money::ZERO, Money::ZERO, Money::ZERO],
-                out,
-            );
+            self.movement(&header.account, period, Movements::payment(amount), out);
             out.push(self.ledger(&header, Entry::Payment, amount, None, period));
             self.anchor(&header.account, header.ts, now);
         } else {
-            self.movement(
-                &header.account,
-                period,
-                [Money::ZERO, amount, Money::ZERO, Money::ZERO],
-                out,
-            );
+            self.movement(&header.account, period, Movements::compensation(amount), out);
             out.push(self.ledger(&header, Entry::Compensation, amount, None, period));
         }
         self.touch(&header.account, header.ts);
@@ -481,13 +554,13 @@ impl Accounts {
         Self::status(&header, groups, out);
     }
 
-    fn amount(&self, header: &Header, field: &DecimalField, out: &mut Vec<Flow>) -> Option<Money> {
+    fn amount(&self, header: &Header, field: &DecimalField, out: &mut Vec<AccountsOut>) -> Option<Money> {
         rules::amount(field)
             .map_err(|detail| out.push(rejection(header, None, Reason::BadAmount, detail)))
             .ok()
     }
 
-    fn refund(&mut self, placed: &Placed, now: Ts, out: &mut Vec<Flow>) {
+    fn refund(&mut self, placed: &Placed, now: Ts, out: &mut Vec<AccountsOut>) {
         let header = Header::of(placed, "");
         let Body::Refund { amount } = &placed.event.body else {
             unreachable!("refunds only")
@@ -499,17 +572,17 @@ impl Accounts {
         let refusal = if !account.queue.is_empty() {
             Some((
                 Reason::RefundUnpaidCodes,
-                format!("{} codes are unpaid", account.queue.len()),
+                wording::refund_unpaid_codes(account.queue.len()),
             ))
         } else if account.pending_orders > 0 {
             Some((
                 Reason::RefundPendingOrder,
-                format!("{} orders are pending", account.pending_orders),
+                wording::refund_pending_orders(account.pending_orders),
             ))
         } else if amount > account.balance {
             Some((
                 Reason::RefundExceedsBalance,
-                format!("refund {amount} exceeds balance {}", account.balance),
+                wording::refund_exceeds_balance(amount, account.balance),
             ))
         } else {
             None
@@ -520,17 +593,12 @@ impl Accounts {
         }
         account.balance -= amount;
         let period = self.period(header.ts, now);
-        self.movement(
-            &header.account,
-            period,
-            [Money::ZERO, Money::ZERO, Money::ZERO, amount],
-            out,
-        );
+        self.movement(&header.account, period, Movements::refund(amount), out);
         out.push(self.ledger(&header, Entry::Refund, amount, None, period));
         self.touch(&header.account, header.ts);
     }
 
-    fn create(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<Flow>) {
+    fn create(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<AccountsOut>) {
         let created: Vec<String> = codes.into_iter().map(|c| c.code).collect();
         let gtin = self.gtins.intern(&header.gtin);
         let account = self.account(&header.account);
@@ -544,7 +612,7 @@ impl Accounts {
             );
         }
         let period = self.period(header.ts, now);
-        out.push(Flow::fact(Fact::Emitted {
+        out.push(AccountsOut::fact(Fact::Emitted {
             account: header.account.clone(),
             period,
             gtin: header.gtin.clone(),
@@ -565,7 +633,7 @@ impl Accounts {
         self.timers.insert((expiry.max(now), Timer::Expiry(id)));
     }
 
-    fn command(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<Flow>) {
+    fn command(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<AccountsOut>) {
         let kind = header.kind;
         let tariff: Tariff = self.tariffs.at(header.ts);
         let period = self.period(header.ts, now);
@@ -594,12 +662,12 @@ impl Accounts {
                         header,
                         Some(&code.code),
                         Reason::CodeUnpaid,
-                        "the code's charge is not paid yet".into(),
+                        wording::code_unpaid(),
                     ));
                     continue;
                 }
                 _ => {
-                    let detail = format!("{} is not allowed from {}", kind.as_str(), from.as_str());
+                    let detail = wording::invalid_transition(kind, from);
                     out.push(rejection(header, Some(&code.code), Reason::InvalidTransition, detail));
                     continue;
                 }
@@ -632,7 +700,7 @@ impl Accounts {
         }
         for (gtin, count) in applied_by_gtin {
             let account = header.account.clone();
-            out.push(Flow::fact(Fact::Applied {
+            out.push(AccountsOut::fact(Fact::Applied {
                 account,
                 period,
                 gtin: self.gtins.name(gtin).to_string(),
@@ -663,21 +731,21 @@ impl Accounts {
     /// Fires every timer due at or before `now`: at the start of an instant those due then,
     /// after a unit of work those it set at `max(deadline, now)` because its deadline had
     /// passed (DOMAIN.md §8: they come before the instant's later events).
-    fn fire_due(&mut self, now: Ts, out: &mut Vec<Flow>) {
+    fn fire_due(&mut self, now: Ts, out: &mut Vec<AccountsOut>) {
         while self.timers.first().is_some_and(|(at, _)| *at <= now) {
             let (_, timer) = self.timers.pop_first().expect("peeked");
             self.fire(timer, now, out);
         }
     }
 
-    fn fire(&mut self, timer: Timer, now: Ts, out: &mut Vec<Flow>) {
+    fn fire(&mut self, timer: Timer, now: Ts, out: &mut Vec<AccountsOut>) {
         match timer {
             Timer::MonthEnd(period) => {
                 for (name, account) in &self.accounts {
                     if account.queue.is_empty() {
                         continue;
                     }
-                    out.push(Flow::fact(Fact::Debtor {
+                    out.push(AccountsOut::fact(Fact::Debtor {
                         account: name.clone(),
                         period,
                         unpaid_codes: account.queue.len() as u64,
@@ -706,7 +774,7 @@ impl Accounts {
                 }
                 self.finalize(&name, finals, now, out);
                 if !expired.is_empty() {
-                    out.push(Flow::out(Output::Status(StatusChange {
+                    out.push(AccountsOut::output(Output::Status(StatusChange {
                         event: None,
                         account: name,
                         gtin,
@@ -721,7 +789,7 @@ impl Accounts {
             Timer::Dormant(name, generation) => {
                 let account = &self.accounts[&name];
                 if account.anchor_generation == generation && account.balance > Money::ZERO {
-                    out.push(Flow::fact(Fact::RefundDue {
+                    out.push(AccountsOut::fact(Fact::RefundDue {
                         account: name.clone(),
                         period: now.period(),
                         balance: account.balance,
@@ -797,17 +865,18 @@ impl Accounts {
     }
 }
 
-impl crate::checkpoint::Durable for Accounts {
+impl crate::machine::Durable for Accounts {
     fn keep_configuration(&mut self, restored: &mut Accounts) {
         std::mem::swap(&mut restored.rules, &mut self.rules);
     }
 }
 
 impl Machine for Accounts {
+    const NAME: &'static str = "Accounts: lifecycle, balance, FIFO";
     type In = AccountIn;
-    type Out = Flow;
+    type Out = AccountsOut;
 
-    fn step(&mut self, now: Time, inputs: Vec<AccountIn>, out: &mut Vec<Flow>) {
+    fn step(&mut self, now: Time, inputs: Vec<AccountIn>, out: &mut Vec<AccountsOut>) {
         let now = ts_of(now);
         self.retire(now);
         if !self.month_end_scheduled {
@@ -864,7 +933,7 @@ impl Machine for Accounts {
             }
             account.shown = Some(shown);
             account.balance_revs += 1;
-            out.push(Flow::out(Output::Balance(BalanceRecord {
+            out.push(AccountsOut::output(Output::Balance(BalanceRecord {
                 account: name,
                 balance: shown.0,
                 unpaid_codes: shown.1,
@@ -880,7 +949,7 @@ impl Machine for Accounts {
         self.timers.first().map(|(at, _)| time_of(*at))
     }
 
-    fn finish(&mut self, _end: Time, _out: &mut Vec<Flow>) {}
+    fn finish(&mut self, _end: Time, _out: &mut Vec<AccountsOut>) {}
 }
 
 #[cfg(test)]

@@ -29,9 +29,12 @@
 //! and nothing after the run's `end` fires; a closed period never changes (asserted: a fact
 //! for a closed period panics instead of reopening it).
 
+use crate::driver::{run_machine, Drive};
+use crate::flow::Time;
 use crate::flow::{route, time_of, ts_of, Fact};
-use crate::machine::{run_machine, InputEnd, Machine, Time};
+use crate::machine::Machine;
 use crate::money::Money;
+use crate::movements::{Movements, SlaCounts};
 use crate::output::{AggregateKind, Figures, Output, PeriodKey, PeriodRecord};
 use crate::time::{Period, Ts};
 use differential_dataflow::consolidation::ConsolidatingContainerBuilder;
@@ -88,8 +91,8 @@ pub struct Slot {
 pub enum Delta {
     /// No change (the monoid's zero).
     Zero,
-    /// [payments, compensations, services, refunds].
-    Movement([Money; 4]),
+    /// Money moved.
+    Movement(Movements),
     /// Codes paid, their net and VAT.
     Act {
         /// Codes paid.
@@ -120,7 +123,7 @@ pub enum Delta {
         amount: Money,
     },
     /// [orders, emitted_within_4h, late, pending].
-    Sla([i64; 4]),
+    Sla(SlaCounts),
     /// A debtors snapshot (set, not added).
     Debtor {
         /// Codes in the FIFO queue.
@@ -150,7 +153,7 @@ impl IsZero for Delta {
     fn is_zero(&self) -> bool {
         match self {
             Delta::Zero => true,
-            Delta::Movement(m) => m.iter().all(Money::is_zero),
+            Delta::Movement(m) => m.is_zero(),
             Delta::Act { codes, net, vat } => *codes == 0 && net.is_zero() && vat.is_zero(),
             Delta::Product {
                 emitted,
@@ -160,7 +163,7 @@ impl IsZero for Delta {
                 last,
             } => *emitted == 0 && *applied == 0 && *paid == 0 && first.is_none() && last.is_none(),
             Delta::Payments { count, amount } => *count == 0 && amount.is_zero(),
-            Delta::Sla(n) => n.iter().all(|n| *n == 0),
+            Delta::Sla(n) => n.is_zero(),
             Delta::Debtor { .. } | Delta::RefundDue { .. } => false,
         }
     }
@@ -171,11 +174,7 @@ impl Semigroup for Delta {
         match (&mut *self, rhs) {
             (_, Delta::Zero) => {}
             (Delta::Zero, rhs) => *self = rhs.clone(),
-            (Delta::Movement(a), Delta::Movement(b)) => {
-                for (a, b) in a.iter_mut().zip(b) {
-                    *a += *b;
-                }
-            }
+            (Delta::Movement(a), Delta::Movement(b)) => a.add(b),
             (
                 Delta::Act { codes, net, vat },
                 Delta::Act {
@@ -214,11 +213,7 @@ impl Semigroup for Delta {
                 *count += c;
                 *amount += a;
             }
-            (Delta::Sla(a), Delta::Sla(b)) => {
-                for (a, b) in a.iter_mut().zip(b) {
-                    *a += b;
-                }
-            }
+            (Delta::Sla(a), Delta::Sla(b)) => a.add(b),
             (this @ Delta::Debtor { .. }, rhs @ Delta::Debtor { .. })
             | (this @ Delta::RefundDue { .. }, rhs @ Delta::RefundDue { .. }) => {
                 if *rhs > *this {
@@ -247,8 +242,8 @@ pub fn deltas(fact: Fact) -> Vec<(Slot, Delta)> {
         Fact::Movement {
             account,
             period,
-            amounts,
-        } => vec![(slot(account, period, What::Movement), Delta::Movement(amounts))],
+            movements,
+        } => vec![(slot(account, period, What::Movement), Delta::Movement(movements))],
         Fact::Paid {
             account,
             period,
@@ -350,8 +345,7 @@ pub fn deltas(fact: Fact) -> Vec<(Slot, Delta)> {
 pub fn aggregates<'s>(
     facts: StreamVec<'s, Time, Fact>,
     close_after_days: u32,
-    end: InputEnd,
-    checkpoints: Option<crate::checkpoint::Checkpoints>,
+    drive: &Drive,
 ) -> StreamVec<'s, Time, Output> {
     type Update = ((Slot, ()), Time, Delta);
     // explode + consolidate within the batch, before anything crosses workers.
@@ -405,14 +399,7 @@ pub fn aggregates<'s>(
             }
         },
     );
-    run_machine(
-        consolidated,
-        Pipeline,
-        "Aggregates: revisions",
-        Revisions::new(close_after_days),
-        end,
-        checkpoints,
-    )
+    run_machine(consolidated, Pipeline, Revisions::new(close_after_days), drive)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -426,11 +413,7 @@ enum Timer {
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Money4 {
     carried: Money,
-    open: BTreeMap<Period, [Money; 4]>,
-}
-
-fn net(m: &[Money; 4]) -> Money {
-    m[0] + m[1] - m[2] - m[3]
+    open: BTreeMap<Period, Movements>,
 }
 
 /// The revision step of one worker's accounts: running figures and last revisions of the
@@ -548,10 +531,10 @@ fn add(figures: &mut Figures, delta: &Delta) {
             },
             Delta::Sla(d),
         ) => {
-            add_count(orders, d[0]);
-            add_count(emitted_within_4h, d[1]);
-            add_count(late, d[2]);
-            add_count(pending, d[3]);
+            add_count(orders, d.orders);
+            add_count(emitted_within_4h, d.emitted_within_4h);
+            add_count(late, d.late);
+            add_count(pending, d.pending);
         }
         (figures, delta) => unreachable!("{delta:?} does not add to {figures:?}"),
     }
@@ -629,7 +612,7 @@ impl Revisions {
         let Slot { account, period, what } = slot;
         let (kind, sub) = match what {
             What::Movement => {
-                let Delta::Movement(amounts) = delta else {
+                let Delta::Movement(movements) = delta else {
                     unreachable!("a movement slot carries movements")
                 };
                 assert!(
@@ -643,9 +626,7 @@ impl Revisions {
                     .open
                     .entry(period)
                     .or_default();
-                for (total, amount) in row.iter_mut().zip(amounts) {
-                    *total += amount;
-                }
+                row.add(&movements);
                 self.schedule_close(period, now);
                 // This period changes, and the opening of every later one up to now.
                 let last = self.current.unwrap_or(period).max(period);
@@ -699,29 +680,29 @@ impl Revisions {
         }
         let money = self.money.get(&record.account);
         let opening = money.map_or(Money::ZERO, |money| {
-            money.carried + money.open.range(..record.period).map(|(_, m)| net(m)).sum::<Money>()
+            money.carried + money.open.range(..record.period).map(|(_, m)| m.net()).sum::<Money>()
         });
         let m = money
             .and_then(|money| money.open.get(&record.period))
             .copied()
             .unwrap_or_default();
-        let closing = opening + net(&m);
+        let closing = opening + m.net();
         if record.kind == AggregateKind::Reconciliation {
             Figures::Reconciliation {
                 opening,
-                payments: m[0],
-                compensations: m[1],
-                services: m[2],
-                refunds: m[3],
+                payments: m.payments,
+                compensations: m.compensations,
+                services: m.services,
+                refunds: m.refunds,
                 closing,
             }
         } else {
             Figures::Turnover {
                 opening,
-                charged: m[2],
-                paid: m[0],
-                compensations: m[1],
-                refunds: m[3],
+                charged: m.services,
+                paid: m.payments,
+                compensations: m.compensations,
+                refunds: m.refunds,
                 closing,
             }
         }
@@ -765,20 +746,21 @@ impl Revisions {
         self.money.retain(|_, money| {
             let later = money.open.split_off(&period.next());
             for m in std::mem::replace(&mut money.open, later).values() {
-                money.carried += net(m);
+                money.carried += m.net();
             }
             !(money.carried.is_zero() && money.open.is_empty())
         });
     }
 }
 
-impl crate::checkpoint::Durable for Revisions {
+impl crate::machine::Durable for Revisions {
     fn keep_configuration(&mut self, restored: &mut Revisions) {
         restored.close_after_days = self.close_after_days;
     }
 }
 
 impl Machine for Revisions {
+    const NAME: &'static str = "Aggregates: revisions";
     type In = (Slot, Delta);
     type Out = Output;
 
@@ -838,7 +820,7 @@ mod tests {
         Fact::Movement {
             account: account.into(),
             period,
-            amounts: [money(amount), Money::ZERO, Money::ZERO, Money::ZERO],
+            movements: Movements::payment(money(amount)),
         }
     }
 
@@ -894,9 +876,15 @@ mod tests {
                 last: Some(Ts(5)),
             }
         );
-        assert!(Delta::Sla([1, 0, 0, 0])
-            .plus_equals_then(&Delta::Sla([-1, 0, 0, 0]))
-            .is_zero());
+        let one = SlaCounts {
+            orders: 1,
+            ..SlaCounts::default()
+        };
+        let minus_one = SlaCounts {
+            orders: -1,
+            ..SlaCounts::default()
+        };
+        assert!(Delta::Sla(one).plus_equals_then(&Delta::Sla(minus_one)).is_zero());
     }
 
     trait PlusThen {
@@ -935,13 +923,13 @@ mod tests {
         step(
             &mut machine,
             ts("2026-01-10T10:00:00+05:00"),
-            vec![payment("A", jan, "100.00"), sla([1, 0, 0, 1])],
+            vec![payment("A", jan, "100.00"), sla(SlaCounts::PLACED)],
             &mut out,
         );
         step(
             &mut machine,
             ts("2026-01-20T10:00:00+05:00"),
-            vec![sla([0, 1, 0, -1])],
+            vec![sla(SlaCounts::EMITTED_WITHIN_4H)],
             &mut out,
         );
         // Month start (Feb 1) carries A's balance into February; then the close.
@@ -1004,7 +992,11 @@ mod tests {
             let probe = ProbeHandle::new();
             let (mut input, captured) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, facts) = scope.new_input::<Vec<Fact>>();
-                let out = aggregates(facts, 7, InputEnd::at(end), None);
+                let drive = crate::driver::Drive {
+                    end: crate::driver::InputEnd::at(end),
+                    checkpoints: None,
+                };
+                let out = aggregates(facts, 7, &drive);
                 (input, out.probe_with(&probe).capture())
             });
             let t1 = time_of(ts("2026-01-10T10:00:00+05:00"));

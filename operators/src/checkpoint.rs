@@ -6,14 +6,14 @@
 //! input partition must be read again from. Timely's frontier gives the consistent cut:
 //! an operator saves once its input frontier has passed every time before `T`.
 //!
-//! In: [`Durable`] machines (each saves and restores its own state, encoded by
+//! In: `Durable` machines (machine.rs: each saves and restores its own state, encoded by
 //! [`encode`]/[`decode`]) and the sources' shares. Out: a [`Cut`], all the shares of one
 //! `T`, handed to whoever writes it ([`Checkpoints::take_complete`]).
 //!
 //! One [`Checkpoints`] is shared by every worker of a process; shares are named by worker
 //! and operator, so a cut is complete when every expected share has arrived.
 
-use crate::machine::{Machine, Time};
+use crate::flow::Time;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,43 +29,6 @@ pub struct RestoreError {
     pub what: String,
     /// Why it failed.
     pub detail: String,
-}
-
-/// A [`Machine`] whose state can be saved in a checkpoint and restored from it.
-///
-/// Contract: after `restore(save())` into a machine built with the same configuration,
-/// stepping the same later inputs gives the same outputs and the same later saves as the
-/// machine that was saved. `save` is called between two steps, never inside one.
-///
-/// A machine is its own serde record: its state fields are saved as they are, and fields
-/// that cannot be (closures, the calendar) are `#[serde(skip)]`ped and handed over from the
-/// running machine by [`Durable::keep_configuration`].
-pub trait Durable: Machine + Serialize + DeserializeOwned
-where
-    Self::In: Serialize + DeserializeOwned,
-{
-    /// Moves this run's configuration into `restored` (a machine read from a checkpoint):
-    /// the run's settings, not the checkpoint's, apply from now on.
-    fn keep_configuration(&mut self, restored: &mut Self);
-
-    /// The machine's state, encoded with [`encode`].
-    fn save(&self) -> Vec<u8> {
-        encode(self)
-    }
-
-    /// Replaces the state with a saved one, keeping this run's configuration.
-    fn restore(&mut self, state: &[u8]) -> Result<(), RestoreError> {
-        let mut restored: Self = decode(std::any::type_name::<Self>(), state)?;
-        self.keep_configuration(&mut restored);
-        *self = restored;
-        Ok(())
-    }
-    /// Whether an input waiting at the checkpoint's time was produced before it and so
-    /// belongs to the checkpoint (true only for what a feedback edge carries: its producer
-    /// will not produce it again after a restore).
-    fn carried(_input: &Self::In) -> bool {
-        false
-    }
 }
 
 /// The encoding of every saved state: bincode's standard configuration over serde.
@@ -90,9 +53,9 @@ pub struct Share {
     pub worker: usize,
     /// The operator's name.
     pub name: String,
-    /// Its state ([`Durable::save`], or the source's own encoding).
+    /// Its state (`Durable::save`, or the source's own encoding).
     pub state: Vec<u8>,
-    /// Inputs waiting at the cut's time that belong to it ([`Durable::carried`]), encoded.
+    /// Inputs waiting at the cut's time that belong to it (`Durable::carried`), encoded.
     pub carried: Vec<u8>,
 }
 

@@ -6,16 +6,23 @@
 //! an emission (DOMAIN.md §4, §8). Within an instant, codes are taken in account order
 //! (kind rank, event id, position); holds ending at an instant end after its inputs.
 
+use crate::driver::{run_machine, Drive};
 use crate::event::Kind;
-use crate::flow::{code_key, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Flow, Header};
+use crate::flow::Time;
+use crate::flow::{
+    code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Header,
+};
 use crate::intern::Interner;
-use crate::machine::{Machine, Sweeper, Time};
+use crate::machine::{Machine, Sweeper};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::status::Status;
 use crate::time::Ts;
+use crate::wording;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::StreamVec;
 
 /// A held command's code, ordered the way holds were made.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -49,7 +56,58 @@ pub struct Codes {
     sweeper: Sweeper,
 }
 
-fn reject(code: &CodeIn, reason: Reason, detail: String) -> Flow {
+/// What the national index emits: one variant per edge of the graph.
+#[derive(Clone, Debug)]
+pub enum IndexOut {
+    /// A refused code (→ the rejections output).
+    Refused(Box<Output>),
+    /// A code for its owner's account (→ the accounts).
+    ToAccount(CodeOut),
+}
+
+impl Edge for IndexOut {
+    const EDGES: u64 = 2;
+    fn edge(&self) -> u64 {
+        match self {
+            IndexOut::Refused(_) => 0,
+            IndexOut::ToAccount(_) => 1,
+        }
+    }
+}
+
+/// The national index's typed outputs.
+pub struct IndexEdges<'scope> {
+    /// Rejections (`ALREADY_EXISTS`, `WRONG_ACCOUNT`, `UNKNOWN_CODE`, `INVALID_TRANSITION`
+    /// of final codes).
+    pub refusals: StreamVec<'scope, Time, Output>,
+    /// Codes created, commands on an account's own codes, held commands resolved.
+    pub to_accounts: StreamVec<'scope, Time, AccountIn>,
+}
+
+/// "Codes: national index" over emissions' and commands' codes and the accounts' finality
+/// (module docs), exchanged by the code's fingerprint.
+pub fn national_index<'scope>(
+    codes: StreamVec<'scope, Time, CodesIn>,
+    index: Codes,
+    drive: &Drive,
+) -> IndexEdges<'scope> {
+    let mut parts = edges(run_machine(codes, Exchange::new(CodesIn::route), index, drive));
+    IndexEdges {
+        refusals: take(parts.next(), |out| {
+            if let IndexOut::Refused(r) = out {
+                Some(*r)
+            } else {
+                None
+            }
+        }),
+        to_accounts: take(parts.next(), |out| match out {
+            IndexOut::ToAccount(code) => Some(AccountIn::Code(code)),
+            IndexOut::Refused(_) => None,
+        }),
+    }
+}
+
+fn reject(code: &CodeIn, reason: Reason, detail: String) -> IndexOut {
     let header = &code.header;
     let rejection = Rejection::of_event(
         &header.id,
@@ -59,7 +117,7 @@ fn reject(code: &CodeIn, reason: Reason, detail: String) -> Flow {
         reason,
         detail,
     );
-    Flow::out(Output::Rejection(rejection))
+    IndexOut::Refused(Box::new(Output::Rejection(rejection)))
 }
 
 impl Codes {
@@ -112,10 +170,10 @@ impl Codes {
         Some(owner)
     }
 
-    fn emit(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
+    fn emit(&mut self, code: CodeIn, now: Ts, out: &mut Vec<IndexOut>) {
         let key = code_key(&code.code);
         if self.owner(key, now).is_some() {
-            out.push(reject(&code, Reason::AlreadyExists, "code exists".into()));
+            out.push(reject(&code, Reason::AlreadyExists, wording::code_exists()));
             return;
         }
         let account = self.accounts.intern(&code.header.account);
@@ -129,46 +187,32 @@ impl Codes {
         );
         let waiting = self.held.remove(&code.code).unwrap_or_default();
         let after = code.header.clone();
-        out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Created(code))));
+        out.push(IndexOut::ToAccount(CodeOut::Created(code)));
         for (key, (deadline, command)) in waiting {
             self.deadlines.remove(&(deadline, key, command.code.clone()));
             if command.header.account == after.account {
-                out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Resolved {
+                out.push(IndexOut::ToAccount(CodeOut::Resolved {
                     after: after.clone(),
                     command,
-                })));
+                }));
             } else {
-                out.push(reject(
-                    &command,
-                    Reason::WrongAccount,
-                    "code belongs to another account".into(),
-                ));
+                out.push(reject(&command, Reason::WrongAccount, wording::wrong_account()));
             }
         }
     }
 
-    fn command(&mut self, code: CodeIn, now: Ts, out: &mut Vec<Flow>) {
+    fn command(&mut self, code: CodeIn, now: Ts, out: &mut Vec<IndexOut>) {
         let owner = self.owner(code_key(&code.code), now);
         let owner = owner.map(|owner| (self.accounts.name(owner.account), owner));
         match owner {
             // A final code: the account has forgotten it, the index answers (in the words the
             // account would use).
             Some((name, owner)) if name == code.header.account && owner.final_at != Ts::MAX => {
-                let detail = format!(
-                    "{} is not allowed from {}",
-                    code.header.kind.as_str(),
-                    owner.status.as_str()
-                );
+                let detail = wording::invalid_transition(code.header.kind, owner.status);
                 out.push(reject(&code, Reason::InvalidTransition, detail));
             }
-            Some((name, _)) if name == code.header.account => {
-                out.push(Flow::ToAccounts(AccountIn::Code(CodeOut::Command(code))))
-            }
-            Some(_) => out.push(reject(
-                &code,
-                Reason::WrongAccount,
-                "code belongs to another account".into(),
-            )),
+            Some((name, _)) if name == code.header.account => out.push(IndexOut::ToAccount(CodeOut::Command(code))),
+            Some(_) => out.push(reject(&code, Reason::WrongAccount, wording::wrong_account())),
             None => {
                 let deadline = code.header.ts.plus_millis(self.hold_ms).max(now);
                 let key = HoldKey {
@@ -186,7 +230,7 @@ impl Codes {
         }
     }
 
-    fn end_holds(&mut self, until: Option<Ts>, out: &mut Vec<Flow>) {
+    fn end_holds(&mut self, until: Option<Ts>, out: &mut Vec<IndexOut>) {
         while let Some((deadline, _, _)) = self.deadlines.first() {
             if until.is_some_and(|until| *deadline > until) {
                 break;
@@ -197,16 +241,12 @@ impl Codes {
             if holds.is_empty() {
                 self.held.remove(&code);
             }
-            out.push(reject(
-                &command,
-                Reason::UnknownCode,
-                format!("code was not emitted within the hold ending {deadline}"),
-            ));
+            out.push(reject(&command, Reason::UnknownCode, wording::unknown_code(deadline)));
         }
     }
 }
 
-impl crate::checkpoint::Durable for Codes {
+impl crate::machine::Durable for Codes {
     fn keep_configuration(&mut self, restored: &mut Codes) {
         restored.retention_ms = self.retention_ms;
         restored.hold_ms = self.hold_ms;
@@ -220,10 +260,11 @@ impl crate::checkpoint::Durable for Codes {
 }
 
 impl Machine for Codes {
+    const NAME: &'static str = "Codes: national index";
     type In = CodesIn;
-    type Out = Flow;
+    type Out = IndexOut;
 
-    fn step(&mut self, now: Time, inputs: Vec<CodesIn>, out: &mut Vec<Flow>) {
+    fn step(&mut self, now: Time, inputs: Vec<CodesIn>, out: &mut Vec<IndexOut>) {
         let now = ts_of(now);
         self.sweep(now);
         let mut codes = Vec::with_capacity(inputs.len());
@@ -266,7 +307,7 @@ impl Machine for Codes {
         self.deadlines.first().map(|(at, _, _)| time_of(*at))
     }
 
-    fn finish(&mut self, _end: Time, out: &mut Vec<Flow>) {
+    fn finish(&mut self, _end: Time, out: &mut Vec<IndexOut>) {
         // The watermark stopped: commands still waiting are refused.
         self.end_holds(None, out);
     }

@@ -1,16 +1,92 @@
 //! "Dedup: by id" — the first stateful stage.
 //!
 //! In: every well-formed event at its effective time, exchanged by a hash of its `id`.
-//! Out: `Ok(event)` for the first event of an id, `Err(DUPLICATE rejection)` for the rest.
+//! Out: the first event of an id, on the edge of the stage that takes its kind (tariffs,
+//! credits, order events, code commands), and a `DUPLICATE` rejection for the rest.
 //! Within one instant the first is the least (kind rank, id, canonical bytes), so the winner
 //! depends only on the events. An id is remembered for `horizon_ms` after it took effect.
 
-use crate::flow::{ts_of, Placed};
-use crate::machine::{Machine, Sweeper, Time};
+use crate::driver::{run_machine, Drive};
+use crate::event::Kind;
+use crate::flow::{edges, route, take, ts_of, Edge, Placed, Time};
+use crate::machine::{Machine, Sweeper};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::time::Ts;
+use crate::wording;
 use std::collections::BTreeMap;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::StreamVec;
+
+/// What de-duplication emits: a duplicate's rejection, or a unique event (its edge follows
+/// its kind).
+#[derive(Clone, Debug)]
+pub enum DedupOut {
+    /// A `DUPLICATE` rejection (→ the rejections output).
+    Duplicate(Box<Output>),
+    /// The first event of its id.
+    Unique(Placed),
+}
+
+impl Edge for DedupOut {
+    const EDGES: u64 = 5;
+    fn edge(&self) -> u64 {
+        match self {
+            DedupOut::Duplicate(_) => 0,
+            DedupOut::Unique(placed) => match placed.event.kind() {
+                Kind::Tariff => 1,
+                Kind::Payment | Kind::Compensation | Kind::Refund => 2,
+                Kind::Order | Kind::OrderCancel | Kind::Emission => 3,
+                Kind::Application | Kind::Dropout | Kind::Defect | Kind::Introduction => 4,
+            },
+        }
+    }
+}
+
+/// Unique events by the stage that takes their kind, each moved to one edge: a `clone()` of
+/// the stream would copy every event, codes and all, once per consumer.
+pub struct DedupEdges<'scope> {
+    /// `DUPLICATE` rejections.
+    pub duplicates: StreamVec<'scope, Time, Output>,
+    /// Tariffs.
+    pub tariffs: StreamVec<'scope, Time, Placed>,
+    /// Payments, compensations, refunds.
+    pub credits: StreamVec<'scope, Time, Placed>,
+    /// Orders, cancellations, emissions.
+    pub order_events: StreamVec<'scope, Time, Placed>,
+    /// Applications, dropouts, defects, introductions.
+    pub commands: StreamVec<'scope, Time, Placed>,
+}
+
+/// "Dedup: by id" over every well-formed event (module docs), exchanged by id.
+pub fn unique_events<'scope>(
+    events: StreamVec<'scope, Time, Placed>,
+    dedup: Dedup,
+    drive: &Drive,
+) -> DedupEdges<'scope> {
+    let by_id = Exchange::new(|placed: &Placed| route(&placed.event.id));
+    let mut parts = edges(run_machine(events, by_id, dedup, drive));
+    let unique = |out| {
+        if let DedupOut::Unique(placed) = out {
+            Some(placed)
+        } else {
+            None
+        }
+    };
+    DedupEdges {
+        duplicates: take(parts.next(), |out| {
+            if let DedupOut::Duplicate(d) = out {
+                Some(*d)
+            } else {
+                None
+            }
+        }),
+        tariffs: take(parts.next(), unique),
+        credits: take(parts.next(), unique),
+        order_events: take(parts.next(), unique),
+        commands: take(parts.next(), unique),
+    }
+}
 
 /// Orders same-id events deterministically (the engine passes bincode's canonical bytes).
 pub type Tiebreak = Box<dyn Fn(&Placed) -> Vec<u8>>;
@@ -42,7 +118,7 @@ impl Dedup {
     }
 }
 
-impl crate::checkpoint::Durable for Dedup {
+impl crate::machine::Durable for Dedup {
     fn keep_configuration(&mut self, restored: &mut Dedup) {
         std::mem::swap(&mut restored.tiebreak, &mut self.tiebreak);
         restored.horizon_ms = self.horizon_ms;
@@ -50,8 +126,9 @@ impl crate::checkpoint::Durable for Dedup {
 }
 
 impl Machine for Dedup {
+    const NAME: &'static str = "Dedup: by id";
     type In = Placed;
-    type Out = Result<Placed, Output>;
+    type Out = DedupOut;
 
     fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<Self::Out>) {
         let now = ts_of(now);
@@ -69,16 +146,16 @@ impl Machine for Dedup {
             crate::failure::processing(&event.id);
             if let Some(first) = self.seen.get(&event.id) {
                 if now < first.plus_millis(self.horizon_ms) {
-                    let detail = format!("event id already seen at {first}");
+                    let detail = wording::duplicate(*first);
                     let kind = event.kind().as_str();
                     let rejection =
                         Rejection::of_event(&event.id, kind, &event.account, None, Reason::Duplicate, detail);
-                    out.push(Err(Output::Rejection(rejection)));
+                    out.push(DedupOut::Duplicate(Box::new(Output::Rejection(rejection))));
                     continue;
                 }
             }
             self.seen.insert(event.id.clone(), now);
-            out.push(Ok(placed));
+            out.push(DedupOut::Unique(placed));
         }
     }
 

@@ -1,17 +1,26 @@
 //! Records that travel between the dataflow's operators (docs/ARCHITECTURE.md, "The
-//! dataflow engine"), and the stable hash that routes them to workers.
+//! dataflow engine"), the stable hash that routes them to workers, and the dataflow's
+//! timestamp ([`Time`]).
+//!
+//! Each stage's output is its own enum with one variant per edge (e.g.
+//! `orders::OrdersOut`), cut into one typed stream per edge by [`edges`]: the graph's
+//! types say which stage feeds which, and no stream is always empty.
 
 use crate::event::{Event, Kind};
 use crate::money::Money;
+use crate::movements::{Movements, SlaCounts};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::status::Status;
 use crate::time::{Period, Ts};
 use crate::validate::is_code;
+use crate::wording;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use timely::dataflow::operators::vec::{Map, Partition};
+use timely::dataflow::StreamVec;
 
 /// FNV-1a 64: a routing hash that is the same on every worker, process and run.
 pub fn route(key: &str) -> u64 {
@@ -64,6 +73,8 @@ impl Hasher for FingerprintHasher {
     }
 }
 
+pub use crate::time::Time;
+
 /// The dataflow timestamp of an instant.
 pub fn time_of(ts: Ts) -> u64 {
     u64::try_from(ts.0).unwrap_or(0)
@@ -102,18 +113,18 @@ impl Placed {
     /// Moves each code of this emission or command out of the event into `out`, in order:
     /// a record for the national index carrying `header` (the event's), or the code's
     /// `BAD_CODE` rejection.
-    pub fn codes_to_index(&mut self, header: Arc<Header>, out: &mut Vec<Flow>) {
+    pub fn codes_to_index<O: From<CodeIn> + From<Output>>(&mut self, header: Arc<Header>, out: &mut Vec<O>) {
         for (position, code) in self.event.body.take_codes().into_iter().enumerate() {
             if is_code(&code) {
                 let position = u32::try_from(position).unwrap_or(u32::MAX);
-                out.push(Flow::ToCodes(CodeIn {
+                out.push(O::from(CodeIn {
                     header: header.clone(),
                     position,
                     code,
                 }));
             } else {
-                let detail = "not 1–128 printable ASCII characters".into();
-                out.push(Flow::out(self.rejection(Some(&code), Reason::BadCode, detail)));
+                let detail = wording::bad_code();
+                out.push(O::from(self.rejection(Some(&code), Reason::BadCode, detail)));
             }
         }
     }
@@ -263,8 +274,8 @@ pub enum Fact {
         account: String,
         /// Accounting period.
         period: Period,
-        /// [payments, compensations, services, refunds].
-        amounts: [Money; 4],
+        /// What moved.
+        movements: Movements,
     },
     /// Codes of one product paid by one settlement (act and product detail).
     Paid {
@@ -316,14 +327,14 @@ pub enum Fact {
         /// Amount.
         amount: Money,
     },
-    /// SLA counters change: [orders, emitted_within_4h, late, pending].
+    /// SLA counts change.
     Sla {
         /// Account.
         account: String,
         /// The order's accounting period.
         period: Period,
-        /// Deltas.
-        delta: [i64; 4],
+        /// The change.
+        delta: SlaCounts,
     },
     /// The debtors snapshot at the end of `period`.
     Debtor {
@@ -367,35 +378,28 @@ impl Fact {
     }
 }
 
-/// Everything a stage emits: finished outputs, aggregate facts, and records for the next
-/// stages. Streams of `Flow` never cross workers whole: each consumer takes its part first.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Flow {
-    /// A finished output record (boxed: the per-code variants stay 48 bytes, not the
-    /// 184 of an output; memmove of moved records was the top of a run's profile,
-    /// BENCHMARKS.md "Profile").
-    Out(Box<Output>),
-    /// A change to period aggregates (boxed, as above).
-    Fact(Box<Fact>),
-    /// A code for the national index.
-    ToCodes(CodeIn),
-    /// An input for the accounts operator.
-    ToAccounts(AccountIn),
-    /// A code became final at an instant, in a status (for the national index: it answers
-    /// commands on the code from then on, and forgets it after the retention horizon).
-    Final(CodeKey, Ts, Status),
+/// A stage's output record: which of the stage's typed edges it goes to.
+pub trait Edge {
+    /// How many edges the stage has.
+    const EDGES: u64;
+    /// This record's edge, below [`Edge::EDGES`].
+    fn edge(&self) -> u64;
 }
 
-impl Flow {
-    /// A finished output record.
-    pub fn out(output: Output) -> Flow {
-        Flow::Out(Box::new(output))
-    }
+/// Cuts a stage's output into one stream per edge, each record moved (not copied) to its
+/// edge; the caller takes each edge's records out of the enum ([`take`]).
+pub fn edges<'scope, T: Edge + Clone + 'static>(
+    stream: StreamVec<'scope, crate::flow::Time, T>,
+) -> std::vec::IntoIter<StreamVec<'scope, crate::flow::Time, T>> {
+    stream.partition(T::EDGES, |record| (record.edge(), record)).into_iter()
+}
 
-    /// A change to period aggregates.
-    pub fn fact(fact: Fact) -> Flow {
-        Flow::Fact(Box::new(fact))
-    }
+/// The records of one edge, out of their stage's enum.
+pub fn take<'scope, T: Clone + 'static, U: Clone + 'static>(
+    edge: Option<StreamVec<'scope, crate::flow::Time, T>>,
+    unwrap: fn(T) -> Option<U>,
+) -> StreamVec<'scope, crate::flow::Time, U> {
+    edge.expect("one stream per edge").flat_map(unwrap)
 }
 
 #[cfg(test)]
@@ -410,7 +414,10 @@ mod tests {
             ("CodeIn", std::mem::size_of::<CodeIn>(), 40),
             ("CodesIn", std::mem::size_of::<CodesIn>(), 48),
             ("AccountIn", std::mem::size_of::<AccountIn>(), 64),
-            ("Flow", std::mem::size_of::<Flow>(), 64),
+            ("OrdersOut", std::mem::size_of::<crate::orders::OrdersOut>(), 64),
+            ("CommandOut", std::mem::size_of::<crate::commands::CommandOut>(), 64),
+            ("IndexOut", std::mem::size_of::<crate::codes::IndexOut>(), 64),
+            ("AccountsOut", std::mem::size_of::<crate::accounts::AccountsOut>(), 64),
         ];
         for (name, size, most) in sizes {
             assert!(size <= most, "{name} is {size} bytes, more than {most}");

@@ -10,14 +10,103 @@
 //! placed, before the instant's next input (an emission of it then is not "within 4 h"):
 //! each instant is stepped once.
 
-use crate::event::Body;
-use crate::flow::{ts_of, AccountIn, Fact, Flow, Header, Placed};
-use crate::machine::{Machine, Time};
+use crate::driver::{run_machine, Drive};
+use crate::event::{Body, Kind};
+use crate::flow::{edges, route, take, ts_of, AccountIn, CodeIn, CodesIn, Edge, Fact, Header, Placed, Time};
+use crate::machine::Machine;
+use crate::movements::SlaCounts;
+use crate::output::Output;
 use crate::reason::Reason;
+use crate::rules;
 use crate::time::{Period, Ts};
 use crate::validate::is_gtin;
+use crate::wording;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::StreamVec;
+
+/// What the order book emits: one variant per edge of the graph.
+#[derive(Clone, Debug)]
+pub enum OrdersOut {
+    /// A refused order event or code (→ the rejections output).
+    Refused(Box<Output>),
+    /// An SLA change (→ the period aggregates).
+    Fact(Box<Fact>),
+    /// A code of an accepted emission (→ the national index).
+    Code(CodeIn),
+    /// An account's pending orders after an instant (→ the accounts).
+    Pending(AccountIn),
+}
+
+impl From<Output> for OrdersOut {
+    fn from(output: Output) -> OrdersOut {
+        OrdersOut::Refused(Box::new(output))
+    }
+}
+
+impl From<CodeIn> for OrdersOut {
+    fn from(code: CodeIn) -> OrdersOut {
+        OrdersOut::Code(code)
+    }
+}
+
+impl Edge for OrdersOut {
+    const EDGES: u64 = 4;
+    fn edge(&self) -> u64 {
+        match self {
+            OrdersOut::Refused(_) => 0,
+            OrdersOut::Fact(_) => 1,
+            OrdersOut::Code(_) => 2,
+            OrdersOut::Pending(_) => 3,
+        }
+    }
+}
+
+/// The order book's typed outputs.
+pub struct OrdersEdges<'scope> {
+    /// Rejections.
+    pub refusals: StreamVec<'scope, Time, Output>,
+    /// SLA facts.
+    pub facts: StreamVec<'scope, Time, Fact>,
+    /// Accepted emissions' codes, for the national index.
+    pub codes: StreamVec<'scope, Time, CodesIn>,
+    /// Pending-order counts, for the accounts.
+    pub pending: StreamVec<'scope, Time, AccountIn>,
+}
+
+/// "Orders: emission checks" over the order events (module docs), exchanged by account.
+pub fn order_book<'scope>(events: StreamVec<'scope, Time, Placed>, book: Orders, drive: &Drive) -> OrdersEdges<'scope> {
+    let by_account = Exchange::new(|placed: &Placed| route(&placed.event.account));
+    let mut parts = edges(run_machine(events, by_account, book, drive));
+    OrdersEdges {
+        refusals: take(parts.next(), |out| {
+            if let OrdersOut::Refused(r) = out {
+                Some(*r)
+            } else {
+                None
+            }
+        }),
+        facts: take(
+            parts.next(),
+            |out| if let OrdersOut::Fact(f) = out { Some(*f) } else { None },
+        ),
+        codes: take(parts.next(), |out| {
+            if let OrdersOut::Code(c) = out {
+                Some(CodesIn::Code(c))
+            } else {
+                None
+            }
+        }),
+        pending: take(parts.next(), |out| {
+            if let OrdersOut::Pending(p) = out {
+                Some(p)
+            } else {
+                None
+            }
+        }),
+    }
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Order {
@@ -50,27 +139,19 @@ pub struct Orders {
     close_after_days: u32,
 }
 
-/// The period an event is accounted in: its own, or the oldest open one when its own has
-/// closed by `now` (an adjustment, DOMAIN.md §6).
-pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
-    let own = ts.period();
-    if own.close_instant(close_after_days) > now {
-        return own;
-    }
-    let mut open = now.period();
-    while open.prev().close_instant(close_after_days) > now {
-        open = open.prev();
-    }
-    open
+fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> OrdersOut {
+    OrdersOut::from(placed.rejection(code, reason, detail))
 }
 
-fn reject(placed: &Placed, code: Option<&str>, reason: Reason, detail: String) -> Flow {
-    Flow::out(placed.rejection(code, reason, detail))
+/// Refuses the whole event.
+fn refuse(out: &mut Vec<OrdersOut>, placed: &Placed, reason: Reason, detail: String) -> Applied {
+    out.push(reject(placed, None, reason, detail));
+    Applied::Refused
 }
 
 /// `BAD_GTIN` for an order or emission whose GTIN is not valid.
-fn bad_gtin(placed: &Placed, gtin: &str) -> Option<Flow> {
-    let detail = || format!("\"{gtin}\" is not a GTIN-14 with a valid check digit");
+fn bad_gtin(placed: &Placed, gtin: &str) -> Option<OrdersOut> {
+    let detail = || wording::bad_gtin(gtin);
     (!is_gtin(gtin)).then(|| reject(placed, None, Reason::BadGtin, detail()))
 }
 
@@ -85,21 +166,21 @@ impl Orders {
         }
     }
 
-    fn sla(&self, account: &str, period: Period, now: Ts, delta: [i64; 4], out: &mut Vec<Flow>) {
+    fn sla(&self, account: &str, period: Period, now: Ts, delta: SlaCounts, out: &mut Vec<OrdersOut>) {
         // An SLA record is frozen with its period.
         if period.close_instant(self.close_after_days) > now {
-            out.push(Flow::fact(Fact::Sla {
+            out.push(OrdersOut::Fact(Box::new(Fact::Sla {
                 account: account.to_string(),
                 period,
                 delta,
-            }));
+            })));
         }
     }
 
     /// Fires the 4-hour deadlines due at or before `now`: at the start of an instant those
     /// due then, after an order those it set at `max(deadline, now)` because its deadline had
     /// passed (DOMAIN.md §8: before the instant's later events).
-    fn fire_deadlines(&mut self, now: Ts, out: &mut Vec<Flow>) {
+    fn fire_deadlines(&mut self, now: Ts, out: &mut Vec<OrdersOut>) {
         while let Some((at, _, _)) = self.deadlines.first() {
             if *at > now {
                 break;
@@ -112,130 +193,141 @@ impl Orders {
             if let Some(state) = state.filter(|s| s.pending() && !s.late) {
                 state.late = true;
                 let period = state.period;
-                self.sla(&account, period, now, [0, 0, 1, 0], out);
+                self.sla(&account, period, now, SlaCounts::LATE, out);
             }
         }
     }
 
     /// Applies one order event; an accepted emission's codes are moved on to the index.
-    fn apply(&mut self, placed: &mut Placed, now: Ts, out: &mut Vec<Flow>) -> bool {
-        let event = &placed.event;
-        let account = event.account.clone();
-        match &event.body {
-            Body::Order { order, gtin, quantity } => {
-                if let Some(refusal) = bad_gtin(placed, gtin) {
-                    out.push(refusal);
-                    return false;
+    fn apply(&mut self, placed: &mut Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        match placed.event.kind() {
+            Kind::Order => self.place(placed, now, out),
+            Kind::OrderCancel => self.cancel(placed, now, out),
+            Kind::Emission => {
+                let applied = self.emission(placed, now, out);
+                if applied != Applied::Refused {
+                    let Body::Emission { gtin, .. } = &placed.event.body else {
+                        unreachable!("an emission")
+                    };
+                    let header = Arc::new(Header::of(placed, gtin));
+                    placed.codes_to_index(header, out);
                 }
-                let book = self.books.entry(account.clone()).or_default();
-                if book.orders.contains_key(order) {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::AlreadyExists,
-                        format!("order \"{order}\" already exists"),
-                    ));
-                    return false;
-                }
-                let period = accounting_period(event.ts, now, self.close_after_days);
-                let deadline = event.ts.plus_millis(self.sla_ms).max(now);
-                book.orders.insert(
-                    order.clone(),
-                    Order {
-                        gtin: gtin.clone(),
-                        quantity: *quantity,
-                        emitted: 0,
-                        cancelled: false,
-                        period,
-                        late: false,
-                    },
-                );
-                book.pending += 1;
-                self.deadlines.insert((deadline, account.clone(), order.clone()));
-                self.sla(&account, period, now, [1, 0, 0, 1], out);
-                true
-            }
-            Body::OrderCancel { order } => {
-                let book = self.books.entry(account.clone()).or_default();
-                let Some(state) = book.orders.get_mut(order) else {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::UnknownOrder,
-                        format!("account has no order \"{order}\""),
-                    ));
-                    return false;
-                };
-                if !state.pending() {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::InvalidTransition,
-                        format!("order \"{order}\" is already finished"),
-                    ));
-                    return false;
-                }
-                state.cancelled = true;
-                book.pending -= 1;
-                let period = state.period;
-                self.sla(&account, period, now, [0, 0, 0, -1], out);
-                true
-            }
-            Body::Emission { order, gtin, codes } => {
-                if let Some(refusal) = bad_gtin(placed, gtin) {
-                    out.push(refusal);
-                    return false;
-                }
-                let book = self.books.entry(account.clone()).or_default();
-                let Some(state) = book.orders.get_mut(order) else {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::UnknownOrder,
-                        format!("account has no order \"{order}\""),
-                    ));
-                    return false;
-                };
-                if state.gtin != *gtin {
-                    out.push(reject(
-                        placed,
-                        None,
-                        Reason::GtinMismatch,
-                        format!("order \"{order}\" is for GTIN {}, emission is for {gtin}", state.gtin),
-                    ));
-                    return false;
-                }
-                let remaining = if state.cancelled {
-                    0
-                } else {
-                    state.quantity - state.emitted
-                };
-                if codes.len() as u64 > remaining {
-                    let detail = format!(
-                        "{} codes exceed the {remaining} remaining on order \"{order}\"",
-                        codes.len()
-                    );
-                    out.push(reject(placed, None, Reason::OrderExceeded, detail));
-                    return false;
-                }
-                state.emitted += codes.len() as u64;
-                let mut changed = false;
-                if state.emitted == state.quantity && !codes.is_empty() {
-                    book.pending -= 1;
-                    changed = true;
-                    let (period, within) = (state.period, i64::from(!state.late));
-                    self.sla(&account, period, now, [0, within, 0, -1], out);
-                }
-                let header = Arc::new(Header::of(placed, gtin));
-                placed.codes_to_index(header, out);
-                changed
+                applied
             }
             _ => unreachable!("only order events reach the order book"),
         }
     }
+
+    /// An order: `BAD_GTIN`, `ALREADY_EXISTS` (its id), or a pending order with its SLA
+    /// deadline.
+    fn place(&mut self, placed: &Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        let Body::Order { order, gtin, quantity } = &placed.event.body else {
+            unreachable!("an order")
+        };
+        let quantity = *quantity;
+        if let Some(refusal) = bad_gtin(placed, gtin) {
+            out.push(refusal);
+            return Applied::Refused;
+        }
+        let account = placed.event.account.clone();
+        let book = self.books.entry(account.clone()).or_default();
+        if book.orders.contains_key(order.as_str()) {
+            return refuse(out, placed, Reason::AlreadyExists, wording::order_exists(order));
+        }
+        let period = rules::accounting_period(placed.event.ts, now, self.close_after_days);
+        let deadline = placed.event.ts.plus_millis(self.sla_ms).max(now);
+        let state = Order {
+            gtin: gtin.clone(),
+            quantity,
+            emitted: 0,
+            cancelled: false,
+            period,
+            late: false,
+        };
+        book.orders.insert(order.clone(), state);
+        book.pending += 1;
+        self.deadlines.insert((deadline, account.clone(), order.clone()));
+        self.sla(&account, period, now, SlaCounts::PLACED, out);
+        Applied::PendingChanged
+    }
+
+    /// A cancel: `UNKNOWN_ORDER`, `INVALID_TRANSITION` (finished), or nothing remains.
+    fn cancel(&mut self, placed: &Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        let Body::OrderCancel { order } = &placed.event.body else {
+            unreachable!("a cancel")
+        };
+        let account = placed.event.account.clone();
+        let book = self.books.entry(account.clone()).or_default();
+        let Some(state) = book.orders.get_mut(order) else {
+            return refuse(out, placed, Reason::UnknownOrder, wording::unknown_order(order));
+        };
+        if !state.pending() {
+            return refuse(out, placed, Reason::InvalidTransition, wording::order_finished(order));
+        }
+        state.cancelled = true;
+        book.pending -= 1;
+        let period = state.period;
+        self.sla(&account, period, now, SlaCounts::FINISHED, out);
+        Applied::PendingChanged
+    }
+
+    /// An emission's whole-event checks (`BAD_GTIN`, `UNKNOWN_ORDER`, `GTIN_MISMATCH`,
+    /// `ORDER_EXCEEDED`); an accepted one counts all `codes` codes against its order.
+    fn emission(&mut self, placed: &Placed, now: Ts, out: &mut Vec<OrdersOut>) -> Applied {
+        let Body::Emission { order, gtin, codes } = &placed.event.body else {
+            unreachable!("an emission")
+        };
+        let codes = codes.len();
+        if let Some(refusal) = bad_gtin(placed, gtin) {
+            out.push(refusal);
+            return Applied::Refused;
+        }
+        let account = placed.event.account.clone();
+        let book = self.books.entry(account.clone()).or_default();
+        let Some(state) = book.orders.get_mut(order) else {
+            return refuse(out, placed, Reason::UnknownOrder, wording::unknown_order(order));
+        };
+        if state.gtin != *gtin {
+            let detail = wording::gtin_mismatch(order, &state.gtin, gtin);
+            return refuse(out, placed, Reason::GtinMismatch, detail);
+        }
+        let remaining = if state.cancelled {
+            0
+        } else {
+            state.quantity - state.emitted
+        };
+        if codes as u64 > remaining {
+            let detail = wording::order_exceeded(codes, remaining, order);
+            return refuse(out, placed, Reason::OrderExceeded, detail);
+        }
+        state.emitted += codes as u64;
+        if state.emitted < state.quantity || codes == 0 {
+            return Applied::Accepted;
+        }
+        book.pending -= 1;
+        let finished = if state.late {
+            SlaCounts::FINISHED
+        } else {
+            SlaCounts::EMITTED_WITHIN_4H
+        };
+        let period = state.period;
+        self.sla(&account, period, now, finished, out);
+        Applied::PendingChanged
+    }
 }
 
-impl crate::checkpoint::Durable for Orders {
+/// What an order event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    /// Refused: nothing changed.
+    Refused,
+    /// Accepted; the account's pending orders did not change.
+    Accepted,
+    /// Accepted, and the account's pending orders changed.
+    PendingChanged,
+}
+
+impl crate::machine::Durable for Orders {
     fn keep_configuration(&mut self, restored: &mut Orders) {
         restored.sla_ms = self.sla_ms;
         restored.close_after_days = self.close_after_days;
@@ -243,17 +335,18 @@ impl crate::checkpoint::Durable for Orders {
 }
 
 impl Machine for Orders {
+    const NAME: &'static str = "Orders: emission checks";
     type In = Placed;
-    type Out = Flow;
+    type Out = OrdersOut;
 
-    fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<Flow>) {
+    fn step(&mut self, now: Time, mut inputs: Vec<Placed>, out: &mut Vec<OrdersOut>) {
         let now = ts_of(now);
         self.fire_deadlines(now, out);
         inputs.sort_by(|a, b| (a.event.kind(), &a.event.id).cmp(&(b.event.kind(), &b.event.id)));
         let mut changed: BTreeMap<String, Ts> = BTreeMap::new();
         for placed in &mut inputs {
             crate::failure::processing(&placed.event.id);
-            if self.apply(placed, now, out) {
+            if self.apply(placed, now, out) == Applied::PendingChanged {
                 let ts = changed.entry(placed.event.account.clone()).or_insert(placed.event.ts);
                 *ts = (*ts).max(placed.event.ts);
             }
@@ -263,7 +356,7 @@ impl Machine for Orders {
         debug_assert!(self.deadlines.first().is_none_or(|(at, _, _)| *at > now));
         for (account, ts) in changed {
             let pending = self.books[&account].pending;
-            out.push(Flow::ToAccounts(AccountIn::Pending { account, pending, ts }));
+            out.push(OrdersOut::Pending(AccountIn::Pending { account, pending, ts }));
         }
     }
 
@@ -271,5 +364,5 @@ impl Machine for Orders {
         self.deadlines.first().map(|(at, _, _)| crate::flow::time_of(*at))
     }
 
-    fn finish(&mut self, _end: Time, _out: &mut Vec<Flow>) {}
+    fn finish(&mut self, _end: Time, _out: &mut Vec<OrdersOut>) {}
 }

@@ -393,14 +393,30 @@ pub enum Output {
     Period(PeriodRecord),
 }
 
-/// Where an engine's outputs go.
+/// Where an engine's outputs go: files, a topic, memory. The one sink interface of both
+/// engines: outputs come in batches, each made at one instant (`time`, the dataflow's
+/// timestamp); `frontier` says which instants are complete (none before its least element
+/// can come any more); `finish` ends the run and gives back what the sink made of it.
 pub trait Sink {
-    /// Takes one output record.
-    fn emit(&mut self, output: Output);
+    /// What the sink gives back when the run ends.
+    type Done;
+    /// Takes (drains) a batch of outputs made at `time`.
+    fn emit(&mut self, time: crate::time::Time, outputs: &mut Vec<Output>);
+    /// Outputs at times before `frontier` are all emitted.
+    fn frontier(&mut self, _frontier: &[crate::time::Time]) {}
+    /// The run ended.
+    fn finish(self) -> Self::Done;
 }
 
+/// Keeps every output in memory, in the order emitted (tests; file runs sort them).
 impl Sink for Vec<Output> {
-    fn emit(&mut self, output: Output) {
-        self.push(output);
+    type Done = Vec<Output>;
+
+    fn emit(&mut self, _time: crate::time::Time, outputs: &mut Vec<Output>) {
+        self.append(outputs);
+    }
+
+    fn finish(self) -> Vec<Output> {
+        self
     }
 }

@@ -7,6 +7,10 @@
 //! - [`amount`], [`credit`]: payments, compensations and refunds (`BAD_AMOUNT`).
 //! - [`tariff`]: a tariff event's price, rate and effective time (`BAD_AMOUNT`,
 //!   `TARIFF_RETROACTIVE`).
+//! - [`defect_report`]: a defect report within 10 working days of its act
+//!   (`DEFECT_REPORT_LATE`).
+//! - [`accounting_period`]: the period an event is accounted in (an adjustment when its own
+//!   has closed).
 
 use crate::calendar::WorkingCalendar;
 use crate::event::{DecimalField, Event};
@@ -14,7 +18,7 @@ use crate::money::{self, Money, BALANCE_MAX};
 use crate::output::Rejection;
 use crate::reason::Reason;
 use crate::tariff::Tariff;
-use crate::time::{day_end, day_start, Ts};
+use crate::time::{day_end, day_start, Period, Ts};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,7 +102,7 @@ pub struct Admission {
 
 impl Admission {
     /// Takes `event` in, or gives its rejection.
-    pub fn check(&self, event: &Event) -> Result<(), Rejection> {
+    pub fn check(&self, event: &Event) -> Result<(), Box<Rejection>> {
         let refusal = if let Some(failure) = self.quarantine.get(&event.id) {
             Some((
                 Reason::InternalError,
@@ -112,14 +116,14 @@ impl Admission {
         };
         match refusal {
             None => Ok(()),
-            Some((reason, detail)) => Err(Rejection::of_event(
+            Some((reason, detail)) => Err(Box::new(Rejection::of_event(
                 &event.id,
                 event.kind().as_str(),
                 &event.account,
                 None,
                 reason,
                 detail,
-            )),
+            ))),
         }
     }
 }
@@ -173,6 +177,31 @@ pub fn tariff(
         return Err((Reason::TariffRetroactive, detail));
     }
     Ok(Tariff { net_price, vat_rate })
+}
+
+/// A defect report (DOMAIN.md §2, §8) reported at `ts` for an act of `act_date`: on time
+/// before the end of the `working_days`-th working day after the act, else the detail of
+/// its `DEFECT_REPORT_LATE` rejection (one record for the whole report, `code: null`).
+pub fn defect_report(act_date: NaiveDate, ts: Ts, calendar: &WorkingCalendar, working_days: u32) -> Result<(), String> {
+    let deadline = calendar.deadline_after(act_date, working_days);
+    if ts >= deadline {
+        return Err(format!("defect act of {act_date} had to be reported before {deadline}"));
+    }
+    Ok(())
+}
+
+/// The period an event is accounted in: its own, or the oldest open one when its own has
+/// closed by `now` (an adjustment, DOMAIN.md §6).
+pub fn accounting_period(ts: Ts, now: Ts, close_after_days: u32) -> Period {
+    let own = ts.period();
+    if own.close_instant(close_after_days) > now {
+        return own;
+    }
+    let mut open = now.period();
+    while open.prev().close_instant(close_after_days) > now {
+        open = open.prev();
+    }
+    open
 }
 
 #[cfg(test)]

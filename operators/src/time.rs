@@ -16,6 +16,10 @@ pub const MILLIS_PER_HOUR: i64 = 3_600 * MILLIS_PER_SECOND;
 /// Milliseconds in one day of 24 hours (not a calendar day: see [`day_end`]).
 pub const MILLIS_PER_DAY: i64 = 24 * MILLIS_PER_HOUR;
 
+/// Timestamps of the dataflow: effective time in milliseconds since the epoch (the
+/// non-negative [`Ts`] of an instant; `flow::time_of`).
+pub type Time = u64;
+
 /// An instant: milliseconds since 1970-01-01T00:00:00Z.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ts(pub i64);

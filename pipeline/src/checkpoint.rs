@@ -9,30 +9,47 @@
 //!
 //! Layout: `MLCKPT\0\0`, format version (u32 LE), body length (u64 LE), xxh3-64 of the
 //! body (u64 LE), body (bincode of the [`Cut`]).
+//!
+//! A stream run's checkpoints ([`StreamCheckpoints`]): worker 0 asks for one every
+//! interval; each worker's source deposits its share through the offset-tracking interface
+//! of its connector ([`OffsetTracker`], told each frontier by [`SourceCheckpoint`]);
+//! whoever completes a cut flushes the producer and hands the cut to the writer thread.
 
 use anyhow::{bail, Context, Result};
-use markledger_operators::checkpoint::{decode, encode, Cut, Share};
-use markledger_operators::machine::Time;
-use markledger_operators::time::Ts;
-use serde::{Deserialize, Serialize};
+use markledger_connectors::kafka::{self, CheckpointHook, SharedProducer};
+use markledger_connectors::offsets::OffsetTracker;
+use markledger_operators::accounts::Accounts;
+use markledger_operators::aggregates::Revisions;
+use markledger_operators::checkpoint::{decode, encode, Checkpoints, Cut};
+use markledger_operators::codes::Codes;
+use markledger_operators::dedup::Dedup;
+use markledger_operators::flow::Time;
+use markledger_operators::machine::{distinct, Machine};
+use markledger_operators::orders::Orders;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The stateful operators that save a share on every worker, by the names the dataflow
-/// gives them, and the source.
+pub use markledger_connectors::offsets::{PartitionShare, SourceShare, SOURCE};
+
+/// The keys under which every worker saves a share: each stateful machine's constant
+/// [`Machine::NAME`], and the source's. A checkpoint restores share by share under these
+/// keys, so they are constants of the machines' types, and no two may be equal (checked when
+/// this compiles).
 pub const NAMES: [&str; 6] = [
-    "Dedup: by id",
-    "Orders: emission checks",
-    "Codes: national index",
-    "Accounts: lifecycle, balance, FIFO",
-    "Aggregates: revisions",
+    Dedup::NAME,
+    Orders::NAME,
+    Codes::NAME,
+    Accounts::NAME,
+    Revisions::NAME,
     SOURCE,
 ];
 
-/// The name of a worker's source share.
-pub const SOURCE: &str = "Source";
+const _: () = assert!(distinct(&NAMES), "two checkpoint keys are equal");
 
 /// Checkpoint files kept (the newest ones).
 pub const KEEP: usize = 3;
@@ -42,51 +59,6 @@ const MAGIC: &[u8; 8] = b"MLCKPT\0\0";
 /// another version is refused (with its version named), never misread.
 pub const FORMAT_VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 8 + 8;
-
-/// A worker's source share: where to read each of its partitions again.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceShare {
-    /// The largest instant any source had read (the idle-watermark rule's position).
-    pub read_max: Time,
-    /// The worker's partitions.
-    pub partitions: Vec<PartitionShare>,
-}
-
-/// Where one input partition resumes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionShare {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// The first offset to read again.
-    pub resume: i64,
-    /// Offsets at or after `resume` whose effect the state already holds (they took effect
-    /// before the checkpoint time): read again only to move the high-water mark.
-    pub known: Vec<i64>,
-    /// The high-water mark of the records before `resume`.
-    pub high_water: Option<Ts>,
-}
-
-impl SourceShare {
-    /// As a [`Share`] of `worker`.
-    pub fn share(&self, worker: usize) -> Share {
-        Share {
-            worker,
-            name: SOURCE.to_string(),
-            state: encode(self),
-            carried: Vec::new(),
-        }
-    }
-
-    /// The source share of `worker` in `cut`.
-    pub fn of(cut: &Cut, worker: usize) -> Result<SourceShare> {
-        let share = cut
-            .share(worker, SOURCE)
-            .with_context(|| format!("the checkpoint at {} has no source share of worker {worker}", cut.time))?;
-        Ok(decode(SOURCE, &share.state)?)
-    }
-}
 
 /// What writing a checkpoint took.
 #[derive(Clone, Debug)]
@@ -205,9 +177,160 @@ impl Store {
     }
 }
 
+/// What a stream run's checkpoints need besides the store.
+pub struct StreamCheckpointSettings {
+    /// The run's checkpoints (the dataflow's machines deposit their shares in them too).
+    pub checkpoints: Checkpoints,
+    /// How often worker 0 asks for one.
+    pub interval: Duration,
+    /// Workers without partitions (more workers than partitions): worker 0 deposits their
+    /// (empty) source shares.
+    pub idle_workers: Vec<usize>,
+    /// Flushed before a complete cut is written: every output before it is then
+    /// acknowledged by the broker.
+    pub producer: Arc<SharedProducer>,
+}
+
+/// What the writer thread wrote.
+#[derive(Debug, Default)]
+struct WriterLog {
+    written: AtomicU64,
+    /// The last checkpoint written: its time, size in bytes, and milliseconds to write.
+    last: Mutex<Option<(Time, u64, u64)>>,
+}
+
+/// A stream run's checkpoints (see the module docs): the requests, the workers' source
+/// shares, and the writer thread.
+pub struct StreamCheckpoints {
+    settings: StreamCheckpointSettings,
+    /// When the last checkpoint was asked for.
+    last_request: Mutex<Instant>,
+    /// Complete cuts, acknowledged outputs behind them, to the writer thread.
+    writer: Mutex<Option<mpsc::Sender<Cut>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    log: Arc<WriterLog>,
+}
+
+impl StreamCheckpoints {
+    /// Starts the writer thread: one checkpoint file at a time, off the workers' threads.
+    pub fn start(store: Store, settings: StreamCheckpointSettings) -> Arc<StreamCheckpoints> {
+        let (send, receive) = mpsc::channel::<Cut>();
+        let log = Arc::new(WriterLog::default());
+        let thread = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for cut in receive {
+                    match store.write(&cut) {
+                        Ok(written) => {
+                            log.written.fetch_add(1, Ordering::Relaxed);
+                            *log.last.lock().expect("written lock") =
+                                Some((cut.time, written.bytes, written.took.as_millis() as u64));
+                        }
+                        // Not fatal: the previous checkpoint stays the one to restore.
+                        Err(error) => {
+                            markledger_operators::note!("markledger stream: checkpoint not written: {error:#}")
+                        }
+                    }
+                }
+            })
+        };
+        Arc::new(StreamCheckpoints {
+            settings,
+            last_request: Mutex::new(Instant::now()),
+            writer: Mutex::new(Some(send)),
+            thread: Mutex::new(Some(thread)),
+            log,
+        })
+    }
+
+    /// The hook of `worker`'s source, in a run restored from a checkpoint at
+    /// `restored_from` (0: none).
+    pub fn source(self: &Arc<Self>, worker: usize, restored_from: Time) -> SourceCheckpoint {
+        SourceCheckpoint {
+            shared: self.clone(),
+            worker,
+            saved: restored_from,
+        }
+    }
+
+    /// Lets the writer finish the checkpoint it has (if any), and waits for it; cuts
+    /// completed after this are not written.
+    pub fn finish(&self) {
+        self.writer.lock().expect("writer lock").take();
+        if let Some(thread) = self.thread.lock().expect("writer thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Checkpoints written.
+    pub fn written(&self) -> u64 {
+        self.log.written.load(Ordering::Relaxed)
+    }
+
+    /// The last checkpoint written: its time, size in bytes, and milliseconds to write.
+    pub fn last_written(&self) -> Option<(Time, u64, u64)> {
+        *self.log.last.lock().expect("written lock")
+    }
+
+    /// The longest a machine's save held up its worker.
+    pub fn longest_save(&self) -> Duration {
+        self.settings.checkpoints.longest_save()
+    }
+}
+
+/// One worker's source in a stream run's checkpoints: told each output frontier by its
+/// connector, it deposits where the worker's partitions resume ([`OffsetTracker::share`]).
+pub struct SourceCheckpoint {
+    shared: Arc<StreamCheckpoints>,
+    worker: usize,
+    /// The last checkpoint time this worker's source share was saved for.
+    saved: Time,
+}
+
+impl CheckpointHook for SourceCheckpoint {
+    /// Worker 0 asks for a checkpoint every interval, just past what every machine has
+    /// stepped and every source has seen done ([`Checkpoints::propose`]: so each machine
+    /// can still save its state as of that time, and each source still knows where its
+    /// partitions resume); each worker saves its source share once the frontier reaches
+    /// the time asked for; whoever completes a cut flushes the producer (the outputs before
+    /// the cut are then acknowledged) and hands the cut to the writer thread.
+    fn frontier_reached(&mut self, frontier: Time, offsets: &dyn OffsetTracker) -> kafka::Result<()> {
+        let shared = &self.shared;
+        let checkpoints = &shared.settings.checkpoints;
+        if self.worker == 0 {
+            let mut last = shared.last_request.lock().expect("request lock");
+            if last.elapsed() >= shared.settings.interval && checkpoints.propose().is_some() {
+                *last = Instant::now();
+            }
+        }
+        if let Some(time) = checkpoints.acting_on(frontier) {
+            if time > self.saved && frontier >= time {
+                checkpoints.deposit(time, offsets.share(time).share(self.worker));
+                if self.worker == 0 {
+                    for worker in &shared.settings.idle_workers {
+                        checkpoints.deposit(time, SourceShare::default().share(*worker));
+                    }
+                }
+                self.saved = time;
+            }
+        }
+        if let Some(cut) = checkpoints.take_complete() {
+            shared
+                .settings
+                .producer
+                .acknowledge("waiting for the broker to acknowledge outputs before a checkpoint")?;
+            if let Some(writer) = shared.writer.lock().expect("writer lock").as_ref() {
+                let _ = writer.send(cut);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use markledger_operators::time::Ts;
     use std::collections::BTreeMap;
 
     fn cut(time: Time) -> Cut {

@@ -4,7 +4,7 @@
 //! (`output/documents/`, `markledger documents`).
 
 use crate::config::Config;
-use crate::runner::{render_summary, run_files, Engine};
+use crate::runner::{render_summary, run_files, Engine, FileRun};
 use anyhow::{Context, Result};
 use markledger_datasets::generator::{generate, GeneratorConfig};
 use serde_json::Value;
@@ -32,14 +32,14 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
     })
     .with_context(|| format!("generating into {}", input.display()))?;
     let generated_in = started.elapsed();
-    let report = run_files(
-        config,
-        std::slice::from_ref(&input),
-        &output,
+    let run = FileRun {
+        inputs: std::slice::from_ref(&input),
+        out: &output,
         quiet,
-        Engine::Dataflow { workers: 2 },
-        None,
-    )?;
+        engine: Engine::Dataflow { workers: 2 },
+        state: None,
+    };
+    let report = run_files(config, &run)?;
     let mut text = format!(
         "markledger demo: {} accounts, {} events naming {} codes over {} months, generated in {:.1} s (seed {})\n\n",
         generator.accounts,

@@ -15,12 +15,15 @@ pub mod checkpoint;
 pub mod config;
 pub mod dataflow;
 pub mod demo;
+pub mod documents;
 pub mod failure;
 pub mod quarantine;
-pub mod documents;
 pub mod reference;
 pub mod runner;
+pub mod runtime;
+pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod summary;
 
 pub use config::Config;

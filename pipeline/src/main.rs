@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use markledger::config::{parse_duration_ms, Config};
 use markledger::demo::run_demo;
-use markledger::runner::{render_summary, run_files, Engine, ProgressLine};
-use markledger::stream::{run_stream, StreamFile, StreamOptions};
+use markledger::runner::{render_summary, run_files, Engine, FileRun, ProgressLine};
+use markledger::stream::{run_stream, StreamFile, StreamOptions, StreamReport};
 use markledger_connectors::kafka::{produce_dataset, KafkaSettings};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
 use markledger_operators::console::say_text;
@@ -337,19 +337,20 @@ fn run(args: RunArgs) -> Result<()> {
         "reference" => Engine::Reference,
         other => bail!("--engine {other:?}: expected dataflow or reference"),
     };
-    let report = run_files(
-        &config,
-        &args.input,
-        &args.out,
-        args.quiet,
+    let run = FileRun {
+        inputs: &args.input,
+        out: &args.out,
+        quiet: args.quiet,
         engine,
-        args.state.as_deref(),
-    )?;
+        state: args.state.as_deref(),
+    };
+    let report = run_files(&config, &run)?;
     say_text(&render_summary(&report, &args.out));
     Ok(())
 }
 
-fn stream(args: StreamArgs) -> Result<()> {
+/// The stream's configuration and options: flags first, then the TOML file, then defaults.
+fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
     let file = match &args.config {
         Some(path) => StreamFile::load(path)?,
         None => StreamFile::default(),
@@ -414,6 +415,11 @@ fn stream(args: StreamArgs) -> Result<()> {
                 .unwrap_or_default()
         ),
     };
+    Ok((config, options))
+}
+
+fn stream(args: StreamArgs) -> Result<()> {
+    let (config, options) = stream_options(&args)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("installing the signal handlers")?;
@@ -435,6 +441,12 @@ fn stream(args: StreamArgs) -> Result<()> {
             )
         })
     })?;
+    print_stream_summary(&report, line.elapsed());
+    Ok(())
+}
+
+/// The closing summary of a stream run.
+fn print_stream_summary(report: &StreamReport, took: Duration) {
     markledger_operators::say!("markledger stream: summary");
     markledger_operators::say!(
         "  input       {} partitions, {} records read",
@@ -469,8 +481,7 @@ fn stream(args: StreamArgs) -> Result<()> {
             report.longest_save.as_secs_f64() * 1e3
         );
     }
-    markledger_operators::say!("  took        {:.1} s", line.elapsed().as_secs_f64());
-    Ok(())
+    markledger_operators::say!("  took        {:.1} s", took.as_secs_f64());
 }
 
 fn produce(args: ProduceArgs) -> Result<()> {

@@ -3,7 +3,8 @@
 
 use crate::checkpoint::{SourceShare, Store, NAMES};
 use crate::config::Config;
-use crate::reference::{self, Summary};
+use crate::reference;
+use crate::summary::Summary;
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
@@ -11,7 +12,7 @@ use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::flow::time_of;
 use markledger_operators::money::render;
-use markledger_operators::Sink;
+use markledger_operators::Ts;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -122,83 +123,119 @@ impl std::fmt::Display for Engine {
     }
 }
 
-/// `markledger run`: read the partitions, run `engine`, write the five outputs.
+/// What a file run reads, writes and runs with.
+#[derive(Clone, Debug)]
+pub struct FileRun<'a> {
+    /// Input partitions: files, or directories whose files are partitions.
+    pub inputs: &'a [PathBuf],
+    /// The output directory.
+    pub out: &'a Path,
+    /// No progress lines.
+    pub quiet: bool,
+    /// Which engine.
+    pub engine: Engine,
+    /// A backfill's checkpoint directory (the dataflow only).
+    pub state: Option<&'a Path>,
+}
+
+/// `markledger run`: read the partitions, run the engine, write the five outputs.
 ///
 /// With `state` (the dataflow only), the run is a backfill: it ends in a checkpoint in
 /// `state` from which `markledger stream --state` goes on (docs/ARCHITECTURE.md,
 /// "Checkpoints").
-pub fn run_files(
+pub fn run_files(config: &Config, run: &FileRun<'_>) -> Result<RunReport> {
+    let mut progress = ProgressLine::new(Duration::from_secs(2), run.quiet);
+    match run.engine {
+        Engine::Dataflow { workers } => run_dataflow_files(config, run, workers, &mut progress),
+        Engine::Reference if run.state.is_some() => {
+            anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine")
+        }
+        Engine::Reference => run_reference_files(config, run, &mut progress),
+    }
+}
+
+/// The dataflow streams every partition from disk as it goes, then writes its outputs in
+/// their canonical order (and a backfill's checkpoint).
+fn run_dataflow_files(
     config: &Config,
-    inputs: &[PathBuf],
-    out: &Path,
-    quiet: bool,
-    engine: Engine,
-    state: Option<&Path>,
+    run: &FileRun<'_>,
+    workers: usize,
+    progress: &mut ProgressLine,
 ) -> Result<RunReport> {
-    let mut progress = ProgressLine::new(Duration::from_secs(2), quiet);
-    if let (Some(_), Engine::Reference) = (state, engine) {
-        anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine");
+    let partitions = list_partitions(run.inputs).context("listing input partitions")?;
+    let mut readers: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(partitions.len());
+    for path in &partitions {
+        let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
+        readers.push(Box::new(reader));
     }
-    if let Engine::Dataflow { workers } = engine {
-        // The dataflow streams every partition from disk as it goes.
-        let partitions = list_partitions(inputs).context("listing input partitions")?;
-        let mut readers: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(partitions.len());
-        for path in &partitions {
-            let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
-            readers.push(Box::new(reader));
-        }
-        let store = state.map(Store::open).transpose()?;
-        let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
-        let (summary, stats, outputs) =
-            crate::dataflow::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
-                progress.tick(|| format!("read {records} records"));
-            })?;
-        if !stats.errors.is_empty() {
-            anyhow::bail!("reading input: {}", stats.errors.join("; "));
-        }
-        if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
-            // Files are not Kafka partitions: the stream reads its topics from their start,
-            // placing what is older than the checkpoint at it (late).
-            let read_max = summary.last_ts.map_or(0, time_of);
-            for worker in 0..workers {
-                let share = SourceShare {
-                    read_max,
-                    partitions: Vec::new(),
-                };
-                checkpoints.deposit(read_max + 1, share.share(worker));
-            }
-            let cut = checkpoints
-                .take_complete()
-                .context("the backfill's checkpoint is incomplete (a machine did not save its share)")?;
-            let written = store.write(&cut).context("writing the backfill's checkpoint")?;
-            markledger_operators::note!(
-                "markledger run: backfill checkpoint {} ({:.1} MB, {} ms)",
-                written.path.display(),
-                written.bytes as f64 / 1e6,
-                written.took.as_millis()
-            );
-        }
-        let mut sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
-        for output in outputs {
-            sink.emit(output);
-        }
-        let written = sink
-            .finish()
-            .with_context(|| format!("writing outputs in {}", out.display()))?;
-        return Ok(RunReport {
-            summary,
-            written,
-            partitions,
-            bytes: stats.bytes,
-            // Reading and processing overlap: the dataflow reads as it goes.
-            read_time: Duration::ZERO,
-            total_time: progress.elapsed(),
-            engine,
-        });
+    let store = run.state.map(Store::open).transpose()?;
+    let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
+    let (summary, stats, outputs) =
+        crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
+            progress.tick(|| format!("read {records} records"));
+        })?;
+    if !stats.errors.is_empty() {
+        anyhow::bail!("reading input: {}", stats.errors.join("; "));
     }
-    let (partitions, records, bytes) = read_partitions(inputs, &mut progress)?;
+    if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
+        write_backfill_checkpoint(store, checkpoints, workers, summary.last_ts)?;
+    }
+    let mut sink =
+        OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
+    for output in &outputs {
+        sink.write(output);
+    }
+    let written = sink
+        .finish()
+        .with_context(|| format!("writing outputs in {}", run.out.display()))?;
+    Ok(RunReport {
+        summary,
+        written,
+        partitions,
+        bytes: stats.bytes,
+        // Reading and processing overlap: the dataflow reads as it goes.
+        read_time: Duration::ZERO,
+        total_time: progress.elapsed(),
+        engine: run.engine,
+    })
+}
+
+/// A backfill's checkpoint: the machines' shares (saved at the end + 1 ms) and the sources'.
+/// Files are not Kafka partitions: the stream reads its topics from their start, placing
+/// what is older than the checkpoint at it (late).
+fn write_backfill_checkpoint(
+    store: &Store,
+    checkpoints: &Checkpoints,
+    workers: usize,
+    last_ts: Option<Ts>,
+) -> Result<()> {
+    let read_max = last_ts.map_or(0, time_of);
+    for worker in 0..workers {
+        let share = SourceShare {
+            read_max,
+            partitions: Vec::new(),
+        };
+        checkpoints.deposit(read_max + 1, share.share(worker));
+    }
+    let cut = checkpoints
+        .take_complete()
+        .context("the backfill's checkpoint is incomplete (a machine did not save its share)")?;
+    let written = store.write(&cut).context("writing the backfill's checkpoint")?;
+    markledger_operators::note!(
+        "markledger run: backfill checkpoint {} ({:.1} MB, {} ms)",
+        written.path.display(),
+        written.bytes as f64 / 1e6,
+        written.took.as_millis()
+    );
+    Ok(())
+}
+
+/// The reference engine reads every partition first, then applies the events in account
+/// order, writing outputs as it goes.
+fn run_reference_files(config: &Config, run: &FileRun<'_>, progress: &mut ProgressLine) -> Result<RunReport> {
+    let (partitions, records, bytes) = read_partitions(run.inputs, progress)?;
     let read_time = progress.elapsed();
-    let sink = OutputFiles::create(out).with_context(|| format!("creating outputs in {}", out.display()))?;
+    let sink = OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
     let (summary, sink) = reference::run(config, records, sink, &mut |done, total| {
         progress.tick(|| {
             format!(
@@ -209,9 +246,9 @@ pub fn run_files(
     });
     let written = sink
         .finish()
-        .with_context(|| format!("writing outputs in {}", out.display()))?;
+        .with_context(|| format!("writing outputs in {}", run.out.display()))?;
     Ok(RunReport {
-        engine,
+        engine: run.engine,
         summary,
         written,
         partitions,

@@ -23,14 +23,14 @@
 //!   before it releases, and until then its own capability keeps every frontier at or below
 //!   the end, so no machine can step past the end before it can see it.
 
-use crate::dataflow::Batching;
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{Next, PartitionInput};
+use markledger_operators::driver::InputEnd;
 use markledger_operators::event::Kind;
 use markledger_operators::failure;
-use markledger_operators::flow::{time_of, ts_of, Placed};
-use markledger_operators::machine::{InputEnd, Time};
-use markledger_operators::output::Rejection;
+use markledger_operators::flow::Time;
+use markledger_operators::flow::{edges, take, time_of, ts_of, Edge, Placed};
+use markledger_operators::output::{Output, Rejection};
 use markledger_operators::rules::Admission;
 use markledger_operators::{Event, Ts};
 use std::cell::RefCell;
@@ -42,6 +42,44 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+
+/// Records a source reads per activation.
+pub const SOURCE_BATCH_MAX: usize = 4_096;
+
+/// Work a source lets run ahead of what the whole dataflow has finished, weighed as one per
+/// event plus one per code it names (an application may name thousands): timely has no
+/// backpressure of its own, and without this bound a file run would queue every per-code
+/// record of its input at once.
+pub const SOURCE_WEIGHT_IN_FLIGHT_MAX: usize = 65_536;
+
+/// How a source feeds the dataflow. Outputs never depend on it (tests/tests/equivalence.rs).
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// Records read per source activation.
+    pub batch: usize,
+    /// Weight (one per event plus one per code) allowed ahead of what the dataflow has
+    /// finished.
+    pub in_flight: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            batch: SOURCE_BATCH_MAX,
+            in_flight: SOURCE_WEIGHT_IN_FLIGHT_MAX,
+        }
+    }
+}
+
+impl Batching {
+    /// At least one record and one unit of weight.
+    pub fn at_least_one(self) -> Batching {
+        Batching {
+            batch: self.batch.max(1),
+            in_flight: self.in_flight.max(1),
+        }
+    }
+}
 
 /// Effective times of one partition (DOMAIN.md §4): an event takes effect at
 /// `max(ts, high-water before it − lateness)` and is late when its `ts` is below that.
@@ -146,7 +184,7 @@ impl SourceStats {
 fn admit(admission: &Admission, event: Event) -> Decoded {
     match admission.check(&event) {
         Ok(()) => Decoded::Event(event),
-        Err(rejection) => Decoded::Refused(rejection),
+        Err(rejection) => Decoded::Refused(*rejection),
     }
 }
 
@@ -198,196 +236,99 @@ pub struct SourceReports {
     pub stopped: Arc<AtomicU64>,
 }
 
-/// The source of one worker (see the module docs). Once `settings.stop` is set the source
-/// reads nothing more and publishes in `reports.stopped` the watermark it holds.
+/// What a source emits, cut into its two typed edges.
+pub struct SourceEdges<'scope> {
+    /// Well-formed events, each at its effective time.
+    pub events: StreamVec<'scope, Time, Placed>,
+    /// Records refused before placement (`MALFORMED`, `UNKNOWN_TYPE`, `TS_OUT_OF_RANGE`,
+    /// `INTERNAL_ERROR`), at their partition's floor.
+    pub refused: StreamVec<'scope, Time, Output>,
+}
+
+impl Edge for Sourced {
+    const EDGES: u64 = 2;
+    fn edge(&self) -> u64 {
+        match self {
+            Sourced::Event(_) => 0,
+            Sourced::Refused(_) => 1,
+        }
+    }
+}
+
+/// The source of one worker (see the module docs), cut into its typed edges. Once
+/// `settings.stop` is set the source reads nothing more and publishes in `reports.stopped`
+/// the watermark it holds.
 pub fn partitions<'scope>(
     scope: Scope<'scope, Time>,
     inputs: Vec<Box<dyn PartitionInput>>,
     settings: SourceSettings,
     reports: SourceReports,
+) -> SourceEdges<'scope> {
+    let mut parts = edges(read_partitions(scope, inputs, settings, reports));
+    SourceEdges {
+        events: take(parts.next(), |record| {
+            if let Sourced::Event(placed) = record {
+                Some(placed)
+            } else {
+                None
+            }
+        }),
+        refused: take(parts.next(), |record| match record {
+            Sourced::Refused(rejection) => Some(Output::Rejection(rejection)),
+            Sourced::Event(_) => None,
+        }),
+    }
+}
+
+/// The operator "Source: partitions": each activation reads a batch (a [`Reader`]), emits
+/// it at its times, and moves the watermark, or releases it once every partition has ended.
+fn read_partitions<'scope>(
+    scope: Scope<'scope, Time>,
+    inputs: Vec<Box<dyn PartitionInput>>,
+    settings: SourceSettings,
+    reports: SourceReports,
 ) -> StreamVec<'scope, Time, Sourced> {
-    let SourceSettings {
-        lateness_ms,
-        admission,
-        batching,
-        end,
-        start,
-        stop,
-    } = settings;
-    let SourceReports {
-        done,
-        stats,
-        records_read,
-        stopped,
-    } = reports;
-    source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "Source: partitions", move |mut cap, info| {
+    const NAME: &str = "Source: partitions";
+    source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, NAME, move |mut cap, info| {
         let activator = scope.activator_for(info.address);
         // A run restored from a checkpoint at `start` places nothing before it.
-        cap.downgrade(&start.max(*cap.time()));
+        cap.downgrade(&settings.start.max(*cap.time()));
         let mut held: Option<Capability<Time>> = Some(cap);
-        let mut partitions: Vec<Partition> = inputs
-            .into_iter()
-            .map(|input| Partition {
-                placer: Placer::resuming(lateness_ms, input.start_high_water()),
-                input,
-                finished: false,
-                idle: false,
-            })
-            .collect();
-        stats.borrow_mut().partitions = partitions.iter().map(|p| p.input.name()).collect();
-        // Events emitted and not yet finished by the whole dataflow, by time, and the part
-        // of it below the watermark (the held capability): only that part can finish before
-        // the source reads on. Kept as a running sum: summing the map at every activation
-        // cost 5 % of a run's CPU (BENCHMARKS.md, "Profile").
-        let mut in_flight: BTreeMap<Time, usize> = BTreeMap::new();
-        let mut finishable: usize = 0;
-        let mut batch: BTreeMap<Time, Vec<Sourced>> = BTreeMap::new();
+        let mut reader = Reader::new(inputs, &settings);
+        reports.stats.borrow_mut().partitions = reader.partitions.iter().map(|p| p.input.name()).collect();
         move |output| {
-            failure::enter_stage("Source: partitions");
+            failure::enter_stage(NAME);
             let Some(cap) = held.as_mut() else { return };
-            while in_flight
-                .first_key_value()
-                .is_some_and(|(time, _)| !done.less_equal(time))
-            {
-                // Finished, so below the done frontier, which is at most the watermark.
-                let (_, weight) = in_flight.pop_first().expect("peeked");
-                finishable -= weight;
+            reader.retire_finished(&reports.done, *cap.time());
+            let records = reader.read(*cap.time(), &settings, &mut reports.stats.borrow_mut());
+            if let Some(last) = reports.stats.borrow().last_ts {
+                settings.end.note_read(time_of(last));
             }
-            debug_assert_eq!(
-                finishable,
-                in_flight.range(..*cap.time()).map(|(_, n)| n).sum::<usize>()
-            );
-            let mut budget = batching.in_flight.saturating_sub(finishable);
-            let mut stats = stats.borrow_mut();
-            let mut read = 0;
-            let mut records = 0u64;
-            let mut waiting = vec![false; partitions.len()];
-            while budget > 0 && read < batching.batch {
-                // The unfinished partition with the lowest watermark that has a record now.
-                let next = partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, p)| !p.finished && !waiting[*i])
-                    .min_by_key(|(_, p)| p.placer.floor())
-                    .map(|(i, _)| i);
-                let Some(index) = next else { break };
-                let partition = &mut partitions[index];
-                // An event refused before placement is like a malformed record: it moves no
-                // high-water mark (also when re-read after a restore).
-                let record = partition.input.next_record();
-                let at_least = refused_at(&admission, &record);
-                let next = match record {
-                    Next::Record(Decoded::Event(event)) => Next::Record(admit(&admission, event)),
-                    Next::Known(Decoded::Event(event)) => Next::Known(admit(&admission, event)),
-                    other => other,
-                };
-                match next {
-                    Next::Known(record) => {
-                        // Already in the restored state: only the high-water mark moves.
-                        records += 1;
-                        partition.idle = false;
-                        if let Decoded::Event(event) = record {
-                            partition.placer.place(event);
-                        }
-                    }
-                    Next::Record(Decoded::Event(event)) => {
-                        records += 1;
-                        partition.idle = false;
-                        let mut placed = partition.placer.place(event);
-                        // Only after an idle partition wakes can its event fall below the
-                        // watermark: it takes effect at the watermark, and is late.
-                        if time_of(placed.effective) < *cap.time() {
-                            placed.effective = ts_of(*cap.time());
-                            placed.late = true;
-                        }
-                        stats.count(&placed);
-                        let time = time_of(placed.effective);
-                        partition.input.placed(time);
-                        let weight = 1 + placed.event.code_count();
-                        budget = budget.saturating_sub(weight);
-                        *in_flight.entry(time).or_default() += weight;
-                        if time < *cap.time() {
-                            finishable += weight;
-                        }
-                        batch.entry(time).or_default().push(Sourced::Event(placed));
-                    }
-                    Next::Record(Decoded::Refused(rejection)) => {
-                        // At its partition's floor: a function of the partition's records
-                        // before it, so a restart places it where the first run did (the
-                        // watermark when it happens to be read is not). Behind the watermark
-                        // only on a partition that was idle.
-                        records += 1;
-                        let floor = partition.placer.floor().map_or(0, time_of);
-                        let time = floor.max(at_least.unwrap_or(0)).max(*cap.time());
-                        partition.input.placed(time);
-                        batch.entry(time).or_default().push(Sourced::Refused(rejection));
-                    }
-                    Next::Pending => waiting[index] = true,
-                    Next::Idle => {
-                        waiting[index] = true;
-                        partition.idle = true;
-                    }
-                    Next::Finished => {
-                        partition.finished = true;
-                        stats.bytes += partition.input.bytes_read();
-                        if let Some(error) = partition.input.error() {
-                            stats.errors.push(format!("{}: {error}", partition.input.name()));
-                        }
-                    }
-                }
-                read += 1;
-            }
-            stats.records += records;
-            if let Some(last) = stats.last_ts {
-                end.note_read(time_of(last));
-            }
-            records_read.fetch_add(records, Ordering::Relaxed);
-            for (time, records) in std::mem::take(&mut batch) {
+            reports.records_read.fetch_add(records, Ordering::Relaxed);
+            for (time, records) in std::mem::take(&mut reader.batch) {
                 output.session(&cap.delayed(&time)).give_iterator(records.into_iter());
             }
-            let done_before = done.with_frontier(|frontier| frontier.iter().min().copied());
-            for partition in &mut partitions {
-                partition.input.completed(done_before.unwrap_or(Time::MAX));
-            }
-            if stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
+            reader.completed(&reports.done);
+            if settings.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
                 // Stopping: read nothing more; keep the watermark where it is, so nothing
                 // after it is decided, and let the dataflow finish what it holds.
-                stopped.store(*cap.time(), Ordering::SeqCst);
+                reports.stopped.store(*cap.time(), Ordering::SeqCst);
                 activator.activate_after(std::time::Duration::from_millis(10));
                 return;
             }
-            let live = partitions.iter().filter(|p| !p.finished);
-            let mut holding = live.clone().filter(|p| !p.idle).peekable();
-            let watermark = if live.clone().next().is_none() {
-                None
-            } else if holding.peek().is_none() {
-                // Every live partition is idle: like finished ones they no longer hold the
-                // watermark back, which goes just past the largest `ts` any source has read:
-                // every instant up to it is decided, as at the end of a file run.
-                Some(Some(end.read_max() + 1))
-            } else {
-                holding.map(|p| p.placer.floor().map(time_of)).min()
-            };
-            match watermark {
+            match reader.watermark(&settings.end) {
                 // Every partition finished: report, then release the watermark.
                 None => {
-                    end.source_finished(stats.last_ts.map(time_of));
+                    settings
+                        .end
+                        .source_finished(reports.stats.borrow().last_ts.map(time_of));
                     held = None;
                     // Released: it holds nothing back should the run be stopped.
-                    stopped.store(u64::MAX - 1, Ordering::SeqCst);
+                    reports.stopped.store(u64::MAX - 1, Ordering::SeqCst);
                 }
                 Some(floor) => {
-                    if let Some(floor) = floor {
-                        if floor > *cap.time() {
-                            finishable += in_flight.range(*cap.time()..floor).map(|(_, n)| n).sum::<usize>();
-                            cap.downgrade(&floor);
-                        }
-                    }
-                    if partitions
-                        .iter()
-                        .zip(&waiting)
-                        .all(|(p, waiting)| p.finished || *waiting)
-                    {
+                    reader.advance(cap, floor);
+                    if reader.all_waiting() {
                         activator.activate_after(std::time::Duration::from_millis(1));
                     } else {
                         activator.activate();
@@ -396,4 +337,207 @@ pub fn partitions<'scope>(
             }
         }
     })
+}
+
+/// A worker's partitions and what its source keeps between activations.
+struct Reader {
+    partitions: Vec<Partition>,
+    admission: Admission,
+    /// Events emitted and not yet finished by the whole dataflow, by time, and the part of
+    /// it below the watermark (the held capability): only that part can finish before the
+    /// source reads on. Kept as a running sum: summing the map at every activation cost
+    /// 5 % of a run's CPU (BENCHMARKS.md, "Profile").
+    in_flight: BTreeMap<Time, usize>,
+    finishable: usize,
+    /// What the last read placed, by time.
+    batch: BTreeMap<Time, Vec<Sourced>>,
+    /// Partitions that had nothing to give in the last read.
+    waiting: Vec<bool>,
+}
+
+impl Reader {
+    fn new(inputs: Vec<Box<dyn PartitionInput>>, settings: &SourceSettings) -> Reader {
+        let partitions: Vec<Partition> = inputs
+            .into_iter()
+            .map(|input| Partition {
+                placer: Placer::resuming(settings.lateness_ms, input.start_high_water()),
+                input,
+                finished: false,
+                idle: false,
+            })
+            .collect();
+        Reader {
+            waiting: vec![false; partitions.len()],
+            partitions,
+            admission: settings.admission.clone(),
+            in_flight: BTreeMap::new(),
+            finishable: 0,
+            batch: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets the work the whole dataflow has finished.
+    fn retire_finished(&mut self, done: &ProbeHandle<Time>, watermark: Time) {
+        while self
+            .in_flight
+            .first_key_value()
+            .is_some_and(|(time, _)| !done.less_equal(time))
+        {
+            // Finished, so below the done frontier, which is at most the watermark.
+            let (_, weight) = self.in_flight.pop_first().expect("peeked");
+            self.finishable -= weight;
+        }
+        debug_assert_eq!(
+            self.finishable,
+            self.in_flight.range(..watermark).map(|(_, n)| n).sum::<usize>()
+        );
+    }
+
+    /// Reads up to a batch of records, always from the partition whose watermark is lowest,
+    /// within the budget of work in flight; returns the records read.
+    fn read(&mut self, watermark: Time, settings: &SourceSettings, stats: &mut SourceStats) -> u64 {
+        let mut budget = settings.batching.in_flight.saturating_sub(self.finishable);
+        let mut records = 0u64;
+        self.waiting.iter_mut().for_each(|waiting| *waiting = false);
+        for _ in 0..settings.batching.batch {
+            if budget == 0 {
+                break;
+            }
+            // The unfinished partition with the lowest watermark that has a record now.
+            let next = self
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| !p.finished && !self.waiting[*i])
+                .min_by_key(|(_, p)| p.placer.floor())
+                .map(|(i, _)| i);
+            let Some(index) = next else { break };
+            let (read, weight) = self.read_one(index, watermark, stats);
+            records += read;
+            budget = budget.saturating_sub(weight);
+        }
+        stats.records += records;
+        records
+    }
+
+    /// Reads partition `index`'s next record: returns (records read, weight placed).
+    fn read_one(&mut self, index: usize, watermark: Time, stats: &mut SourceStats) -> (u64, usize) {
+        let partition = &mut self.partitions[index];
+        // An event refused before placement is like a malformed record: it moves no
+        // high-water mark (also when re-read after a restore).
+        let record = partition.input.next_record();
+        let at_least = refused_at(&self.admission, &record);
+        let next = match record {
+            Next::Record(Decoded::Event(event)) => Next::Record(admit(&self.admission, event)),
+            Next::Known(Decoded::Event(event)) => Next::Known(admit(&self.admission, event)),
+            other => other,
+        };
+        match next {
+            Next::Known(record) => {
+                // Already in the restored state: only the high-water mark moves.
+                partition.idle = false;
+                if let Decoded::Event(event) = record {
+                    partition.placer.place(event);
+                }
+                (1, 0)
+            }
+            Next::Record(Decoded::Event(event)) => (1, self.place_event(index, event, watermark, stats)),
+            Next::Record(Decoded::Refused(rejection)) => {
+                self.place_refusal(index, rejection, at_least, watermark);
+                (1, 0)
+            }
+            Next::Pending => {
+                self.waiting[index] = true;
+                (0, 0)
+            }
+            Next::Idle => {
+                self.waiting[index] = true;
+                partition.idle = true;
+                (0, 0)
+            }
+            Next::Finished => {
+                partition.finished = true;
+                stats.bytes += partition.input.bytes_read();
+                if let Some(error) = partition.input.error() {
+                    stats.errors.push(format!("{}: {error}", partition.input.name()));
+                }
+                (0, 0)
+            }
+        }
+    }
+
+    /// Places an event of partition `index` at its effective time; returns its weight.
+    fn place_event(&mut self, index: usize, event: Event, watermark: Time, stats: &mut SourceStats) -> usize {
+        let partition = &mut self.partitions[index];
+        partition.idle = false;
+        let mut placed = partition.placer.place(event);
+        // Only after an idle partition wakes can its event fall below the watermark: it
+        // takes effect at the watermark, and is late.
+        if time_of(placed.effective) < watermark {
+            placed.effective = ts_of(watermark);
+            placed.late = true;
+        }
+        stats.count(&placed);
+        let time = time_of(placed.effective);
+        partition.input.placed(time);
+        let weight = 1 + placed.event.code_count();
+        *self.in_flight.entry(time).or_default() += weight;
+        if time < watermark {
+            self.finishable += weight;
+        }
+        self.batch.entry(time).or_default().push(Sourced::Event(placed));
+        weight
+    }
+
+    /// Places a refusal at its partition's floor: a function of the partition's records
+    /// before it, so a restart places it where the first run did (the watermark when it
+    /// happens to be read is not). Behind the watermark only on a partition that was idle.
+    fn place_refusal(&mut self, index: usize, rejection: Rejection, at_least: Option<Time>, watermark: Time) {
+        let partition = &mut self.partitions[index];
+        let floor = partition.placer.floor().map_or(0, time_of);
+        let time = floor.max(at_least.unwrap_or(0)).max(watermark);
+        partition.input.placed(time);
+        self.batch.entry(time).or_default().push(Sourced::Refused(rejection));
+    }
+
+    /// Tells every partition what the whole dataflow has finished (a stream commits it).
+    fn completed(&mut self, done: &ProbeHandle<Time>) {
+        let done_before = done.with_frontier(|frontier| frontier.iter().min().copied());
+        for partition in &mut self.partitions {
+            partition.input.completed(done_before.unwrap_or(Time::MAX));
+        }
+    }
+
+    /// The watermark the source can hold: None once every partition has ended; Some(None)
+    /// while a partition that holds it has read nothing yet.
+    fn watermark(&self, end: &InputEnd) -> Option<Option<Time>> {
+        let live = self.partitions.iter().filter(|p| !p.finished);
+        let mut holding = live.clone().filter(|p| !p.idle).peekable();
+        if live.clone().next().is_none() {
+            None
+        } else if holding.peek().is_none() {
+            // Every live partition is idle: like finished ones they no longer hold the
+            // watermark back, which goes just past the largest `ts` any source has read:
+            // every instant up to it is decided, as at the end of a file run.
+            Some(Some(end.read_max() + 1))
+        } else {
+            Some(holding.map(|p| p.placer.floor().map(time_of)).min().flatten())
+        }
+    }
+
+    /// Moves the held capability up to `floor` (never back).
+    fn advance(&mut self, cap: &mut Capability<Time>, floor: Option<Time>) {
+        if let Some(floor) = floor.filter(|floor| *floor > *cap.time()) {
+            self.finishable += self.in_flight.range(*cap.time()..floor).map(|(_, n)| n).sum::<usize>();
+            cap.downgrade(&floor);
+        }
+    }
+
+    /// Whether every unfinished partition had nothing to give in the last read.
+    fn all_waiting(&self) -> bool {
+        self.partitions
+            .iter()
+            .zip(&self.waiting)
+            .all(|(p, waiting)| p.finished || *waiting)
+    }
 }

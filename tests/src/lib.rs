@@ -9,7 +9,8 @@ pub mod broker;
 pub mod compare;
 
 use markledger::config::Config;
-use markledger::reference::{self, Summary};
+use markledger::reference;
+use markledger::summary::Summary;
 use markledger_connectors::codec::json::decode_event;
 use markledger_connectors::codec::Decoded;
 use markledger_operators::output::{
@@ -216,7 +217,7 @@ pub fn run_with(config: &Config, partitions: &[Vec<String>]) -> Outcome {
     let expected = multiset(&outcome.outputs);
     let reference = compare::canonical(&outcome.outputs);
     for workers in [1, 3] {
-        let outputs = markledger::dataflow::run(config, decoded.clone(), workers);
+        let outputs = markledger::runtime::run(config, decoded.clone(), workers);
         let actual = multiset(&outputs);
         if actual != expected {
             let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(8).collect();
@@ -243,27 +244,6 @@ pub fn run_reference_only(config: &Config, partitions: &[Vec<String>]) -> Outcom
     outcome
 }
 
-/// Marks of Rust's debug formatting that must never reach a rejection's detail (issue 15:
-/// details are read by people at order stations and support).
-pub const DEBUG_MARKS: [&str; 11] = [
-    "Parsed(",
-    "Invalid(",
-    "Some(",
-    "None",
-    "Utf8",
-    "UnexpectedEnd",
-    "{ ",
-    " }",
-    "\\u{",
-    "Error {",
-    "kind: ",
-];
-
-/// The first debug mark in `detail`, if any.
-pub fn debug_mark(detail: &str) -> Option<&'static str> {
-    DEBUG_MARKS.into_iter().find(|mark| detail.contains(mark))
-}
-
 fn decode(partitions: &[Vec<String>]) -> Vec<Vec<Decoded>> {
     partitions
         .iter()
@@ -282,8 +262,8 @@ impl Outcome {
     /// No rejection's detail shows Rust debug formatting (`Parsed(2.68)`, `Utf8 { … }`).
     pub fn assert_details_for_people(&self) {
         for rejection in self.rejections() {
-            if let Some(mark) = debug_mark(&rejection.detail) {
-                panic!("{mark:?} in the detail of {rejection:?}");
+            if let Err(why) = markledger_operators::wording::for_people(&rejection.detail) {
+                panic!("{why}: {rejection:?}");
             }
         }
     }
@@ -293,6 +273,14 @@ impl Outcome {
         self.outputs
             .iter()
             .filter_map(|o| if let Output::Rejection(r) = o { Some(r) } else { None })
+            .collect()
+    }
+
+    /// (event, reason) of every rejection.
+    pub fn reasons(&self) -> Vec<(Option<&str>, Reason)> {
+        self.refusals()
+            .into_iter()
+            .map(|(event, _, reason)| (event, reason))
             .collect()
     }
 

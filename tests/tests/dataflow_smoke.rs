@@ -19,7 +19,7 @@ fn dataflow_equals_reference_on_golden_scenarios() {
         let (_, reference) = markledger::reference::run(&config, partitions.clone(), Vec::new(), &mut |_, _| {});
         let expected = multiset(&reference);
         for workers in [1, 2, 4] {
-            let actual = multiset(&markledger::dataflow::run(&config, partitions.clone(), workers));
+            let actual = multiset(&markledger::runtime::run(&config, partitions.clone(), workers));
             if actual != expected {
                 let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(5).collect();
                 let extra: Vec<_> = actual.iter().filter(|l| !expected.contains(l)).take(5).collect();
@@ -45,7 +45,7 @@ fn dataflow_equals_reference_on_the_peer_fixtures() {
         let (_, reference) = markledger::reference::run(&config, partitions.clone(), Vec::new(), &mut |_, _| {});
         let expected = multiset(&reference);
         for workers in [1, 2, 4] {
-            let actual = multiset(&markledger::dataflow::run(&config, partitions.clone(), workers));
+            let actual = multiset(&markledger::runtime::run(&config, partitions.clone(), workers));
             let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(5).collect();
             let extra: Vec<_> = actual.iter().filter(|l| !expected.contains(l)).take(5).collect();
             assert!(
@@ -75,7 +75,7 @@ fn dataflow_equals_reference_on_a_generated_dataset_with_bad_input() {
     let (_, reference) = markledger::reference::run(&engine_config, partitions.clone(), Vec::new(), &mut |_, _| {});
     let expected = multiset(&reference);
     for workers in [1, 2, 4] {
-        let actual = multiset(&markledger::dataflow::run(&engine_config, partitions.clone(), workers));
+        let actual = multiset(&markledger::runtime::run(&engine_config, partitions.clone(), workers));
         if actual != expected {
             let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(5).collect();
             let extra: Vec<_> = actual.iter().filter(|l| !expected.contains(l)).take(5).collect();

@@ -439,7 +439,7 @@ fn dataflow_equals_reference_on_1_2_4_workers() {
     for shape in SHAPES {
         let base = base(shape);
         for w in [1, 2, 4] {
-            let outputs = markledger::dataflow::run(&base.config, base.partitions.clone(), w);
+            let outputs = markledger::runtime::run(&base.config, base.partitions.clone(), w);
             let dataflow = canonical(&outputs);
             let name = format!("{shape:?} dataflow on {w} workers");
             assert!(dataflow.anomalies.is_empty(), "{name}: {:#?}", dataflow.anomalies);
@@ -457,8 +457,8 @@ fn dataflow_batching_does_not_matter() {
     // histories included (an instant split over batches must still give one revision).
     let base = base(Shape::Wide);
     for (batch, in_flight) in [(1, 1), (7, 3), (100_000, 100_000)] {
-        let batching = markledger::dataflow::Batching { batch, in_flight };
-        let outputs = markledger::dataflow::run_batched(&base.config, base.partitions.clone(), 2, batching);
+        let batching = markledger::source::Batching { batch, in_flight };
+        let outputs = markledger::runtime::run_batched(&base.config, base.partitions.clone(), 2, batching);
         let name = format!("dataflow, batch {batch}, {in_flight} in flight");
         let differences = diff_strict(&base.canonical, &canonical(&outputs), "reference", &name);
         assert!(differences.is_empty(), "{name}:\n{}", differences.join("\n"));
@@ -488,7 +488,7 @@ fn large_dataflow_equals_reference() {
         partitions.clone(),
     ));
     for workers in [1, 2, 4] {
-        let dataflow = canonical(&markledger::dataflow::run(&config, partitions.clone(), workers));
+        let dataflow = canonical(&markledger::runtime::run(&config, partitions.clone(), workers));
         let name = format!("dataflow on {workers} workers, {codes} code events");
         assert!(dataflow.anomalies.is_empty(), "{name}: {:#?}", dataflow.anomalies);
         let differences = diff_strict(&reference, &dataflow, "reference", &name);

@@ -9,6 +9,7 @@ use markledger::reference;
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig, Manifest, INJECTED_REASONS};
+use markledger_operators::flow::Time;
 use markledger_operators::output::Figures;
 use markledger_operators::{Output, Period, Reason, Sink, Ts};
 use markledger_tests::compare::orders_past_their_deadline;
@@ -25,7 +26,21 @@ struct RejectionCounter {
 }
 
 impl Sink for RejectionCounter {
-    fn emit(&mut self, output: Output) {
+    type Done = RejectionCounter;
+
+    fn emit(&mut self, _time: Time, outputs: &mut Vec<Output>) {
+        for output in outputs.drain(..) {
+            self.count(output);
+        }
+    }
+
+    fn finish(self) -> RejectionCounter {
+        self
+    }
+}
+
+impl RejectionCounter {
+    fn count(&mut self, output: Output) {
         match output {
             Output::Rejection(rejection) => *self.by_reason.entry(rejection.reason).or_default() += 1,
             Output::Period(record) => {

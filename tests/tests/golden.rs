@@ -2,7 +2,7 @@
 //! path as `markledger run` and its five output files are compared byte for byte with the
 //! reviewed ones in `expected/`. `UPDATE_GOLDEN=1` rewrites them (review the diff).
 
-use markledger::runner::{run_files, Engine};
+use markledger::runner::{run_files, Engine, FileRun};
 use markledger_tests::default_config;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,15 +46,15 @@ fn every_golden_scenario_reproduces_its_expected_outputs() {
     for scenario in &all {
         let name = scenario.file_name().unwrap().to_string_lossy().to_string();
         let out = scratch(&name);
-        run_files(
-            &default_config(),
-            &[scenario.join("input")],
-            &out,
-            true,
-            Engine::Reference,
-            None,
-        )
-        .expect("run succeeds");
+        let inputs = [scenario.join("input")];
+        let run = FileRun {
+            inputs: &inputs,
+            out: &out,
+            quiet: true,
+            engine: Engine::Reference,
+            state: None,
+        };
+        run_files(&default_config(), &run).expect("run succeeds");
         let expected_dir = scenario.join("expected");
         for file in OUTPUT_FILES {
             let actual = fs::read_to_string(out.join(file)).expect("output written");

@@ -10,7 +10,8 @@
 //! code kept, is the figure BENCHMARKS.md reports as bytes per live code.
 
 use markledger::config::Config;
-use markledger::dataflow::{run_inputs, Batching, Count, Mode};
+use markledger::runtime::{run_inputs, RunSettings};
+use markledger::sink::Count;
 use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_connectors::partition::PartitionInput;
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
@@ -52,16 +53,8 @@ fn run(config: &Config, dir: &Path) -> Measured {
     // Reset the peak to the current resident set (Linux ≥ 4.0), so VmHWM is this run's peak.
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS via /proc/self/clear_refs");
     let before = status_field("VmRSS:");
-    let result = run_inputs(
-        config,
-        inputs,
-        2,
-        Batching::default(),
-        Mode::Files,
-        |_| Count::default(),
-        &mut |_| {},
-    )
-    .unwrap_or_else(|failure| panic!("{failure}"));
+    let result = run_inputs(RunSettings::files(config, 2), inputs, |_| Count::default(), &mut |_| {})
+        .unwrap_or_else(|failure| panic!("{failure}"));
     let peak = status_field("VmHWM:");
     assert!(result.stats.errors.is_empty(), "{:?}", result.stats.errors);
     Measured {

@@ -110,7 +110,15 @@ fn stream(brokers: &str, prefix: &str, log: &Path) -> Child {
 
 /// `markledger stream` with extra flags.
 fn stream_with(brokers: &str, prefix: &str, log: &Path, extra: &[&str]) -> Child {
-    Command::new(binary())
+    stream_command(brokers, prefix, log, extra)
+        .spawn()
+        .expect("markledger stream")
+}
+
+/// The command line of `markledger stream` the tests run, with extra flags.
+fn stream_command(brokers: &str, prefix: &str, log: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
         .args([
             "stream",
             "--brokers",
@@ -125,9 +133,8 @@ fn stream_with(brokers: &str, prefix: &str, log: &Path, extra: &[&str]) -> Child
         .args(["--idle-timeout", "6s", "--commit-interval", "200ms", "--quiet"])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("markledger stream")
+        .stderr(std::fs::File::create(log).expect("log"));
+    command
 }
 
 fn settings(brokers: &str) -> KafkaSettings {
@@ -560,34 +567,20 @@ fn a_backfill_checkpoint_lets_stream_go_on() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// `stream --state` with the test-only fault hook set to fail the accounts stage on `event`.
+fn failing_stream(brokers: &str, prefix: &str, state: &Path, event: &str, log: &Path) -> Child {
+    let state = state.to_str().expect("UTF-8 path");
+    let mut command = stream_command(brokers, prefix, log, &["--state", state]);
+    command
+        .env("MARKLEDGER_TEST_PANIC_ON_EVENT", event)
+        .env("MARKLEDGER_TEST_PANIC_STAGE", "Accounts");
+    command.spawn().expect("markledger stream")
+}
+
 /// Runs `stream --state` with the test-only fault hook on `event` until it exits by itself
 /// (the hook's panic): its exit status and log.
 fn stream_failing_on(brokers: &str, prefix: &str, state: &Path, event: &str, log: &Path) -> (Option<i32>, String) {
-    let mut child = Command::new(binary())
-        .args([
-            "stream",
-            "--brokers",
-            brokers,
-            "--topic-prefix",
-            prefix,
-            "--group",
-            "markledger-test",
-        ])
-        .args([
-            "--idle-timeout",
-            "6s",
-            "--commit-interval",
-            "200ms",
-            "--quiet",
-            "--state",
-        ])
-        .arg(state)
-        .env("MARKLEDGER_TEST_PANIC_ON_EVENT", event)
-        .env("MARKLEDGER_TEST_PANIC_STAGE", "Accounts")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("markledger stream");
+    let mut child = failing_stream(brokers, prefix, state, event, log);
     let deadline = Instant::now() + Duration::from_secs(180);
     let status = loop {
         if let Some(status) = child.try_wait().expect("child") {
@@ -650,32 +643,7 @@ fn an_event_failing_twice_in_a_row_is_quarantined_and_billing_goes_on() {
         );
     }
     let log = work.join("q3.log");
-    let state_flag = state.to_str().expect("UTF-8").to_string();
-    let mut child = Command::new(binary())
-        .args([
-            "stream",
-            "--brokers",
-            &brokers,
-            "--topic-prefix",
-            "q.",
-            "--group",
-            "markledger-test",
-        ])
-        .args([
-            "--idle-timeout",
-            "6s",
-            "--commit-interval",
-            "200ms",
-            "--quiet",
-            "--state",
-            &state_flag,
-        ])
-        .env("MARKLEDGER_TEST_PANIC_ON_EVENT", &poison_id)
-        .env("MARKLEDGER_TEST_PANIC_STAGE", "Accounts")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("markledger stream");
+    let mut child = failing_stream(&brokers, "q.", &state, &poison_id, &log);
     wait_for_progress(&brokers, "q.", end, &mut child);
     terminate(child);
     assert!(std::fs::read_to_string(&log).expect("log").contains("is quarantined"));

@@ -4,7 +4,7 @@
 //! workers leave their loops. Its own test binary, because the test-only fault hook is set
 //! through the environment, read once per process.
 
-use markledger::dataflow::{in_memory, run_inputs, Batching, Collect, Mode};
+use markledger::runtime::{in_memory, run_inputs, RunSettings};
 use markledger_connectors::codec::json::decode_event;
 use markledger_tests::{default_config, payment};
 use std::time::{Duration, Instant};
@@ -26,15 +26,8 @@ fn a_worker_panic_in_process_returns_an_error_not_a_hang() {
         let started = Instant::now();
         let (done, receive) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let result = run_inputs(
-                &config,
-                in_memory(decoded),
-                workers,
-                Batching::default(),
-                Mode::Files,
-                |_| Collect::default(),
-                &mut |_| {},
-            );
+            let settings = RunSettings::files(&config, workers);
+            let result = run_inputs(settings, in_memory(decoded), |_| Vec::new(), &mut |_| {});
             let _ = done.send(result.map(|_| ()));
         });
         let result = receive

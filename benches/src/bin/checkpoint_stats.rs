@@ -3,8 +3,8 @@
 //! checkpoint's bytes per code kept.
 
 use markledger::checkpoint::{Store, NAMES};
-use markledger_operators::checkpoint::Durable;
 use markledger_operators::codes::Codes;
+use markledger_operators::machine::Durable;
 use std::path::PathBuf;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

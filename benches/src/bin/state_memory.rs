@@ -14,12 +14,13 @@
 //! horizon in a dataset of months), and of them the live ones (not yet final, also held by
 //! their accounts) — and the peak divided by each.
 
-use markledger::dataflow::{run_inputs, Batching, Mode, OutputSink};
+use markledger::runtime::{run_inputs, RunSettings};
 use markledger_benches::dataset::partition_paths;
 use markledger_benches::scenario::config;
 use markledger_connectors::file::PartitionReader;
 use markledger_connectors::partition::PartitionInput;
-use markledger_operators::machine::Time;
+use markledger_operators::flow::Time;
+use markledger_operators::output::Sink;
 use markledger_operators::{Output, Status};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[derive(Default)]
 struct StatusTally([i64; Status::ALL.len()]);
 
-impl OutputSink for StatusTally {
+impl Sink for StatusTally {
     type Done = [i64; Status::ALL.len()];
 
     fn emit(&mut self, _time: Time, outputs: &mut Vec<Output>) {
@@ -75,12 +76,10 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
     std::fs::write("/proc/self/clear_refs", "5").map_err(|error| format!("/proc/self/clear_refs: {error}"))?;
     let before = proc_status("VmRSS:")?;
     let started = Instant::now();
+    let config = config();
     let result = run_inputs(
-        &config(),
+        RunSettings::files(&config, workers),
         inputs,
-        workers,
-        Batching::default(),
-        Mode::Files,
         |_| StatusTally::default(),
         &mut |_| {},
     )

@@ -1,10 +1,40 @@
 //! The compact binary format for bulk input and benchmarks (INTERFACE.md: "a compact
 //! binary encoding (bincode) of the same events").
 //!
-//! A binary partition file is [`MAGIC`] followed by frames. A frame is a `u32`
-//! little-endian payload length, then the payload: one [`BinaryRecord`] encoded with
-//! bincode 2.0.1 (serde, standard configuration). In: an [`Event`] or a raw input line →
+//! A binary partition file is an 8-byte header, [`MAGIC`] (`MLEDGER` and a version byte),
+//! followed by frames. Each frame carries one [`BinaryRecord`] encoded with bincode 2.0.1
+//! (serde, standard configuration) as its payload. In: an [`Event`] or a raw input line →
 //! [`encode_record`]; frames → [`BinaryReader`] → [`Decoded`], in frame order.
+//!
+//! **Version 2** (written since issue 15) frames every payload so that damage is detected
+//! and reading resynchronises after it ([`FRAME_HEADER_BYTES`] bytes, little-endian):
+//!
+//! ```text
+//! offset 0   marker        4 bytes   FRAME_MARKER = FF 4D 4C FE  ("ML" between two bytes UTF-8 never uses)
+//! offset 4   length        u32       payload bytes, at most FRAME_BYTES_MAX
+//! offset 8   header check  u32       low 32 bits of xxh3-64(length bytes)
+//! offset 12  checksum      u64       xxh3-64 of the payload, seeded with (version << 32 | length)
+//! offset 20  payload       length bytes: the bincode record, each 0xFF byte written FF 00
+//! ```
+//!
+//! A frame is accepted only when its marker, header check, length bound and checksum all
+//! hold, so a flipped byte anywhere in it is refused, never read as another value (the
+//! chance that damage passes a 64-bit checksum is 2^-64). After a position that holds no
+//! valid frame the reader scans forward for the next marker whose frame verifies, and
+//! reports the bytes it skipped as ONE `MALFORMED` record (raw = their first bytes in hex),
+//! then goes on with the good frames after them. Escaping 0xFF in payloads means the marker
+//! never occurs inside one, so the scan cannot land inside a payload and read a frame
+//! embedded in it (a raw bad line may hold any bytes, a whole frame included). The header
+//! check lets the scan refuse a damaged length, or a marker that occurs by chance among
+//! header bytes, from 20 bytes, without reading the (up to 64 MiB) payload it would
+//! declare. The version in the checksum's seed keeps a future version's frames from
+//! verifying as version 2 ones.
+//!
+//! **Version 1** files (`MLEDGER\x01`: a `u32` length, then the payload, no checksum) are
+//! still read as before: a payload that does not decode is one `MALFORMED` record and reading
+//! goes on; a length over [`FRAME_BYTES_MAX`] is skipped the same way; the end of the input
+//! inside a frame is one `MALFORMED` record and the end. (A damaged length there loses the
+//! rest of the file: version 1 has nothing to resynchronise on.)
 //!
 //! Records are encoded through private mirror types rather than `Event`'s own serde derive:
 //! `rust_decimal`'s `Deserialize` needs `deserialize_any`, which bincode cannot serve, and a
@@ -17,13 +47,15 @@
 //! bytes, so bad input travels in binary files too and refuses exactly as it would from a
 //! JSON file. A decoded event passes the same structural checks as a JSON one.
 //!
-//! Robustness: a frame whose payload does not decode becomes one `MALFORMED` record (raw =
-//! hex) and reading continues with the next frame; a frame longer than [`FRAME_BYTES_MAX`]
-//! is skipped the same way; a stream that ends inside a frame yields one `MALFORMED` record
-//! and ends. Memory per reader is bounded by one frame.
+//! Memory per reader is bounded by one frame: no declared length makes it hold more than
+//! [`FRAME_HEADER_BYTES`] + [`FRAME_BYTES_MAX`] bytes.
+
+mod reader;
+
+pub use reader::BinaryReader;
 
 use super::json::decode_event;
-use super::{check_structure, malformed, DecodeError, Decoded, RawInput, Readable};
+use super::{check_structure, describe_bincode_error, malformed, DecodeError, Decoded, RawInput, Readable};
 use crate::file::LINE_BYTES_MAX;
 use chrono::{Datelike, NaiveDate};
 use markledger_operators::event::{Body, DecimalField, Kind};
@@ -31,22 +63,87 @@ use markledger_operators::{Event, Ts};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::io::{self, Read};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// The first bytes of a binary partition file; format detection looks at them. The last
-/// byte is the format version.
-pub const MAGIC: &[u8; 8] = b"MLEDGER\x01";
+/// The header of a binary partition file in the version this build writes (2); format
+/// detection looks at it. The last byte is the format version.
+pub const MAGIC: &[u8; 8] = b"MLEDGER\x02";
 
-/// Bytes in a frame's length prefix.
+/// The header of a version-1 binary partition file (length-prefixed frames without
+/// checksums), still read.
+pub const MAGIC_V1: &[u8; 8] = b"MLEDGER\x01";
+
+/// A binary format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Version {
+    /// `u32` length + payload, no checksum (read only).
+    V1,
+    /// Marker, length, header check, checksum, payload (written and read).
+    V2,
+}
+
+impl Version {
+    /// The version a file header names, if it is one this build reads.
+    pub fn of_magic(header: &[u8]) -> Option<Version> {
+        if header.starts_with(MAGIC) {
+            Some(Version::V2)
+        } else if header.starts_with(MAGIC_V1) {
+            Some(Version::V1)
+        } else {
+            None
+        }
+    }
+}
+
+/// The first bytes of every version-2 frame. 0xFF and 0xFE never occur in UTF-8, so the
+/// marker never occurs in a JSON line; inside a bincode payload it is rare, and the header
+/// check refuses it where it does.
+pub const FRAME_MARKER: [u8; 4] = [0xFF, b'M', b'L', 0xFE];
+
+/// Bytes of a version-2 frame before its payload.
+pub const FRAME_HEADER_BYTES: usize = 20;
+
+/// Bytes in a frame's length field (a version-1 frame's whole prefix).
 pub const FRAME_LENGTH_BYTES: usize = 4;
 
 /// The largest frame payload a reader accepts: a raw record of the longest JSON line a
-/// JSON reader accepts, plus the record's own header. Larger frames are skipped as
+/// JSON reader accepts, plus the record's own header. Larger frames are refused as
 /// `MALFORMED`, so no declared length makes a reader allocate more than this.
 pub const FRAME_BYTES_MAX: usize = LINE_BYTES_MAX + 64;
 
-/// A reader keeps a frame buffer that grew past this only while it needs it.
-const FRAME_BUFFER_KEPT_BYTES: usize = 1 << 20;
+/// The version-2 checksum's seed: the version and the length, so the checksum covers the
+/// length as well as the payload.
+const fn checksum_seed(length: u32) -> u64 {
+    (2 << 32) | length as u64
+}
+
+/// The header check of a version-2 frame of `length` payload bytes.
+fn header_check(length: u32) -> u32 {
+    // The low half of the hash, by design.
+    xxhash_rust::xxh3::xxh3_64(&length.to_le_bytes()) as u32
+}
+
+/// The payload length of the version-2 frame header at the start of `bytes`, when its
+/// marker and header check hold (the length may still be over the limit).
+pub(crate) fn frame_header_length(bytes: &[u8]) -> Option<u32> {
+    let header = bytes.get(..FRAME_HEADER_BYTES)?;
+    if header[..4] != FRAME_MARKER {
+        return None;
+    }
+    let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let check = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    (check == header_check(length)).then_some(length)
+}
+
+/// True when `payload` is the payload of the version-2 frame whose header starts `frame`.
+fn checksum_matches(header: &[u8], payload: &[u8]) -> bool {
+    let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let stored = u64::from_le_bytes([
+        header[12], header[13], header[14], header[15], header[16], header[17], header[18], header[19],
+    ]);
+    stored == xxh3_64_with_seed(payload, checksum_seed(length))
+}
 
 /// One record of a binary partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +155,7 @@ pub enum BinaryRecord {
     Raw(Vec<u8>),
 }
 
-/// Appends one frame (`u32` LE length + bincode of the record) to `out`.
+/// Appends one version-2 frame (header + bincode of the record) to `out`.
 ///
 /// Writes nothing for a record that cannot be framed (a payload over [`FRAME_BYTES_MAX`],
 /// which no reader would accept); [`crate::file::PartitionWriter`] reports that case as an
@@ -71,11 +168,11 @@ pub fn encode_record(record: &BinaryRecord, out: &mut Vec<u8>) {
 /// Why a record could not be framed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FrameError {
-    /// bincode refused the record.
-    #[error("cannot encode record: {0}")]
+    /// bincode refused the record (its text in words).
+    #[error("cannot encode the record: {0}")]
     Encode(String),
-    /// The payload does not fit the length prefix or the readers' bound.
-    #[error("record of {0} bytes exceeds the frame limit of {FRAME_BYTES_MAX} bytes")]
+    /// The payload does not fit the length field or the readers' bound.
+    #[error("the record is {0} bytes, over the frame limit of {FRAME_BYTES_MAX} bytes")]
     TooLong(usize),
 }
 
@@ -96,17 +193,20 @@ fn frame_record(record: &BinaryRecord, out: &mut Vec<u8>) -> Result<usize, Frame
     }
 }
 
-/// Appends one frame to `out` and returns its length including the prefix; on error `out`
-/// is left as it was. Frames longer than [`FRAME_BYTES_MAX`] are refused, since no reader
-/// would accept them.
+/// Appends one version-2 frame to `out` and returns its length including the header; on
+/// error `out` is left as it was. Frames longer than [`FRAME_BYTES_MAX`] are refused, since
+/// no reader would accept them.
 fn frame_wire(wire: &WireRecord<'_>, out: &mut Vec<u8>) -> Result<usize, FrameError> {
     let start = out.len();
-    out.extend_from_slice(&[0; FRAME_LENGTH_BYTES]);
-    if let Err(error) = bincode::serde::encode_into_std_write(wire, out, bincode::config::standard()) {
+    out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+    if bincode::serde::encode_into_std_write(wire, out, bincode::config::standard()).is_err() {
         out.truncate(start);
-        return Err(FrameError::Encode(error.to_string()));
+        // bincode's encode errors print as their Debug, and the mirror types never cause
+        // one: say what happened in words.
+        return Err(FrameError::Encode("bincode refused one of its fields".to_owned()));
     }
-    let payload_bytes = out.len() - start - FRAME_LENGTH_BYTES;
+    escape_in_place(out, start + FRAME_HEADER_BYTES);
+    let payload_bytes = out.len() - start - FRAME_HEADER_BYTES;
     let length = match u32::try_from(payload_bytes) {
         Ok(length) if payload_bytes <= FRAME_BYTES_MAX => length,
         _ => {
@@ -114,8 +214,78 @@ fn frame_wire(wire: &WireRecord<'_>, out: &mut Vec<u8>) -> Result<usize, FrameEr
             return Err(FrameError::TooLong(payload_bytes));
         }
     };
-    out[start..start + FRAME_LENGTH_BYTES].copy_from_slice(&length.to_le_bytes());
-    Ok(FRAME_LENGTH_BYTES + payload_bytes)
+    let checksum = xxh3_64_with_seed(&out[start + FRAME_HEADER_BYTES..], checksum_seed(length));
+    let header = &mut out[start..start + FRAME_HEADER_BYTES];
+    header[..4].copy_from_slice(&FRAME_MARKER);
+    header[4..8].copy_from_slice(&length.to_le_bytes());
+    header[8..12].copy_from_slice(&header_check(length).to_le_bytes());
+    header[12..20].copy_from_slice(&checksum.to_le_bytes());
+    Ok(FRAME_HEADER_BYTES + payload_bytes)
+}
+
+/// The byte every 0xFF of a version-2 payload is followed by on disk, so the frame marker
+/// (which starts with 0xFF, then `M`) never occurs inside a payload.
+const ESCAPE_FILL: u8 = 0x00;
+
+/// Writes every 0xFF byte of `out[from..]` as `FF 00`, in place.
+fn escape_in_place(out: &mut Vec<u8>, from: usize) {
+    let escapes = out[from..].iter().filter(|&&byte| byte == 0xFF).count();
+    if escapes == 0 {
+        return;
+    }
+    let old_len = out.len();
+    out.resize(old_len + escapes, 0);
+    // Move bytes from the end towards their escaped places, back to front.
+    let (mut read, mut write) = (old_len, old_len + escapes);
+    while read > from {
+        read -= 1;
+        let byte = out[read];
+        if byte == 0xFF {
+            write -= 1;
+            out[write] = ESCAPE_FILL;
+        }
+        write -= 1;
+        out[write] = byte;
+    }
+    debug_assert_eq!(read, write);
+}
+
+/// A version-2 payload as bincode: `FF 00` back to `FF` (borrowed when it holds no 0xFF);
+/// `None` when a 0xFF is not followed by 0x00 (never written so).
+fn unescape(payload: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !payload.contains(&0xFF) {
+        return Some(Cow::Borrowed(payload));
+    }
+    let mut bytes = Vec::with_capacity(payload.len());
+    let mut iter = payload.iter();
+    while let Some(&byte) = iter.next() {
+        bytes.push(byte);
+        if byte == 0xFF && iter.next() != Some(&ESCAPE_FILL) {
+            return None;
+        }
+    }
+    Some(Cow::Owned(bytes))
+}
+
+/// The payloads of a whole, undamaged version-2 stream (the bytes after [`MAGIC`]), in
+/// order; `None` if any frame does not verify or bytes are left over. For tools that
+/// measure decoding apart from framing (the benchmarks).
+pub fn split_frames(mut stream: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut payloads = Vec::new();
+    while !stream.is_empty() {
+        let length = frame_header_length(stream)? as usize;
+        let end = FRAME_HEADER_BYTES.checked_add(length)?;
+        if length > FRAME_BYTES_MAX || stream.len() < end {
+            return None;
+        }
+        let (header, payload) = stream[..end].split_at(FRAME_HEADER_BYTES);
+        if !checksum_matches(header, payload) {
+            return None;
+        }
+        payloads.push(payload);
+        stream = &stream[end..];
+    }
+    Some(payloads)
 }
 
 /// The bincode of the event alone (no frame, no record tag): a deterministic byte string
@@ -126,14 +296,26 @@ pub fn canonical_bytes(event: &Event) -> Vec<u8> {
     bincode::serde::encode_to_vec(WireEvent::from(event), bincode::config::standard()).unwrap_or_default()
 }
 
-/// Decodes one frame payload (without its length prefix). A payload that does not decode,
-/// or has bytes after its record, is `MALFORMED` with the payload as hex; a raw record is
-/// decoded with [`decode_event`] (a blank one is refused as empty; [`BinaryReader`] skips
-/// it, as JSON readers skip blank lines).
+/// Decodes one version-2 frame payload (without its frame header, as
+/// [`split_frames`] gives it). A payload that does not decode, or has bytes after its
+/// record, is `MALFORMED` with the payload as hex; a raw record is decoded with
+/// [`decode_event`] (a blank one is refused as empty; [`BinaryReader`] skips it, as JSON
+/// readers skip blank lines).
 pub fn decode_frame(payload: &[u8]) -> Decoded {
-    match decode_payload(payload) {
+    match decode_escaped(payload) {
         Payload::Decoded(decoded) => decoded,
         Payload::Blank(bytes) => decode_event(&bytes),
+    }
+}
+
+/// Decodes a version-2 payload (escaped).
+fn decode_escaped(payload: &[u8]) -> Payload {
+    match unescape(payload) {
+        Some(bincode) => decode_payload(&bincode, payload),
+        None => {
+            let error = DecodeError::BrokenRecord("a 0xFF byte in it is not followed by 0x00".to_owned());
+            Payload::Decoded(malformed(Readable::default(), error, RawInput::Binary(payload)))
+        }
     }
 }
 
@@ -143,13 +325,15 @@ enum Payload {
     Blank(Vec<u8>),
 }
 
-fn decode_payload(payload: &[u8]) -> Payload {
-    let raw = RawInput::Binary(payload);
+/// Decodes bincode `payload`; a refusal keeps `on_disk` (the payload as the file holds it)
+/// as its raw.
+fn decode_payload(payload: &[u8], on_disk: &[u8]) -> Payload {
+    let raw = RawInput::Binary(on_disk);
     let config = bincode::config::standard().with_limit::<FRAME_BYTES_MAX>();
     let (record, used): (WireRecord<'static>, usize) = match bincode::serde::decode_from_slice(payload, config) {
         Ok(decoded) => decoded,
         Err(error) => {
-            let error = DecodeError::BrokenFrame(error.to_string());
+            let error = DecodeError::BrokenRecord(describe_bincode_error(&error));
             return Payload::Decoded(malformed(Readable::default(), error, raw));
         }
     };
@@ -189,132 +373,6 @@ fn decode_payload(payload: &[u8]) -> Payload {
         Ok(()) => Decoded::Event(event),
         Err(error) => malformed(Readable::of_event(&event), error, raw),
     })
-}
-
-/// Reads frames from a byte stream positioned just after [`MAGIC`] and yields one
-/// [`Decoded`] per frame, in order (blank raw records are skipped). Give it a buffered
-/// reader: it reads each frame's prefix and payload separately.
-///
-/// An I/O error ends the iteration; it is kept for [`BinaryReader::io_error`].
-#[derive(Debug)]
-pub struct BinaryReader<R: Read> {
-    reader: R,
-    frame: Vec<u8>,
-    bytes_read: u64,
-    done: bool,
-    error: Option<io::Error>,
-}
-
-impl<R: Read> BinaryReader<R> {
-    /// A reader of the frames in `reader`.
-    pub fn new(reader: R) -> Self {
-        BinaryReader {
-            reader,
-            frame: Vec::new(),
-            bytes_read: 0,
-            done: false,
-            error: None,
-        }
-    }
-
-    /// Bytes consumed from the stream so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.bytes_read
-    }
-
-    /// The I/O error that ended the iteration, if one did.
-    pub fn io_error(&self) -> Option<&io::Error> {
-        self.error.as_ref()
-    }
-
-    /// The underlying reader.
-    pub fn into_inner(self) -> R {
-        self.reader
-    }
-
-    fn fail(&mut self, error: io::Error) -> Option<Decoded> {
-        self.error = Some(error);
-        self.done = true;
-        None
-    }
-
-    fn truncated(&mut self, error: DecodeError, kept: &[u8]) -> Option<Decoded> {
-        self.done = true;
-        Some(malformed(Readable::default(), error, RawInput::Binary(kept)))
-    }
-}
-
-impl<R: Read> Iterator for BinaryReader<R> {
-    type Item = Decoded;
-
-    fn next(&mut self) -> Option<Decoded> {
-        loop {
-            if self.done {
-                return None;
-            }
-            let mut prefix = [0; FRAME_LENGTH_BYTES];
-            let got = match read_full(&mut self.reader, &mut prefix) {
-                Ok(got) => got,
-                Err(error) => return self.fail(error),
-            };
-            self.bytes_read += got as u64;
-            if got == 0 {
-                self.done = true;
-                return None;
-            }
-            if got < FRAME_LENGTH_BYTES {
-                let error = DecodeError::TruncatedFrame(format!("{got} of {FRAME_LENGTH_BYTES} length bytes"));
-                return self.truncated(error, &prefix[..got]);
-            }
-            let length = u64::from(u32::from_le_bytes(prefix));
-            if length > FRAME_BYTES_MAX as u64 {
-                // Skip the payload without holding it; what follows is the next frame.
-                let skipped = match io::copy(&mut (&mut self.reader).take(length), &mut io::sink()) {
-                    Ok(skipped) => skipped,
-                    Err(error) => return self.fail(error),
-                };
-                self.bytes_read += skipped;
-                if skipped < length {
-                    let error = DecodeError::TruncatedFrame(format!("{skipped} of {length} payload bytes"));
-                    return self.truncated(error, &prefix);
-                }
-                let error = DecodeError::FrameTooLong(length, FRAME_BYTES_MAX);
-                return Some(malformed(Readable::default(), error, RawInput::Binary(&prefix)));
-            }
-            self.frame.clear();
-            if self.frame.capacity() > FRAME_BUFFER_KEPT_BYTES {
-                self.frame.shrink_to(FRAME_BUFFER_KEPT_BYTES);
-            }
-            let got = match (&mut self.reader).take(length).read_to_end(&mut self.frame) {
-                Ok(got) => got as u64,
-                Err(error) => return self.fail(error),
-            };
-            self.bytes_read += got;
-            if got < length {
-                let error = DecodeError::TruncatedFrame(format!("{got} of {length} payload bytes"));
-                let kept = std::mem::take(&mut self.frame);
-                return self.truncated(error, &kept);
-            }
-            match decode_payload(&self.frame) {
-                Payload::Decoded(decoded) => return Some(decoded),
-                Payload::Blank(_) => continue,
-            }
-        }
-    }
-}
-
-/// Reads until `buffer` is full or the stream ends; returns the bytes read.
-fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(got) => filled += got,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(filled)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -524,7 +582,7 @@ impl WireBody<'_> {
             },
             WireBody::Defect { codes, act_date } => Body::Defect {
                 act_date: NaiveDate::from_num_days_from_ce_opt(act_date)
-                    .ok_or_else(|| DecodeError::BadActDate(format!("day {act_date}")))?,
+                    .ok_or_else(|| DecodeError::ActDateOutOfRange(format!("day {act_date}")))?,
                 codes: codes.into_owned(),
             },
             WireBody::Introduction { codes } => Body::Introduction {

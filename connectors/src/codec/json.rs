@@ -16,7 +16,10 @@
 //! through [`money::render`] and timestamps through [`Ts::render`], so equal values always
 //! print the same text.
 
-use super::{check_account, check_order, malformed, preview, unknown_type, DecodeError, Decoded, RawInput, Readable};
+use super::{
+    check_account, check_order, describe_json_error, is_printable_ts, malformed, preview, unknown_type, DecodeError,
+    Decoded, RawInput, Readable,
+};
 use crate::file::OutputFile;
 use chrono::{Datelike, NaiveDate};
 use markledger_operators::event::{Body, DecimalField, Kind};
@@ -53,7 +56,7 @@ pub fn decode_event(line: &[u8]) -> Decoded {
         Some(_) => {
             let error = match serde_json::from_slice::<IgnoredAny>(line) {
                 Ok(_) => DecodeError::NotObject,
-                Err(error) => DecodeError::NotJson(error.to_string()),
+                Err(error) => DecodeError::NotJson(describe_json_error(&error)),
             };
             return malformed(Readable::default(), error, raw);
         }
@@ -61,9 +64,19 @@ pub fn decode_event(line: &[u8]) -> Decoded {
     let mut wire: WireEvent<'_> = match serde_json::from_slice(line) {
         Ok(wire) => wire,
         Err(error) if error.is_data() => {
-            return malformed(Readable::default(), DecodeError::BadObject(error.to_string()), raw)
+            return malformed(
+                Readable::default(),
+                DecodeError::BadObject(describe_json_error(&error)),
+                raw,
+            )
         }
-        Err(error) => return malformed(Readable::default(), DecodeError::NotJson(error.to_string()), raw),
+        Err(error) => {
+            return malformed(
+                Readable::default(),
+                DecodeError::NotJson(describe_json_error(&error)),
+                raw,
+            )
+        }
     };
     let id = wire.id.take();
     let event_type = wire.event_type.take();
@@ -213,7 +226,11 @@ fn order(value: Option<Text<'_>>) -> Result<String, DecodeError> {
 
 fn timestamp(value: Option<Text<'_>>, name: &'static str) -> Result<Ts, DecodeError> {
     let text = required(value, name)?;
-    Ts::parse_rfc3339(&text).ok_or_else(|| DecodeError::BadTimestamp(name, preview(&text)))
+    let ts = Ts::parse_rfc3339(&text).ok_or_else(|| DecodeError::BadTimestamp(name, preview(&text)))?;
+    if !is_printable_ts(ts) {
+        return Err(DecodeError::TimestampOutOfRange(name, preview(&text)));
+    }
+    Ok(ts)
 }
 
 fn codes(value: Option<Codes>) -> Result<Vec<String>, DecodeError> {
@@ -473,6 +490,79 @@ impl<'de> Deserialize<'de> for Codes {
             visit_as_other!(Codes::NotArray; bool, i64, u64, f64, str, unit, map);
         }
         deserializer.deserialize_any(CodesVisitor)
+    }
+}
+
+/// The fields a refusal can carry of a line too long to decode: `id`, `type` and
+/// `account`, read from the line's first bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Heading {
+    /// `id`, when it is a string within the prefix.
+    pub(crate) id: Option<String>,
+    /// `type`, likewise.
+    pub(crate) event_type: Option<String>,
+    /// `account`, likewise.
+    pub(crate) account: Option<String>,
+}
+
+impl Heading {
+    pub(crate) fn readable(&self) -> Readable<'_> {
+        Readable {
+            id: self.id.as_deref(),
+            event_type: self.event_type.as_deref(),
+            account: self.account.as_deref(),
+        }
+    }
+}
+
+/// Reads `id`, `type` and `account` from the first bytes of a JSON object (a prefix of a
+/// line, cut anywhere): the top-level members are read in order, other values skipped,
+/// until the three are found or the prefix ends. A value cut by the end of the prefix is
+/// not read. Work and memory are bounded by the prefix's length.
+pub(crate) fn read_heading(prefix: &[u8]) -> Heading {
+    let mut heading = Heading::default();
+    let mut deserializer = serde_json::Deserializer::from_slice(prefix);
+    // The prefix ends inside the object, so this always ends in an error: what matters is
+    // what was read before it.
+    let _ = de::DeserializeSeed::deserialize(HeadingSeed(&mut heading), &mut deserializer);
+    heading
+}
+
+struct HeadingSeed<'h>(&'h mut Heading);
+
+impl<'de> de::DeserializeSeed<'de> for HeadingSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeadingSeed<'_> {
+    type Value = ();
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let heading = self.0;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            let slot = match key.as_str() {
+                Some("id") => &mut heading.id,
+                Some("type") => &mut heading.event_type,
+                Some("account") => &mut heading.account,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            // The first value of a repeated member counts, as it would be read first.
+            if let Text::Str(value) = map.next_value::<Text<'de>>()? {
+                slot.get_or_insert_with(|| value.into_owned());
+            }
+            if heading.id.is_some() && heading.event_type.is_some() && heading.account.is_some() {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

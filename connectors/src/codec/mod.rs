@@ -15,7 +15,6 @@ pub mod json;
 
 use markledger_operators::event::{Body, Kind};
 use markledger_operators::output::{Rejection, RAW_BYTES_MAX};
-use markledger_operators::time::MILLIS_PER_DAY;
 use markledger_operators::validate;
 use markledger_operators::{Event, Reason, Ts};
 
@@ -31,21 +30,25 @@ pub enum Decoded {
     Refused(Rejection),
 }
 
-/// The earliest instant an RFC 3339 timestamp can name (`0000-01-01T00:00:00+23:59`,
-/// rounded out to a whole day before `0000-01-01T00:00:00Z`); binary events outside the
-/// range JSON can carry are refused, so both formats accept the same events.
-pub(crate) const TS_RFC3339_MIN: Ts = Ts(-62_167_219_200_000 - MILLIS_PER_DAY);
-/// The latest instant an RFC 3339 timestamp can name (`9999-12-31T23:59:59.999-23:59`,
-/// rounded out to a whole day after `9999-12-31T23:59:59.999Z`).
-pub(crate) const TS_RFC3339_MAX: Ts = Ts(253_402_300_799_999 + MILLIS_PER_DAY);
+/// The earliest `ts` (and `effective_from`) a decoder accepts: 1924-05-01T23:52:12+05:00
+/// (18:52:12Z), when Almaty left local mean time (+05:07:48) for whole-hour offsets. Every
+/// output prints its timestamps in Almaty time, and RFC 3339 offsets have no seconds: an
+/// earlier instant would print 12 s off (`+05:08`) and read back as another instant.
+pub(crate) const TS_MIN: Ts = Ts(-1_441_170_468_000);
+/// The latest `ts` a decoder accepts: 9999-12-31T23:59:59.999+05:00, the last instant
+/// whose Almaty time has a four-digit year (a later one prints as `+10000-…`, which no
+/// RFC 3339 reader accepts).
+pub(crate) const TS_MAX: Ts = Ts(253_402_282_799_999);
 
 /// Longest field value quoted in a rejection's detail, in characters.
 const DETAIL_VALUE_CHARS_MAX: usize = 64;
 
-/// Why a record is refused at decoding; its text becomes the rejection's detail.
+/// Why a record is refused at decoding; its text becomes the rejection's detail, which a
+/// person at an order station or in support reads: plain words, values quoted, no Rust
+/// debug formatting (a test renders every variant).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DecodeError {
-    /// Bytes that are not JSON at all.
+    /// Bytes that are not JSON at all (the text from [`describe_json_error`]).
     #[error("not valid JSON: {0}")]
     NotJson(String),
     /// Valid JSON, but not an object.
@@ -72,6 +75,13 @@ pub(crate) enum DecodeError {
     /// A timestamp field that is not RFC 3339 with an offset (years 0000–9999).
     #[error("field `{0}` is not an RFC 3339 timestamp with offset: {1}")]
     BadTimestamp(&'static str, String),
+    /// A timestamp outside [`TS_MIN`]..=[`TS_MAX`] (the JSON text quoted, or a binary
+    /// timestamp's milliseconds).
+    #[error(
+        "field `{0}` is {1}, outside the instants outputs can print in Almaty time \
+         (1924-05-01T23:52:12+05:00 to 9999-12-31T23:59:59.999+05:00)"
+    )]
+    TimestampOutOfRange(&'static str, String),
     /// An account outside the alphabet.
     #[error("field `account` must be 1–64 characters of [A-Za-z0-9._-], got {0}")]
     BadAccount(String),
@@ -93,27 +103,154 @@ pub(crate) enum DecodeError {
     /// `act_date` is not a calendar date written `YYYY-MM-DD`.
     #[error("field `act_date` is not a date YYYY-MM-DD: {0}")]
     BadActDate(String),
+    /// A binary `act_date` outside the years 0000–9999 (the date, or its day number).
+    #[error("field `act_date` is {0}, outside the years 0000–9999")]
+    ActDateOutOfRange(String),
     /// An empty payment channel.
     #[error("field `channel` must be a non-empty string")]
     EmptyChannel,
     /// A binary decimal whose mantissa or scale is out of range.
     #[error("field `{0}` holds an out-of-range decimal")]
     BadDecimal(&'static str),
-    /// A JSON line longer than the reader's bound.
-    #[error("line of {0} bytes exceeds the limit of {1} bytes")]
+    /// A JSON line longer than the reader's bound (its length in bytes, the limit).
+    #[error("the line is {0} bytes long, over the limit of {1} bytes per line")]
     LineTooLong(u64, usize),
-    /// A binary frame whose payload bincode cannot decode.
-    #[error("broken binary record: {0}")]
-    BrokenFrame(String),
+    /// A binary frame whose payload does not decode (the text from [`describe_bincode_error`]).
+    #[error("the binary record does not decode: {0}")]
+    BrokenRecord(String),
     /// A binary frame with bytes after its record.
-    #[error("broken binary record: {0} bytes after the record")]
+    #[error("the binary record is followed by {0} stray bytes inside its frame")]
     TrailingBytes(usize),
-    /// A binary frame longer than the reader's bound (skipped).
-    #[error("binary frame of {0} bytes exceeds the limit of {1} bytes")]
+    /// A version-1 binary frame longer than the reader's bound (skipped).
+    #[error("a binary frame declares {0} bytes, over the limit of {1} bytes; it was skipped")]
     FrameTooLong(u64, usize),
-    /// The stream ended inside a frame.
-    #[error("truncated binary frame: {0}")]
-    TruncatedFrame(String),
+    /// A version-1 stream that ended inside a frame: bytes present, bytes declared, and
+    /// which part of the frame.
+    #[error("the file ends inside a binary frame: {0} of its {1} {2} bytes are there")]
+    TruncatedFrame(u64, u64, FramePart),
+    /// Version 2: bytes that hold no valid frame, skipped up to the next valid frame or
+    /// the end of the input.
+    #[error("{}", skipped_text(.0))]
+    Skipped(Skip),
+    /// Version 2: a damaged file header before a valid frame (the file is read on).
+    #[error("the file's first 8 bytes are not the binary format's header, but a valid binary frame follows them: the file is read as binary format version 2")]
+    DamagedHeader,
+}
+
+/// The part of a version-1 frame a stream ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FramePart {
+    /// The `u32` length prefix.
+    Length,
+    /// The payload.
+    Payload,
+}
+
+impl std::fmt::Display for FramePart {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            FramePart::Length => "length",
+            FramePart::Payload => "payload",
+        })
+    }
+}
+
+/// A run of skipped bytes in a version-2 binary stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Skip {
+    /// Where the run starts, in bytes from the start of the file.
+    pub(crate) offset: u64,
+    /// Its length in bytes.
+    pub(crate) bytes: u64,
+    /// Why the first position of the run holds no valid frame.
+    pub(crate) fault: FrameFault,
+    /// True when no valid frame follows (the run reaches the end of the input).
+    pub(crate) to_end: bool,
+}
+
+/// Why a position in a version-2 binary stream holds no valid frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrameFault {
+    /// No frame marker there.
+    NoMarker,
+    /// The frame's header check does not match its length.
+    HeaderCheck,
+    /// A length over the limit (the writer never writes one).
+    TooLong(u64),
+    /// The payload's checksum does not match.
+    Checksum,
+    /// The input ends inside the frame.
+    Truncated,
+}
+
+impl std::fmt::Display for FrameFault {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameFault::NoMarker => formatter.write_str("no frame marker there"),
+            FrameFault::HeaderCheck => formatter.write_str("its header check does not match its length"),
+            FrameFault::TooLong(bytes) => write!(formatter, "it declares {bytes} bytes, over the frame limit"),
+            FrameFault::Checksum => formatter.write_str("its checksum does not match its bytes"),
+            FrameFault::Truncated => formatter.write_str("the file ends inside it"),
+        }
+    }
+}
+
+fn skipped_text(skip: &Skip) -> String {
+    let until = if skip.to_end {
+        "the end of the file"
+    } else {
+        "the next valid frame"
+    };
+    format!(
+        "{} bytes from byte {} hold no valid binary frame ({}); skipped up to {until}",
+        skip.bytes, skip.offset, skip.fault
+    )
+}
+
+/// serde_json's error in words for a one-line input: its message and the column, without
+/// the always-1 line number.
+pub(crate) fn describe_json_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let (line, column) = (error.line(), error.column());
+    let message = text
+        .strip_suffix(&format!(" at line {line} column {column}"))
+        .unwrap_or(&text);
+    if line == 0 {
+        return message.to_owned();
+    }
+    let at = if line == 1 {
+        format!("column {column}")
+    } else {
+        format!("line {line} column {column}")
+    };
+    if error.classify() == serde_json::error::Category::Eof {
+        format!("the input ends before its JSON does, at {at}")
+    } else {
+        format!("{message} at {at}")
+    }
+}
+
+/// bincode's decode error in words. Its own `Display` is its `Debug`
+/// (`UnexpectedEnd { additional: 1 }`), which no person should read.
+pub(crate) fn describe_bincode_error(error: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as Bincode;
+    match error {
+        Bincode::UnexpectedEnd { .. } => "it ends before the record does".to_owned(),
+        Bincode::LimitExceeded => "it declares a field longer than the frame limit".to_owned(),
+        Bincode::InvalidIntegerType { .. } | Bincode::OutsideUsizeRange(_) => {
+            "a number in it is out of range".to_owned()
+        }
+        Bincode::UnexpectedVariant { .. } => "it names an unknown kind of record".to_owned(),
+        Bincode::Utf8 { .. } => "a text field in it is not valid UTF-8".to_owned(),
+        Bincode::InvalidCharEncoding(_) | Bincode::InvalidBooleanValue(_) => {
+            "a field in it holds an invalid value".to_owned()
+        }
+        // serde's messages are sentences already ("invalid value: integer `40`, expected
+        // variant index 0 <= i < 2").
+        Bincode::OtherString(message) => message.clone(),
+        Bincode::Other(message) => (*message).to_owned(),
+        _ => "its bytes do not form a record".to_owned(),
+    }
 }
 
 /// The fields of a refused record that could be read as strings.
@@ -229,8 +366,8 @@ pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
     if !validate::is_event_id(&event.id) {
         return Err(DecodeError::BadEventId(preview(&event.id)));
     }
-    if !is_rfc3339_range(event.ts) {
-        return Err(DecodeError::BadTimestamp("ts", event.ts.0.to_string()));
+    if !is_printable_ts(event.ts) {
+        return Err(DecodeError::TimestampOutOfRange("ts", millis_text(event.ts)));
     }
     check_account(event.kind(), &event.account)?;
     match &event.body {
@@ -244,7 +381,7 @@ pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
         Body::Defect { act_date, .. } => {
             use chrono::Datelike;
             if !(0..=9999).contains(&act_date.year()) {
-                return Err(DecodeError::BadActDate(act_date.to_string()));
+                return Err(DecodeError::ActDateOutOfRange(act_date.to_string()));
             }
         }
         Body::Payment { channel, .. } => {
@@ -253,9 +390,11 @@ pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
             }
         }
         Body::Tariff { effective_from, .. } => {
-            if !is_rfc3339_range(*effective_from) {
-                let millis = effective_from.0.to_string();
-                return Err(DecodeError::BadTimestamp("effective_from", millis));
+            if !is_printable_ts(*effective_from) {
+                return Err(DecodeError::TimestampOutOfRange(
+                    "effective_from",
+                    millis_text(*effective_from),
+                ));
             }
         }
         Body::Application { .. }
@@ -289,35 +428,46 @@ pub(crate) fn check_order(order: &str) -> Result<(), DecodeError> {
     }
 }
 
-/// True when `ts` is in the range a JSON timestamp can carry (years 0000–9999, give or take
-/// an offset).
-pub(crate) fn is_rfc3339_range(ts: Ts) -> bool {
-    (TS_RFC3339_MIN..=TS_RFC3339_MAX).contains(&ts)
+/// True when `ts` is in [`TS_MIN`]..=[`TS_MAX`]: an output can print it in Almaty time and
+/// read it back as the same instant.
+pub(crate) fn is_printable_ts(ts: Ts) -> bool {
+    (TS_MIN..=TS_MAX).contains(&ts)
 }
+
+/// A binary timestamp for a detail.
+fn millis_text(ts: Ts) -> String {
+    format!("{} ms from 1970-01-01", ts.0)
+}
+
+#[cfg(test)]
+pub(crate) mod detail_tests;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_bounds_cover_what_the_parser_accepts() {
-        // Parses the extreme timestamps JSON can carry (years 0000 and 9999 with the widest
-        // offsets) and checks they fall inside the binary range, and the range is tight to
-        // a day.
-        for text in [
-            "0000-01-01T00:00:00Z",
-            "0000-01-01T00:00:00+23:59",
-            "9999-12-31T23:59:59.999Z",
-            "9999-12-31T23:59:59.999-23:59",
-        ] {
-            if let Some(ts) = Ts::parse_rfc3339(text) {
-                assert!(is_rfc3339_range(ts), "{text}");
-            }
-        }
-        let earliest = Ts::parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
-        let latest = Ts::parse_rfc3339("9999-12-31T23:59:59.999Z").unwrap();
-        assert_eq!(earliest.minus_millis(MILLIS_PER_DAY), TS_RFC3339_MIN);
-        assert_eq!(latest.plus_millis(MILLIS_PER_DAY), TS_RFC3339_MAX);
+    fn the_accepted_timestamps_are_exactly_those_outputs_print_back() {
+        // Renders the bounds and the instants just outside them in Almaty time (as every
+        // output does) and parses them back: the bounds come back as themselves, the
+        // instants outside do not (12 s off in local mean time, a five-digit year).
+        let round_trips = |ts: Ts| Ts::parse_rfc3339(&ts.render()) == Some(ts);
+        assert!(round_trips(TS_MIN), "{}", TS_MIN.render());
+        assert!(round_trips(TS_MAX), "{}", TS_MAX.render());
+        assert_eq!(TS_MIN.render(), "1924-05-01T23:52:12+05:00");
+        assert_eq!(TS_MAX.render(), "9999-12-31T23:59:59.999+05:00");
+        assert!(
+            !round_trips(TS_MIN.minus_millis(1000)),
+            "{}",
+            TS_MIN.minus_millis(1000).render()
+        );
+        assert!(
+            !round_trips(TS_MAX.plus_millis(1)),
+            "{}",
+            TS_MAX.plus_millis(1).render()
+        );
+        assert!(is_printable_ts(TS_MIN) && is_printable_ts(TS_MAX));
+        assert!(!is_printable_ts(TS_MIN.minus_millis(1)) && !is_printable_ts(TS_MAX.plus_millis(1)));
     }
 
     #[test]

@@ -10,8 +10,8 @@ pub mod source;
 
 pub use sink::{OutputCounts, OutputFiles, WRITE_BUFFER_BYTES};
 pub use source::{
-    list_partitions, PartitionReader, PartitionWriter, SourceError, LINE_BYTES_MAX, MANIFEST_FILE_NAME,
-    READ_BUFFER_BYTES,
+    detect_format, list_partitions, Detected, PartitionReader, PartitionWriter, SourceError, DETECT_BYTES,
+    LINE_BYTES_MAX, LINE_HEADING_SCAN_BYTES, MANIFEST_FILE_NAME, READ_BUFFER_BYTES,
 };
 
 /// The five output files of a run (INTERFACE.md "Outputs").
@@ -61,7 +61,7 @@ impl OutputFile {
 pub enum Format {
     /// One JSON object per line (INTERFACE.md), the interoperable default.
     Json,
-    /// [`crate::codec::binary::MAGIC`] then length-prefixed bincode frames.
+    /// [`crate::codec::binary::MAGIC`] then checksummed bincode frames.
     Binary,
 }
 
@@ -93,4 +93,4 @@ impl Format {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -157,6 +157,22 @@ impl OutputFiles {
         self.close()?;
         Ok(self.counts)
     }
+
+    /// Renders one output record into its file's buffer.
+    pub fn write(&mut self, output: &Output) {
+        if self.failed {
+            return;
+        }
+        let file = output_file(output);
+        let index = file.index();
+        let buffer = &mut self.buffers[index];
+        render_output_into(output, buffer);
+        buffer.push(b'\n');
+        self.counts.increment(file);
+        if buffer.len() >= WRITE_BUFFER_BYTES {
+            self.hand_over(index, Vec::with_capacity(WRITE_BUFFER_BYTES));
+        }
+    }
 }
 
 impl Drop for OutputFiles {
@@ -167,18 +183,15 @@ impl Drop for OutputFiles {
 }
 
 impl Sink for OutputFiles {
-    fn emit(&mut self, output: Output) {
-        if self.failed {
-            return;
+    type Done = io::Result<OutputCounts>;
+
+    fn emit(&mut self, _time: markledger_operators::flow::Time, outputs: &mut Vec<Output>) {
+        for output in outputs.drain(..) {
+            self.write(&output);
         }
-        let file = output_file(&output);
-        let index = file.index();
-        let buffer = &mut self.buffers[index];
-        render_output_into(&output, buffer);
-        buffer.push(b'\n');
-        self.counts.increment(file);
-        if buffer.len() >= WRITE_BUFFER_BYTES {
-            self.hand_over(index, Vec::with_capacity(WRITE_BUFFER_BYTES));
-        }
+    }
+
+    fn finish(self) -> io::Result<OutputCounts> {
+        OutputFiles::finish(self)
     }
 }

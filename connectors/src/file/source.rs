@@ -1,29 +1,51 @@
 //! Input partition files: paths in, [`Decoded`] records out, one file = one partition.
 //!
 //! [`list_partitions`] expands command-line paths into partition files. A
-//! [`PartitionReader`] opens one, detects its format from its first bytes ([`MAGIC`] →
-//! binary, else JSON lines) and yields its records in file order, so a partition's
-//! high-water mark sees them in the order they were written. Memory per reader is bounded:
-//! a read buffer of [`READ_BUFFER_BYTES`] plus at most one line of [`LINE_BYTES_MAX`] (a
-//! longer line becomes one `MALFORMED` record and is skipped to its newline).
+//! [`PartitionReader`] opens one on its first read, detects its format from its first bytes
+//! ([`detect_format`]: a binary header → binary, else JSON lines) and yields its records in
+//! file order, so a partition's high-water mark sees them in the order they were written.
+//!
+//! Memory and descriptors per reader are bounded, so a run over thousands of partitions
+//! holds little for each: nothing before its first read; while reading, a read buffer of at
+//! most [`READ_BUFFER_BYTES`] (no more than the file's size), grown only while one record
+//! needs it — a JSON line up to [`LINE_BYTES_MAX`] (a longer line becomes one `MALFORMED`
+//! record carrying the `id`, `type` and `account` read from its first bytes, and is skipped
+//! to its newline) or a binary frame; the file descriptor only until the file's end has
+//! been read, and no buffer once every record is out.
 //! [`PartitionWriter`] is the generator's side: events or raw bad lines into a file in
 //! either format.
 
 use super::Format;
-use crate::codec::binary::{frame_event, frame_raw, BinaryReader, MAGIC};
-use crate::codec::json::{decode_event, encode_event_into};
+use crate::codec::binary::{
+    frame_event, frame_header_length, frame_raw, BinaryReader, Version, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, MAGIC,
+};
+use crate::codec::json::{decode_event, encode_event_into, read_heading};
 use crate::codec::{malformed, DecodeError, Decoded, RawInput, Readable};
+use crate::window::Window;
 use markledger_operators::output::RAW_BYTES_MAX;
 use markledger_operators::Event;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Chain, Cursor, Read, Write};
+use std::io::{self, BufWriter, Chain, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// The longest JSON input line accepted, without its newline.
-pub const LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The longest JSON input line accepted, without its newline: 64 MiB.
+///
+/// Why 64 MiB: an emission of 200,000 codes, a realistic batch, is a line of ~20 MB, and
+/// the limit should hold a few times that. A reader holds at most one line at a time (and
+/// only while that line is read: its buffer shrinks back after), so the cost is 64 MiB per
+/// partition that is in the middle of such a line, next to the ~2.5× that size its decoded
+/// event takes in the engine anyway. Larger lines are refused one by one as `MALFORMED`
+/// with their `id`, never stopping the run.
+pub const LINE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// The read buffer of one partition reader.
-pub const READ_BUFFER_BYTES: usize = 256 * 1024;
+/// How far a reader reads ahead of the record it decodes (its buffer between long
+/// records); a smaller file gets a buffer of its own size.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How many first bytes of a line over [`LINE_BYTES_MAX`] are searched for its `id`, `type`
+/// and `account`: writers put them first (INTERFACE.md's example does), and a bounded scan
+/// keeps a refused line cheap.
+pub const LINE_HEADING_SCAN_BYTES: usize = 64 * 1024;
 
 /// The write buffer of one partition writer.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
@@ -37,6 +59,9 @@ const JSON_KEYS_BYTES_MAX: usize = 1024;
 
 /// The UTF-8 byte order mark some editors put at the start of a text file.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Bytes format detection reads: a binary header and a version-2 frame header.
+pub const DETECT_BYTES: usize = MAGIC.len() + FRAME_HEADER_BYTES;
 
 /// Why input paths could not be listed or opened.
 #[derive(Debug, thiserror::Error)]
@@ -55,25 +80,26 @@ pub enum SourceError {
         path: PathBuf,
     },
     /// The path exists but could not be read.
-    #[error("cannot read input path {}: {source}", .path.display())]
+    #[error("cannot read input path {}: {cause}", .path.display())]
     Io {
         /// The path.
         path: PathBuf,
-        /// The cause.
-        source: io::Error,
+        /// The cause, printed in this error's text; not also its `source()`, so a report
+        /// that prints the chain (`{:#}`) names the OS error once.
+        cause: io::Error,
     },
 }
 
 impl SourceError {
-    fn io(path: &Path, source: io::Error) -> Self {
-        if source.kind() == io::ErrorKind::NotFound {
+    fn io(path: &Path, cause: io::Error) -> Self {
+        if cause.kind() == io::ErrorKind::NotFound {
             SourceError::Missing {
                 path: path.to_path_buf(),
             }
         } else {
             SourceError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause,
             }
         }
     }
@@ -114,31 +140,94 @@ pub fn list_partitions(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
     Ok(partitions)
 }
 
+/// What a partition file's first bytes say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detected {
+    /// JSON lines, after `skip` bytes (a UTF-8 byte order mark, or nothing).
+    Json {
+        /// Bytes before the first line.
+        skip: usize,
+    },
+    /// The binary format, after its 8-byte header.
+    Binary {
+        /// The format version.
+        version: Version,
+        /// True when the header is damaged but a valid version-2 frame follows it.
+        damaged_header: bool,
+    },
+}
+
+impl Detected {
+    /// The format.
+    pub fn format(self) -> Format {
+        match self {
+            Detected::Json { .. } => Format::Json,
+            Detected::Binary { .. } => Format::Binary,
+        }
+    }
+}
+
+/// Detects a partition file's format from its first [`DETECT_BYTES`] bytes (fewer when the
+/// file is shorter). A version-2 frame header that verifies right after the 8-byte file
+/// header means binary version 2 whatever those 8 bytes say, so a flipped byte in them
+/// (even in the version byte) loses nothing; else a version-1 or version-2 header means
+/// binary; anything else is JSON lines (after a byte order mark, if any).
+pub fn detect_format(header: &[u8]) -> Detected {
+    let magic = MAGIC.len();
+    if header.len() >= DETECT_BYTES && frame_header_length(&header[magic..]).is_some() {
+        return Detected::Binary {
+            version: Version::V2,
+            damaged_header: &header[..magic] != MAGIC,
+        };
+    }
+    if let Some(version) = Version::of_magic(header) {
+        return Detected::Binary {
+            version,
+            damaged_header: false,
+        };
+    }
+    let skip = if header.starts_with(UTF8_BOM) {
+        UTF8_BOM.len()
+    } else {
+        0
+    };
+    Detected::Json { skip }
+}
+
 /// The bytes a reader reads: the header bytes format detection already took, then the
 /// rest of the file.
 type Input = Chain<Cursor<Vec<u8>>, File>;
 
-/// Reads one partition file: detects its format from the first bytes and iterates its
-/// records in file order as [`Decoded`]. Blank lines (only whitespace) are skipped, not
-/// rejected; a UTF-8 byte order mark at the start of a JSON file is skipped.
+/// Reads one partition file: opens it at the first read, detects its format and iterates
+/// its records in file order as [`Decoded`]. Blank lines (only whitespace) are skipped, not
+/// rejected; a UTF-8 byte order mark at the start of a JSON file is skipped. A damaged
+/// binary header followed by a valid frame is one `MALFORMED` record, then the frames.
 ///
 /// An I/O error while reading ends the iteration; check [`PartitionReader::io_error`]
 /// afterwards.
 #[derive(Debug)]
 pub struct PartitionReader {
     path: PathBuf,
-    format: Format,
     records: Records,
+    /// Bytes of the file before the records (the header, a byte order mark).
+    header_bytes: u64,
+    /// A record due before the others (a damaged header's).
+    pending: Option<Decoded>,
 }
 
 #[derive(Debug)]
 enum Records {
-    Json(JsonLines),
-    Binary(BinaryReader<BufReader<Input>>),
+    /// Not opened yet.
+    Unopened,
+    Json(JsonLines<Input>),
+    Binary(BinaryReader<Input>),
+    /// Opening at the first read failed.
+    Failed(io::Error),
 }
 
 impl PartitionReader {
-    /// Opens `path` and detects its format.
+    /// Checks that `path` is a readable file; the file is opened again, and held, only
+    /// from the first read on (so thousands of readers hold no descriptors until used).
     pub fn open(path: &Path) -> Result<Self, SourceError> {
         let io_error = |error| SourceError::io(path, error);
         let metadata = fs::metadata(path).map_err(io_error)?;
@@ -147,33 +236,66 @@ impl PartitionReader {
                 path: path.to_path_buf(),
             });
         }
-        let mut file = File::open(path).map_err(io_error)?;
-        let mut header = vec![0; MAGIC.len()];
-        let got = read_full(&mut file, &mut header).map_err(io_error)?;
-        header.truncate(got);
-        let (format, skipped) = if header == MAGIC {
-            (Format::Binary, MAGIC.len())
-        } else if header.starts_with(UTF8_BOM) {
-            (Format::Json, UTF8_BOM.len())
-        } else {
-            (Format::Json, 0)
-        };
-        let rest = header.split_off(skipped);
-        let input = BufReader::with_capacity(READ_BUFFER_BYTES, Cursor::new(rest).chain(file));
-        let records = match format {
-            Format::Json => Records::Json(JsonLines::new(input, skipped as u64)),
-            Format::Binary => Records::Binary(BinaryReader::new(input)),
-        };
+        drop(File::open(path).map_err(io_error)?);
         Ok(PartitionReader {
             path: path.to_path_buf(),
-            format,
-            records,
+            records: Records::Unopened,
+            header_bytes: 0,
+            pending: None,
         })
     }
 
-    /// The detected format.
-    pub fn format(&self) -> Format {
-        self.format
+    /// Opens the file, detects its format and sets up its records.
+    fn start(&mut self) {
+        self.records = match self.start_records() {
+            Ok(records) => records,
+            Err(error) => Records::Failed(error),
+        };
+    }
+
+    fn start_records(&mut self) -> io::Result<Records> {
+        let mut file = File::open(&self.path)?;
+        let size = file.metadata()?.len();
+        let mut header = vec![0; DETECT_BYTES];
+        let got = read_full(&mut file, &mut header)?;
+        header.truncate(got);
+        let detected = detect_format(&header);
+        let skip = match detected {
+            Detected::Json { skip } => skip,
+            Detected::Binary { .. } => MAGIC.len(),
+        };
+        if let Detected::Binary {
+            damaged_header: true, ..
+        } = detected
+        {
+            let raw = RawInput::Binary(&header[..skip]);
+            self.pending = Some(malformed(Readable::default(), DecodeError::DamagedHeader, raw));
+        }
+        self.header_bytes = skip as u64;
+        let rest = header.split_off(skip);
+        let input = Cursor::new(rest).chain(file);
+        let expected = size.saturating_sub(skip as u64);
+        Ok(match detected {
+            Detected::Json { .. } => {
+                let window = Window::new(input, READ_BUFFER_BYTES, LINE_BYTES_MAX + 1).with_size_hint(expected);
+                Records::Json(JsonLines::new(window))
+            }
+            Detected::Binary { version, .. } => {
+                let limit = FRAME_HEADER_BYTES + FRAME_BYTES_MAX;
+                let window = Window::new(input, READ_BUFFER_BYTES, limit).with_size_hint(expected);
+                Records::Binary(BinaryReader::over(window, version))
+            }
+        })
+    }
+
+    /// The detected format (`None` until the first read, or when the file could not be
+    /// opened then).
+    pub fn format(&self) -> Option<Format> {
+        match &self.records {
+            Records::Json(_) => Some(Format::Json),
+            Records::Binary(_) => Some(Format::Binary),
+            Records::Unopened | Records::Failed(_) => None,
+        }
     }
 
     /// The partition file.
@@ -183,17 +305,41 @@ impl PartitionReader {
 
     /// Bytes of the file consumed so far (for progress reports).
     pub fn bytes_read(&self) -> u64 {
-        match &self.records {
-            Records::Json(lines) => lines.bytes_read,
-            Records::Binary(frames) => MAGIC.len() as u64 + frames.bytes_read(),
-        }
+        self.header_bytes
+            + match &self.records {
+                Records::Json(lines) => lines.input.consumed(),
+                Records::Binary(frames) => frames.bytes_read(),
+                Records::Unopened | Records::Failed(_) => 0,
+            }
     }
 
     /// The I/O error that ended the iteration early, if one did.
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.records {
-            Records::Json(lines) => lines.error.as_ref(),
+            Records::Json(lines) => lines.input.error(),
             Records::Binary(frames) => frames.io_error(),
+            Records::Failed(error) => Some(error),
+            Records::Unopened => None,
+        }
+    }
+
+    /// Bytes allocated for reading now: 0 before the first read and after the last record;
+    /// in between at most [`READ_BUFFER_BYTES`] (and no more than the file's size), except
+    /// while one line or frame longer than that is read.
+    pub fn buffer_capacity(&self) -> usize {
+        match &self.records {
+            Records::Json(lines) => lines.input.capacity(),
+            Records::Binary(frames) => frames.buffer_capacity(),
+            Records::Unopened | Records::Failed(_) => 0,
+        }
+    }
+
+    /// True while the file is open: from the first read until its end has been read.
+    pub fn holds_file(&self) -> bool {
+        match &self.records {
+            Records::Json(lines) => lines.input.holds_reader(),
+            Records::Binary(frames) => frames.holds_reader(),
+            Records::Unopened | Records::Failed(_) => false,
         }
     }
 }
@@ -202,36 +348,36 @@ impl Iterator for PartitionReader {
     type Item = Decoded;
 
     fn next(&mut self) -> Option<Decoded> {
+        if let Records::Unopened = self.records {
+            self.start();
+        }
+        if let Some(pending) = self.pending.take() {
+            return Some(pending);
+        }
         match &mut self.records {
             Records::Json(lines) => lines.next(),
             Records::Binary(frames) => frames.next(),
+            Records::Unopened | Records::Failed(_) => None,
         }
     }
 }
 
-/// JSON lines with bounded memory. A line that fits the read buffer is decoded in place;
-/// a longer one is assembled in `line`, up to [`LINE_BYTES_MAX`].
+/// JSON lines with bounded memory: a line is decoded where it lies in the read window,
+/// which grows up to [`LINE_BYTES_MAX`] + 1 bytes for a long line and shrinks back after.
 #[derive(Debug)]
-struct JsonLines {
-    reader: BufReader<Input>,
-    /// The part of the current line read so far (only its first bytes once oversized).
-    line: Vec<u8>,
-    /// The current line's full length so far.
-    line_bytes: u64,
-    bytes_read: u64,
+struct JsonLines<R> {
+    input: Window<R>,
+    /// Bytes of the window's start already searched for a newline.
+    scanned: usize,
     done: bool,
-    error: Option<io::Error>,
 }
 
-impl JsonLines {
-    fn new(reader: BufReader<Input>, bytes_read: u64) -> Self {
+impl<R: Read> JsonLines<R> {
+    fn new(input: Window<R>) -> Self {
         JsonLines {
-            reader,
-            line: Vec::new(),
-            line_bytes: 0,
-            bytes_read,
+            input,
+            scanned: 0,
             done: false,
-            error: None,
         }
     }
 
@@ -240,83 +386,70 @@ impl JsonLines {
             if self.done {
                 return None;
             }
-            let buffer = match self.reader.fill_buf() {
-                Ok(buffer) => buffer,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    self.error = Some(error);
-                    self.done = true;
-                    return None;
+            let available = self.input.available();
+            if let Some(at) = available[self.scanned..].iter().position(|&byte| byte == b'\n') {
+                let end = self.scanned + at;
+                let decoded = decode_line(&available[..end]);
+                self.input.consume(end + 1);
+                self.scanned = 0;
+                if end > READ_BUFFER_BYTES {
+                    self.input.shrink();
                 }
-            };
-            if buffer.is_empty() {
-                // End of file: a last line without a newline still counts.
-                self.done = true;
-                if self.line_bytes == 0 {
-                    return None;
+                if decoded.is_some() {
+                    return decoded;
                 }
-                return self.finish_line();
+                continue;
             }
-            match buffer.iter().position(|&byte| byte == b'\n') {
-                Some(end) if self.line_bytes == 0 => {
-                    // The whole line is in the buffer: decode it without copying.
-                    let decoded = decode_line(&buffer[..end]);
-                    self.reader.consume(end + 1);
-                    self.bytes_read += end as u64 + 1;
-                    if decoded.is_some() {
-                        return decoded;
-                    }
+            self.scanned = available.len();
+            if self.scanned > LINE_BYTES_MAX {
+                return Some(self.skip_long_line());
+            }
+            if self.input.at_end() {
+                // End of file: a last line without a newline still counts (not after an
+                // I/O error, which may have cut it).
+                self.done = true;
+                if self.input.error().is_some() {
+                    return None;
                 }
-                Some(end) => {
-                    let part = &buffer[..end];
-                    append_bounded(&mut self.line, &mut self.line_bytes, part);
-                    self.reader.consume(end + 1);
-                    self.bytes_read += end as u64 + 1;
-                    let decoded = self.finish_line();
-                    if decoded.is_some() {
-                        return decoded;
-                    }
+                let decoded = decode_line(available);
+                let all = available.len();
+                self.input.consume(all);
+                return decoded;
+            }
+            self.input.grow();
+        }
+    }
+
+    /// Refuses the line at the window's start, which is longer than [`LINE_BYTES_MAX`]:
+    /// reads its heading from its first bytes, keeps its first bytes for `raw`, and skips
+    /// it to its newline without holding more of it.
+    fn skip_long_line(&mut self) -> Decoded {
+        let available = self.input.available();
+        let heading = read_heading(&available[..available.len().min(LINE_HEADING_SCAN_BYTES)]);
+        // A little more than the raw bound, so the cut can land on a char boundary.
+        let kept = available[..available.len().min(RAW_BYTES_MAX + 4)].to_vec();
+        let mut bytes = available.len() as u64;
+        let all = available.len();
+        self.input.consume(all);
+        self.scanned = 0;
+        while self.input.fill_to(1) {
+            let available = self.input.available();
+            match available.iter().position(|&byte| byte == b'\n') {
+                Some(at) => {
+                    bytes += at as u64;
+                    self.input.consume(at + 1);
+                    break;
                 }
                 None => {
-                    let taken = buffer.len();
-                    append_bounded(&mut self.line, &mut self.line_bytes, buffer);
-                    self.reader.consume(taken);
-                    self.bytes_read += taken as u64;
+                    bytes += available.len() as u64;
+                    let all = available.len();
+                    self.input.consume(all);
                 }
             }
         }
-    }
-
-    /// Decodes the assembled line and resets it.
-    fn finish_line(&mut self) -> Option<Decoded> {
-        let decoded = if self.line_bytes > LINE_BYTES_MAX as u64 {
-            // `line` holds the line's first bytes, which is what `raw` keeps.
-            let error = DecodeError::LineTooLong(self.line_bytes, LINE_BYTES_MAX);
-            Some(malformed(Readable::default(), error, RawInput::Text(&self.line)))
-        } else {
-            decode_line(&self.line)
-        };
-        self.line.clear();
-        if self.line.capacity() > READ_BUFFER_BYTES {
-            self.line.shrink_to(READ_BUFFER_BYTES);
-        }
-        self.line_bytes = 0;
-        decoded
-    }
-}
-
-/// Appends a part of a line, keeping only the first bytes (enough for a rejection's `raw`)
-/// once the line is longer than [`LINE_BYTES_MAX`].
-fn append_bounded(line: &mut Vec<u8>, line_bytes: &mut u64, part: &[u8]) {
-    *line_bytes += part.len() as u64;
-    if *line_bytes <= LINE_BYTES_MAX as u64 {
-        line.extend_from_slice(part);
-    } else {
-        // Keep a little more than the raw bound so the cut can land on a char boundary.
-        let kept_max = RAW_BYTES_MAX + 4;
-        line.truncate(kept_max);
-        let room = kept_max.saturating_sub(line.len());
-        line.extend_from_slice(&part[..room.min(part.len())]);
+        self.input.shrink();
+        let error = DecodeError::LineTooLong(bytes, LINE_BYTES_MAX);
+        malformed(heading.readable(), error, RawInput::Text(&kept))
     }
 }
 

@@ -19,7 +19,16 @@
 //!   option is set (STYLE.md).
 //! - [`admin`]: topics, [`ensure_topics`] (topics are never auto-created) and [`partition_count`].
 //! - [`source`]: the consumer, [`PartitionConsumer`].
-//! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`].
+//! - [`partition`]: the stream's input, [`KafkaInput`]: a worker's partitions as the
+//!   pipeline's sources read them, their offset commits (after the producer's flush) and
+//!   the [`CheckpointHook`] through which checkpoints ask where they resume.
+//! - [`offsets`]: the offset tracking behind it, [`WorkerOffsets`] (which records are
+//!   placed, which are done; the [`crate::offsets::OffsetTracker`] of a worker).
+//! - [`progress`]: the progress topic, [`ProgressTopic`]: the output frontier each commit
+//!   covered, which a restart does not produce again.
+//! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`]; the stream's sink,
+//!   [`KafkaSink`] (deterministic ids, suppression before the resume frontier), through
+//!   one [`SharedProducer`].
 //! - [`publish`]: datasets, [`produce_dataset`], a generated dataset directory onto a topic,
 //!   partition file `i` → topic partition `i`.
 //!
@@ -27,14 +36,20 @@
 
 pub mod admin;
 pub mod config;
+pub mod offsets;
+pub mod partition;
+pub mod progress;
 pub mod publish;
 pub mod sink;
 pub mod source;
 
 pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use config::{client_config, KafkaSettings, OutputTopics, Role};
+pub use offsets::{PartitionOffsets, WorkerOffsets};
+pub use partition::{CheckpointHook, InputSettings, KafkaInput, ResumeAt};
+pub use progress::ProgressTopic;
 pub use publish::{produce_dataset, ProduceReport};
-pub use sink::{output_route, OutputProducer};
+pub use sink::{output_route, KafkaSink, OutputProducer, SharedProducer, ID_HEADER};
 pub use source::{PartitionConsumer, Polled, Record, Start};
 
 use crate::file::SourceError;
@@ -48,12 +63,13 @@ use std::time::{Duration, Instant};
 #[non_exhaustive]
 pub enum Error {
     /// librdkafka refused or failed an operation.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Client {
         /// What was being done.
         context: String,
-        /// librdkafka's error.
-        source: rdkafka::error::KafkaError,
+        /// librdkafka's error, printed in this error's text; not also its `source()`, so a
+        /// report that prints the chain (`{:#}`) names it once.
+        cause: rdkafka::error::KafkaError,
     },
     /// A checkpoint resumes a partition at an offset the broker no longer retains.
     #[error("{topic}/{partition}: the checkpoint resumes at offset {offset}, but the broker retains only from {low}")]
@@ -107,16 +123,34 @@ pub enum Error {
         /// The first failure's description.
         first: String,
     },
+    /// A step of the stream's offset commits or checkpoints failed (`what` names the step,
+    /// as a context line: `source` is why).
+    #[error("{what}")]
+    During {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A topic was not read to its end in time (the progress topic, at start).
+    #[error("the progress topic {topic} did not reach its end within {} s", .waited.as_secs())]
+    NotCaughtUp {
+        /// The topic.
+        topic: String,
+        /// How long it was read.
+        waited: Duration,
+    },
     /// A dataset could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
     /// A dataset file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause, printed in this error's text (not also its `source()`).
+        cause: std::io::Error,
     },
     /// A dataset directory holds no partition files.
     #[error("no partition files in {path}")]
@@ -130,12 +164,32 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    fn client(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+    fn client(context: impl Into<String>, cause: rdkafka::error::KafkaError) -> Self {
         Error::Client {
             context: context.into(),
-            source,
+            cause,
         }
     }
+
+    /// `source`, in the context of `what` was being done ([`Error::During`]).
+    pub fn during(what: &'static str, source: Error) -> Self {
+        Error::During {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// `error` and its causes, joined by `": "` (how the binary prints an error chain).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// The shortest interval between two stderr lines about librdkafka trouble from one

@@ -22,10 +22,9 @@ use super::admin::{ensure_topics, partition_count, TopicSpec};
 use super::config::{KafkaSettings, MESSAGE_BYTES_MAX};
 use super::sink::OutputProducer;
 use super::{Error, Result};
-use crate::codec::binary::MAGIC;
 use crate::codec::json::{decode_event, encode_event};
 use crate::codec::Decoded;
-use crate::file::{list_partitions, PartitionReader};
+use crate::file::{detect_format, list_partitions, Format, PartitionReader};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
@@ -100,12 +99,12 @@ pub fn produce_dataset(settings: &KafkaSettings, input: &Path, topic: &str) -> R
     };
     for (index, path) in files.iter().enumerate() {
         let partition = index as i32;
-        let io_error = |source: io::Error| Error::Io {
+        let io_error = |cause: io::Error| Error::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         };
         let mut file = BufReader::with_capacity(READ_BUFFER_BYTES, File::open(path).map_err(io_error)?);
-        let is_binary = file.fill_buf().map_err(io_error)?.starts_with(MAGIC);
+        let is_binary = detect_format(file.fill_buf().map_err(io_error)?).format() == Format::Binary;
         let mut publish = |payload: &[u8], key: Option<&[u8]>, progress: &mut Progress| -> Result<()> {
             if payload.len() > PAYLOAD_BYTES_MAX {
                 progress.report.skipped += 1;

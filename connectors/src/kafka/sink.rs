@@ -12,18 +12,35 @@
 //!
 //! Keys are what Kafka's murmur2 partitioner hashes, so one account's records of an output
 //! stay in order on one partition, and a replay sends each record to where it went before.
+//!
+//! The stream's sink, [`KafkaSink`] (one per worker, all sending through one
+//! [`SharedProducer`]), gives every record a deterministic id: the xxh3-128 of the topic and
+//! the record without it (`content_hash`), and the record's copy number among identical
+//! records of one instant. The id travels as the record's last field (`"id"`) and as an
+//! [`ID_HEADER`] header; a consumer drops a record whose id it has seen. Outputs before the
+//! resume frontier (what an earlier run produced and the broker acknowledged) are counted
+//! and not produced again.
 
 use super::config::{client_config, KafkaSettings, Role};
 use super::{Error, Result, TroubleLog};
 use crate::codec::json::{output_file, render_output};
+use markledger_operators::flow::Time;
 use markledger_operators::output::Output;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+/// The header carrying an output record's deterministic id.
+pub const ID_HEADER: &str = "markledger-id";
+
+/// How long the stream waits for the broker to acknowledge what it sent before it commits
+/// offsets, records progress or hands a checkpoint to its writer.
+pub const ACKNOWLEDGE_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// How long a full send queue is served before `send` tries again.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(50);
@@ -220,4 +237,146 @@ impl OutputProducer {
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
     }
+}
+
+/// The stream's one producer, shared by every worker's [`KafkaSink`] and offset committer,
+/// with the output settings and the counts of the run's summary.
+#[derive(Debug)]
+pub struct SharedProducer {
+    settings: KafkaSettings,
+    producer: Mutex<OutputProducer>,
+    produced: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl SharedProducer {
+    /// A producer for `settings`' output topics.
+    pub fn new(settings: &KafkaSettings) -> Result<Self> {
+        Ok(SharedProducer {
+            settings: settings.clone(),
+            producer: Mutex::new(OutputProducer::new(settings)?),
+            produced: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        })
+    }
+
+    /// The producer, for a sequence of sends and flushes no other worker interleaves with.
+    pub fn lock(&self) -> MutexGuard<'_, OutputProducer> {
+        self.producer.lock().expect("producer lock")
+    }
+
+    /// Waits (at most [`ACKNOWLEDGE_WAIT_MAX`]) until the broker has acknowledged every
+    /// output sent so far; on failure the error says it was `waiting for` this.
+    pub fn acknowledge(&self, waiting_for: &'static str) -> Result<()> {
+        self.lock()
+            .flush(ACKNOWLEDGE_WAIT_MAX)
+            .map_err(|error| Error::during(waiting_for, error))
+    }
+
+    /// Outputs produced by this run.
+    pub fn produced(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    /// Outputs not produced again (an earlier run had).
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+}
+
+/// One worker's outputs to Kafka, each with a deterministic id (see the module docs).
+#[derive(Debug)]
+pub struct KafkaSink {
+    producer: Arc<SharedProducer>,
+    /// Outputs before this were produced and acknowledged by an earlier run.
+    resume: Time,
+    /// Copies of identical records at one time, so each copy has its own id.
+    copies: HashMap<(Time, u128), u32>,
+}
+
+/// The dataflow's sink of a stream run (the one sink interface of both engines).
+impl markledger_operators::output::Sink for KafkaSink {
+    type Done = ();
+
+    fn emit(&mut self, time: Time, outputs: &mut Vec<Output>) {
+        KafkaSink::emit(self, time, outputs);
+    }
+
+    fn frontier(&mut self, frontier: &[Time]) {
+        KafkaSink::frontier(self, frontier);
+    }
+
+    fn finish(self) {}
+}
+
+impl KafkaSink {
+    /// A sink sending through `producer` that does not produce again outputs before
+    /// `resume`.
+    pub fn new(producer: Arc<SharedProducer>, resume: Time) -> Self {
+        KafkaSink {
+            producer,
+            resume,
+            copies: HashMap::new(),
+        }
+    }
+
+    /// Sends (drains) `outputs`, made at `time`.
+    pub fn emit(&mut self, time: Time, outputs: &mut Vec<Output>) {
+        if time < self.resume {
+            self.producer
+                .suppressed
+                .fetch_add(outputs.len() as u64, Ordering::Relaxed);
+            outputs.clear();
+            return;
+        }
+        self.producer
+            .produced
+            .fetch_add(outputs.len() as u64, Ordering::Relaxed);
+        // Rendered before the producer is locked: the other workers' sinks send meanwhile.
+        let settings = &self.producer.settings;
+        let records: Vec<(&str, String, String, String)> = outputs
+            .drain(..)
+            .map(|output| {
+                let (topic, key) = output_route(&output, settings);
+                let payload = render_output(&output);
+                let hash = content_hash(topic, &payload);
+                let copy = self.copies.entry((time, hash)).or_default();
+                let id = format!("{hash:032x}-{copy}");
+                *copy += 1;
+                // The id travels in the record too: not every broker keeps headers (tansu's
+                // storage does not).
+                (topic, key, with_id(&payload, &id), id)
+            })
+            .collect();
+        let mut producer = self.producer.lock();
+        for (topic, key, payload, id) in records {
+            if let Err(error) = producer.send(topic, key.as_bytes(), payload.as_bytes(), &[(ID_HEADER, id.as_bytes())])
+            {
+                // The producer retries forever; an error here is a record it refused
+                // outright (too large): nothing commits past it (its flush fails).
+                markledger_operators::note!("markledger stream: output refused by the producer: {error:#}");
+            }
+        }
+    }
+
+    /// Outputs at times before `frontier` are all emitted: their copy counts are done.
+    pub fn frontier(&mut self, frontier: &[Time]) {
+        let low = frontier.iter().min().copied().unwrap_or(Time::MAX);
+        self.copies.retain(|(time, _), _| *time >= low);
+    }
+}
+
+/// The xxh3-128 of `topic`, a newline and `payload`, hashed in place (no joined copy).
+pub(crate) fn content_hash(topic: &str, payload: &str) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    hasher.update(topic.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(payload.as_bytes());
+    hasher.digest128()
+}
+
+/// A rendered output object with an `"id"` field added last.
+pub(crate) fn with_id(payload: &str, id: &str) -> String {
+    let body = payload.strip_suffix('}').expect("an output renders as a JSON object");
+    format!("{body},\"id\":\"{id}\"}}")
 }

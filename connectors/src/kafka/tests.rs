@@ -1,5 +1,6 @@
 //! Unit tests of the Kafka connectors that need no broker: the librdkafka options, output
-//! routing and the bounded line reader. The broker-backed tests are in
+//! routing, output ids and the bounded line reader (the offset tracking's are in
+//! `offsets.rs`). The broker-backed tests are in
 //! tests/tests/kafka_connectors.rs (they run against a real tansu).
 
 use super::publish::PAYLOAD_BYTES_MAX;
@@ -214,6 +215,33 @@ fn period_key_render_matches_the_rendered_record() {
 }
 
 #[test]
+fn the_content_hash_is_the_xxh3_128_of_topic_newline_payload() {
+    // Ids must not change between releases: consumers drop repeats by them. Compares the
+    // in-place hash with xxh3-128 of the joined text, for short, empty and long inputs.
+    for (topic, payload) in [
+        ("codes.ledger", r#"{"account":"A"}"#),
+        ("", ""),
+        ("t", &"x".repeat(5000)),
+    ] {
+        let joined = format!("{topic}\n{payload}");
+        assert_eq!(
+            sink::content_hash(topic, payload),
+            xxhash_rust::xxh3::xxh3_128(joined.as_bytes())
+        );
+    }
+}
+
+#[test]
+fn an_id_is_added_as_the_last_field() {
+    // Adds an id to a rendered record and checks the text (last field) and that it parses.
+    let payload = r#"{"account":"A","balance":"1.00"}"#;
+    let with = sink::with_id(payload, "abc-0");
+    assert_eq!(with, r#"{"account":"A","balance":"1.00","id":"abc-0"}"#);
+    let value: serde_json::Value = serde_json::from_str(&with).expect("JSON");
+    assert_eq!(value["id"], "abc-0");
+}
+
+#[test]
 fn read_line_bounded_splits_lines_and_skips_oversized_ones() {
     // Feeds short lines, a line over the payload limit and a last line without a newline;
     // the long line comes back truncated to limit + 1 bytes and the reader resumes after it.
@@ -321,4 +349,22 @@ fn mock_cluster_round_trip_with_eof_commit_and_resume() {
     let (records, eof) = read(&mut resumed);
     assert_eq!(records, vec![(0, 3, "r6".to_string()), (0, 4, "r8".to_string())]);
     assert_eq!(eof.into_iter().collect::<Vec<_>>(), vec![(0, 5), (1, 5)]);
+}
+
+#[test]
+fn kafka_errors_print_their_cause_once_in_the_whole_chain() {
+    // Renders a dataset read error and a client error with their source chains as `{:#}`
+    // does: each cause's text appears exactly once.
+    let error = Error::Io {
+        path: "/data/p001.bin".to_owned(),
+        cause: std::io::Error::other("Input/output error (os error 5)"),
+    };
+    let text = crate::file::tests::chain_text(&error);
+    assert_eq!(text, "reading /data/p001.bin: Input/output error (os error 5)");
+    let error = Error::client(
+        "creating the consumer",
+        rdkafka::error::KafkaError::ClientCreation("bad bootstrap.servers".to_owned()),
+    );
+    let text = crate::file::tests::chain_text(&error);
+    assert_eq!(text.matches("bad bootstrap.servers").count(), 1, "{text}");
 }

@@ -8,35 +8,10 @@
 //! into one is a bug and asserts.
 
 use markledger_operators::money::Money;
+use markledger_operators::movements::{Movements, SlaCounts};
 use markledger_operators::output::{AggregateKind, Figures, PeriodKey, PeriodRecord};
 use markledger_operators::{Period, Ts};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Money movements of one account (or of all accounts) in one period.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Movements {
-    /// Payments received.
-    pub payments: Money,
-    /// Compensations credited.
-    pub compensations: Money,
-    /// Charges settled.
-    pub services: Money,
-    /// Refunds paid out.
-    pub refunds: Money,
-}
-
-impl Movements {
-    fn net(&self) -> Money {
-        self.payments + self.compensations - self.services - self.refunds
-    }
-
-    fn add(&mut self, other: &Movements) {
-        self.payments += other.payments;
-        self.compensations += other.compensations;
-        self.services += other.services;
-        self.refunds += other.refunds;
-    }
-}
 
 /// The account used for totals and registers.
 pub const ALL_ACCOUNTS: &str = "*";
@@ -228,28 +203,32 @@ impl Aggregates {
 
     /// Changes the emission SLA record of the period an order was accounted in. Once that
     /// period has closed its SLA record is frozen and later outcomes are not counted.
-    pub fn change_sla(&mut self, account: &str, period: Period, now: Ts, change: impl FnOnce(&mut [u64; 4])) {
+    pub fn change_sla(&mut self, account: &str, period: Period, now: Ts, change: SlaCounts) {
         if self.is_closed(period, now) {
             return;
         }
         let sla = key(AggregateKind::Sla, account, period, None);
+        let zero = Figures::Sla {
+            orders: 0,
+            emitted_within_4h: 0,
+            late: 0,
+            pending: 0,
+        };
         if let Figures::Sla {
             orders,
             emitted_within_4h,
             late,
             pending,
-        } = self.entry(
-            &sla,
-            Figures::Sla {
-                orders: 0,
-                emitted_within_4h: 0,
-                late: 0,
-                pending: 0,
-            },
-        ) {
-            let mut fields = [*orders, *emitted_within_4h, *late, *pending];
-            change(&mut fields);
-            [*orders, *emitted_within_4h, *late, *pending] = fields;
+        } = self.entry(&sla, zero)
+        {
+            for (count, delta) in [
+                (orders, change.orders),
+                (emitted_within_4h, change.emitted_within_4h),
+                (late, change.late),
+                (pending, change.pending),
+            ] {
+                *count = count.checked_add_signed(delta).expect("SLA counts never go negative");
+            }
         }
         self.touch(sla, now);
     }

@@ -24,53 +24,20 @@
 mod aggregates;
 
 use crate::config::Config;
-use aggregates::{Aggregates, Movements};
+use crate::summary::Summary;
+use aggregates::Aggregates;
 use markledger_connectors::codec::binary::canonical_bytes;
 use markledger_connectors::codec::Decoded;
+use markledger_operators::flow::{time_of, Time};
 use markledger_operators::money::Money;
+use markledger_operators::movements::{Movements, SlaCounts};
 use markledger_operators::output::{BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange};
 use markledger_operators::rules;
 use markledger_operators::validate::{is_code, is_gtin};
+use markledger_operators::wording;
 use markledger_operators::{Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, TariffHistory, Ts};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// What a run did, for the closing summary.
-#[derive(Clone, Debug, Default)]
-pub struct Summary {
-    /// Input records read (events and refused records).
-    pub records: u64,
-    /// Well-formed events.
-    pub events: u64,
-    /// Codes named by code-bearing events.
-    pub code_events: u64,
-    /// Events taking effect late.
-    pub late_events: u64,
-    /// Rejection records by reason.
-    pub rejections: BTreeMap<Reason, u64>,
-    /// Codes by final status.
-    pub codes_by_status: BTreeMap<Status, u64>,
-    /// Sum of accepted payments.
-    pub payments: Money,
-    /// Sum of accepted compensations.
-    pub compensations: Money,
-    /// Sum of charges settled.
-    pub charged: Money,
-    /// Sum of accepted refunds.
-    pub refunds: Money,
-    /// Sum of final balances.
-    pub balance: Money,
-    /// Charges still unpaid.
-    pub unpaid: Money,
-    /// Output records by output.
-    pub outputs: BTreeMap<&'static str, u64>,
-    /// Accounts seen.
-    pub accounts: u64,
-    /// The earliest and latest `ts` read.
-    pub first_ts: Option<Ts>,
-    /// The latest `ts` read: where the watermark stops.
-    pub last_ts: Option<Ts>,
-}
 
 /// One event with its place in account order.
 #[derive(Clone, Debug)]
@@ -178,6 +145,10 @@ enum Timer {
 
 /// The reference engine's whole state.
 pub struct ReferenceEngine<'c, S: Sink> {
+    /// The instant being visited (the time outputs are handed to the sink at).
+    instant: Time,
+    /// One output at a time, handed over as a batch of one.
+    batch: Vec<Output>,
     config: &'c Config,
     sink: S,
     tariffs: TariffHistory,
@@ -235,6 +206,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             aggregates: Aggregates::new(config.close_after_days),
             dirty_accounts: BTreeSet::new(),
             summary: Summary::default(),
+            instant: 0,
+            batch: Vec::with_capacity(1),
         }
     }
 
@@ -250,7 +223,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Output::Period(_) => "periods",
         };
         *self.summary.outputs.entry(name).or_default() += 1;
-        self.sink.emit(output);
+        self.batch.push(output);
+        self.sink.emit(self.instant, &mut self.batch);
     }
 
     /// Step 1: effective time and lateness per partition (DOMAIN.md §4).
@@ -266,7 +240,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 let record = match record {
                     Decoded::Event(event) => match admission.check(&event) {
                         Ok(()) => Decoded::Event(event),
-                        Err(rejection) => Decoded::Refused(rejection),
+                        Err(rejection) => Decoded::Refused(*rejection),
                     },
                     refused => refused,
                 };
@@ -319,6 +293,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             // One visit per instant: a second one would revise its records twice.
             assert!(visited < Some(now), "instant {now} visited twice");
             visited = Some(now);
+            self.instant = time_of(now);
             // Time-driven changes at `now` come before events at `now` (DOMAIN.md §8).
             self.fire_due(now);
             while events.peek().is_some_and(|p| p.effective == now) {
@@ -484,7 +459,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 if state.is_pending() && !state.late {
                     state.late = true;
                     let period = state.period;
-                    self.aggregates.change_sla(&account, period, now, |f| f[2] += 1);
+                    self.aggregates.change_sla(&account, period, now, SlaCounts::LATE);
                 }
             }
             Timer::Dormant(name, generation) => {
@@ -540,7 +515,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         // De-duplication by id: the first in account order wins.
         if let Some(first) = self.seen_ids.get(&event.id) {
             if now < first.plus_millis(self.config.dedup_horizon_ms) {
-                let detail = format!("event id already seen at {first}");
+                let detail = wording::duplicate(*first);
                 self.reject(event, None, Reason::Duplicate, detail);
                 return;
             }
@@ -562,15 +537,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Body::OrderCancel { order } => self.apply_order_cancel(&pending, order, now),
             Body::Emission { order, gtin, codes } => self.apply_emission(&pending, order, gtin, codes, now),
             Body::Defect { act_date, .. } => {
-                let deadline = self
-                    .config
-                    .calendar
-                    .deadline_after(*act_date, self.config.defect_working_days);
-                if event.ts >= deadline {
-                    let detail = format!("defect act of {act_date} had to be reported before {deadline}");
-                    self.reject(event, None, Reason::DefectReportLate, detail);
-                } else {
-                    self.apply_code_command(&pending, event.body.codes(), now, true);
+                let calendar = &self.config.calendar;
+                match rules::defect_report(*act_date, event.ts, calendar, self.config.defect_working_days) {
+                    Err(detail) => self.reject(event, None, Reason::DefectReportLate, detail),
+                    Ok(()) => self.apply_code_command(&pending, event.body.codes(), now, true),
                 }
             }
             Body::Application { codes, .. } | Body::Dropout { codes, .. } | Body::Introduction { codes } => {
@@ -668,17 +638,17 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let refusal = if !account.queue.is_empty() {
             Some((
                 Reason::RefundUnpaidCodes,
-                format!("{} codes are unpaid", account.queue.len()),
+                wording::refund_unpaid_codes(account.queue.len()),
             ))
         } else if account.pending_orders > 0 {
             Some((
                 Reason::RefundPendingOrder,
-                format!("{} orders are pending", account.pending_orders),
+                wording::refund_pending_orders(account.pending_orders),
             ))
         } else if amount > account.balance {
             Some((
                 Reason::RefundExceedsBalance,
-                format!("refund {amount} exceeds balance {}", account.balance),
+                wording::refund_exceeds_balance(amount, account.balance),
             ))
         } else {
             None
@@ -705,20 +675,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_order(&mut self, pending: &Pending, order: &str, gtin: &str, quantity: u64, now: Ts) {
         let event = &pending.event;
         if !is_gtin(gtin) {
-            return self.reject(
-                event,
-                None,
-                Reason::BadGtin,
-                format!("\"{gtin}\" is not a GTIN-14 with a valid check digit"),
-            );
+            return self.reject(event, None, Reason::BadGtin, wording::bad_gtin(gtin));
         }
         if self.accounts[&event.account].orders.contains_key(order) {
-            return self.reject(
-                event,
-                None,
-                Reason::AlreadyExists,
-                format!("order \"{order}\" already exists"),
-            );
+            return self.reject(event, None, Reason::AlreadyExists, wording::order_exists(order));
         }
         let period = self.aggregates.accounting_period(event.ts, now);
         let deadline = event.ts.plus_millis(self.config.sla_ms);
@@ -733,10 +693,8 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let account = self.account(&event.account);
         account.orders.insert(order.to_string(), state);
         account.pending_orders += 1;
-        self.aggregates.change_sla(&event.account, period, now, |f| {
-            f[0] += 1;
-            f[3] += 1;
-        });
+        self.aggregates
+            .change_sla(&event.account, period, now, SlaCounts::PLACED);
         // A deadline at or behind the order's effective time (an order arriving over 4 h
         // late) fires right after the order (`fire_due`): the order is late before any
         // emission of this instant.
@@ -750,49 +708,30 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_order_cancel(&mut self, pending: &Pending, order: &str, now: Ts) {
         let event = &pending.event;
         let Some(state) = self.accounts[&event.account].orders.get(order) else {
-            return self.reject(
-                event,
-                None,
-                Reason::UnknownOrder,
-                format!("account has no order \"{order}\""),
-            );
+            return self.reject(event, None, Reason::UnknownOrder, wording::unknown_order(order));
         };
         if !state.is_pending() {
-            return self.reject(
-                event,
-                None,
-                Reason::InvalidTransition,
-                format!("order \"{order}\" is already finished"),
-            );
+            return self.reject(event, None, Reason::InvalidTransition, wording::order_finished(order));
         }
         let period = state.period;
         let account = self.account(&event.account);
         account.orders.get_mut(order).expect("checked").cancelled = true;
         account.pending_orders -= 1;
-        self.aggregates.change_sla(&event.account, period, now, |f| f[3] -= 1);
+        self.aggregates
+            .change_sla(&event.account, period, now, SlaCounts::FINISHED);
         self.touch_account(&event.account, event.ts);
     }
 
     fn apply_emission(&mut self, pending: &Pending, order: &str, gtin: &str, codes: &[String], now: Ts) {
         let event = &pending.event;
         if !is_gtin(gtin) {
-            return self.reject(
-                event,
-                None,
-                Reason::BadGtin,
-                format!("\"{gtin}\" is not a GTIN-14 with a valid check digit"),
-            );
+            return self.reject(event, None, Reason::BadGtin, wording::bad_gtin(gtin));
         }
         let Some(state) = self.accounts[&event.account].orders.get(order) else {
-            return self.reject(
-                event,
-                None,
-                Reason::UnknownOrder,
-                format!("account has no order \"{order}\""),
-            );
+            return self.reject(event, None, Reason::UnknownOrder, wording::unknown_order(order));
         };
         if state.gtin != gtin {
-            let detail = format!("order \"{order}\" is for GTIN {}, emission is for {gtin}", state.gtin);
+            let detail = wording::gtin_mismatch(order, &state.gtin, gtin);
             return self.reject(event, None, Reason::GtinMismatch, detail);
         }
         let remaining = if state.cancelled {
@@ -801,10 +740,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             state.quantity - state.emitted
         };
         if codes.len() as u64 > remaining {
-            let detail = format!(
-                "{} codes exceed the {remaining} remaining on order \"{order}\"",
-                codes.len()
-            );
+            let detail = wording::order_exceeded(codes.len(), remaining, order);
             return self.reject(event, None, Reason::OrderExceeded, detail);
         }
         // The emission passed its whole-event checks: every code it names counts against
@@ -817,23 +753,20 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         };
         if completed {
             self.account(&event.account).pending_orders -= 1;
-            self.aggregates.change_sla(&event.account, order_period, now, |f| {
-                f[1] += u64::from(completed_within);
-                f[3] -= 1;
-            });
+            let finished = if completed_within {
+                SlaCounts::EMITTED_WITHIN_4H
+            } else {
+                SlaCounts::FINISHED
+            };
+            self.aggregates.change_sla(&event.account, order_period, now, finished);
             self.touch_account(&event.account, event.ts);
         }
         let mut created = Vec::new();
         for code in codes {
             if !is_code(code) {
-                self.reject(
-                    event,
-                    Some(code),
-                    Reason::BadCode,
-                    "not 1–128 printable ASCII characters".into(),
-                );
+                self.reject(event, Some(code), Reason::BadCode, wording::bad_code());
             } else if self.codes.contains_key(code) {
-                self.reject(event, Some(code), Reason::AlreadyExists, "code exists".into());
+                self.reject(event, Some(code), Reason::AlreadyExists, wording::code_exists());
             } else {
                 self.codes.insert(
                     code.clone(),
@@ -925,7 +858,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                     self.holds_by_code.remove(code);
                 }
             }
-            let detail = format!("code was not emitted within the hold ending {}", hold.deadline);
+            let detail = wording::unknown_code(hold.deadline);
             self.reject(&hold.pending.event, Some(code), Reason::UnknownCode, detail);
         }
     }
@@ -940,12 +873,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let mut held: Vec<String> = Vec::new();
         for code in codes {
             if !is_code(code) {
-                self.reject(
-                    event,
-                    Some(code),
-                    Reason::BadCode,
-                    "not 1–128 printable ASCII characters".into(),
-                );
+                self.reject(event, Some(code), Reason::BadCode, wording::bad_code());
                 continue;
             }
             let Some(state) = self.codes.get(code) else {
@@ -954,12 +882,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 continue;
             };
             if state.account != event.account {
-                self.reject(
-                    event,
-                    Some(code),
-                    Reason::WrongAccount,
-                    "code belongs to another account".into(),
-                );
+                self.reject(event, Some(code), Reason::WrongAccount, wording::wrong_account());
                 continue;
             }
             let from = state.status;
@@ -969,16 +892,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 (Kind::Defect, Status::AppliedUnpaid | Status::AppliedPaid) => Status::Annulled,
                 (Kind::Introduction, Status::AppliedPaid) => Status::Introduced,
                 (Kind::Introduction, Status::AppliedUnpaid) => {
-                    self.reject(
-                        event,
-                        Some(code),
-                        Reason::CodeUnpaid,
-                        "the code's charge is not paid yet".into(),
-                    );
+                    self.reject(event, Some(code), Reason::CodeUnpaid, wording::code_unpaid());
                     continue;
                 }
                 _ => {
-                    let detail = format!("{} is not allowed from {}", kind.as_str(), from.as_str());
+                    let detail = wording::invalid_transition(kind, from);
                     self.reject(event, Some(code), Reason::InvalidTransition, detail);
                     continue;
                 }

@@ -652,7 +652,7 @@ fn rejection_renders_exactly() {
     let malformed = Output::Rejection(refused(decode_event(b"{\"id\":\"e1\",\t\"x\":\"\\\\\"")));
     assert_eq!(
         render_output(&malformed),
-        r#"{"event":null,"type":null,"account":null,"code":null,"reason":"MALFORMED","detail":"not valid JSON: EOF while parsing an object at line 1 column 20","raw":"{\"id\":\"e1\",\t\"x\":\"\\\\\""}"#
+        r#"{"event":null,"type":null,"account":null,"code":null,"reason":"MALFORMED","detail":"not valid JSON: the input ends before its JSON does, at column 20","raw":"{\"id\":\"e1\",\t\"x\":\"\\\\\""}"#
     );
 }
 
@@ -867,4 +867,34 @@ fn rendered_outputs_are_valid_json_objects_and_go_to_their_files() {
         period: Period::new(2026, 1),
     });
     assert_eq!(output_file(&ledger), OutputFile::Ledger);
+}
+
+#[test]
+fn timestamps_outputs_could_not_print_back_are_malformed() {
+    // Regression for the fuzzer's first findings: a `ts` before 1924-05-01T18:52:12Z (Almaty
+    // local mean time, printed 12 s off) or whose Almaty time is in year 10000 decoded, but
+    // re-encoded as another instant or as text no reader accepts. Both are now MALFORMED,
+    // as is such an `effective_from`; the bounds themselves decode and round-trip.
+    let line = |ts: &str| {
+        format!(r#"{{"id":"p-1","type":"payment","ts":"{ts}","account":"KZ-1","amount":"1.00","channel":"Halyk"}}"#)
+    };
+    for bad in [
+        "1900-01-15T09:00:00+05:00",
+        "9999-12-31T23:00:00Z",
+        "1924-05-01T18:52:11.999Z",
+    ] {
+        assert_refused(
+            &line(bad),
+            Reason::Malformed,
+            Some("p-1"),
+            Some("payment"),
+            "outputs can print",
+        );
+    }
+    for good in ["1924-05-01T18:52:12Z", "9999-12-31T23:59:59.999+05:00"] {
+        let event = accepted(decode_event(line(good).as_bytes()));
+        assert_eq!(accepted(decode_event(encode_event(&event).as_bytes())), event, "{good}");
+    }
+    let tariff = r#"{"id":"t-1","type":"tariff","ts":"2026-01-01T00:00:00Z","account":"*","effective_from":"+10000-01-01T00:00:00Z","net_price":"2.68","vat_rate":"0.12"}"#;
+    assert_refused(tariff, Reason::Malformed, Some("t-1"), Some("tariff"), "effective_from");
 }

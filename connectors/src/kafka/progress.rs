@@ -1,0 +1,106 @@
+//! The progress topic: per consumer group, the output frontier its last offset commit
+//! covered (docs/ARCHITECTURE.md, "Stream mode", "Restarts").
+//!
+//! In: after each commit, the frontier it covered. Out: a record on a compacted topic of one
+//! partition (key: the group, value: the frontier as decimal text), sent only when the
+//! frontier is beyond what was recorded, by this run or an earlier one: the recorded
+//! frontier never goes back. A starting run reads the group's last record
+//! ([`ProgressTopic::read`]); its sinks do not produce again what lies before it.
+//!
+//! Commit metadata would be the natural home of the frontier, but tansu drops it.
+
+use super::admin::{ensure_topics, TopicSpec};
+use super::config::KafkaSettings;
+use super::sink::OutputProducer;
+use super::source::{PartitionConsumer, Polled, Start};
+use super::{Error, Result};
+use markledger_operators::flow::Time;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long reading the progress topic to its end may take.
+pub const READ_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// One poll of the progress topic while reading it.
+const POLL_WAIT: Duration = Duration::from_millis(200);
+
+/// A group's progress record: what it has recorded, and the commits it counted.
+#[derive(Debug)]
+pub struct ProgressTopic {
+    topic: String,
+    group: String,
+    /// The frontier recorded (0: none), by this run or an earlier one.
+    recorded: AtomicU64,
+    /// Offset commits of this run.
+    commits: AtomicU64,
+}
+
+impl ProgressTopic {
+    /// Creates the progress topic when it is missing and reads the frontier the group's
+    /// last commit covered (0: none).
+    pub fn read(settings: &KafkaSettings, topic: &str) -> Result<Time> {
+        ensure_topics(settings, &[TopicSpec::compacted(topic.to_string(), 1)])
+            .map_err(|error| Error::during("creating the progress topic", error))?;
+        let mut consumer = PartitionConsumer::starting(settings, &[(topic.to_string(), 0)], Start::Earliest)
+            .map_err(|error| Error::during("reading the progress topic", error))?;
+        let mut frontier = 0;
+        let deadline = Instant::now() + READ_WAIT_MAX;
+        while Instant::now() < deadline {
+            match consumer.poll(POLL_WAIT) {
+                Some(Polled::Record(record)) if record.key.as_deref() == Some(settings.group_id.as_bytes()) => {
+                    frontier = std::str::from_utf8(&record.payload)
+                        .ok()
+                        .and_then(|text| text.parse().ok())
+                        .unwrap_or(frontier);
+                }
+                Some(Polled::PartitionEof { .. }) => return Ok(frontier),
+                _ => {}
+            }
+        }
+        Err(Error::NotCaughtUp {
+            topic: topic.to_string(),
+            waited: READ_WAIT_MAX,
+        })
+    }
+
+    /// The group's progress on `topic`, where a restart may already skip outputs before
+    /// `recorded` (the larger of the topic's frontier and a restored checkpoint's time).
+    pub fn new(settings: &KafkaSettings, topic: &str, recorded: Time) -> Self {
+        ProgressTopic {
+            topic: topic.to_string(),
+            group: settings.group_id.clone(),
+            recorded: AtomicU64::new(recorded),
+            commits: AtomicU64::new(0),
+        }
+    }
+
+    /// A commit covered every output before `frontier`: sends it to the topic when it is
+    /// beyond the frontier recorded (the sender flushes before a restart relies on it).
+    pub(crate) fn record(&self, producer: &mut OutputProducer, frontier: Time) -> Result<()> {
+        // The recorded frontier never goes back: outputs before an earlier record were
+        // acknowledged too (by this run or an earlier one), and a restart that caught up
+        // with less than that would otherwise produce them again for nothing.
+        let recorded = self.recorded.fetch_max(frontier, Ordering::SeqCst);
+        if frontier <= recorded {
+            return Ok(());
+        }
+        producer
+            .send(&self.topic, self.group.as_bytes(), frontier.to_string().as_bytes(), &[])
+            .map_err(|error| Error::during("recording the committed frontier", error))
+    }
+
+    /// One offset commit completed (offsets committed, frontier recorded and flushed).
+    pub(crate) fn count_commit(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The frontier recorded (0: none yet, by this run or an earlier one of the group).
+    pub fn frontier(&self) -> Time {
+        self.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Offset commits of this run.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
