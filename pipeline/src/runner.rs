@@ -1,7 +1,7 @@
 //! File runs: read partitions, run an engine, write the five outputs, and tell a person
 //! what happened (a progress line on long work, a summary at the end).
 
-use crate::checkpoint::{SourceShare, Store, NAMES};
+use crate::checkpoint::{keep_manifests, ManifestCache, SourceShare, Store, NAMES};
 use crate::config::Config;
 use crate::reference;
 use crate::summary::Summary;
@@ -10,6 +10,7 @@ use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, OutputCounts, OutputFiles, PartitionReader};
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
+use markledger_operators::final_codes::CodesMemory;
 use markledger_operators::flow::time_of;
 use markledger_operators::money::render;
 use markledger_operators::Ts;
@@ -170,8 +171,14 @@ fn run_dataflow_files(
     }
     let store = run.state.map(Store::open).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
+    if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
+        // Final codes under the state directory: its kept checkpoints' files stay.
+        keep_manifests(store, checkpoints, &mut ManifestCache::new());
+    }
+    let mut config = config.clone();
+    config.final_codes.state = run.state.map(Path::to_path_buf);
     let (summary, stats, outputs) =
-        crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
+        crate::summary::run_summarized(&config, readers, workers, backfill.clone(), &mut |records| {
             progress.tick(|| format!("read {records} records"));
         })?;
     if !stats.errors.is_empty() {
@@ -329,7 +336,24 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
         w.periods
     ));
     line(format!("  accounts    {}", s.accounts));
+    if let Some(memory) = &s.memory {
+        line(format!("  memory      {}", render_memory(memory)));
+    }
     text
+}
+
+/// The national index's state: codes held (live in RAM, final on disk), the RAM it takes
+/// (an estimate from its tables' sizes) and its files on disk.
+pub fn render_memory(memory: &CodesMemory) -> String {
+    let held = memory.live_codes + memory.final_codes;
+    format!(
+        "codes held {held} ({} live in RAM, {} final on disk); code state ~{:.1} MB of RAM ({:.1} B per code held), {:.1} MB on disk",
+        memory.live_codes,
+        memory.final_codes,
+        memory.ram_bytes as f64 / 1e6,
+        memory.ram_bytes as f64 / held.max(1) as f64,
+        memory.disk_bytes as f64 / 1e6
+    )
 }
 
 /// `NAME n, NAME n, …` of named counts.

@@ -7,6 +7,7 @@ use crate::runtime::{run_inputs, Mode, RunSettings};
 use crate::source::{Batching, SourceStats};
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
+use markledger_operators::final_codes::CodesMemory;
 use markledger_operators::money::Money;
 use markledger_operators::output::{Entry, Output};
 use markledger_operators::{Reason, Status, Ts};
@@ -47,6 +48,8 @@ pub struct Summary {
     pub first_ts: Option<Ts>,
     /// The latest `ts` read: where the watermark stops.
     pub last_ts: Option<Ts>,
+    /// What the national index's code state held and cost at the end (the dataflow only).
+    pub memory: Option<CodesMemory>,
 }
 
 /// Runs the dataflow and returns its outputs in a canonical order, with the run's summary
@@ -82,6 +85,7 @@ pub fn run_summarized(
         first_ts: stats.first_ts,
         last_ts: stats.last_ts,
         accounts: stats.accounts.len() as u64,
+        memory: run.final_codes,
         ..Summary::default()
     };
     let mut outputs: Vec<Output> = run.sinks.into_iter().flatten().collect();

@@ -63,10 +63,11 @@ pub(crate) fn merge(
     inputs: &[Arc<Run>],
     name: String,
     limit: Option<WriteLimit>,
+    sync: bool,
 ) -> Result<Run, StoreError> {
     let epoch = inputs[0].meta.epoch;
     let order = inputs.iter().map(|run| run.meta.order).max().unwrap_or(0);
-    let mut writer = RunWriter::create(dir, name, epoch, order, limit)?;
+    let mut writer = RunWriter::create(dir, name, epoch, order, limit, sync)?;
     let mut scans: Vec<_> = inputs.iter().map(|run| run.scan()).collect();
     let mut heads: Vec<Option<Found>> = Vec::with_capacity(scans.len());
     for scan in &mut scans {

@@ -34,11 +34,13 @@ mod manifest;
 mod record;
 mod run;
 mod store;
+mod tier;
 
 pub use manifest::{Manifest, RunRef, MANIFEST_FORMAT_VERSION};
 pub use record::{FinalRecord, RECORD_BYTES};
 pub use run::{BLOCK_BYTES, RECORDS_PER_BLOCK, RUN_FORMAT_VERSION};
 pub use store::{FinalStore, GarbageReport, Stats};
+pub use tier::{worker_dir, CodesMemory, FinalCodes, Tier, STATE_SUBDIR};
 
 use crate::time::MILLIS_PER_DAY;
 use std::path::PathBuf;
@@ -148,6 +150,9 @@ pub struct Settings {
     pub compaction: Compaction,
     /// Fault injection: writes fail once this is used up (`None`: the real disk only).
     pub write_limit: Option<WriteLimit>,
+    /// Whether run files and the directory are fsynced (tests that spill every code and
+    /// throw the files away turn it off: durability is not what they check).
+    pub sync: bool,
 }
 
 /// Five years and six hours, the pipeline's default retention (pipeline `FIVE_YEARS_MS`).
@@ -166,6 +171,7 @@ impl Default for Settings {
             expected_codes: 1 << 20,
             compaction: Compaction::Background,
             write_limit: None,
+            sync: true,
         }
     }
 }

@@ -126,6 +126,8 @@ pub(crate) struct RunWriter {
     dictionary: HashMap<Arc<str>, u32>,
     accounts: Vec<Arc<str>>,
     first_keys: Vec<CodeKey>,
+    /// fsync the file and the directory (off only in tests that throw the files away).
+    sync: bool,
 }
 
 /// A file whose writes fail once a [`WriteLimit`] is used up (a disk that fills up).
@@ -155,6 +157,7 @@ impl RunWriter {
         epoch: i64,
         order: u64,
         limit: Option<WriteLimit>,
+        sync: bool,
     ) -> Result<RunWriter, StoreError> {
         let temporary = dir.join(format!("{name}.tmp"));
         let file = File::create(&temporary).map_err(|error| io_error(dir, &name, "creating", error))?;
@@ -162,7 +165,7 @@ impl RunWriter {
             dir: dir.to_path_buf(),
             name,
             temporary,
-            out: std::io::BufWriter::with_capacity(1 << 20, LimitedFile { file, limit }),
+            out: std::io::BufWriter::with_capacity(1 << 16, LimitedFile { file, limit }),
             hasher: Xxh3::new(),
             block: vec![0; BLOCK_BYTES],
             in_block: 0,
@@ -175,6 +178,7 @@ impl RunWriter {
             dictionary: HashMap::new(),
             accounts: Vec::new(),
             first_keys: Vec::new(),
+            sync,
         })
     }
 
@@ -264,11 +268,16 @@ impl RunWriter {
         self.out
             .write_all(&checksum.to_le_bytes())
             .and_then(|()| self.out.flush())
-            .and_then(|()| self.out.get_ref().file.sync_all())
+            .and_then(|()| match self.sync {
+                true => self.out.get_ref().file.sync_all(),
+                false => Ok(()),
+            })
             .map_err(|error| io_error(&self.dir, &self.name, "writing", error))?;
         let path = self.dir.join(&self.name);
         fs::rename(&self.temporary, &path).map_err(|error| io_error(&self.dir, &self.name, "renaming", error))?;
-        sync_dir(&self.dir)?;
+        if self.sync {
+            sync_dir(&self.dir)?;
+        }
         let file = File::open(&path).map_err(|error| io_error(&self.dir, &self.name, "opening", error))?;
         let blocks = self.records.div_ceil(RECORDS_PER_BLOCK as u64);
         Ok(Run {

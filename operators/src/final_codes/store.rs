@@ -228,6 +228,28 @@ impl FinalStore {
         Ok(store)
     }
 
+    /// Verifies the run files `manifest` names in `dir` without opening a store: each is
+    /// read whole and checked as [`FinalStore::open`] checks it (size, trailer, every block,
+    /// checksum). A checkpoint loader calls it to refuse a checkpoint whose files are torn or
+    /// corrupt before any worker starts from it. Returns the records of the runs.
+    pub fn verify(dir: &Path, manifest: &Manifest) -> Result<u64, StoreError> {
+        if manifest.format_version != MANIFEST_FORMAT_VERSION {
+            return Err(StoreError::Manifest {
+                dir: dir.to_path_buf(),
+                detail: format!(
+                    "format {}, this build reads {MANIFEST_FORMAT_VERSION}",
+                    manifest.format_version
+                ),
+            });
+        }
+        let mut records = 0;
+        for entry in &manifest.runs {
+            let run = Run::open(dir, &RunMeta::from(entry), &mut |name| Arc::from(name), &mut |_, _| {})?;
+            records += run.meta.records;
+        }
+        Ok(records)
+    }
+
     fn with_capacity(mut settings: Settings, capacity: u64) -> Settings {
         settings.expected_codes = capacity;
         settings
@@ -416,12 +438,13 @@ impl FinalStore {
             output.clone(),
             self.settings.write_limit.clone(),
         );
+        let sync = self.settings.sync;
         let work = match self.settings.compaction {
-            Compaction::Inline => MergeWork::Done(compaction::merge(&dir, &inputs, name, limit)),
+            Compaction::Inline => MergeWork::Done(compaction::merge(&dir, &inputs, name, limit, sync)),
             Compaction::Background => MergeWork::Thread(
                 std::thread::Builder::new()
                     .name("final-codes merge".into())
-                    .spawn(move || compaction::merge(&dir, &inputs, name, limit))
+                    .spawn(move || compaction::merge(&dir, &inputs, name, limit, sync))
                     .expect("a merge thread starts"),
             ),
         };
@@ -499,7 +522,14 @@ impl FinalStore {
             let sequence = self.next_sequence;
             self.next_sequence += 1;
             let name = run::file_name(sequence);
-            let mut writer = RunWriter::create(&self.dir, name, epoch, sequence, self.settings.write_limit.clone())?;
+            let mut writer = RunWriter::create(
+                &self.dir,
+                name,
+                epoch,
+                sequence,
+                self.settings.write_limit.clone(),
+                self.settings.sync,
+            )?;
             for (_, key) in group {
                 let record = &self.memtable[key];
                 writer.push(*key, record.final_at, record.status, &record.account)?;
@@ -574,7 +604,7 @@ impl FinalStore {
             report.files += 1;
             report.bytes += bytes;
         }
-        if report.files > 0 {
+        if report.files > 0 && self.settings.sync {
             run::sync_dir(&self.dir)?;
         }
         Ok(report)

@@ -40,6 +40,7 @@ fn settings(memtable: usize) -> Settings {
         expected_codes: 1_000,
         compaction: Compaction::Inline,
         write_limit: None,
+        sync: true,
     }
 }
 
