@@ -5,7 +5,10 @@
 //! - `benches/benches/`: criterion benches of the hot parts, each driving one part directly
 //!   (no dataflow) and reporting throughput in code events: `decode` (JSON and binary
 //!   input), `code_transitions` (the national index, and the index feeding the accounts),
-//!   `settlement` (FIFO settlement of long queues), `aggregates` (period revisions).
+//!   `settlement` (FIFO settlement of long queues), `aggregates` (period revisions),
+//!   `final_codes` (the final-code store's lookups and inserts, in operations).
+//! - `final-store`: the final-code store at 10^7 records: RAM and disk per record,
+//!   checkpoint pause, open, lookups (docs/FINAL_CODES.md).
 //! - `bare-loop` ([`bare`]): one thread, decode and per-code transitions in one hash map and
 //!   nothing else: the machine's practical limit.
 //!

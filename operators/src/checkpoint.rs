@@ -13,6 +13,7 @@
 //! One [`Checkpoints`] is shared by every worker of a process; shares are named by worker
 //! and operator, so a cut is complete when every expected share has arrived.
 
+use crate::final_codes::Manifest;
 use crate::flow::Time;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,9 @@ struct Inner {
     machines: Mutex<Vec<SyncActivator>>,
     /// A file run that ends in a checkpoint instead of finishing.
     backfill: bool,
+    /// The final-code manifests of the checkpoints kept on disk, by worker, and a
+    /// generation counting how often they were named (0: never).
+    kept: Mutex<(u64, BTreeMap<usize, Vec<Manifest>>)>,
 }
 
 /// The checkpoints of one process's workers (cheap to clone).
@@ -127,6 +131,7 @@ impl Checkpoints {
             restored: restored.map(Arc::new),
             machines: Mutex::new(Vec::new()),
             backfill: false,
+            kept: Mutex::new((0, BTreeMap::new())),
         }))
     }
 
@@ -224,6 +229,22 @@ impl Checkpoints {
     pub fn acting_on(&self, frontier: Time) -> Option<Time> {
         self.0.seen.fetch_max(frontier, Ordering::SeqCst);
         self.pending()
+    }
+
+    /// Names the checkpoints kept on disk by the final-code manifests they hold, per
+    /// worker: each worker's final-code store then deletes only files none of them names
+    /// (crate::final_codes::Tier). Called after every checkpoint file written and pruned,
+    /// and once before the run with the files already there.
+    pub fn keep_manifests(&self, by_worker: BTreeMap<usize, Vec<Manifest>>) {
+        let mut kept = self.0.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        kept.0 += 1;
+        kept.1 = by_worker;
+    }
+
+    /// The kept manifests of `worker`, if they were named since generation `seen`.
+    pub fn kept_manifests(&self, worker: usize, seen: u64) -> Option<(u64, Vec<Manifest>)> {
+        let kept = self.0.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (kept.0 > seen).then(|| (kept.0, kept.1.get(&worker).cloned().unwrap_or_default()))
     }
 
     /// The cut the run starts from.

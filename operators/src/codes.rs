@@ -5,15 +5,21 @@
 //! owner's account: codes created, commands on its own codes, and held commands resolved by
 //! an emission (DOMAIN.md §4, §8). Within an instant, codes are taken in account order
 //! (kind rank, event id, position); holds ending at an instant end after its inputs.
+//!
+//! Tiers (issue 17): live codes are held in RAM; a code that becomes final moves to the
+//! worker's final-code store on disk ([`Tier`]), which answers for codes it does not hold
+//! from a filter in RAM. A checkpoint records the store's manifest, not its codes.
 
+use crate::checkpoint::{decode, encode, RestoreError};
 use crate::driver::{run_machine, Drive};
 use crate::event::Kind;
+use crate::final_codes::{CodesMemory, FinalCodes, FinalRecord, Manifest, Tier};
 use crate::flow::Time;
 use crate::flow::{
     code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Header,
 };
 use crate::intern::Interner;
-use crate::machine::{Machine, Sweeper};
+use crate::machine::Machine;
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::status::Status;
@@ -33,27 +39,37 @@ struct HoldKey {
     position: u32,
 }
 
-/// Who owns a code, and since when it is final (`Ts::MAX` while it is not) in which
-/// status. 16 bytes: the status fits in the padding.
+/// Who owns a live code (a final one is in the [`Tier`]).
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Owner {
     account: u32,
-    final_at: Ts,
-    status: Status,
+}
+
+/// What the index knows of a code.
+enum Known {
+    /// Live: its owner's interned id.
+    Live(u32),
+    /// Final, from the store.
+    Final(FinalRecord),
 }
 
 /// The index of one worker's share of the codes.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Codes {
+    /// The final-code store's manifest at the last save. The first field: a checkpoint
+    /// loader reads it alone ([`Codes::manifest_of`]) to verify the files before a restore.
+    final_codes: Option<Manifest>,
     // Looked up, never iterated: a HashMap cannot reach an output's order. Per live code:
-    // the 16-byte fingerprint, the owner's interned id, and when the code became final.
+    // the 16-byte fingerprint and the owner's interned id.
     owners: CodeMap<Owner>,
     retention_ms: i64,
     accounts: Interner,
     held: BTreeMap<String, BTreeMap<HoldKey, (Ts, CodeIn)>>,
     deadlines: BTreeSet<(Ts, HoldKey, String)>,
     hold_ms: i64,
-    sweeper: Sweeper,
+    /// Final codes (configuration and files: not saved; the manifest above is).
+    #[serde(skip)]
+    tier: Option<Tier>,
 }
 
 /// What the national index emits: one variant per edge of the graph.
@@ -91,6 +107,8 @@ pub fn national_index<'scope>(
     index: Codes,
     drive: &Drive,
 ) -> IndexEdges<'scope> {
+    let mut index = index;
+    index.tier().attach(codes.scope().index(), drive.checkpoints.clone());
     let mut parts = edges(run_machine(codes, Exchange::new(CodesIn::route), index, drive));
     IndexEdges {
         refusals: take(parts.next(), |out| {
@@ -122,69 +140,98 @@ fn reject(code: &CodeIn, reason: Reason, detail: String) -> IndexOut {
 
 impl Codes {
     /// An empty index; commands wait `hold_ms` for unknown codes; final codes are
-    /// forgotten `retention_ms` after they became final.
+    /// forgotten `retention_ms` after they became final. Final codes go to a temporary
+    /// directory unless [`Codes::with_final_codes`] says where.
     pub fn new(hold_ms: i64, retention_ms: i64) -> Codes {
         Codes {
+            final_codes: None,
             owners: CodeMap::default(),
             retention_ms,
             accounts: Interner::default(),
             held: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             hold_ms,
-            sweeper: Sweeper::default(),
+            tier: None,
         }
     }
 
-    /// Codes the index holds (for memory measurements).
+    /// Final codes go to `place` (one directory per worker under it).
+    pub fn with_final_codes(mut self, place: FinalCodes) -> Codes {
+        self.tier = Some(Tier::new(place, self.retention_ms));
+        self
+    }
+
+    /// The final-code tier, in a temporary directory if none was given.
+    fn tier(&mut self) -> &mut Tier {
+        let retention_ms = self.retention_ms;
+        self.tier
+            .get_or_insert_with(|| Tier::new(FinalCodes::temporary(&std::env::temp_dir()), retention_ms))
+    }
+
+    /// The final-code manifest in a saved index's state (read without decoding the rest).
+    pub fn manifest_of(state: &[u8]) -> Result<Option<Manifest>, RestoreError> {
+        decode("the national index's final-code manifest", state)
+    }
+
+    /// Live codes the index holds in RAM (for memory measurements).
     pub fn len(&self) -> usize {
         self.owners.len()
     }
 
-    /// Whether the index holds no code.
+    /// Whether the index holds no live code.
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty()
     }
 
-    /// Forgets, once per day of event time, every code final for longer than the retention
-    /// horizon.
-    fn sweep(&mut self, now: Ts) {
-        if !self.sweeper.due(now) {
-            return;
+    /// What the index holds and costs, as last reported to its place and now.
+    pub fn memory(&self) -> CodesMemory {
+        let entry = std::mem::size_of::<(CodeKey, Owner)>() + 1;
+        CodesMemory {
+            live_codes: self.owners.len() as u64,
+            final_codes: 0,
+            ram_bytes: (self.owners.capacity() * entry) as u64,
+            disk_bytes: 0,
         }
-        let retention_ms = self.retention_ms;
-        self.owners
-            .retain(|_, owner| owner.final_at == Ts::MAX || owner.final_at.plus_millis(retention_ms) > now);
+    }
+
+    fn publish_memory(&self) {
+        if let Some(tier) = &self.tier {
+            tier.publish(self.memory());
+        }
+    }
+
+    /// What the index knows of a code at `now`: live codes from RAM, then final ones from
+    /// the store (a code final for `retention_ms` is forgotten, DOMAIN.md §7).
+    fn known(&self, key: CodeKey, now: Ts) -> Option<Known> {
+        if let Some(owner) = self.owners.get(&key) {
+            return Some(Known::Live(owner.account));
+        }
+        self.tier.as_ref()?.get(key, now).map(Known::Final)
+    }
+
+    /// A live code became final: it leaves RAM for the store.
+    fn finalize(&mut self, key: CodeKey, at: Ts, status: Status) {
+        let Some(owner) = self.owners.remove(&key) else { return };
+        let account: Arc<str> = Arc::from(self.accounts.name(owner.account));
+        let record = FinalRecord {
+            account,
+            status,
+            final_at: at,
+        };
+        self.tier().insert(key, record);
         if self.owners.capacity() > 1024 && self.owners.len() < self.owners.capacity() / 4 {
             self.owners.shrink_to_fit();
         }
     }
 
-    /// The owner of a code at `now`. Retention is checked here: a code final for
-    /// `retention_ms` is forgotten the first time it is looked up (DOMAIN.md §7).
-    fn owner(&mut self, key: CodeKey, now: Ts) -> Option<Owner> {
-        let owner = *self.owners.get(&key)?;
-        if owner.final_at != Ts::MAX && owner.final_at.plus_millis(self.retention_ms) <= now {
-            self.owners.remove(&key);
-            return None;
-        }
-        Some(owner)
-    }
-
     fn emit(&mut self, code: CodeIn, now: Ts, out: &mut Vec<IndexOut>) {
         let key = code_key(&code.code);
-        if self.owner(key, now).is_some() {
+        if self.known(key, now).is_some() {
             out.push(reject(&code, Reason::AlreadyExists, wording::code_exists()));
             return;
         }
         let account = self.accounts.intern(&code.header.account);
-        self.owners.insert(
-            key,
-            Owner {
-                account,
-                final_at: Ts::MAX,
-                status: Status::Emitted,
-            },
-        );
+        self.owners.insert(key, Owner { account });
         let waiting = self.held.remove(&code.code).unwrap_or_default();
         let after = code.header.clone();
         out.push(IndexOut::ToAccount(CodeOut::Created(code)));
@@ -202,16 +249,16 @@ impl Codes {
     }
 
     fn command(&mut self, code: CodeIn, now: Ts, out: &mut Vec<IndexOut>) {
-        let owner = self.owner(code_key(&code.code), now);
-        let owner = owner.map(|owner| (self.accounts.name(owner.account), owner));
-        match owner {
+        match self.known(code_key(&code.code), now) {
             // A final code: the account has forgotten it, the index answers (in the words the
             // account would use).
-            Some((name, owner)) if name == code.header.account && owner.final_at != Ts::MAX => {
-                let detail = wording::invalid_transition(code.header.kind, owner.status);
+            Some(Known::Final(record)) if *record.account == *code.header.account => {
+                let detail = wording::invalid_transition(code.header.kind, record.status);
                 out.push(reject(&code, Reason::InvalidTransition, detail));
             }
-            Some((name, _)) if name == code.header.account => out.push(IndexOut::ToAccount(CodeOut::Command(code))),
+            Some(Known::Live(id)) if self.accounts.name(id) == code.header.account => {
+                out.push(IndexOut::ToAccount(CodeOut::Command(code)))
+            }
             Some(_) => out.push(reject(&code, Reason::WrongAccount, wording::wrong_account())),
             None => {
                 let deadline = code.header.ts.plus_millis(self.hold_ms).max(now);
@@ -250,6 +297,35 @@ impl crate::machine::Durable for Codes {
     fn keep_configuration(&mut self, restored: &mut Codes) {
         restored.retention_ms = self.retention_ms;
         restored.hold_ms = self.hold_ms;
+        restored.tier = self.tier.take();
+    }
+
+    /// Seals the final-code store's memtable and records its manifest: the run files are
+    /// shared with earlier checkpoints, never copied.
+    fn save(&mut self) -> Vec<u8> {
+        if let Some(tier) = &mut self.tier {
+            self.final_codes = tier.checkpoint();
+        }
+        self.publish_memory();
+        encode(self)
+    }
+
+    /// Restores the live codes and opens the store the saved manifest names (each file
+    /// verified: a torn or corrupt one refuses the restore, naming it).
+    fn restore(&mut self, state: &[u8]) -> Result<(), RestoreError> {
+        let mut restored: Codes = decode(std::any::type_name::<Codes>(), state)?;
+        self.keep_configuration(&mut restored);
+        let retention_ms = restored.retention_ms;
+        if let Some(manifest) = restored.final_codes.clone() {
+            let tier = restored.tier();
+            tier.set_retention(retention_ms);
+            tier.open(&manifest).map_err(|error| RestoreError {
+                what: "the national index's final codes".into(),
+                detail: error.to_string(),
+            })?;
+        }
+        *self = restored;
+        Ok(())
     }
 
     fn carried(input: &CodesIn) -> bool {
@@ -266,17 +342,18 @@ impl Machine for Codes {
 
     fn step(&mut self, now: Time, inputs: Vec<CodesIn>, out: &mut Vec<IndexOut>) {
         let now = ts_of(now);
-        self.sweep(now);
+        if self
+            .tier
+            .as_mut()
+            .is_some_and(|tier| tier.advance(now) && tier.publish_due())
+        {
+            self.publish_memory();
+        }
         let mut codes = Vec::with_capacity(inputs.len());
         for input in inputs {
             match input {
                 CodesIn::Code(code) => codes.push(code),
-                CodesIn::Final { key, at, status } => {
-                    if let Some(owner) = self.owners.get_mut(&key) {
-                        owner.final_at = at;
-                        owner.status = status;
-                    }
-                }
+                CodesIn::Final { key, at, status } => self.finalize(key, at, status),
             }
         }
         // Codes of one event share their header: compare positions without comparing ids.
@@ -310,5 +387,6 @@ impl Machine for Codes {
     fn finish(&mut self, _end: Time, out: &mut Vec<IndexOut>) {
         // The watermark stopped: commands still waiting are refused.
         self.end_holds(None, out);
+        self.publish_memory();
     }
 }

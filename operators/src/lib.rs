@@ -17,6 +17,7 @@ pub mod dedup;
 pub mod driver;
 pub mod event;
 pub mod failure;
+pub mod final_codes;
 pub mod flow;
 pub mod intern;
 pub mod machine;

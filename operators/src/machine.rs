@@ -47,8 +47,9 @@ where
     /// the run's settings, not the checkpoint's, apply from now on.
     fn keep_configuration(&mut self, restored: &mut Self);
 
-    /// The machine's state, encoded with [`encode`].
-    fn save(&self) -> Vec<u8> {
+    /// The machine's state, encoded with [`encode`] (`&mut`: a machine with state on disk
+    /// seals what it holds in RAM first).
+    fn save(&mut self) -> Vec<u8> {
         encode(self)
     }
 

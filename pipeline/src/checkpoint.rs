@@ -23,9 +23,12 @@ use markledger_operators::aggregates::Revisions;
 use markledger_operators::checkpoint::{decode, encode, Checkpoints, Cut};
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
+use markledger_operators::final_codes::{worker_dir, FinalStore, Manifest, STATE_SUBDIR};
+use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
 use markledger_operators::machine::{distinct, Machine};
 use markledger_operators::orders::Orders;
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,8 +59,9 @@ pub const KEEP: usize = 3;
 
 const MAGIC: &[u8; 8] = b"MLCKPT\0\0";
 /// Bumped whenever the body's encoding or any saved state's shape changes: a file of
-/// another version is refused (with its version named), never misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// another version is refused (with its version named), never misread. Version 2: the
+/// national index saves its live codes and the manifest of its final-code store (issue 17).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 8;
 
 /// What writing a checkpoint took.
@@ -165,15 +169,83 @@ impl Store {
         Ok(decode::<Cut>("the checkpoint", body)?)
     }
 
-    /// The newest checkpoint that verifies, reporting every newer one that does not.
+    /// The newest checkpoint that verifies, with every final-code run file it names,
+    /// reporting every newer one that does not.
     pub fn load(&self, report: &mut dyn FnMut(String)) -> Result<Option<Cut>> {
         for (_, path) in self.files()? {
-            match Store::read(&path) {
+            match Store::read(&path).and_then(|cut| self.verify_final_codes(&cut).map(|()| cut)) {
                 Ok(cut) => return Ok(Some(cut)),
                 Err(error) => report(format!("skipping a checkpoint: {error:#}")),
             }
         }
         Ok(None)
+    }
+
+    /// The directory of the final-code stores (`DIR/final-codes`).
+    pub fn final_codes_dir(&self) -> PathBuf {
+        self.dir.join(STATE_SUBDIR)
+    }
+
+    /// Reads and checks every run file the cut's final-code manifests name (a torn or
+    /// corrupt one refuses the checkpoint, naming the file).
+    pub fn verify_final_codes(&self, cut: &Cut) -> Result<()> {
+        let root = self.final_codes_dir();
+        for (worker, manifest) in final_code_manifests(cut)? {
+            FinalStore::verify(&worker_dir(&root, worker), &manifest).with_context(|| {
+                format!(
+                    "the checkpoint at {} names final-code files that do not verify",
+                    ts_of(cut.time)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The final-code manifests of the checkpoints kept (the newest [`KEEP`] files), per
+    /// worker: what no store may delete. `cache` holds those already read, by time (a
+    /// file that does not read is left out: it cannot be restored anyway).
+    pub fn kept_manifests(&self, cache: &mut ManifestCache) -> Result<BTreeMap<usize, Vec<Manifest>>> {
+        let kept: Vec<(Time, PathBuf)> = self.files()?.into_iter().take(KEEP).collect();
+        cache.retain(|time, _| kept.iter().any(|(kept, _)| kept == time));
+        let mut by_worker: BTreeMap<usize, Vec<Manifest>> = BTreeMap::new();
+        for (time, path) in kept {
+            let manifests = cache.entry(time).or_insert_with(|| {
+                Store::read(&path)
+                    .and_then(|cut| final_code_manifests(&cut))
+                    .unwrap_or_default()
+            });
+            for (worker, manifest) in manifests.iter() {
+                by_worker.entry(*worker).or_default().push(manifest.clone());
+            }
+        }
+        Ok(by_worker)
+    }
+}
+
+/// Final-code manifests of checkpoint files already read, by checkpoint time.
+pub type ManifestCache = BTreeMap<Time, BTreeMap<usize, Manifest>>;
+
+/// The final-code manifest of each worker's national index in `cut` (a worker with no
+/// final code yet has none).
+pub fn final_code_manifests(cut: &Cut) -> Result<BTreeMap<usize, Manifest>> {
+    let mut manifests = BTreeMap::new();
+    for worker in 0..cut.workers {
+        let Some(share) = cut.share(worker, Codes::NAME) else {
+            continue;
+        };
+        if let Some(manifest) = Codes::manifest_of(&share.state)? {
+            manifests.insert(worker, manifest);
+        }
+    }
+    Ok(manifests)
+}
+
+/// Tells the run's stores which checkpoints are kept (see [`Store::kept_manifests`]); a
+/// failure to list them is reported and leaves the stores collecting nothing new.
+pub fn keep_manifests(store: &Store, checkpoints: &Checkpoints, cache: &mut ManifestCache) {
+    match store.kept_manifests(cache) {
+        Ok(kept) => checkpoints.keep_manifests(kept),
+        Err(error) => markledger_operators::note!("markledger: listing kept checkpoints: {error:#}"),
     }
 }
 
@@ -216,8 +288,12 @@ impl StreamCheckpoints {
     pub fn start(store: Store, settings: StreamCheckpointSettings) -> Arc<StreamCheckpoints> {
         let (send, receive) = mpsc::channel::<Cut>();
         let log = Arc::new(WriterLog::default());
+        // The stores may delete only what no checkpoint already on disk names.
+        let mut cache = ManifestCache::new();
+        keep_manifests(&store, &settings.checkpoints, &mut cache);
         let thread = {
             let log = log.clone();
+            let checkpoints = settings.checkpoints.clone();
             std::thread::spawn(move || {
                 for cut in receive {
                     match store.write(&cut) {
@@ -225,6 +301,10 @@ impl StreamCheckpoints {
                             log.written.fetch_add(1, Ordering::Relaxed);
                             *log.last.lock().expect("written lock") =
                                 Some((cut.time, written.bytes, written.took.as_millis() as u64));
+                            if let Ok(manifests) = final_code_manifests(&cut) {
+                                cache.insert(cut.time, manifests);
+                            }
+                            keep_manifests(&store, &checkpoints, &mut cache);
                         }
                         // Not fatal: the previous checkpoint stays the one to restore.
                         Err(error) => {

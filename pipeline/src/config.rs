@@ -1,9 +1,11 @@
 //! Engine configuration: every tunable of DOMAIN.md in one place, with its default.
 
+use markledger_operators::final_codes::{FinalCodes, WriteLimit};
 use markledger_operators::rules::{Admission, TimeWindow};
 use markledger_operators::time::{MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND};
 use markledger_operators::WorkingCalendar;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What every engine needs to know besides its input.
@@ -33,6 +35,42 @@ pub struct Config {
     /// Events refused `INTERNAL_ERROR` by id, with what they made fail (stream mode's
     /// poison pills; empty elsewhere).
     pub quarantine: Arc<BTreeMap<String, String>>,
+    /// Where the national index keeps final codes on disk (issue 17).
+    pub final_codes: FinalCodesOptions,
+}
+
+/// Where final codes go: under `STATE/final-codes` with a state directory, otherwise under
+/// a temporary directory (in `spill_dir`, or the system's) removed when the run ends.
+#[derive(Clone, Debug, Default)]
+pub struct FinalCodesOptions {
+    /// The run's state directory (`--state`): the stores live in it, with the checkpoints.
+    pub state: Option<PathBuf>,
+    /// Where the temporary directory of a run without state is made (`--spill-dir`).
+    pub spill_dir: Option<PathBuf>,
+    /// Every final code goes to disk at once (tests: the disk path on small data). Also
+    /// set by the environment variable `MARKLEDGER_SPILL_ALL=1`.
+    pub spill_all: bool,
+    /// Fault injection: the stores' writes fail with "no space left" after this many
+    /// bytes (tests of a full disk; debug builds also read `MARKLEDGER_SPILL_WRITE_LIMIT`).
+    pub write_limit: Option<u64>,
+}
+
+impl FinalCodesOptions {
+    /// The place of one run's final codes.
+    pub fn place(&self) -> FinalCodes {
+        let mut place = match (&self.state, &self.spill_dir) {
+            (Some(state), _) => FinalCodes::in_state(state),
+            (None, Some(dir)) => FinalCodes::temporary(dir),
+            (None, None) => FinalCodes::temporary(&std::env::temp_dir()),
+        };
+        place.spill_all = self.spill_all || std::env::var("MARKLEDGER_SPILL_ALL").is_ok_and(|v| v == "1");
+        let injected = cfg!(debug_assertions)
+            .then(|| std::env::var("MARKLEDGER_SPILL_WRITE_LIMIT").ok())
+            .flatten()
+            .and_then(|bytes| bytes.parse::<u64>().ok());
+        place.write_limit = self.write_limit.or(injected).map(WriteLimit::new);
+        place
+    }
 }
 
 /// Five years of 365.25 days.
@@ -52,6 +90,7 @@ impl Config {
             retention_ms: FIVE_YEARS_MS,
             calendar,
             quarantine: Arc::default(),
+            final_codes: FinalCodesOptions::default(),
         }
     }
 

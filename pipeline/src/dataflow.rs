@@ -35,6 +35,7 @@ use markledger_operators::codes::{national_index, Codes};
 use markledger_operators::commands::{command_codes, CommandRules};
 use markledger_operators::dedup::{unique_events, Dedup};
 use markledger_operators::driver::Drive;
+use markledger_operators::final_codes::FinalCodes;
 use markledger_operators::flow::{AccountIn, CodesIn, Placed, Time};
 use markledger_operators::orders::{order_book, Orders};
 use markledger_operators::output::Output;
@@ -64,6 +65,8 @@ pub struct GraphSettings {
     pub start: Time,
     /// A stream's orderly stop.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Where the national index keeps final codes.
+    pub final_codes: FinalCodes,
 }
 
 /// How far the national index may run ahead of the accounts (docs/ARCHITECTURE.md,
@@ -101,7 +104,8 @@ pub fn build<'scope>(
     // later: the index can run that far ahead of the accounts.
     let (finality_loop, finals) = scope.feedback::<Vec<CodesIn>>(graph.finality_delay_ms as u64);
     let index_codes = orders.codes.concat(commands.codes).concat(finals);
-    let index = national_index(index_codes, Codes::new(config.hold_ms, config.retention_ms), drive);
+    let codes = Codes::new(config.hold_ms, config.retention_ms).with_final_codes(graph.final_codes.clone());
+    let index = national_index(index_codes, codes, drive);
     let account_inputs = credits
         .concat(orders.pending)
         .concat(index.to_accounts)

@@ -81,6 +81,13 @@ struct StreamArgs {
     /// How often a checkpoint is taken (with --state).
     #[arg(long)]
     checkpoint_interval: Option<String>,
+    /// Without --state: where final codes spill to disk (a temporary directory made in it,
+    /// removed at the end; default: the system's temporary directory).
+    #[arg(long)]
+    spill_dir: Option<PathBuf>,
+    /// Every final code goes to disk at once (tests of the disk path).
+    #[arg(long, hide = true)]
+    spill_all: bool,
     /// An event whose ts is further ahead of the wall clock than this is refused
     /// TS_OUT_OF_RANGE (default 1d).
     #[arg(long)]
@@ -135,16 +142,21 @@ struct RunArgs {
     close_after_days: u32,
     /// A backfill: end the run in a checkpoint in this directory (its machines do not
     /// finish: holds stay open), from which `stream --state` with the same workers goes on.
+    /// Final codes are kept on disk in it.
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Where outputs waiting for their canonical order spill (default: a hidden directory
-    /// beside --out); removed at the end.
+    /// Where the run spills to disk (directories made inside it, removed at the end): outputs
+    /// waiting for their canonical order (default: a hidden directory beside --out) and,
+    /// without --state, final codes (default: the system's temporary directory).
     #[arg(long)]
     spill_dir: Option<PathBuf>,
     /// Rendered output bytes a worker holds before spilling a sorted run (tests force tiny
     /// runs; not for users).
     #[arg(long, hide = true, default_value_t = markledger_connectors::file::OUTPUT_RUN_BYTES)]
     output_run_bytes: usize,
+    /// Every final code goes to disk at once (tests of the disk path).
+    #[arg(long, hide = true)]
+    spill_all: bool,
     /// No progress lines (the summary is still printed).
     #[arg(long)]
     quiet: bool,
@@ -336,6 +348,8 @@ fn config_from(args: &RunArgs) -> Result<Config> {
     config.lateness_ms = lateness;
     config.hold_ms = hold;
     config.close_after_days = args.close_after_days;
+    config.final_codes.spill_dir = args.spill_dir.clone();
+    config.final_codes.spill_all = args.spill_all;
     Ok(config)
 }
 
@@ -375,6 +389,8 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
     };
     let mut config = Config::with_calendar(markledger_datasets::calendars::kazakhstan());
     config.lateness_ms = duration(&args.lateness, &file.lateness, "5s", "lateness")?;
+    config.final_codes.spill_dir = args.spill_dir.clone();
+    config.final_codes.spill_all = args.spill_all;
     let Some(brokers) = args.brokers.clone().or(file.brokers.clone()) else {
         bail!("--brokers (or `brokers` in --config) is required")
     };

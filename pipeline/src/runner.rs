@@ -1,7 +1,7 @@
 //! File runs: read partitions, run an engine, write the five outputs, and tell a person
 //! what happened (a progress line on long work, a summary at the end).
 
-use crate::checkpoint::{SourceShare, Store, NAMES};
+use crate::checkpoint::{keep_manifests, ManifestCache, SourceShare, Store, NAMES};
 use crate::config::Config;
 use crate::generated::{self, Generated};
 use crate::reference;
@@ -13,6 +13,7 @@ use markledger_connectors::file::{
 };
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
+use markledger_operators::final_codes::CodesMemory;
 use markledger_operators::flow::time_of;
 use markledger_operators::money::render;
 use markledger_operators::Ts;
@@ -140,7 +141,8 @@ pub struct FileRun<'a> {
     /// A backfill's checkpoint directory (the dataflow only).
     pub state: Option<&'a Path>,
     /// Where outputs waiting for their canonical order spill (a directory made inside it,
-    /// removed at the end); `None`: a hidden sibling of `out` ([`SpillDir::beside`]).
+    /// removed at the end); `None`: a hidden sibling of `out` ([`SpillDir::beside`]). The
+    /// same flag places final codes of a run without `--state` (`Config::final_codes`).
     pub spill_dir: Option<&'a Path>,
     /// Rendered output bytes a worker holds before spilling a sorted run
     /// ([`OUTPUT_RUN_BYTES`]; tests force tiny runs to exercise the merge).
@@ -246,9 +248,15 @@ fn run_dataflow_files(
     } = open_inputs(run.inputs)?;
     let store = run.state.map(Store::open).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
+    if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
+        // Final codes under the state directory: its kept checkpoints' files stay.
+        keep_manifests(store, checkpoints, &mut ManifestCache::new());
+    }
+    let mut config = config.clone();
+    config.final_codes.state = run.state.map(Path::to_path_buf);
     let spill = run.spill();
     let Summarized { summary, stats, runs } =
-        crate::summary::run_summarized(config, inputs, workers, backfill.clone(), &spill, &mut |records| {
+        crate::summary::run_summarized(&config, inputs, workers, backfill.clone(), &spill, &mut |records| {
             progress.tick(|| format!("read {records} records"));
         })?;
     if let Some(generator) = generator {
@@ -309,10 +317,11 @@ fn write_backfill_checkpoint(
         .context("the backfill's checkpoint is incomplete (a machine did not save its share)")?;
     let written = store.write(&cut).context("writing the backfill's checkpoint")?;
     markledger_operators::note!(
-        "markledger run: backfill checkpoint {} ({:.1} MB, {} ms)",
+        "markledger run: backfill checkpoint {} ({:.1} MB, {} ms to write; a worker paused at most {:.1} ms to save a machine)",
         written.path.display(),
         written.bytes as f64 / 1e6,
-        written.took.as_millis()
+        written.took.as_millis(),
+        checkpoints.longest_save().as_secs_f64() * 1e3
     );
     Ok(())
 }
@@ -416,7 +425,24 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
         w.periods
     ));
     line(format!("  accounts    {}", s.accounts));
+    if let Some(memory) = &s.memory {
+        line(format!("  memory      {}", render_memory(memory)));
+    }
     text
+}
+
+/// The national index's state: codes held (live in RAM, final on disk), the RAM it takes
+/// (an estimate from its tables' sizes) and its files on disk.
+pub fn render_memory(memory: &CodesMemory) -> String {
+    let held = memory.live_codes + memory.final_codes;
+    format!(
+        "codes held {held} ({} live in RAM, {} final on disk); code state ~{:.1} MB of RAM ({:.1} B per code held), {:.1} MB on disk",
+        memory.live_codes,
+        memory.final_codes,
+        memory.ram_bytes as f64 / 1e6,
+        memory.ram_bytes as f64 / held.max(1) as f64,
+        memory.disk_bytes as f64 / 1e6
+    )
 }
 
 /// `NAME n, NAME n, …` of named counts.

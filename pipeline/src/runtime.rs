@@ -24,6 +24,7 @@ use markledger_connectors::partition::{MemoryPartition, PartitionInput};
 use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::driver::{Drive, InputEnd};
 use markledger_operators::failure;
+use markledger_operators::final_codes::{CodesMemory, FinalCodes};
 use markledger_operators::flow::Time;
 use markledger_operators::output::{Output, Sink};
 use std::cell::RefCell;
@@ -90,6 +91,17 @@ pub struct Run<D> {
     pub sinks: Vec<D>,
     /// Where the watermark stopped.
     pub end: Time,
+    /// What the national index's state held and cost at the end (or its last report).
+    pub final_codes: Option<CodesMemory>,
+}
+
+/// Removes a run's temporary directory of final codes when dropped.
+struct RemoveTemporary(FinalCodes);
+
+impl Drop for RemoveTemporary {
+    fn drop(&mut self) {
+        self.0.remove_temporary();
+    }
 }
 
 /// The worker that reads partition `index`: round robin, the same for every source.
@@ -179,6 +191,9 @@ where
     let workers = settings.workers.max(1);
     let graph = graph_settings(settings);
     let end = graph.drive.end.clone();
+    let final_codes = graph.final_codes.clone();
+    // A temporary directory of final codes is removed however the run ends.
+    let _remove = RemoveTemporary(final_codes.clone());
     let shared = Arc::new(RunShared {
         graph,
         stopped: (0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect(),
@@ -202,6 +217,7 @@ where
         stats: SourceStats::default(),
         sinks: Vec::with_capacity(workers),
         end: end.get().unwrap_or(Time::MAX),
+        final_codes: final_codes.memory(),
     };
     for worker in joined {
         let Ok(Some((stats, done))) = worker else {
@@ -232,6 +248,7 @@ fn graph_settings(settings: RunSettings<'_>) -> GraphSettings {
         cut.time
     });
     GraphSettings {
+        final_codes: settings.config.final_codes.place(),
         config: settings.config.clone(),
         batching: settings.batching.at_least_one(),
         finality_delay_ms: finality_delay_ms(settings.config, checkpoints.is_some()),

@@ -136,7 +136,10 @@ pub fn run_stream(
     stop: Arc<AtomicBool>,
     progress: &mut dyn FnMut(&StreamReport),
 ) -> Result<StreamReport> {
-    let config = &with_quarantine(config, options.state.as_deref())?;
+    let mut config = with_quarantine(config, options.state.as_deref())?;
+    // With a state directory, final codes live in it (its checkpoints name their files).
+    config.final_codes.state = options.state.clone();
+    let config = &config;
     let assignment = create_topics(options)?;
     let restored = restore(options, &assignment)?;
     let run = Arc::new(StreamRun::start(config, options, assignment, restored)?);

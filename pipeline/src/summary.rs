@@ -10,6 +10,7 @@ use markledger_connectors::file::{merge_runs, OUTPUT_RUN_BYTES};
 use markledger_connectors::file::{SortedRun, SortedRuns, SpillDir};
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
+use markledger_operators::final_codes::CodesMemory;
 use markledger_operators::flow::Time;
 use markledger_operators::money::Money;
 use markledger_operators::output::{Entry, Output, Sink};
@@ -52,6 +53,8 @@ pub struct Summary {
     pub first_ts: Option<Ts>,
     /// The latest `ts` read: where the watermark stops.
     pub last_ts: Option<Ts>,
+    /// What the national index's code state held and cost at the end (the dataflow only).
+    pub memory: Option<CodesMemory>,
 }
 
 /// What a worker's outputs add to the summary, counted as they are emitted.
@@ -223,6 +226,7 @@ pub fn run_summarized(
         first_ts: stats.first_ts,
         last_ts: stats.last_ts,
         accounts: stats.accounts.len() as u64,
+        memory: run.final_codes,
         ..Summary::default()
     };
     let (tallies, runs): (Vec<Tally>, Vec<_>) = run.sinks.into_iter().unzip();

@@ -478,6 +478,85 @@ fn a_torn_newest_checkpoint_falls_back_to_the_one_before() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// Issue 17: a checkpoint names the final-code run files it needs (its manifest, with
+/// their checksums). One run file named by the newest checkpoint and by no older one is
+/// corrupted (a bit flipped): that checkpoint is refused with a message naming the file,
+/// the one before it restored (its files are still there: garbage collection keeps what
+/// any kept checkpoint names), and the outputs are still exact.
+#[test]
+fn a_corrupt_final_code_file_refuses_its_checkpoint_and_falls_back() {
+    use markledger::checkpoint::{final_code_manifests, Store};
+    let (work, data, end, expected, broker) = setup("corrupt");
+    let brokers = broker.brokers();
+    produce_dataset(&settings(&brokers), &data, "k.codes.events").expect("produce");
+    let state = work.join("state");
+    let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    let flags = ["--state", state_flag.as_str(), "--checkpoint-interval", "200ms"];
+    // Run until the newest checkpoint names a run file no older kept one names.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut attempt = 0;
+    let (newest, victim) = loop {
+        assert!(Instant::now() < deadline, "no checkpoint with a file of its own");
+        let mut child = stream_with(&brokers, "k.", &work.join(format!("k{attempt}.log")), &flags);
+        let started = checkpoint_files(&state).len();
+        while checkpoint_files(&state).len() < (started + 2).min(3) {
+            assert!(Instant::now() < deadline, "no two checkpoints written");
+            assert!(child.try_wait().expect("child").is_none(), "stream exited early");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        attempt += 1;
+        let files = checkpoint_files(&state);
+        let manifests: Vec<_> = files
+            .iter()
+            .map(|path| final_code_manifests(&Store::read(path).expect("a whole checkpoint")).expect("manifests"))
+            .collect();
+        let (newest, older) = manifests.split_last().expect("checkpoints");
+        let named_before = |worker: &usize, file: &str| {
+            older
+                .iter()
+                .any(|m| m.get(worker).is_some_and(|m| m.runs.iter().any(|run| run.file == file)))
+        };
+        let own = newest.iter().find_map(|(worker, manifest)| {
+            let run = manifest.runs.iter().find(|run| !named_before(worker, &run.file))?;
+            Some(
+                state
+                    .join("final-codes")
+                    .join(format!("worker-{worker}"))
+                    .join(&run.file),
+            )
+        });
+        if let Some(victim) = own {
+            break (files.last().expect("newest").clone(), victim);
+        }
+    };
+    let mut bytes = std::fs::read(&victim).expect("run file");
+    bytes[100] ^= 0x40;
+    std::fs::write(&victim, &bytes).expect("corrupt");
+    let log = work.join("k-restart.log");
+    let mut child = stream_with(&brokers, "k.", &log, &flags);
+    wait_for_progress(&brokers, "k.", end, &mut child);
+    terminate(child);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let name = victim.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(
+        text.contains("skipping a checkpoint") && text.contains("torn or corrupt") && text.contains(name),
+        "the refusal names the file {name}:\n{text}"
+    );
+    assert!(text.contains("restored the checkpoint"), "{text}");
+    eprintln!(
+        "refused {} (corrupt {}), restored the one before",
+        newest.display(),
+        victim.display()
+    );
+    let (consumed, _) = consume(&brokers, "k.");
+    let diff = differences(&expected, &consumed);
+    assert!(diff.is_empty(), "after a corrupt final-code file:\n{}", diff.join("\n"));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 /// Splits every partition of `data` at the latest `ts` that divides each partition into a
 /// prefix before it and a suffix from it, near the middle of the data: `before` gets the
 /// prefixes, `after` the suffixes.
