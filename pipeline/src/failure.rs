@@ -87,6 +87,14 @@ pub fn on_failure(action: impl Fn(&WorkerFailure) + Send + 'static) {
 /// [`EXIT_FAILURE_CODE`]. For the binary only: a library caller keeps Rust's default.
 pub fn exit_on_panic() {
     std::panic::set_hook(Box::new(|info| {
+        // One line per process: when workers fail together (a full disk reaches each of
+        // them), the first ends the process and the others wait for it to.
+        static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if ENDING.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            loop {
+                std::thread::park();
+            }
+        }
         let message = panic_message(info.payload());
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
         let failure = WorkerFailure::here(&message, location);
