@@ -442,6 +442,7 @@ impl StreamRun {
 /// balances = "codes.balances"
 /// rejections = "codes.rejections"
 /// periods = "codes.periods"
+/// exports = "codes.exports"
 /// ```
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -486,6 +487,8 @@ pub struct TopicNames {
     pub rejections: Option<String>,
     /// Period aggregates.
     pub periods: Option<String>,
+    /// Export deliveries (DOMAIN.md §9).
+    pub exports: Option<String>,
 }
 
 impl TopicNames {
@@ -497,6 +500,7 @@ impl TopicNames {
             (&self.balances, &mut topics.balances),
             (&self.rejections, &mut topics.rejections),
             (&self.periods, &mut topics.periods),
+            (&self.exports, &mut topics.exports),
         ] {
             if let Some(name) = name {
                 *slot = name.clone();

@@ -8,7 +8,7 @@ use crate::source::{Batching, SourceStats};
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::money::Money;
-use markledger_operators::output::{Entry, Output};
+use markledger_operators::output::{Deletion, Entry, Output};
 use markledger_operators::{Reason, Status, Ts};
 use std::collections::BTreeMap;
 
@@ -117,6 +117,13 @@ pub fn run_summarized(
                 "rejections"
             }
             Output::Period(_) => "periods",
+            Output::Deleted(Deletion::Balance { account, .. }) => {
+                // A deleted account's balance is forgotten (DOMAIN.md §9).
+                balances.remove(account.as_str());
+                "balances"
+            }
+            Output::Deleted(Deletion::Period { .. }) => "periods",
+            Output::Export(_) => "exports",
         };
         *summary.outputs.entry(name).or_default() += 1;
     }
@@ -138,6 +145,9 @@ fn canonical_order(outputs: &mut [Output]) {
             Output::Balance(b) => (2, b.account.clone()),
             Output::Rejection(_) => (3, String::new()),
             Output::Period(p) => (4, p.key.render()),
+            Output::Deleted(Deletion::Balance { account, .. }) => (2, account.clone()),
+            Output::Deleted(Deletion::Period { key, .. }) => (4, key.render()),
+            Output::Export(e) => (5, e.account.clone()),
         }
     }
     // Stable: records of one account keep their account order.

@@ -3,7 +3,7 @@
 //! also asserts the reconciliation identity and revision order (`run_with`).
 
 use markledger::config::Config;
-use markledger_operators::output::{AggregateKind, Entry, Figures};
+use markledger_operators::output::{AggregateKind, Entry, Figures, RefundReason};
 use markledger_operators::time::Ts;
 use markledger_operators::{Reason, Status, WorkingCalendar};
 use markledger_tests::*;
@@ -283,7 +283,8 @@ fn s3_dormant_advance_reported_once_a_year_after() {
         due[0].figures,
         Figures::RefundDue {
             balance: dec("100.00"),
-            since: markledger_operators::Ts::parse_rfc3339("2025-01-10T10:00:00+06:00").unwrap()
+            since: markledger_operators::Ts::parse_rfc3339("2025-01-10T10:00:00+06:00").unwrap(),
+            reason: RefundReason::Dormant,
         }
     );
     assert!(due[1].is_final);
@@ -327,7 +328,8 @@ fn s3_dormant_advance_of_a_year_old_payment_is_decided_at_once() {
             1,
             Figures::RefundDue {
                 balance: dec("100.00"),
-                since
+                since,
+                reason: RefundReason::Dormant,
             }
         )]
     );

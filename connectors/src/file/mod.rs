@@ -27,16 +27,19 @@ pub enum OutputFile {
     Rejections,
     /// Period aggregates.
     Periods,
+    /// Export deliveries (DOMAIN.md §9).
+    Exports,
 }
 
 impl OutputFile {
     /// Every output file, in INTERFACE.md order.
-    pub const ALL: [OutputFile; 5] = [
+    pub const ALL: [OutputFile; 6] = [
         OutputFile::Status,
         OutputFile::Ledger,
         OutputFile::Balances,
         OutputFile::Rejections,
         OutputFile::Periods,
+        OutputFile::Exports,
     ];
 
     /// The file's name in the `--out` directory.
@@ -47,6 +50,7 @@ impl OutputFile {
             OutputFile::Balances => "balances.jsonl",
             OutputFile::Rejections => "rejections.jsonl",
             OutputFile::Periods => "periods.jsonl",
+            OutputFile::Exports => "exports.jsonl",
         }
     }
 
