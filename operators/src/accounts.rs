@@ -904,8 +904,14 @@ impl Machine for Accounts {
                     Body::Terminate | Body::Export => {
                         let event = &placed.event;
                         let detail = wording::not_in_dataflow(event.kind());
-                        let refusal =
-                            Rejection::of_event(&event.id, event.kind().as_str(), &event.account, None, Reason::InternalError, detail);
+                        let refusal = Rejection::of_event(
+                            &event.id,
+                            event.kind().as_str(),
+                            &event.account,
+                            None,
+                            Reason::InternalError,
+                            detail,
+                        );
                         out.push(AccountsOut::output(Output::Rejection(refusal)));
                     }
                     _ => unreachable!("order and code events arrive as codes"),

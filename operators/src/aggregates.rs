@@ -662,8 +662,7 @@ impl Revisions {
                 self.figures.insert(record.clone(), figures);
             }
             Delta::RefundDue { balance, since } => {
-                self.figures
-                    .insert(
+                self.figures.insert(
                     record.clone(),
                     Figures::RefundDue {
                         balance,

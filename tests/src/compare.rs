@@ -400,7 +400,11 @@ fn deleted(canon: &mut Canonical, deletion: &Deletion) {
     let (name, rev, last) = match deletion {
         Deletion::Balance { account, rev, .. } => {
             canon.balances.remove(account);
-            let last = canon.balance_history.get(account).and_then(|rows| rows.last()).map(|row| row.state.rev);
+            let last = canon
+                .balance_history
+                .get(account)
+                .and_then(|rows| rows.last())
+                .map(|row| row.state.rev);
             (format!("balances/{account}"), *rev, last)
         }
         Deletion::Period { key, rev } => {
@@ -410,9 +414,9 @@ fn deleted(canon: &mut Canonical, deletion: &Deletion) {
         }
     };
     if last.is_some_and(|last| last + 1 != rev) {
-        canon
-            .anomalies
-            .insert(format!("{name}: deletion rev {rev} does not follow the last revision {last:?}"));
+        canon.anomalies.insert(format!(
+            "{name}: deletion rev {rev} does not follow the last revision {last:?}"
+        ));
     }
     if canon.deletions.insert(name.clone(), rev).is_some() {
         canon.anomalies.insert(format!("{name}: deleted twice"));
@@ -606,7 +610,11 @@ pub fn diff_final_values(left: &Canonical, right: &Canonical, left_name: &str, r
         diff_multisets(&left.status_changes, &right.status_changes, &names),
     );
     limit(&mut out, "periods", diff_maps(&left.periods, &right.periods, &names));
-    limit(&mut out, "deletions", diff_maps(&left.deletions, &right.deletions, &names));
+    limit(
+        &mut out,
+        "deletions",
+        diff_maps(&left.deletions, &right.deletions, &names),
+    );
     limit(
         &mut out,
         "exports",

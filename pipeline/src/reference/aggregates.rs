@@ -288,8 +288,9 @@ impl Aggregates {
 
     /// Emits the revisions pending for `account`'s records (before they are deleted).
     pub fn flush_account(&mut self, account: &str, now: Ts, emit: impl FnMut(PeriodRecord)) {
-        let (mine, others): (BTreeSet<PeriodKey>, BTreeSet<PeriodKey>) =
-            std::mem::take(&mut self.dirty).into_iter().partition(|k| k.account == account);
+        let (mine, others): (BTreeSet<PeriodKey>, BTreeSet<PeriodKey>) = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .partition(|k| k.account == account);
         self.dirty = mine;
         self.flush(now, emit);
         self.dirty = others;
@@ -315,12 +316,7 @@ impl Aggregates {
         }
         self.figures.retain(|k, _| k.account != account);
         self.dirty.retain(|k| k.account != account);
-        let mine: Vec<(String, Period)> = self
-            .movements
-            .keys()
-            .filter(|(a, _)| a == account)
-            .cloned()
-            .collect();
+        let mine: Vec<(String, Period)> = self.movements.keys().filter(|(a, _)| a == account).cloned().collect();
         let mut balance = Money::ZERO;
         for k in mine {
             if let Some(m) = self.movements.remove(&k) {

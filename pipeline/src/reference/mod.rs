@@ -648,7 +648,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         for id in ids {
             let emission = self.emissions.remove(&id).expect("listed");
             for code in emission.codes {
-                let Some(state) = self.codes.get_mut(&code) else { continue };
+                let Some(state) = self.codes.get_mut(&code) else {
+                    continue;
+                };
                 if state.status == Status::Emitted && state.account == event.account {
                     state.status = Status::Expired;
                     state.final_at = Some(now);
@@ -678,7 +680,12 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
     fn apply_export(&mut self, pending: &Pending, now: Ts) {
         let event = &pending.event;
         let Some(ended) = self.ended.get(&event.account) else {
-            return self.reject(event, None, Reason::ExportNotTerminated, wording::export_not_terminated());
+            return self.reject(
+                event,
+                None,
+                Reason::ExportNotTerminated,
+                wording::export_not_terminated(),
+            );
         };
         match ended.termination.export(now) {
             Err(detail) => self.reject(event, None, Reason::ExportOutOfWindow, detail),

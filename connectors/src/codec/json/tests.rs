@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::samples::{decimal, every_kind, ts, CODE_WITH_GS};
-use markledger_operators::output::{AggregateKind, Deletion, Entry, ExportItem, ExportLine, PeriodKey, RefundReason, RAW_BYTES_MAX};
+use markledger_operators::output::{
+    AggregateKind, Deletion, Entry, ExportItem, ExportLine, PeriodKey, RefundReason, RAW_BYTES_MAX,
+};
 use markledger_operators::{Period, Reason, Status};
 use std::str::FromStr;
 
@@ -737,8 +739,14 @@ fn deletions_and_exports_render_exactly() {
 #[test]
 fn terminate_and_export_decode_with_no_extra_fields() {
     for (line, body) in [
-        (r#"{"id":"t1","type":"terminate","ts":"2026-01-15T09:30:00+05:00","account":"KZ-1"}"#, Body::Terminate),
-        (r#"{"id":"x1","type":"export","ts":"2026-01-15T09:30:00+05:00","account":"KZ-1"}"#, Body::Export),
+        (
+            r#"{"id":"t1","type":"terminate","ts":"2026-01-15T09:30:00+05:00","account":"KZ-1"}"#,
+            Body::Terminate,
+        ),
+        (
+            r#"{"id":"x1","type":"export","ts":"2026-01-15T09:30:00+05:00","account":"KZ-1"}"#,
+            Body::Export,
+        ),
     ] {
         let Decoded::Event(event) = decode_event(line.as_bytes()) else {
             panic!("refused: {line}")
