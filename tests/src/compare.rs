@@ -398,13 +398,21 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
 /// A deletion: the key leaves the kept values, and its `rev` must follow the key's last.
 fn deleted(canon: &mut Canonical, deletion: &Deletion) {
     let (name, rev, last) = match deletion {
-        Deletion::Balance { account, rev, .. } => {
+        Deletion::Balance { account, rev, ts } => {
             canon.balances.remove(account);
-            let last = canon
-                .balance_history
-                .get(account)
-                .and_then(|rows| rows.last())
-                .map(|row| row.state.rev);
+            let history = canon.balance_history.entry(account.clone()).or_default();
+            let last = history.last().map(|row| row.state.rev);
+            // The deletion takes its place in the key's revisions (shown as all zero).
+            history.push(BalanceRow {
+                state: BalanceState {
+                    balance: Money::ZERO,
+                    unpaid_codes: 0,
+                    unpaid_amount: Money::ZERO,
+                    pending_orders: 0,
+                    rev: *rev,
+                },
+                ts: *ts,
+            });
             (format!("balances/{account}"), *rev, last)
         }
         Deletion::Period { key, rev } => {
@@ -418,9 +426,7 @@ fn deleted(canon: &mut Canonical, deletion: &Deletion) {
             "{name}: deletion rev {rev} does not follow the last revision {last:?}"
         ));
     }
-    if canon.deletions.insert(name.clone(), rev).is_some() {
-        canon.anomalies.insert(format!("{name}: deleted twice"));
-    }
+    canon.deletions.insert(name, rev);
 }
 
 /// Puts every key's revisions in `rev` order (a consumer of a compacted topic orders them

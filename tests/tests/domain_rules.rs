@@ -1233,8 +1233,7 @@ fn s5_every_reason_code_is_produced() {
     let produced: std::collections::BTreeSet<Reason> = out.rejections().iter().map(|r| r.reason).collect();
     // §9's reasons have their own run (s9_every_reason_of_s9_is_produced): the dataflow
     // does not implement §9 yet.
-    let all: std::collections::BTreeSet<Reason> =
-        Reason::ALL.into_iter().filter(|r| !S9_REASONS.contains(r)).collect();
+    let all: std::collections::BTreeSet<Reason> = Reason::ALL.into_iter().filter(|r| !S9_REASONS.contains(r)).collect();
     assert_eq!(
         produced,
         all,
@@ -1776,4 +1775,36 @@ fn s9_the_dataflow_refuses_terminate_and_export_until_it_implements_them() {
             .all(|(_, reason, detail)| *reason == Reason::InternalError && detail.contains("--engine reference")));
         assert!(outputs.iter().any(|o| matches!(o, Output::Ledger(_))));
     }
+}
+
+#[test]
+fn s9_decision_the_termination_is_forgotten_a_retention_horizon_after_deletion() {
+    // Decision (docs/ARCHITECTURE.md): DOMAIN.md §9 keeps "that the account was terminated"
+    // for the retention horizon after D, and not before the end of D's period (so no period
+    // key of the old account is made again); after it the id is a new account, whose
+    // balance records continue the old key's revisions. With a 1-day horizon: D = 15 Feb
+    // 10:00; payments on 16 Feb and 28 Feb 23:59 are ACCOUNT_TERMINATED; one on 1 March
+    // opens a new balance: 2.00 with the rev after the deletion's (rev 1, deletion 2, now 3).
+    let mut config = config();
+    config.retention_ms = 24 * 60 * 60 * 1000;
+    config.dedup_horizon_ms = config.retention_ms;
+    let lines = vec![
+        payment("p1", &jan("10T10:00:00"), A, "5.00", "Kaspi"),
+        terminate("t1", &jan("15T10:00:00"), A),
+        payment("p2", "2026-02-16T09:00:00+05:00", A, "1.00", "Kaspi"),
+        payment("p3", "2026-02-28T23:59:00+05:00", A, "1.00", "Kaspi"),
+        payment("p4", "2026-03-01T00:00:00+05:00", A, "2.00", "Kaspi"),
+    ];
+    let out = run_reference_only(&config, &[lines]);
+    assert_eq!(
+        out.reasons(),
+        vec![
+            (Some("p2"), Reason::AccountTerminated),
+            (Some("p3"), Reason::AccountTerminated)
+        ]
+    );
+    let last = out.balance(A);
+    assert_eq!((last.balance, last.rev), (dec("2.00"), 3));
+    let canonical = markledger_tests::compare::canonical(&out.outputs);
+    assert!(canonical.anomalies.is_empty(), "{:#?}", canonical.anomalies);
 }

@@ -159,6 +159,10 @@ struct Ended {
     termination: Termination,
     /// Set at the deletion.
     deleted: bool,
+    /// The rev of the balance key's deletion (0: the account had no balance record): an
+    /// account id used again after the termination is forgotten continues from it, so the
+    /// key's `rev` keeps increasing.
+    balance_rev: u64,
 }
 
 /// The reference engine's whole state.
@@ -526,7 +530,17 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Timer::Deliver(number) => self.deliver(number, now),
             Timer::Delete(name) => self.delete_account(&name, now),
             Timer::ForgetTermination(name) => {
-                self.ended.remove(&name);
+                if let Some(ended) = self.ended.remove(&name) {
+                    // The id is a new account from now on; its balance key's revisions go on.
+                    if ended.balance_rev > 0 {
+                        self.deleted_accounts -= 1;
+                        let account = Account {
+                            balance_revs: ended.balance_rev,
+                            ..Account::default()
+                        };
+                        self.accounts.insert(name, account);
+                    }
+                }
             }
         }
     }
@@ -629,6 +643,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Ended {
                 termination,
                 deleted: false,
+                balance_rev: 0,
             },
         );
         self.schedule(termination.deletion, Timer::Delete(event.account.clone()));
@@ -739,12 +754,14 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         if self.dirty_accounts.remove(name) {
             self.emit_balance(name, now);
         }
+        let mut balance_rev = 0;
         if let Some(account) = self.accounts.remove(name) {
             self.deleted_accounts += 1;
             if account.balance_revs > 0 {
+                balance_rev = account.balance_revs + 1;
                 self.emit(Output::Deleted(Deletion::Balance {
                     account: name.to_string(),
-                    rev: account.balance_revs + 1,
+                    rev: balance_rev,
                     ts: now,
                 }));
             }
@@ -754,8 +771,11 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         }
         if let Some(ended) = self.ended.get_mut(name) {
             ended.deleted = true;
+            ended.balance_rev = balance_rev;
         }
-        let forget = now.plus_millis(self.config.retention_ms);
+        // Not before the end of D's period, so no period key of the account can be made
+        // again after its deletion (later periods never had one).
+        let forget = now.plus_millis(self.config.retention_ms).max(now.period().end());
         self.schedule(forget, Timer::ForgetTermination(name.to_string()));
     }
 
