@@ -37,6 +37,8 @@ pub struct Summary {
     pub refunds: Money,
     /// Sum of final balances.
     pub balance: Money,
+    /// Balances of accounts deleted under DOMAIN.md §9 (forgotten with them).
+    pub forgotten: Money,
     /// Charges still unpaid.
     pub unpaid: Money,
     /// Output records by output.
@@ -119,7 +121,9 @@ pub fn run_summarized(
             Output::Period(_) => "periods",
             Output::Deleted(Deletion::Balance { account, .. }) => {
                 // A deleted account's balance is forgotten (DOMAIN.md §9).
-                balances.remove(account.as_str());
+                if let Some((balance, _)) = balances.remove(account.as_str()) {
+                    summary.forgotten += balance;
+                }
                 "balances"
             }
             Output::Deleted(Deletion::Period { .. }) => "periods",

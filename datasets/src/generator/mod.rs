@@ -86,6 +86,10 @@ pub struct GeneratorConfig {
     pub months: u32,
     /// The first month.
     pub start: Period,
+    /// Fraction of accounts (never the first) that end their contract during the data
+    /// (DOMAIN.md §9), 0.0..=1.0: some refused first, some with exports inside and outside
+    /// the window, some with a refund after it. 0 leaves the files as before.
+    pub terminate_rate: f64,
 }
 
 impl Default for GeneratorConfig {
@@ -99,6 +103,7 @@ impl Default for GeneratorConfig {
             partitions: 4,
             months: 3,
             start: Period::new(2026, 1),
+            terminate_rate: 0.0,
         }
     }
 }
@@ -125,6 +130,12 @@ impl GeneratorConfig {
                 self.bad_rate
             ));
         }
+        if !(0.0..=1.0).contains(&self.terminate_rate) {
+            return invalid(format!(
+                "terminate rate must be within 0..=1, got {}",
+                self.terminate_rate
+            ));
+        }
         if !(1..=9_000).contains(&self.start.year) {
             return invalid(format!("start {} is out of range", self.start));
         }
@@ -142,6 +153,7 @@ impl GeneratorConfig {
             partitions: self.partitions,
             months: self.months,
             start: self.start.to_string(),
+            terminate_rate: self.terminate_rate,
         }
     }
 
@@ -157,6 +169,7 @@ impl GeneratorConfig {
             partitions: flags.partitions,
             months: flags.months,
             start: Period::parse(&flags.start).ok_or_else(|| invalid("start"))?,
+            terminate_rate: flags.terminate_rate,
         })
     }
 }
@@ -196,7 +209,7 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
     }
     let injector = Rng::stream(config.seed, u64::MAX);
     let writers = Writers::create(out, config.partitions, config.format, config.bad_rate, injector)?;
-    let simulation = Simulation::new(config.seed, plans, horizon, &calendar, writers);
+    let simulation = Simulation::new(config.seed, plans, horizon, &calendar, writers, config.terminate_rate);
 
     let step = (config.codes / 100).max(1);
     let mut next_report = step;
@@ -240,6 +253,10 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
         Reason::RefundUnpaidCodes,
         Reason::RefundPendingOrder,
         Reason::RefundExceedsBalance,
+        Reason::TerminationUnpaidCodes,
+        Reason::TerminationPendingOrder,
+        Reason::ExportNotTerminated,
+        Reason::AccountTerminated,
     ]
     .into_iter()
     .map(|reason| {
@@ -274,6 +291,8 @@ pub fn generate(config: &GeneratorConfig, out: &Path, progress: &mut dyn FnMut(&
         intended,
         accounts_by_profile,
         codes_left_to_expire: outcome.codes_left_to_expire,
+        terminated_accounts: outcome.terminated,
+        exports_accepted: outcome.exports_accepted,
         bytes,
         first_ts: render(counts.first_ts),
         last_ts: render(counts.last_ts),

@@ -757,6 +757,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         let mut balance_rev = 0;
         if let Some(account) = self.accounts.remove(name) {
             self.deleted_accounts += 1;
+            self.summary.forgotten += account.balance;
             if account.balance_revs > 0 {
                 balance_rev = account.balance_revs + 1;
                 self.emit(Output::Deleted(Deletion::Balance {
