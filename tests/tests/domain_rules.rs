@@ -1808,3 +1808,29 @@ fn s9_decision_the_termination_is_forgotten_a_retention_horizon_after_deletion()
     let canonical = markledger_tests::compare::canonical(&out.outputs);
     assert!(canonical.anomalies.is_empty(), "{:#?}", canonical.anomalies);
 }
+
+#[test]
+fn s9_decision_held_codes_of_a_command_before_termination_resolve_as_section_8_says() {
+    // Decision (docs/ARCHITECTURE.md): A's application of two unknown codes at 09:59:50 is
+    // held; A terminates at 10:00 (held codes are not in its queue: accepted). B then emits
+    // one of them at 10:00:20: A's held code is refused WRONG_ACCOUNT (it is B's); the other
+    // is never emitted: UNKNOWN_CODE at the hold's end. Neither is ACCOUNT_TERMINATED: the
+    // command took effect before the contract ended.
+    let lines = vec![
+        application("a1", &jan("15T09:59:50"), A, &["X1", "Y1"]),
+        terminate("t1", &jan("15T10:00:00"), A),
+        order("ob", &jan("15T10:00:10"), B, "OB", GTIN, 1),
+        emission("eb", &jan("15T10:00:20"), B, "OB", GTIN, &["X1"]),
+        payment("q1", &jan("15T11:00:00"), B, "1.00", "Kaspi"),
+    ];
+    let out = go9(lines);
+    let mut refusals = out.refusals();
+    refusals.sort();
+    assert_eq!(
+        refusals,
+        vec![
+            (Some("a1"), Some("X1"), Reason::WrongAccount),
+            (Some("a1"), Some("Y1"), Reason::UnknownCode),
+        ]
+    );
+}
