@@ -145,6 +145,8 @@ pub(crate) fn every_kind() -> Vec<Event> {
                 amount: decimal("-0.01"),
             },
         ),
+        event("st7-000129", "2026-02-02T12:00:00+05:00", account, Body::Terminate),
+        event("st7-000130", "2026-02-03T12:00:00+05:00", account, Body::Export),
     ]
 }
 

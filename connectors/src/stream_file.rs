@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 /// balances = "codes.balances"
 /// rejections = "codes.rejections"
 /// periods = "codes.periods"
+/// exports = "codes.exports"
 /// ```
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +69,8 @@ pub struct TopicNames {
     pub rejections: Option<String>,
     /// Period aggregates.
     pub periods: Option<String>,
+    /// Export deliveries (DOMAIN.md §9).
+    pub exports: Option<String>,
 }
 
 impl StreamFile {

@@ -901,6 +901,19 @@ impl Machine for Accounts {
                     }
                     Body::Payment { .. } | Body::Compensation { .. } => self.credit(&placed, now, out),
                     Body::Refund { .. } => self.refund(&placed, now, out),
+                    Body::Terminate | Body::Export => {
+                        let event = &placed.event;
+                        let detail = wording::not_in_dataflow(event.kind());
+                        let refusal = Rejection::of_event(
+                            &event.id,
+                            event.kind().as_str(),
+                            &event.account,
+                            None,
+                            Reason::InternalError,
+                            detail,
+                        );
+                        out.push(AccountsOut::output(Output::Rejection(refusal)));
+                    }
                     _ => unreachable!("order and code events arrive as codes"),
                 },
                 Unit::Pending(name, pending, ts) => {

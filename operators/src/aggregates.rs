@@ -35,7 +35,7 @@ use crate::flow::{route, time_of, ts_of, Fact};
 use crate::machine::Machine;
 use crate::money::Money;
 use crate::movements::{Movements, SlaCounts};
-use crate::output::{AggregateKind, Figures, Output, PeriodKey, PeriodRecord};
+use crate::output::{AggregateKind, Figures, Output, PeriodKey, PeriodRecord, RefundReason};
 use crate::time::{Period, Ts};
 use differential_dataflow::consolidation::ConsolidatingContainerBuilder;
 use differential_dataflow::difference::{IsZero, Monoid, Semigroup};
@@ -662,8 +662,14 @@ impl Revisions {
                 self.figures.insert(record.clone(), figures);
             }
             Delta::RefundDue { balance, since } => {
-                self.figures
-                    .insert(record.clone(), Figures::RefundDue { balance, since });
+                self.figures.insert(
+                    record.clone(),
+                    Figures::RefundDue {
+                        balance,
+                        since,
+                        reason: RefundReason::Dormant,
+                    },
+                );
             }
             delta => {
                 let figures = self.figures.entry(record.clone()).or_insert_with(|| zero(kind));

@@ -125,6 +125,10 @@ pub enum Body {
         /// VAT rate (`0.12`).
         vat_rate: DecimalField,
     },
+    /// The account's contract ends at the event's effective time (DOMAIN.md §9).
+    Terminate,
+    /// The client's request for its reports after termination (DOMAIN.md §9).
+    Export,
 }
 
 /// The type of an event, in the rank order that breaks ties between events taking effect
@@ -153,11 +157,15 @@ pub enum Kind {
     Introduction,
     /// `refund`
     Refund,
+    /// `terminate`
+    Terminate,
+    /// `export`
+    Export,
 }
 
 impl Kind {
     /// Every kind, in rank order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Tariff,
         Kind::Payment,
         Kind::Compensation,
@@ -169,6 +177,8 @@ impl Kind {
         Kind::Defect,
         Kind::Introduction,
         Kind::Refund,
+        Kind::Terminate,
+        Kind::Export,
     ];
 
     /// The wire `type`.
@@ -185,6 +195,8 @@ impl Kind {
             Kind::Defect => "defect",
             Kind::Introduction => "introduction",
             Kind::Refund => "refund",
+            Kind::Terminate => "terminate",
+            Kind::Export => "export",
         }
     }
 
@@ -193,7 +205,7 @@ impl Kind {
         Kind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
-    /// The rank: tariff < payment < … < refund.
+    /// The rank: tariff < payment < … < refund < terminate < export.
     pub fn rank(self) -> u8 {
         self as u8
     }
@@ -214,6 +226,8 @@ impl Body {
             Body::Compensation { .. } => Kind::Compensation,
             Body::Refund { .. } => Kind::Refund,
             Body::Tariff { .. } => Kind::Tariff,
+            Body::Terminate => Kind::Terminate,
+            Body::Export => Kind::Export,
         }
     }
 

@@ -303,13 +303,41 @@ pub enum Figures {
         /// Neither emitted in full nor cancelled.
         pending: u64,
     },
-    /// An advance dormant for a year, due to be refunded.
+    /// An advance owed back: dormant for a year, or held when the contract ended.
     RefundDue {
-        /// The balance when the year passed.
+        /// The balance when the year passed, or at termination.
         balance: Money,
-        /// The later of the last payment and the last charge.
+        /// The later of the last payment and the last charge; the termination's instant.
         since: Ts,
+        /// Why it is owed (DOMAIN.md §9: `dormant` or `termination`).
+        reason: RefundReason,
     },
+}
+
+/// Why a `refund_due` record exists (DOMAIN.md §3 dormant advance, §9 termination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum RefundReason {
+    /// A year passed without a charge or payment.
+    Dormant,
+    /// The account's contract ended with a positive balance.
+    Termination,
+}
+
+impl RefundReason {
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundReason::Dormant => "dormant",
+            RefundReason::Termination => "termination",
+        }
+    }
+
+    /// Parses the wire form.
+    pub fn parse(text: &str) -> Option<RefundReason> {
+        [RefundReason::Dormant, RefundReason::Termination]
+            .into_iter()
+            .find(|reason| reason.as_str() == text)
+    }
 }
 
 impl Figures {
@@ -378,6 +406,68 @@ pub struct PeriodRecord {
     pub figures: Figures,
 }
 
+/// A key of a compacted output removed when its account is deleted (DOMAIN.md §9): a
+/// `"deleted": true` record in files, a tombstone (null value) on Kafka.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deletion {
+    /// The account's `balances` key.
+    Balance {
+        /// The account.
+        account: String,
+        /// The next balance revision.
+        rev: u64,
+        /// The deletion's instant.
+        ts: Ts,
+    },
+    /// One `periods` key of the account.
+    Period {
+        /// The key.
+        key: PeriodKey,
+        /// The next revision of the key.
+        rev: u64,
+    },
+}
+
+impl Deletion {
+    /// The account whose key this is.
+    pub fn account(&self) -> &str {
+        match self {
+            Deletion::Balance { account, .. } => account,
+            Deletion::Period { key, .. } => &key.account,
+        }
+    }
+}
+
+/// One line of an export delivery (DOMAIN.md §9, INTERFACE.md "Exports").
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExportLine {
+    /// The `export` request's event id.
+    pub export: String,
+    /// The account exported.
+    pub account: String,
+    /// The delivery instant.
+    pub ts: Ts,
+    /// A record, or the closing line.
+    pub item: ExportItem,
+}
+
+/// What an export line carries.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExportItem {
+    /// One final period record of the account, numbered from 1 in each delivery.
+    Record {
+        /// Position in the delivery, from 1.
+        seq: u64,
+        /// The period record as it stands at delivery.
+        record: PeriodRecord,
+    },
+    /// The delivery's last line: how many records it held.
+    Complete {
+        /// Records delivered.
+        records: u64,
+    },
+}
+
 /// Anything an engine emits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -391,6 +481,10 @@ pub enum Output {
     Rejection(Rejection),
     /// A period aggregate revision.
     Period(PeriodRecord),
+    /// A key of a deleted account removed from `balances` or `periods` (DOMAIN.md §9).
+    Deleted(Deletion),
+    /// One line of an export delivery (DOMAIN.md §9).
+    Export(ExportLine),
 }
 
 /// Where an engine's outputs go: files, a topic, memory. The one sink interface of both

@@ -55,11 +55,22 @@ pub enum Reason {
     /// input): refused after the restart so that billing goes on (docs/ARCHITECTURE.md,
     /// "Decisions: failures").
     InternalError,
+    /// An event of a terminated account (DOMAIN.md §9): a second `terminate`, and after
+    /// termination everything but `refund` and `export` (after deletion, those too).
+    AccountTerminated,
+    /// A `terminate` while the account has codes in its FIFO queue.
+    TerminationUnpaidCodes,
+    /// A `terminate` while the account has a pending order.
+    TerminationPendingOrder,
+    /// An `export` of an account that is not terminated.
+    ExportNotTerminated,
+    /// An `export` outside the month after termination.
+    ExportOutOfWindow,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 26] = [
         Reason::Malformed,
         Reason::UnknownType,
         Reason::BadAmount,
@@ -81,6 +92,11 @@ impl Reason {
         Reason::RefundExceedsBalance,
         Reason::TsOutOfRange,
         Reason::InternalError,
+        Reason::AccountTerminated,
+        Reason::TerminationUnpaidCodes,
+        Reason::TerminationPendingOrder,
+        Reason::ExportNotTerminated,
+        Reason::ExportOutOfWindow,
     ];
 
     /// The stable wire form (`WRONG_ACCOUNT`).
@@ -107,6 +123,11 @@ impl Reason {
             Reason::RefundExceedsBalance => "REFUND_EXCEEDS_BALANCE",
             Reason::TsOutOfRange => "TS_OUT_OF_RANGE",
             Reason::InternalError => "INTERNAL_ERROR",
+            Reason::AccountTerminated => "ACCOUNT_TERMINATED",
+            Reason::TerminationUnpaidCodes => "TERMINATION_UNPAID_CODES",
+            Reason::TerminationPendingOrder => "TERMINATION_PENDING_ORDER",
+            Reason::ExportNotTerminated => "EXPORT_NOT_TERMINATED",
+            Reason::ExportOutOfWindow => "EXPORT_OUT_OF_WINDOW",
         }
     }
 

@@ -266,3 +266,60 @@ mod tests {
         assert!(tariff(at, &price, &good, at).is_ok());
     }
 }
+
+/// The instants DOMAIN.md §9 derives from a termination at `terminated` (T): each engine
+/// keeps its own state, but both compute these the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Termination {
+    /// T, the `terminate` event's effective time.
+    pub at: Ts,
+    /// T + 1 calendar month: the end (exclusive) of the export window.
+    pub window_end: Ts,
+    /// The close of T's period: no export is delivered before it.
+    pub period_close: Ts,
+    /// D = the later of `window_end` and `period_close`: the account is deleted.
+    pub deletion: Ts,
+}
+
+/// How many months before T's own an export reaches back (DOMAIN.md §9: T's month and the
+/// 36 before it).
+pub const EXPORT_MONTHS_BEFORE: u32 = 36;
+
+impl Termination {
+    /// The instants of a termination at `at`.
+    pub fn at(at: Ts, close_after_days: u32) -> Termination {
+        let window_end = at.plus_one_local_month();
+        let period_close = at.period().close_instant(close_after_days);
+        Termination {
+            at,
+            window_end,
+            period_close,
+            deletion: window_end.max(period_close),
+        }
+    }
+
+    /// `Ok(delivery instant)` for an export taking effect at `now`, or the refusal's detail
+    /// (`EXPORT_OUT_OF_WINDOW`): the window is `[T, T + 1 month)`.
+    pub fn export(&self, now: Ts) -> Result<Ts, String> {
+        if now < self.at || now >= self.window_end {
+            return Err(crate::wording::export_out_of_window(self.at, self.window_end));
+        }
+        Ok(now.max(self.period_close))
+    }
+
+    /// The periods an export covers: T's and the 36 before it, oldest first.
+    pub fn export_periods(&self) -> (Period, Period) {
+        let last = self.at.period();
+        let mut first = last;
+        for _ in 0..EXPORT_MONTHS_BEFORE {
+            first = first.prev();
+        }
+        (first, last)
+    }
+}
+
+/// The order of records in an export (DOMAIN.md §9): period, kind by its name, sub with
+/// null first.
+pub fn export_order(a: &crate::output::PeriodKey, b: &crate::output::PeriodKey) -> std::cmp::Ordering {
+    (a.period, a.kind.as_str(), &a.sub).cmp(&(b.period, b.kind.as_str(), &b.sub))
+}

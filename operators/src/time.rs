@@ -82,6 +82,16 @@ impl Ts {
             .unwrap_or(NaiveDateTime::MAX);
         local_to_ts(next)
     }
+
+    /// The same local time one calendar month later, on the month's last day when that
+    /// day does not exist (Jan 31 → Feb 28/29; DOMAIN.md §9's export window).
+    pub fn plus_one_local_month(self) -> Ts {
+        let local = self.utc().with_timezone(&Almaty).naive_local();
+        let next = local
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(NaiveDateTime::MAX);
+        local_to_ts(next)
+    }
 }
 
 impl fmt::Display for Ts {

@@ -88,6 +88,44 @@ pub fn refund_exceeds_balance(amount: impl Display, balance: impl Display) -> St
     format!("refund {amount} exceeds balance {balance}")
 }
 
+/// `ACCOUNT_TERMINATED`: the account's contract ended at `terminated`; after `deleted` its
+/// data is gone too (DOMAIN.md §9).
+pub fn account_terminated(terminated: Ts, deleted: Option<Ts>) -> String {
+    match deleted {
+        Some(deleted) => format!("the account was terminated at {terminated} and deleted at {deleted}"),
+        None => format!("the account was terminated at {terminated}"),
+    }
+}
+
+/// `TERMINATION_UNPAID_CODES`.
+pub fn termination_unpaid_codes(codes: usize) -> String {
+    format!("{codes} codes are unpaid")
+}
+
+/// `TERMINATION_PENDING_ORDER`.
+pub fn termination_pending_orders(orders: u64) -> String {
+    format!("{orders} orders are pending")
+}
+
+/// `EXPORT_NOT_TERMINATED`.
+pub fn export_not_terminated() -> String {
+    "the account is not terminated: an export is made only after termination".to_string()
+}
+
+/// `EXPORT_OUT_OF_WINDOW`: the window is `[from, to)`.
+pub fn export_out_of_window(from: Ts, to: Ts) -> String {
+    format!("an export is accepted from {from} until before {to}")
+}
+
+/// `INTERNAL_ERROR` of the dataflow engine for DOMAIN.md §9's events, which only the
+/// reference engine implements so far.
+pub fn not_in_dataflow(kind: Kind) -> String {
+    format!(
+        "{} is not implemented by the dataflow engine yet; run with --engine reference",
+        kind.as_str()
+    )
+}
+
 /// Fragments of Rust's debug formatting that must not appear outside quoted values.
 pub const DEBUG_FRAGMENTS: [&str; 16] = [
     "{",

@@ -211,6 +211,10 @@ struct GenerateArgs {
     /// First month, YYYY-MM.
     #[arg(long, default_value = "2026-01")]
     start: String,
+    /// Fraction of accounts (0 to 1) that end their contract during the data (DOMAIN.md §9:
+    /// terminations, some refused first, exports inside and outside the window).
+    #[arg(long, default_value_t = 0.0)]
+    terminate_rate: f64,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -249,6 +253,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         partitions: args.partitions,
         months: args.months,
         start,
+        terminate_rate: args.terminate_rate,
     };
     let started = std::time::Instant::now();
     let mut last_percent = 0;

@@ -403,7 +403,16 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
         render(s.balance),
         render(s.unpaid)
     ));
-    debug_assert_eq!(s.payments + s.compensations - s.charged - s.refunds, s.balance);
+    if !s.forgotten.is_zero() {
+        line(format!(
+            "              (and {} held by accounts deleted under DOMAIN.md §9)",
+            render(s.forgotten)
+        ));
+    }
+    debug_assert_eq!(
+        s.payments + s.compensations - s.charged - s.refunds,
+        s.balance + s.forgotten
+    );
     let rejected: u64 = s.rejections.values().sum();
     let reasons = counts(s.rejections.iter().map(|(reason, n)| (reason.as_str(), *n)));
     line(format!(
@@ -416,13 +425,14 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
     ));
     let w = &report.written;
     line(format!(
-        "  outputs     {}: status {}, ledger {}, balances {}, rejections {}, periods {}",
+        "  outputs     {}: status {}, ledger {}, balances {}, rejections {}, periods {}, exports {}",
         out.display(),
         w.status,
         w.ledger,
         w.balances,
         w.rejections,
-        w.periods
+        w.periods,
+        w.exports
     ));
     line(format!("  accounts    {}", s.accounts));
     if let Some(memory) = &s.memory {

@@ -13,7 +13,7 @@ use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::final_codes::CodesMemory;
 use markledger_operators::flow::Time;
 use markledger_operators::money::Money;
-use markledger_operators::output::{Entry, Output, Sink};
+use markledger_operators::output::{Deletion, Entry, Output, Sink};
 use markledger_operators::{Reason, Status, Ts};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +43,8 @@ pub struct Summary {
     pub refunds: Money,
     /// Sum of final balances.
     pub balance: Money,
+    /// Balances of accounts deleted under DOMAIN.md §9 (forgotten with them).
+    pub forgotten: Money,
     /// Charges still unpaid.
     pub unpaid: Money,
     /// Output records by output.
@@ -70,6 +72,8 @@ pub struct Tally {
     balances: BTreeMap<String, (Money, Money)>,
     rejections: BTreeMap<Reason, u64>,
     outputs: BTreeMap<&'static str, u64>,
+    /// Balances of deleted accounts, forgotten at their deletion (DOMAIN.md §9).
+    forgotten: Money,
 }
 
 impl Tally {
@@ -109,6 +113,16 @@ impl Tally {
                 "rejections"
             }
             Output::Period(_) => "periods",
+            Output::Deleted(Deletion::Balance { account, .. }) => {
+                // A deleted account's balance is forgotten (DOMAIN.md §9); its balance
+                // records and its deletion come from the same worker (keyed by account).
+                if let Some((balance, _)) = self.balances.remove(account.as_str()) {
+                    self.forgotten += balance;
+                }
+                "balances"
+            }
+            Output::Deleted(Deletion::Period { .. }) => "periods",
+            Output::Export(_) => "exports",
         };
         *self.outputs.entry(name).or_default() += 1;
     }
@@ -126,6 +140,7 @@ impl Tally {
             summary.compensations += tally.compensations;
             summary.charged += tally.charged;
             summary.refunds += tally.refunds;
+            summary.forgotten += tally.forgotten;
             balances.extend(tally.balances);
             for (reason, n) in tally.rejections {
                 *summary.rejections.entry(reason).or_default() += n;
@@ -246,6 +261,9 @@ pub fn canonical_order(outputs: &mut [Output]) {
             Output::Balance(b) => (2, b.account.clone()),
             Output::Rejection(_) => (3, String::new()),
             Output::Period(p) => (4, p.key.render()),
+            Output::Deleted(Deletion::Balance { account, .. }) => (2, account.clone()),
+            Output::Deleted(Deletion::Period { key, .. }) => (4, key.render()),
+            Output::Export(e) => (5, e.account.clone()),
         }
     }
     // Stable: records of one account keep their account order.

@@ -46,7 +46,7 @@ use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_datasets::generator::{generate, GeneratorConfig};
 use markledger_operators::money::render as money;
-use markledger_operators::output::{Entry, Figures, Output, StatusChange};
+use markledger_operators::output::{Deletion, Entry, Figures, Output, StatusChange};
 use markledger_operators::{Body, Money, Period, Reason, Status, Ts};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -282,6 +282,11 @@ pub struct Canonical {
     pub status_history: BTreeMap<String, Vec<StatusKey>>,
     /// Every revision per period key, in `rev` order.
     pub period_history: BTreeMap<String, Vec<PeriodState>>,
+    /// Deleted keys (DOMAIN.md §9): `balances/ACCOUNT` or `periods/KEY` → the deletion's
+    /// `rev`. A deleted key is gone from `balances` and `periods`, as for a consumer.
+    pub deletions: BTreeMap<String, u64>,
+    /// Each account's export lines (DOMAIN.md §9) in output order.
+    pub exports: BTreeMap<String, Vec<String>>,
 }
 
 /// Reduces a run's outputs to their [`Canonical`] form.
@@ -377,11 +382,51 @@ pub fn canonical(outputs: &[Output]) -> Canonical {
                     }
                 }
             }
+            Output::Deleted(deletion) => deleted(&mut canon, deletion),
+            Output::Export(line) => canon
+                .exports
+                .entry(line.account.clone())
+                .or_default()
+                .push(format!("{line:?}")),
         }
     }
     follow_chains(&status_records, &mut canon);
     check_revisions(&mut canon);
     canon
+}
+
+/// A deletion: the key leaves the kept values, and its `rev` must follow the key's last.
+fn deleted(canon: &mut Canonical, deletion: &Deletion) {
+    let (name, rev, last) = match deletion {
+        Deletion::Balance { account, rev, ts } => {
+            canon.balances.remove(account);
+            let history = canon.balance_history.entry(account.clone()).or_default();
+            let last = history.last().map(|row| row.state.rev);
+            // The deletion takes its place in the key's revisions (shown as all zero).
+            history.push(BalanceRow {
+                state: BalanceState {
+                    balance: Money::ZERO,
+                    unpaid_codes: 0,
+                    unpaid_amount: Money::ZERO,
+                    pending_orders: 0,
+                    rev: *rev,
+                },
+                ts: *ts,
+            });
+            (format!("balances/{account}"), *rev, last)
+        }
+        Deletion::Period { key, rev } => {
+            let key = key.render();
+            let last = canon.periods.remove(&key).map(|state| state.rev);
+            (format!("periods/{key}"), *rev, last)
+        }
+    };
+    if last.is_some_and(|last| last + 1 != rev) {
+        canon.anomalies.insert(format!(
+            "{name}: deletion rev {rev} does not follow the last revision {last:?}"
+        ));
+    }
+    canon.deletions.insert(name, rev);
 }
 
 /// Puts every key's revisions in `rev` order (a consumer of a compacted topic orders them
@@ -571,6 +616,16 @@ pub fn diff_final_values(left: &Canonical, right: &Canonical, left_name: &str, r
         diff_multisets(&left.status_changes, &right.status_changes, &names),
     );
     limit(&mut out, "periods", diff_maps(&left.periods, &right.periods, &names));
+    limit(
+        &mut out,
+        "deletions",
+        diff_maps(&left.deletions, &right.deletions, &names),
+    );
+    limit(
+        &mut out,
+        "exports",
+        diff_sequences("account", &left.exports, &right.exports, &names),
+    );
     limit(
         &mut out,
         "anomalies",
@@ -861,9 +916,12 @@ fn figures_text(figures: &Figures) -> String {
             late,
             pending,
         } => format!("sla orders {orders} within_4h {emitted_within_4h} late {late} pending {pending}"),
-        Figures::RefundDue { balance, since } => {
-            format!("refund_due balance {} since {}", money(*balance), since.render())
-        }
+        Figures::RefundDue { balance, since, reason } => format!(
+            "refund_due balance {} since {} reason {}",
+            money(*balance),
+            since.render(),
+            reason.as_str()
+        ),
     }
 }
 

@@ -14,7 +14,8 @@ use markledger::summary::Summary;
 use markledger_connectors::codec::json::decode_event;
 use markledger_connectors::codec::Decoded;
 use markledger_operators::output::{
-    AggregateKind, BalanceRecord, Figures, LedgerEntry, Output, PeriodRecord, Rejection, StatusChange,
+    AggregateKind, BalanceRecord, Deletion, ExportLine, Figures, LedgerEntry, Output, PeriodRecord, Rejection,
+    StatusChange,
 };
 use markledger_operators::{Money, Period, Reason, Status};
 use std::collections::BTreeMap;
@@ -92,6 +93,26 @@ pub fn refund(id: &str, ts: &str, account: &str, amount: &str) -> String {
         q(ts),
         q(account),
         q(amount)
+    )
+}
+
+/// `terminate` (DOMAIN.md §9).
+pub fn terminate(id: &str, ts: &str, account: &str) -> String {
+    format!(
+        r#"{{"id":{},"type":"terminate","ts":{},"account":{}}}"#,
+        q(id),
+        q(ts),
+        q(account)
+    )
+}
+
+/// `export` (DOMAIN.md §9).
+pub fn export(id: &str, ts: &str, account: &str) -> String {
+    format!(
+        r#"{{"id":{},"type":"export","ts":{},"account":{}}}"#,
+        q(id),
+        q(ts),
+        q(account)
     )
 }
 
@@ -289,6 +310,31 @@ impl Outcome {
         self.rejections()
             .into_iter()
             .map(|r| (r.event.as_deref(), r.code.as_deref(), r.reason))
+            .collect()
+    }
+
+    /// Every export line (DOMAIN.md §9).
+    pub fn exports(&self) -> Vec<&ExportLine> {
+        self.outputs
+            .iter()
+            .filter_map(|o| if let Output::Export(e) = o { Some(e) } else { None })
+            .collect()
+    }
+
+    /// Every deletion (DOMAIN.md §9).
+    pub fn deletions(&self) -> Vec<&Deletion> {
+        self.outputs
+            .iter()
+            .filter_map(|o| if let Output::Deleted(d) = o { Some(d) } else { None })
+            .collect()
+    }
+
+    /// Every balance record of an account, in order.
+    pub fn balances(&self, account: &str) -> Vec<&BalanceRecord> {
+        self.outputs
+            .iter()
+            .filter_map(|o| if let Output::Balance(b) = o { Some(b) } else { None })
+            .filter(|b| b.account == account)
             .collect()
     }
 

@@ -275,6 +275,9 @@ fn worker_interleaving_does_not_matter() {
         Output::Period(p) => owner(&p.key.render()),
         Output::Rejection(r) => owner(r.event.as_deref().unwrap_or("")),
         Output::Status(s) => owner(&s.account),
+        Output::Deleted(markledger_operators::output::Deletion::Balance { account, .. }) => owner(account),
+        Output::Deleted(markledger_operators::output::Deletion::Period { key, .. }) => owner(&key.render()),
+        Output::Export(e) => owner(&e.account),
     };
     for shape in SHAPES {
         let base = base(shape);

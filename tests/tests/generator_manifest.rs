@@ -10,7 +10,7 @@ use markledger_connectors::codec::Decoded;
 use markledger_connectors::file::{list_partitions, PartitionReader};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig, Manifest, INJECTED_REASONS};
 use markledger_operators::flow::Time;
-use markledger_operators::output::Figures;
+use markledger_operators::output::{Deletion, ExportItem, Figures};
 use markledger_operators::{Output, Period, Reason, Sink, Ts};
 use markledger_tests::compare::orders_past_their_deadline;
 use std::collections::BTreeMap;
@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 struct RejectionCounter {
     by_reason: BTreeMap<Reason, u64>,
     sla_late: BTreeMap<String, (u64, u64)>,
+    /// Export deliveries made (their closing lines) and balance keys deleted (DOMAIN.md §9).
+    deliveries: u64,
+    deleted_accounts: u64,
 }
 
 impl Sink for RejectionCounter {
@@ -51,6 +54,12 @@ impl RejectionCounter {
                     }
                 }
             }
+            Output::Export(line) => {
+                if matches!(line.item, ExportItem::Complete { .. }) {
+                    self.deliveries += 1;
+                }
+            }
+            Output::Deleted(Deletion::Balance { .. }) => self.deleted_accounts += 1,
             _ => {}
         }
     }
@@ -96,6 +105,22 @@ fn check(name: &str, config: GeneratorConfig) {
     );
     let (summary, counter) = reference::run(&engine_config, partitions, RejectionCounter::default(), &mut |_, _| {});
     let sla_late: u64 = counter.sla_late.values().map(|(_, late)| late).sum();
+    // DOMAIN.md §9: every accepted export is delivered and every terminated account
+    // deleted inside the data (terminations fall in the first half of it).
+    assert_eq!(
+        counter.deliveries, manifest.exports_accepted,
+        "{name}: export deliveries"
+    );
+    assert_eq!(
+        counter.deleted_accounts, manifest.terminated_accounts,
+        "{name}: deletions"
+    );
+    if config.terminate_rate > 0.0 {
+        assert!(
+            manifest.terminated_accounts > 0 && manifest.exports_accepted > 0,
+            "{name}: §9 covered"
+        );
+    }
     assert_eq!(sla_late, manifest.sla_late, "{name}: SLA late orders");
     assert!(manifest.late_orders > 0, "{name}: no late order");
     let got = counter.by_reason;
@@ -156,6 +181,15 @@ fn injected_rejections_match_the_manifest_exactly() {
         "json",
         GeneratorConfig {
             bad_rate: 0.1,
+            ..base.clone()
+        },
+    );
+    check(
+        "terminations",
+        GeneratorConfig {
+            bad_rate: 0.1,
+            seed: 7,
+            terminate_rate: 0.3,
             ..base.clone()
         },
     );

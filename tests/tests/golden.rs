@@ -1,5 +1,5 @@
 //! Golden scenarios: every folder of `datasets/scenarios/` is run through the same code
-//! path as `markledger run` and its five output files are compared byte for byte with the
+//! path as `markledger run` and its six output files are compared byte for byte with the
 //! reviewed ones in `expected/`. `UPDATE_GOLDEN=1` rewrites them (review the diff).
 
 use markledger::runner::{run_files, Engine, FileRun};
@@ -7,12 +7,13 @@ use markledger_tests::default_config;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const OUTPUT_FILES: [&str; 5] = [
+const OUTPUT_FILES: [&str; 6] = [
     "status.jsonl",
     "ledger.jsonl",
     "balances.jsonl",
     "rejections.jsonl",
     "periods.jsonl",
+    "exports.jsonl",
 ];
 
 fn scenarios_dir() -> PathBuf {
@@ -38,7 +39,7 @@ fn scenarios() -> Vec<PathBuf> {
 #[test]
 fn every_golden_scenario_reproduces_its_expected_outputs() {
     // Runs each scenario's input through runner::run_files (what `markledger run` calls)
-    // and compares all five files with expected/, line by line.
+    // and compares all six files with expected/, line by line.
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let all = scenarios();
     assert!(all.len() >= 7, "the seven scenarios of issue 2 are missing: {all:?}");

@@ -448,3 +448,132 @@ fn producer_waits_out_a_broker_outage_and_sqlite_keeps_data_across_restarts() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Applies the compacted topics' records in offset order as a consumer does: the latest
+/// value per key, a tombstone (null value) removing the key; the stream's `id` field is
+/// dropped. Keyed `topic key`.
+fn apply_compacted(records: &BTreeMap<TopicPartition, Vec<Record>>) -> (BTreeMap<String, serde_json::Value>, usize) {
+    let mut kept = BTreeMap::new();
+    let mut tombstones = 0;
+    for ((topic, _), list) in records {
+        for record in list {
+            let key = format!(
+                "{topic} {}",
+                String::from_utf8(record.key.clone().unwrap_or_default()).unwrap()
+            );
+            if record.payload.is_empty() {
+                tombstones += 1;
+                kept.remove(&key);
+            } else {
+                let mut value: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+                value.as_object_mut().unwrap().remove("id");
+                kept.insert(key, value);
+            }
+        }
+    }
+    (kept, tombstones)
+}
+
+#[test]
+fn deletions_are_tombstones_that_leave_no_record_of_the_account_across_a_restart() {
+    // DOMAIN.md §9 on Kafka: the golden scenario termination_export_deletion (reference
+    // engine) sent through the stream's sink (KafkaSink) to a tansu broker with SQLite
+    // storage. A consumer applying the compacted topics (tombstone = remove the key) ends
+    // with no balances or periods key of the deleted account and every other key equal to
+    // the file run's last record for it; the export lines are on codes.exports. After a
+    // broker restart the same consumer gets the same result: no key came back.
+    use markledger_connectors::file::OutputFile;
+    use markledger_connectors::kafka::{KafkaSink, OutputTopics, SharedProducer};
+    use std::sync::Arc;
+    const DELETED: &str = "KZ-940000000017";
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/scenarios/termination_export_deletion/input");
+    let partitions = markledger_tests::compare::load_dataset(&input);
+    let (_, outputs) = markledger::reference::run(
+        &markledger_tests::default_config(),
+        partitions,
+        Vec::new(),
+        &mut |_, _| {},
+    );
+    assert!(outputs.iter().any(|o| matches!(o, Output::Deleted(_))));
+
+    let dir = temp_dir("tombstones");
+    let mut broker = Broker::start(Storage::Sqlite(dir.join("tansu.db")));
+    let settings = settings(&broker, "tombstones");
+    let specs: Vec<TopicSpec> = OutputFile::ALL
+        .iter()
+        .map(|file| {
+            let name = settings.output_topics.topic(*file).to_string();
+            if OutputTopics::is_compacted(*file) {
+                TopicSpec::compacted(name, 2)
+            } else {
+                TopicSpec::new(name, 2)
+            }
+        })
+        .collect();
+    ensure_topics(&settings, &specs).unwrap();
+    let producer = Arc::new(SharedProducer::new(&settings).unwrap());
+    let mut sink = KafkaSink::new(producer.clone(), 0);
+    let mut batch = outputs.clone();
+    sink.emit(1, &mut batch);
+    producer.acknowledge("the test's outputs").unwrap();
+
+    // What a consumer of the files keeps: the highest rev per key, a deletion removing it.
+    let mut files: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for output in &outputs {
+        let (topic, key) = markledger_connectors::kafka::output_route(output, &settings);
+        if !(topic == settings.output_topics.balances || topic == settings.output_topics.periods) {
+            continue;
+        }
+        let key = format!("{topic} {key}");
+        match output {
+            Output::Deleted(_) => {
+                files.remove(&key);
+            }
+            _ => {
+                files.insert(key, serde_json::from_str(&render_output(output)).unwrap());
+            }
+        }
+    }
+    let deletions = outputs.iter().filter(|o| matches!(o, Output::Deleted(_))).count();
+    let exports = outputs.iter().filter(|o| matches!(o, Output::Export(_))).count();
+
+    let compacted: Vec<(String, i32)> = [&settings.output_topics.balances, &settings.output_topics.periods]
+        .into_iter()
+        .flat_map(|topic| (0..2).map(move |p| (topic.clone(), p)))
+        .collect();
+    for round in ["before the restart", "after the restart"] {
+        let mut consumer = PartitionConsumer::new(&settings, &compacted).unwrap();
+        let (records, _) = read_to_end(&mut consumer);
+        drop(consumer);
+        let (kept, tombstones) = apply_compacted(&records);
+        assert!(
+            tombstones <= deletions,
+            "{round}: {tombstones} tombstones for {deletions} deletions"
+        );
+        assert!(
+            kept.keys().all(|key| !key.contains(DELETED)),
+            "{round}: a key of the deleted account is kept: {:?}",
+            kept.keys().filter(|key| key.contains(DELETED)).collect::<Vec<_>>()
+        );
+        assert_eq!(kept, files, "{round}: every other record as in the files");
+        let mut consumer = PartitionConsumer::new(
+            &settings,
+            &[
+                (settings.output_topics.exports.clone(), 0),
+                (settings.output_topics.exports.clone(), 1),
+            ],
+        )
+        .unwrap();
+        let (export_records, _) = read_to_end(&mut consumer);
+        drop(consumer);
+        assert_eq!(
+            export_records.values().map(Vec::len).sum::<usize>(),
+            exports,
+            "{round}: exports"
+        );
+        broker.restart();
+    }
+    drop(producer);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -441,6 +441,9 @@ enum WireBody<'a> {
         net_price: WireDecimal<'a>,
         vat_rate: WireDecimal<'a>,
     },
+    // New kinds go last: bincode numbers the variants, so older files keep their meaning.
+    Terminate,
+    Export,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -513,6 +516,8 @@ impl<'a> From<&'a Body> for WireBody<'a> {
                 net_price: WireDecimal::from(net_price),
                 vat_rate: WireDecimal::from(vat_rate),
             },
+            Body::Terminate => WireBody::Terminate,
+            Body::Export => WireBody::Export,
         }
     }
 }
@@ -554,6 +559,8 @@ impl WireBody<'_> {
             WireBody::Compensation { .. } => Kind::Compensation,
             WireBody::Refund { .. } => Kind::Refund,
             WireBody::Tariff { .. } => Kind::Tariff,
+            WireBody::Terminate => Kind::Terminate,
+            WireBody::Export => Kind::Export,
         }
     }
 
@@ -608,6 +615,8 @@ impl WireBody<'_> {
                 net_price: net_price.into_field("net_price")?,
                 vat_rate: vat_rate.into_field("vat_rate")?,
             },
+            WireBody::Terminate => Body::Terminate,
+            WireBody::Export => Body::Export,
         })
     }
 }

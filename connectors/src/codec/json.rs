@@ -24,7 +24,8 @@ use crate::file::OutputFile;
 use chrono::{Datelike, NaiveDate};
 use markledger_operators::event::{Body, DecimalField, Kind};
 use markledger_operators::output::{
-    BalanceRecord, Figures, LedgerEntry, Output, PeriodRecord, Rejection, StatusChange,
+    BalanceRecord, Deletion, ExportItem, ExportLine, Figures, LedgerEntry, Output, PeriodRecord, Rejection,
+    StatusChange,
 };
 use markledger_operators::{money, validate, Event, Money, Ts};
 use rust_decimal::Decimal;
@@ -190,6 +191,8 @@ fn build_body(kind: Kind, wire: WireEvent<'_>) -> Result<Body, DecodeError> {
             net_price: decimal(wire.net_price, "net_price")?,
             vat_rate: decimal(wire.vat_rate, "vat_rate")?,
         },
+        Kind::Terminate => Body::Terminate,
+        Kind::Export => Body::Export,
     })
 }
 
@@ -630,6 +633,7 @@ pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) {
             object.decimal("net_price", net_price);
             object.decimal("vat_rate", vat_rate);
         }
+        Body::Terminate | Body::Export => {}
     }
     object.end();
 }
@@ -645,6 +649,9 @@ pub fn output_file(output: &Output) -> OutputFile {
         Output::Balance(_) => OutputFile::Balances,
         Output::Rejection(_) => OutputFile::Rejections,
         Output::Period(_) => OutputFile::Periods,
+        Output::Deleted(Deletion::Balance { .. }) => OutputFile::Balances,
+        Output::Deleted(Deletion::Period { .. }) => OutputFile::Periods,
+        Output::Export(_) => OutputFile::Exports,
     }
 }
 
@@ -665,7 +672,53 @@ pub fn render_output_into(output: &Output, out: &mut Vec<u8>) {
         Output::Balance(balance) => render_balance(balance, out),
         Output::Rejection(rejection) => render_rejection(rejection, out),
         Output::Period(period) => render_period(period, out),
+        Output::Deleted(deletion) => render_deletion(deletion, out),
+        Output::Export(line) => render_export(line, out),
     }
+}
+
+/// A deleted key (DOMAIN.md §9): the key's fields, the next `rev` and `"deleted": true`.
+/// A period key's deletion is `final`: the key never comes back.
+fn render_deletion(deletion: &Deletion, out: &mut Vec<u8>) {
+    let mut object = ObjectWriter::begin(out);
+    match deletion {
+        Deletion::Balance { account, rev, ts } => {
+            object.str("account", account);
+            object.ts("ts", *ts);
+            object.u64("rev", *rev);
+        }
+        Deletion::Period { key, rev } => {
+            object.str("kind", key.kind.as_str());
+            object.str("account", &key.account);
+            object.str("period", &key.period.to_string());
+            object.opt_str("sub", key.sub.as_deref());
+            object.u64("rev", *rev);
+            object.bool("final", true);
+        }
+    }
+    object.bool("deleted", true);
+    object.end();
+}
+
+/// One export line (INTERFACE.md "Exports"): a record with its `seq`, or the closing line.
+fn render_export(line: &ExportLine, out: &mut Vec<u8>) {
+    let mut object = ObjectWriter::begin(out);
+    object.str("export", &line.export);
+    object.str("account", &line.account);
+    object.ts("ts", line.ts);
+    match &line.item {
+        ExportItem::Record { seq, record } => {
+            object.u64("seq", *seq);
+            let mut rendered = Vec::with_capacity(256);
+            render_period(record, &mut rendered);
+            object.raw("record", &rendered);
+        }
+        ExportItem::Complete { records } => {
+            object.bool("complete", true);
+            object.u64("records", *records);
+        }
+    }
+    object.end();
 }
 
 fn render_status(status: &StatusChange, out: &mut Vec<u8>) {
@@ -806,9 +859,10 @@ fn render_period(record: &PeriodRecord, out: &mut Vec<u8>) {
             object.u64("late", *late);
             object.u64("pending", *pending);
         }
-        Figures::RefundDue { balance, since } => {
+        Figures::RefundDue { balance, since, reason } => {
             object.money("balance", *balance);
             object.ts("since", *since);
+            object.str("reason", reason.as_str());
         }
     }
     object.end();
@@ -856,6 +910,12 @@ impl<'o> ObjectWriter<'o> {
     fn null(&mut self, key: &str) {
         self.key(key);
         self.out.extend_from_slice(b"null");
+    }
+
+    /// A value that is already JSON (a nested object rendered by this module).
+    fn raw(&mut self, key: &str, json: &[u8]) {
+        self.key(key);
+        self.out.extend_from_slice(json);
     }
 
     fn u64(&mut self, key: &str, value: u64) {

@@ -401,7 +401,9 @@ pub(crate) fn check_structure(event: &Event) -> Result<(), DecodeError> {
         | Body::Dropout { .. }
         | Body::Introduction { .. }
         | Body::Compensation { .. }
-        | Body::Refund { .. } => {}
+        | Body::Refund { .. }
+        | Body::Terminate
+        | Body::Export => {}
     }
     Ok(())
 }

@@ -31,16 +31,19 @@ pub enum OutputFile {
     Rejections,
     /// Period aggregates.
     Periods,
+    /// Export deliveries (DOMAIN.md §9).
+    Exports,
 }
 
 impl OutputFile {
     /// Every output file, in INTERFACE.md order.
-    pub const ALL: [OutputFile; 5] = [
+    pub const ALL: [OutputFile; 6] = [
         OutputFile::Status,
         OutputFile::Ledger,
         OutputFile::Balances,
         OutputFile::Rejections,
         OutputFile::Periods,
+        OutputFile::Exports,
     ];
 
     /// The file's name in the `--out` directory.
@@ -51,6 +54,7 @@ impl OutputFile {
             OutputFile::Balances => "balances.jsonl",
             OutputFile::Rejections => "rejections.jsonl",
             OutputFile::Periods => "periods.jsonl",
+            OutputFile::Exports => "exports.jsonl",
         }
     }
 

@@ -29,7 +29,7 @@
 
 use super::OutputFile;
 use crate::codec::json::render_output_into;
-use markledger_operators::output::Rejection;
+use markledger_operators::output::{Deletion, Rejection};
 use markledger_operators::{Output, Reason};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -133,6 +133,20 @@ pub fn sort_key(output: &Output, key: &mut Vec<u8>) {
         Output::Period(period) => {
             key.push(OutputFile::Periods.index() as u8);
             key.extend_from_slice(period.key.render().as_bytes());
+        }
+        // A deletion sorts with the records of the key it deletes, after them (stable
+        // within a key: its worker emits it last).
+        Output::Deleted(Deletion::Balance { account, .. }) => {
+            key.push(OutputFile::Balances.index() as u8);
+            key.extend_from_slice(account.as_bytes());
+        }
+        Output::Deleted(Deletion::Period { key: period, .. }) => {
+            key.push(OutputFile::Periods.index() as u8);
+            key.extend_from_slice(period.render().as_bytes());
+        }
+        Output::Export(export) => {
+            key.push(OutputFile::Exports.index() as u8);
+            key.extend_from_slice(export.account.as_bytes());
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct OutputCounts {
     pub rejections: u64,
     /// Lines in `periods.jsonl`.
     pub periods: u64,
+    /// Lines in `exports.jsonl`.
+    pub exports: u64,
 }
 
 impl OutputCounts {
@@ -45,6 +47,7 @@ impl OutputCounts {
             OutputFile::Balances => self.balances,
             OutputFile::Rejections => self.rejections,
             OutputFile::Periods => self.periods,
+            OutputFile::Exports => self.exports,
         }
     }
 
@@ -60,12 +63,13 @@ impl OutputCounts {
             OutputFile::Balances => &mut self.balances,
             OutputFile::Rejections => &mut self.rejections,
             OutputFile::Periods => &mut self.periods,
+            OutputFile::Exports => &mut self.exports,
         };
         *count += 1;
     }
 }
 
-/// The five output files in an `--out` directory, buffered.
+/// The six output files in an `--out` directory, buffered.
 ///
 /// Records are rendered on the caller's thread into one buffer per file; a full buffer
 /// goes to a writer thread, so rendering the next records overlaps the kernel's copy of

@@ -623,6 +623,7 @@ fn output_files_hold_one_line_per_record_in_emission_order() {
             balances: 1,
             rejections: 2,
             periods: 1,
+            exports: 0,
         }
     );
     for file in OutputFile::ALL {
@@ -669,7 +670,7 @@ fn output_files_report_the_writer_threads_io_error() {
 
 #[test]
 fn output_file_names_and_formats() {
-    // Checks the five file names of INTERFACE.md and the command-line format names.
+    // Checks the six file names of INTERFACE.md and the command-line format names.
     let names: Vec<&str> = OutputFile::ALL.iter().map(|file| file.file_name()).collect();
     assert_eq!(
         names,
@@ -678,7 +679,8 @@ fn output_file_names_and_formats() {
             "ledger.jsonl",
             "balances.jsonl",
             "rejections.jsonl",
-            "periods.jsonl"
+            "periods.jsonl",
+            "exports.jsonl"
         ]
     );
     for (index, file) in OutputFile::ALL.iter().enumerate() {

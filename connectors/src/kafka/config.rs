@@ -49,6 +49,8 @@ pub struct OutputTopics {
     pub rejections: String,
     /// Period aggregates (compacted), keyed by `kind/account/period[/sub]`.
     pub periods: String,
+    /// Export deliveries (DOMAIN.md §9), keyed by account.
+    pub exports: String,
 }
 
 impl Default for OutputTopics {
@@ -59,6 +61,7 @@ impl Default for OutputTopics {
             balances: "codes.balances".to_string(),
             rejections: "codes.rejections".to_string(),
             periods: "codes.periods".to_string(),
+            exports: "codes.exports".to_string(),
         }
     }
 }
@@ -72,6 +75,7 @@ impl OutputTopics {
             OutputFile::Balances => &self.balances,
             OutputFile::Rejections => &self.rejections,
             OutputFile::Periods => &self.periods,
+            OutputFile::Exports => &self.exports,
         }
     }
 
@@ -119,6 +123,7 @@ impl KafkaSettings {
             &mut topics.balances,
             &mut topics.rejections,
             &mut topics.periods,
+            &mut topics.exports,
         ] {
             *topic = format!("{prefix}{topic}");
         }
@@ -263,6 +268,7 @@ impl crate::stream_file::TopicNames {
             (&self.balances, &mut topics.balances),
             (&self.rejections, &mut topics.rejections),
             (&self.periods, &mut topics.periods),
+            (&self.exports, &mut topics.exports),
         ] {
             if let Some(name) = name {
                 *slot = name.clone();

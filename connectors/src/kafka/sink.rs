@@ -25,7 +25,7 @@ use super::config::{client_config, KafkaSettings, Role};
 use super::{Error, Result, TroubleLog};
 use crate::codec::json::{output_file, render_output};
 use markledger_operators::flow::Time;
-use markledger_operators::output::Output;
+use markledger_operators::output::{Deletion, Output};
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
@@ -62,6 +62,9 @@ pub fn output_route<'a>(output: &Output, settings: &'a KafkaSettings) -> (&'a st
         Output::Balance(balance) => balance.account.clone(),
         Output::Rejection(rejection) => rejection.event.clone().unwrap_or_default(),
         Output::Period(period) => period.key.render(),
+        Output::Deleted(Deletion::Balance { account, .. }) => account.clone(),
+        Output::Deleted(Deletion::Period { key, .. }) => key.render(),
+        Output::Export(line) => line.account.clone(),
     };
     (topic, key)
 }
@@ -138,9 +141,13 @@ impl OutputProducer {
         self.send_record(topic, None, Some(key), payload, headers)
     }
 
-    /// Routes and sends an output ([`output_route`], payload [`render_output`]).
+    /// Routes and sends an output ([`output_route`], payload [`render_output`]; a deletion
+    /// is a tombstone).
     pub fn send_output(&mut self, output: &Output, settings: &KafkaSettings) -> Result<()> {
         let (topic, key) = output_route(output, settings);
+        if matches!(output, Output::Deleted(_)) {
+            return self.send_tombstone(topic, key.as_bytes(), &[]);
+        }
         let payload = render_output(output);
         self.send(topic, key.as_bytes(), payload.as_bytes(), &[])
     }
@@ -155,8 +162,28 @@ impl OutputProducer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<()> {
+        self.send_value(topic, partition, key, Some(payload), headers)
+    }
+
+    /// A tombstone: `key` with a null value, which a compacted topic's compaction uses to
+    /// remove the key (DOMAIN.md §9's deletions).
+    pub fn send_tombstone(&mut self, topic: &str, key: &[u8], headers: &[(&str, &[u8])]) -> Result<()> {
+        self.send_value(topic, None, Some(key), None, headers)
+    }
+
+    fn send_value(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
         loop {
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(payload);
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+            if let Some(payload) = payload {
+                record = record.payload(payload);
+            }
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -334,7 +361,7 @@ impl KafkaSink {
             .fetch_add(outputs.len() as u64, Ordering::Relaxed);
         // Rendered before the producer is locked: the other workers' sinks send meanwhile.
         let settings = &self.producer.settings;
-        let records: Vec<(&str, String, String, String)> = outputs
+        let records: Vec<(&str, String, Option<String>, String)> = outputs
             .drain(..)
             .map(|output| {
                 let (topic, key) = output_route(&output, settings);
@@ -343,15 +370,21 @@ impl KafkaSink {
                 let copy = self.copies.entry((time, hash)).or_default();
                 let id = format!("{hash:032x}-{copy}");
                 *copy += 1;
-                // The id travels in the record too: not every broker keeps headers (tansu's
-                // storage does not).
-                (topic, key, with_id(&payload, &id), id)
+                // A deletion is a tombstone (a null value; DOMAIN.md §9): its id is in the
+                // header only. Otherwise the id travels in the record too: not every broker
+                // keeps headers (tansu's storage does not).
+                let value = (!matches!(output, Output::Deleted(_))).then(|| with_id(&payload, &id));
+                (topic, key, value, id)
             })
             .collect();
         let mut producer = self.producer.lock();
         for (topic, key, payload, id) in records {
-            if let Err(error) = producer.send(topic, key.as_bytes(), payload.as_bytes(), &[(ID_HEADER, id.as_bytes())])
-            {
+            let headers: &[(&str, &[u8])] = &[(ID_HEADER, id.as_bytes())];
+            let sent = match &payload {
+                Some(payload) => producer.send(topic, key.as_bytes(), payload.as_bytes(), headers),
+                None => producer.send_tombstone(topic, key.as_bytes(), headers),
+            };
+            if let Err(error) = sent {
                 // The producer retries forever; an error here is a record it refused
                 // outright (too large): nothing commits past it (its flush fails).
                 markledger_operators::note!("markledger stream: output refused by the producer: {error:#}");

@@ -88,14 +88,16 @@ fn default_settings_use_interface_topic_names() {
             &topics.ledger,
             &topics.balances,
             &topics.rejections,
-            &topics.periods
+            &topics.periods,
+            &topics.exports
         ],
         [
             "codes.status",
             "codes.ledger",
             "codes.balances",
             "codes.rejections",
-            "codes.periods"
+            "codes.periods",
+            "codes.exports"
         ]
     );
     let compacted: Vec<_> = crate::file::OutputFile::ALL

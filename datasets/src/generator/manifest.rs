@@ -48,6 +48,10 @@ pub struct ManifestFlags {
     pub months: u32,
     /// The first month, `YYYY-MM`.
     pub start: String,
+    /// Fraction of accounts that end their contract (DOMAIN.md §9); absent in older
+    /// manifests (0).
+    #[serde(default)]
+    pub terminate_rate: f64,
 }
 
 /// What a generated dataset holds.
@@ -94,6 +98,13 @@ pub struct Manifest {
     /// Codes the generator left unapplied on purpose (they expire 30 working days after
     /// their emission day, if the data reaches that far).
     pub codes_left_to_expire: u64,
+    /// Accounts whose termination is accepted (DOMAIN.md §9).
+    #[serde(default)]
+    pub terminated_accounts: u64,
+    /// Export requests accepted (each delivered once the month of its termination has
+    /// closed, if the data reaches that far).
+    #[serde(default)]
+    pub exports_accepted: u64,
     /// Bytes written to partition files.
     pub bytes: u64,
     /// The earliest `ts` of a well-formed record, RFC 3339.

@@ -87,6 +87,10 @@ pub struct GeneratorConfig {
     pub months: u32,
     /// The first month.
     pub start: Period,
+    /// Fraction of accounts (never the first) that end their contract during the data
+    /// (DOMAIN.md §9), 0.0..=1.0: some refused first, some with exports inside and outside
+    /// the window, some with a refund after it. 0 leaves the files as before.
+    pub terminate_rate: f64,
 }
 
 impl Default for GeneratorConfig {
@@ -100,6 +104,7 @@ impl Default for GeneratorConfig {
             partitions: 4,
             months: 3,
             start: Period::new(2026, 1),
+            terminate_rate: 0.0,
         }
     }
 }
@@ -126,6 +131,12 @@ impl GeneratorConfig {
                 self.bad_rate
             ));
         }
+        if !(0.0..=1.0).contains(&self.terminate_rate) {
+            return invalid(format!(
+                "terminate rate must be within 0..=1, got {}",
+                self.terminate_rate
+            ));
+        }
         if !(1..=9_000).contains(&self.start.year) {
             return invalid(format!("start {} is out of range", self.start));
         }
@@ -143,6 +154,7 @@ impl GeneratorConfig {
             partitions: self.partitions,
             months: self.months,
             start: self.start.to_string(),
+            terminate_rate: self.terminate_rate,
         }
     }
 
@@ -158,6 +170,7 @@ impl GeneratorConfig {
             partitions: flags.partitions,
             months: flags.months,
             start: Period::parse(&flags.start).ok_or_else(|| invalid("start"))?,
+            terminate_rate: flags.terminate_rate,
         })
     }
 }
@@ -229,7 +242,7 @@ fn simulate(config: &GeneratorConfig, writers: Writers, progress: &mut dyn FnMut
     for profile in [Profile::Factory, Profile::Producer, Profile::Importer] {
         accounts_by_profile.entry(profile.as_str().to_string()).or_insert(0);
     }
-    let simulation = Simulation::new(config.seed, plans, horizon, &calendar, writers);
+    let simulation = Simulation::new(config.seed, plans, horizon, &calendar, writers, config.terminate_rate);
 
     let step = (config.codes / 100).max(1);
     let mut next_report = step;
@@ -273,6 +286,10 @@ fn simulate(config: &GeneratorConfig, writers: Writers, progress: &mut dyn FnMut
         Reason::RefundUnpaidCodes,
         Reason::RefundPendingOrder,
         Reason::RefundExceedsBalance,
+        Reason::TerminationUnpaidCodes,
+        Reason::TerminationPendingOrder,
+        Reason::ExportNotTerminated,
+        Reason::AccountTerminated,
     ]
     .into_iter()
     .map(|reason| {
@@ -307,6 +324,8 @@ fn simulate(config: &GeneratorConfig, writers: Writers, progress: &mut dyn FnMut
         intended,
         accounts_by_profile,
         codes_left_to_expire: outcome.codes_left_to_expire,
+        terminated_accounts: outcome.terminated,
+        exports_accepted: outcome.exports_accepted,
         bytes,
         first_ts: render(counts.first_ts),
         last_ts: render(counts.last_ts),

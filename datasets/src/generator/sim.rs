@@ -89,6 +89,9 @@ const LATE_ORDERS_WANTED_MAX: u32 = 16;
 /// The random stream late orders are chosen from (accounts use their index, the injector
 /// `u64::MAX`).
 const LATE_ORDER_STREAM: u64 = u64::MAX - 1;
+/// The random stream that picks the accounts whose contract ends (DOMAIN.md §9): its own,
+/// so `--terminate-rate 0` leaves every other draw, and the files, as before.
+const TERMINATE_STREAM: u64 = u64::MAX - 2;
 /// Smallest payment an account makes, in tenge (smaller top-ups wait for the next one).
 const PAYMENT_TENGE_MIN: i64 = 500;
 /// An importer retries a report that found no codes at most this many times.
@@ -164,6 +167,27 @@ impl Horizon {
     }
 }
 
+/// The account whose own activity this is (stopped once it ends its contract), if any.
+fn own_activity(activity: &Activity) -> Option<u32> {
+    match *activity {
+        Activity::Pay(account)
+        | Activity::Compensate(account)
+        | Activity::ImporterReport(account)
+        | Activity::Ship(account)
+        | Activity::Refund(account) => Some(account),
+        Activity::SecondPart { account, .. }
+        | Activity::PlaceOrders { account, .. }
+        | Activity::OrderStep { account, .. }
+        | Activity::LineTick { account, .. } => Some(account),
+        Activity::Tariff
+        | Activity::Final
+        | Activity::Terminate(_)
+        | Activity::SettleForTermination(_)
+        | Activity::Export(_)
+        | Activity::RefundAfterTermination(_) => None,
+    }
+}
+
 /// Something that will happen to an account at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Activity {
@@ -193,6 +217,26 @@ enum Activity {
     ImporterReport(u32),
     Ship(u32),
     Refund(u32),
+    /// The account asks to end its contract (DOMAIN.md §9).
+    Terminate(u32),
+    /// A refused termination is followed by paying what is owed and cancelling orders.
+    SettleForTermination(u32),
+    /// An `export` request (before termination, within its window, or after deletion).
+    Export(u32),
+    /// A refund of part of the balance after termination.
+    RefundAfterTermination(u32),
+}
+
+/// Where an account stands with DOMAIN.md §9.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Ending {
+    /// Its contract runs.
+    #[default]
+    Active,
+    /// It asked to end it: no more production, payments or refunds of its own.
+    Closing,
+    /// Terminated: only the refund and exports the simulation plans follow.
+    Terminated,
 }
 
 #[derive(Debug)]
@@ -301,6 +345,12 @@ struct Account {
     payments_made: u32,
     /// The `ts` of the account's latest refund written.
     last_refund: Option<Ts>,
+    /// DOMAIN.md §9.
+    ending: Ending,
+    /// When its termination was accepted.
+    terminated_at: Option<Ts>,
+    /// It asked to terminate at least once.
+    tried_to_terminate: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -325,6 +375,11 @@ pub struct Outcome {
     /// The deadlines of orders never finished (their last step fell after the horizon):
     /// late if the run's watermark reaches them.
     pub unfinished_deadlines: Vec<Ts>,
+    /// Accounts whose termination was accepted (DOMAIN.md §9).
+    pub terminated: u64,
+    /// Export requests accepted (delivered if the data reaches the close of the month of
+    /// termination).
+    pub exports_accepted: u64,
 }
 
 /// The running simulation.
@@ -355,6 +410,7 @@ impl<'c> Simulation<'c> {
         horizon: Horizon,
         calendar: &'c WorkingCalendar,
         writers: Writers,
+        terminate_rate: f64,
     ) -> Simulation<'c> {
         let working_days = horizon.working_days.len().max(1) as u64;
         let accounts = plans
@@ -411,6 +467,9 @@ impl<'c> Simulation<'c> {
                     expected_daily_units,
                     payments_made: 0,
                     last_refund: None,
+                    ending: Ending::Active,
+                    terminated_at: None,
+                    tried_to_terminate: false,
                     plan,
                 }
             })
@@ -432,7 +491,199 @@ impl<'c> Simulation<'c> {
             late_orders_wanted: 1,
         };
         simulation.schedule_first_activities();
+        simulation.schedule_terminations(seed, terminate_rate);
         simulation
+    }
+
+    /// Picks the accounts that end their contract (never account 0, which makes the final
+    /// top-up) and when: a working day in the first half of the horizon, so the month after
+    /// usually lies inside the data. A fifth also ask for an export the day before.
+    fn schedule_terminations(&mut self, seed: u64, rate: f64) {
+        if rate <= 0.0 {
+            return;
+        }
+        let mut rng = Rng::stream(seed, TERMINATE_STREAM);
+        let span = self.horizon.working_days.len() as u64;
+        for index in 1..self.accounts.len() as u32 {
+            if !rng.chance(rate) || span < 4 {
+                continue;
+            }
+            let day = rng.between(span / 4, span / 2);
+            let at = local_at(
+                self.horizon.working_days[day as usize],
+                rng.between_i64(10 * 3_600, 16 * 3_600),
+            );
+            if rng.chance(0.2) {
+                self.schedule(at.minus_millis(MILLIS_PER_DAY), Activity::Export(index));
+            }
+            self.schedule(at, Activity::Terminate(index));
+        }
+    }
+
+    /// Whether an account's own activity stops (it is ending its contract).
+    fn ending(&self, index: u32) -> bool {
+        self.accounts[index as usize].ending != Ending::Active
+    }
+
+    /// `terminate`: refused while the model sees unpaid codes or a pending order (then
+    /// settled and tried again the next day), else accepted: exports and a refund follow.
+    fn terminate(&mut self, index: u32, now: Ts) -> io::Result<()> {
+        let account = &mut self.accounts[index as usize];
+        if account.ending == Ending::Terminated {
+            return Ok(());
+        }
+        account.ending = Ending::Closing;
+        if account.late_in_flight > 0 {
+            // A credit is in flight: the model may see less money than the engine.
+            self.schedule(now.plus_millis(MILLIS_PER_DAY), Activity::Terminate(index));
+            return Ok(());
+        }
+        let first_attempt = account.terminated_at.is_none() && !account.tried_to_terminate;
+        account.tried_to_terminate = true;
+        if first_attempt && account.wallet.unpaid_codes() == 0 && account.orders.is_empty() && account.rng.chance(0.4) {
+            // Some clients still have an order open when they ask: refused first.
+            self.last_order(index, now)?;
+        }
+        let account = &self.accounts[index as usize];
+        let refused = if account.wallet.unpaid_codes() > 0 {
+            Some(Reason::TerminationUnpaidCodes)
+        } else if !account.orders.is_empty() {
+            Some(Reason::TerminationPendingOrder)
+        } else {
+            None
+        };
+        let event = self.event(index, now, Body::Terminate);
+        // No injection after a §9 event: the account's later events would be refused
+        // ACCOUNT_TERMINATED instead of their injected reason.
+        self.write(index, event, Meta::bad())?;
+        if let Some(reason) = refused {
+            *self.outcome.intended.entry(reason).or_default() += 1;
+            self.schedule(
+                now.plus_millis(2 * MILLIS_PER_HOUR),
+                Activity::SettleForTermination(index),
+            );
+            return Ok(());
+        }
+        self.outcome.terminated += 1;
+        let account = &mut self.accounts[index as usize];
+        account.ending = Ending::Terminated;
+        account.terminated_at = Some(now);
+        let rng = &mut account.rng;
+        let inside = rng.chance(0.7);
+        let inside_at = now.plus_millis(rng.between_i64(1, 20) * MILLIS_PER_DAY);
+        let after = rng.chance(0.2);
+        let refund = rng.chance(0.5);
+        let refund_at = now.plus_millis(rng.between_i64(1, 10) * MILLIS_PER_DAY);
+        if inside {
+            self.schedule(inside_at, Activity::Export(index));
+        }
+        if after {
+            // After the deletion (at most a month and 8 days after T): ACCOUNT_TERMINATED.
+            self.schedule(now.plus_millis(40 * MILLIS_PER_DAY), Activity::Export(index));
+        }
+        if refund {
+            self.schedule(refund_at, Activity::RefundAfterTermination(index));
+        }
+        Ok(())
+    }
+
+    /// One more order of one code, placed just before a termination request (which it makes
+    /// refused `TERMINATION_PENDING_ORDER`); the settlement cancels it.
+    fn last_order(&mut self, index: u32, now: Ts) -> io::Result<()> {
+        let account = &mut self.accounts[index as usize];
+        let number = account.next_order;
+        account.next_order += 1;
+        let id = format!("ORD-{}-{:06}", account.plan.index, number);
+        let gtin = account.plan.products[0].gtin.clone();
+        account.awaiting[0] += 1;
+        account.orders.insert(
+            number,
+            Order {
+                id: id.clone(),
+                product: 0,
+                quantity: 1,
+                emitted: 0,
+                steps: VecDeque::new(),
+                deadline: now.plus_millis(4 * MILLIS_PER_HOUR),
+            },
+        );
+        let event = self.event(
+            index,
+            now,
+            Body::Order {
+                order: id,
+                gtin,
+                quantity: 1,
+            },
+        );
+        self.write(index, event, Meta::bad())
+    }
+
+    /// After a refused termination: every pending order cancelled, what is owed paid (with
+    /// a margin), and the termination asked again an hour later.
+    fn settle_for_termination(&mut self, index: u32, now: Ts) -> io::Result<()> {
+        let numbers: Vec<u32> = self.accounts[index as usize].orders.keys().copied().collect();
+        for number in numbers {
+            let account = &mut self.accounts[index as usize];
+            let order = account.orders.remove(&number).expect("listed");
+            if now >= order.deadline {
+                self.outcome.sla_late += 1;
+            }
+            account.awaiting[order.product as usize] -= order.quantity - order.emitted;
+            let event = self.event(index, now, Body::OrderCancel { order: order.id });
+            let meta = Meta::bad();
+            self.write(index, event, meta)?;
+        }
+        let owed = self.accounts[index as usize].wallet.unpaid_amount();
+        if owed > 0 {
+            let units = (owed / UNITS_PER_TIYN + 1) * UNITS_PER_TIYN + 100 * UNITS_PER_TENGE;
+            let channel = CHANNELS[self.accounts[index as usize].plan.channel].to_string();
+            let event = self.event(
+                index,
+                now,
+                Body::Payment {
+                    amount: money(units),
+                    channel,
+                },
+            );
+            self.write(index, event, Meta::bad())?;
+            self.accounts[index as usize].wallet.credit(units);
+        }
+        self.schedule(now.plus_millis(MILLIS_PER_HOUR), Activity::Terminate(index));
+        Ok(())
+    }
+
+    /// `export`: before termination EXPORT_NOT_TERMINATED, within its window accepted,
+    /// after the deletion ACCOUNT_TERMINATED.
+    fn export(&mut self, index: u32, now: Ts) -> io::Result<()> {
+        let event = self.event(index, now, Body::Export);
+        self.write(index, event, Meta::bad())?;
+        let refused = match self.accounts[index as usize].terminated_at {
+            None => Some(Reason::ExportNotTerminated),
+            // The deletion comes at or after the window's end.
+            Some(at) if now >= at.plus_one_local_month() => Some(Reason::AccountTerminated),
+            Some(_) => None,
+        };
+        match refused {
+            Some(reason) => *self.outcome.intended.entry(reason).or_default() += 1,
+            None => self.outcome.exports_accepted += 1,
+        }
+        Ok(())
+    }
+
+    /// A refund of part of the balance after termination (accepted: nothing unpaid, no
+    /// order pending).
+    fn refund_after_termination(&mut self, index: u32, now: Ts) -> io::Result<()> {
+        let account = &mut self.accounts[index as usize];
+        let balance = account.wallet.balance();
+        let units = (balance as f64 * account.rng.uniform(0.2, 1.0)) as i64 / UNITS_PER_TIYN * UNITS_PER_TIYN;
+        if units < UNITS_PER_TIYN {
+            return Ok(());
+        }
+        let event = self.event(index, now, Body::Refund { amount: money(units) });
+        self.write(index, event, Meta::bad())?;
+        self.accounts[index as usize].wallet.debit_refund(units);
+        Ok(())
     }
 
     fn schedule(&mut self, at: Ts, activity: Activity) {
@@ -466,7 +717,10 @@ impl<'c> Simulation<'c> {
             }
             Activity::LineTick { .. } | Activity::ImporterReport(_) => Kind::Application.rank(),
             Activity::Ship(_) => Kind::Defect.rank(),
-            Activity::Refund(_) => Kind::Refund.rank(),
+            Activity::Refund(_) | Activity::RefundAfterTermination(_) => Kind::Refund.rank(),
+            Activity::Terminate(_) => Kind::Terminate.rank(),
+            Activity::SettleForTermination(_) => Kind::Payment.rank(),
+            Activity::Export(_) => Kind::Export.rank(),
         };
         self.sequence += 1;
         self.queue.push(Reverse(Scheduled {
@@ -531,6 +785,12 @@ impl<'c> Simulation<'c> {
     pub fn run(mut self, progress: &mut dyn FnMut(&Writers)) -> io::Result<(Writers, Outcome)> {
         while let Some(Reverse(next)) = self.queue.pop() {
             let now = next.at;
+            if let Some(index) = own_activity(&next.activity) {
+                if self.ending(index) {
+                    // An account ending its contract does nothing more of its own.
+                    continue;
+                }
+            }
             match next.activity {
                 Activity::Tariff => self.tariff(now)?,
                 Activity::Final => self.final_payment(now)?,
@@ -548,6 +808,10 @@ impl<'c> Simulation<'c> {
                 Activity::ImporterReport(account) => self.importer_report(account, now)?,
                 Activity::Ship(account) => self.ship(account, now)?,
                 Activity::Refund(account) => self.refund(account, now)?,
+                Activity::Terminate(account) => self.terminate(account, now)?,
+                Activity::SettleForTermination(account) => self.settle_for_termination(account, now)?,
+                Activity::Export(account) => self.export(account, now)?,
+                Activity::RefundAfterTermination(account) => self.refund_after_termination(account, now)?,
             }
             self.credit_released();
             progress(&self.writers);

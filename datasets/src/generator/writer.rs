@@ -108,9 +108,9 @@ pub struct Counts {
     /// Codes named.
     pub code_events: u64,
     /// Well-formed records by kind (rank order).
-    pub by_kind: [u64; 11],
+    pub by_kind: [u64; markledger_operators::Kind::ALL.len()],
     /// Codes by kind.
-    pub codes_by_kind: [u64; 11],
+    pub codes_by_kind: [u64; markledger_operators::Kind::ALL.len()],
     /// Exact rejections injected, in [`INJECTED_REASONS`] order.
     pub injected: [u64; 6],
     /// Held payments written behind their partition's high-water mark.

@@ -9,7 +9,7 @@
 
 use markledger_operators::money::Money;
 use markledger_operators::movements::{Movements, SlaCounts};
-use markledger_operators::output::{AggregateKind, Figures, PeriodKey, PeriodRecord};
+use markledger_operators::output::{AggregateKind, Figures, PeriodKey, PeriodRecord, RefundReason};
 use markledger_operators::{Period, Ts};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,6 +36,9 @@ pub struct Aggregates {
     by_period: BTreeMap<Period, BTreeSet<PeriodKey>>,
     /// Keys that may have changed in the current instant.
     dirty: BTreeSet<PeriodKey>,
+    /// Balances of deleted accounts, by the period of their deletion: no longer carried into
+    /// the `"*"` rows of later periods (DOMAIN.md §9).
+    forgotten: BTreeMap<Period, Money>,
 }
 
 fn key(kind: AggregateKind, account: &str, period: Period, sub: Option<String>) -> PeriodKey {
@@ -240,11 +243,88 @@ impl Aggregates {
         self.touch(debtor, now);
     }
 
-    /// A dormant advance reported at `now`.
-    pub fn set_refund_due(&mut self, account: &str, balance: Money, since: Ts, now: Ts) {
+    /// A refund due reported at `now` (a dormant advance, or a termination's balance: the
+    /// latter replaces the former in its period, DOMAIN.md §9).
+    pub fn set_refund_due(&mut self, account: &str, balance: Money, since: Ts, reason: RefundReason, now: Ts) {
         let due = key(AggregateKind::RefundDue, account, now.period(), None);
-        self.figures.insert(due.clone(), Figures::RefundDue { balance, since });
+        self.figures
+            .insert(due.clone(), Figures::RefundDue { balance, since, reason });
         self.touch(due, now);
+    }
+
+    /// Every record of `account` in the periods `first..=last` as it stands at `now` (the
+    /// revision the end of this instant emits, when one is pending), final ones only, in
+    /// export order (DOMAIN.md §9).
+    pub fn export(&self, account: &str, first: Period, last: Period, now: Ts) -> Vec<PeriodRecord> {
+        let mut records: Vec<PeriodRecord> = self
+            .emitted
+            .keys()
+            .filter(|k| k.account == account && k.period >= first && k.period <= last)
+            .filter_map(|k| self.as_it_stands(k, now))
+            .filter(|record| record.is_final)
+            .collect();
+        records.sort_by(|a, b| markledger_operators::rules::export_order(&a.key, &b.key));
+        records
+    }
+
+    /// A record as it stands at `now`: its last revision, or the one `flush` would emit
+    /// next.
+    fn as_it_stands(&self, record: &PeriodKey, now: Ts) -> Option<PeriodRecord> {
+        let (rev, last_final, last) = self.emitted.get(record)?;
+        let figures = self.figures(record);
+        let is_final = self.is_closed(record.period, now);
+        let rev = if *last == figures && *last_final == is_final {
+            *rev
+        } else {
+            rev + 1
+        };
+        Some(PeriodRecord {
+            key: record.clone(),
+            rev,
+            is_final,
+            figures,
+        })
+    }
+
+    /// Emits the revisions pending for `account`'s records (before they are deleted).
+    pub fn flush_account(&mut self, account: &str, now: Ts, emit: impl FnMut(PeriodRecord)) {
+        let (mine, others): (BTreeSet<PeriodKey>, BTreeSet<PeriodKey>) = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .partition(|k| k.account == account);
+        self.dirty = mine;
+        self.flush(now, emit);
+        self.dirty = others;
+    }
+
+    /// Forgets everything of `account` (DOMAIN.md §9's deletion at `now`): gives every key
+    /// it ever had a record for with that record's last revision, and stops carrying its
+    /// balance into later periods' `"*"` rows. The `"*"` rows up to `now`'s period keep its
+    /// share.
+    pub fn delete_account(&mut self, account: &str, now: Ts) -> Vec<(PeriodKey, u64)> {
+        let keys: Vec<(PeriodKey, u64)> = self
+            .emitted
+            .iter()
+            .filter(|(k, _)| k.account == account)
+            .map(|(k, (rev, _, _))| (k.clone(), *rev))
+            .collect();
+        for (k, _) in &keys {
+            self.emitted.remove(k);
+            self.figures.remove(k);
+            if let Some(set) = self.by_period.get_mut(&k.period) {
+                set.remove(k);
+            }
+        }
+        self.figures.retain(|k, _| k.account != account);
+        self.dirty.retain(|k| k.account != account);
+        let mine: Vec<(String, Period)> = self.movements.keys().filter(|(a, _)| a == account).cloned().collect();
+        let mut balance = Money::ZERO;
+        for k in mine {
+            if let Some(m) = self.movements.remove(&k) {
+                balance += m.net();
+            }
+        }
+        *self.forgotten.entry(now.period()).or_default() += balance;
+        keys
     }
 
     /// A new month began at `now`: reconciliation and turnover rows carry every account's
@@ -268,7 +348,8 @@ impl Aggregates {
 
     fn opening(&self, account: &str, period: Period) -> Money {
         if account == ALL_ACCOUNTS {
-            return self.totals.range(..period).map(|(_, m)| m.net()).sum();
+            let forgotten: Money = self.forgotten.range(..period).map(|(_, m)| *m).sum();
+            return self.totals.range(..period).map(|(_, m)| m.net()).sum::<Money>() - forgotten;
         }
         let from = (account.to_string(), Period::new(i32::MIN, 1));
         let to = (account.to_string(), period);
@@ -396,6 +477,7 @@ fn empty_of(kind: AggregateKind) -> Figures {
         AggregateKind::RefundDue => Figures::RefundDue {
             balance: Money::ZERO,
             since: Ts(0),
+            reason: RefundReason::Dormant,
         },
         AggregateKind::Reconciliation | AggregateKind::Turnover => unreachable!("derived from movements"),
     }

@@ -31,8 +31,11 @@ use markledger_connectors::codec::Decoded;
 use markledger_operators::flow::{time_of, Time};
 use markledger_operators::money::Money;
 use markledger_operators::movements::{Movements, SlaCounts};
-use markledger_operators::output::{BalanceRecord, Entry, Figures, LedgerEntry, Output, Rejection, StatusChange};
-use markledger_operators::rules;
+use markledger_operators::output::{
+    BalanceRecord, Deletion, Entry, ExportItem, ExportLine, Figures, LedgerEntry, Output, RefundReason, Rejection,
+    StatusChange,
+};
+use markledger_operators::rules::{self, Termination};
 use markledger_operators::validate::{is_code, is_gtin};
 use markledger_operators::wording;
 use markledger_operators::{Body, DecimalField, Event, Kind, Period, Reason, Sink, Status, TariffHistory, Ts};
@@ -141,6 +144,25 @@ enum Timer {
     Dormant(String, u64),
     /// A final-state code may be compacted away.
     Retention(String),
+    /// An export is delivered (its number in `deliveries`): after the other time-driven
+    /// changes of the instant, in the order the requests took effect (DOMAIN.md §9).
+    Deliver(u64),
+    /// A terminated account is deleted, after the deliveries of the instant.
+    Delete(String),
+    /// The retention horizon after a deletion passed: the termination is forgotten.
+    ForgetTermination(String),
+}
+
+/// A terminated account (DOMAIN.md §9).
+#[derive(Debug, Clone, Copy)]
+struct Ended {
+    termination: Termination,
+    /// Set at the deletion.
+    deleted: bool,
+    /// The rev of the balance key's deletion (0: the account had no balance record): an
+    /// account id used again after the termination is forgotten continues from it, so the
+    /// key's `rev` keeps increasing.
+    balance_rev: u64,
 }
 
 /// The reference engine's whole state.
@@ -164,6 +186,13 @@ pub struct ReferenceEngine<'c, S: Sink> {
     next_hold: u64,
     aggregates: Aggregates,
     dirty_accounts: BTreeSet<String>,
+    /// Terminated accounts, kept after their deletion for the retention horizon.
+    ended: BTreeMap<String, Ended>,
+    /// Accepted exports not delivered yet: (account, request id), by request order.
+    deliveries: BTreeMap<u64, (String, String)>,
+    next_delivery: u64,
+    /// Accounts deleted (their state is gone from `accounts`).
+    deleted_accounts: u64,
     summary: Summary,
 }
 
@@ -205,6 +234,10 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             next_hold: 0,
             aggregates: Aggregates::new(config.close_after_days),
             dirty_accounts: BTreeSet::new(),
+            ended: BTreeMap::new(),
+            deliveries: BTreeMap::new(),
+            next_delivery: 0,
+            deleted_accounts: 0,
             summary: Summary::default(),
             instant: 0,
             batch: Vec::with_capacity(1),
@@ -220,7 +253,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 *self.summary.rejections.entry(rejection.reason).or_default() += 1;
                 "rejections"
             }
-            Output::Period(_) => "periods",
+            Output::Period(_) | Output::Deleted(Deletion::Period { .. }) => "periods",
+            Output::Deleted(Deletion::Balance { .. }) => "balances",
+            Output::Export(_) => "exports",
         };
         *self.summary.outputs.entry(name).or_default() += 1;
         self.batch.push(output);
@@ -368,7 +403,7 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 );
             }
         }
-        self.summary.accounts = self.accounts.len() as u64;
+        self.summary.accounts = self.accounts.len() as u64 + self.deleted_accounts;
         (self.summary, self.sink)
     }
 
@@ -466,9 +501,14 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                 let Some(account) = self.accounts.get(&name) else {
                     return;
                 };
+                // No dormant advance after termination (DOMAIN.md §9).
+                if self.ended.contains_key(&name) {
+                    return;
+                }
                 if account.dormant_generation == generation && account.balance > Money::ZERO {
                     let (balance, since) = (account.balance, account.dormant_anchor.unwrap_or(now));
-                    self.aggregates.set_refund_due(&name, balance, since, now);
+                    self.aggregates
+                        .set_refund_due(&name, balance, since, RefundReason::Dormant, now);
                 }
             }
             Timer::Retention(code) => {
@@ -484,6 +524,21 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
                             .is_some_and(|t| t.plus_millis(self.config.retention_ms) <= now)
                     {
                         self.codes.remove(&code);
+                    }
+                }
+            }
+            Timer::Deliver(number) => self.deliver(number, now),
+            Timer::Delete(name) => self.delete_account(&name, now),
+            Timer::ForgetTermination(name) => {
+                if let Some(ended) = self.ended.remove(&name) {
+                    // The id is a new account from now on; its balance key's revisions go on.
+                    if ended.balance_rev > 0 {
+                        self.deleted_accounts -= 1;
+                        let account = Account {
+                            balance_revs: ended.balance_rev,
+                            ..Account::default()
+                        };
+                        self.accounts.insert(name, account);
                     }
                 }
             }
@@ -521,6 +576,15 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             }
         }
         self.seen_ids.insert(event.id.clone(), now);
+        // A terminated account: ACCOUNT_TERMINATED before any other check, one rejection for
+        // the whole event; refunds and exports pass until the deletion (DOMAIN.md §9).
+        if let Some(ended) = self.ended.get(&event.account) {
+            if ended.deleted || !matches!(event.kind(), Kind::Refund | Kind::Export) {
+                let deleted = ended.deleted.then_some(ended.termination.deletion);
+                let detail = wording::account_terminated(ended.termination.at, deleted);
+                return self.reject(event, None, Reason::AccountTerminated, detail);
+            }
+        }
         if event.kind() != Kind::Tariff {
             self.account(&event.account);
         }
@@ -546,7 +610,174 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             Body::Application { codes, .. } | Body::Dropout { codes, .. } | Body::Introduction { codes } => {
                 self.apply_code_command(&pending, codes, now, true)
             }
+            Body::Terminate => self.apply_terminate(&pending, now),
+            Body::Export => self.apply_export(&pending, now),
         }
+    }
+
+    // ---------------------------------------------------------------- DOMAIN.md §9
+
+    /// `terminate`: refused while codes are unpaid or an order is pending (an account
+    /// already terminated never gets here); accepted, its `EMITTED` codes expire, a positive
+    /// balance is reported owed back, and its deletion is scheduled.
+    fn apply_terminate(&mut self, pending: &Pending, now: Ts) {
+        let event = &pending.event;
+        let account = &self.accounts[&event.account];
+        if !account.queue.is_empty() {
+            let detail = wording::termination_unpaid_codes(account.queue.len());
+            return self.reject(event, None, Reason::TerminationUnpaidCodes, detail);
+        }
+        if account.pending_orders > 0 {
+            let detail = wording::termination_pending_orders(account.pending_orders);
+            return self.reject(event, None, Reason::TerminationPendingOrder, detail);
+        }
+        let balance = account.balance;
+        let termination = Termination::at(now, self.config.close_after_days);
+        self.expire_on_termination(pending, now);
+        if balance > Money::ZERO {
+            self.aggregates
+                .set_refund_due(&event.account, balance, now, RefundReason::Termination, now);
+        }
+        self.ended.insert(
+            event.account.clone(),
+            Ended {
+                termination,
+                deleted: false,
+                balance_rev: 0,
+            },
+        );
+        self.schedule(termination.deletion, Timer::Delete(event.account.clone()));
+    }
+
+    /// The terminated account's `EMITTED` codes expire at T, caused by the `terminate`:
+    /// one record per GTIN, codes in emission order.
+    fn expire_on_termination(&mut self, pending: &Pending, now: Ts) {
+        let event = &pending.event;
+        let ids: Vec<u64> = self
+            .emissions
+            .iter()
+            .filter(|(_, emission)| emission.account == event.account)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut by_gtin: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in ids {
+            let emission = self.emissions.remove(&id).expect("listed");
+            for code in emission.codes {
+                let Some(state) = self.codes.get_mut(&code) else {
+                    continue;
+                };
+                if state.status == Status::Emitted && state.account == event.account {
+                    state.status = Status::Expired;
+                    state.final_at = Some(now);
+                    by_gtin.entry(emission.gtin.clone()).or_default().push(code);
+                }
+            }
+        }
+        for (gtin, codes) in by_gtin {
+            for code in &codes {
+                self.schedule_retention(code, now);
+            }
+            self.emit(Output::Status(StatusChange {
+                event: Some(event.id.clone()),
+                account: event.account.clone(),
+                gtin,
+                from: Some(Status::Emitted),
+                to: Status::Expired,
+                ts: event.ts,
+                late: pending.late,
+                codes,
+            }));
+        }
+    }
+
+    /// `export`: accepted within a month of termination, delivered at the later of its
+    /// effective time and the close of the termination's period.
+    fn apply_export(&mut self, pending: &Pending, now: Ts) {
+        let event = &pending.event;
+        let Some(ended) = self.ended.get(&event.account) else {
+            return self.reject(
+                event,
+                None,
+                Reason::ExportNotTerminated,
+                wording::export_not_terminated(),
+            );
+        };
+        match ended.termination.export(now) {
+            Err(detail) => self.reject(event, None, Reason::ExportOutOfWindow, detail),
+            Ok(at) => {
+                let number = self.next_delivery;
+                self.next_delivery += 1;
+                self.deliveries
+                    .insert(number, (event.account.clone(), event.id.clone()));
+                self.schedule(at, Timer::Deliver(number));
+            }
+        }
+    }
+
+    /// Delivers an export: every final record of the account for T's month and the 36
+    /// before it, then the closing line.
+    fn deliver(&mut self, number: u64, now: Ts) {
+        let Some((account, export)) = self.deliveries.remove(&number) else {
+            return;
+        };
+        let ended = self.ended[&account];
+        let (first, last) = ended.termination.export_periods();
+        let records = self.aggregates.export(&account, first, last, now);
+        let count = records.len() as u64;
+        for (index, record) in records.into_iter().enumerate() {
+            self.emit(Output::Export(ExportLine {
+                export: export.clone(),
+                account: account.clone(),
+                ts: now,
+                item: ExportItem::Record {
+                    seq: index as u64 + 1,
+                    record,
+                },
+            }));
+        }
+        self.emit(Output::Export(ExportLine {
+            export,
+            account,
+            ts: now,
+            item: ExportItem::Complete { records: count },
+        }));
+    }
+
+    /// The deletion at D: pending revisions of the account first, then a deletion for its
+    /// balance key and every period key it ever had; everything else of it is forgotten.
+    fn delete_account(&mut self, name: &str, now: Ts) {
+        let mut records = Vec::new();
+        self.aggregates.flush_account(name, now, |record| records.push(record));
+        for record in records {
+            self.emit(Output::Period(record));
+        }
+        if self.dirty_accounts.remove(name) {
+            self.emit_balance(name, now);
+        }
+        let mut balance_rev = 0;
+        if let Some(account) = self.accounts.remove(name) {
+            self.deleted_accounts += 1;
+            self.summary.forgotten += account.balance;
+            if account.balance_revs > 0 {
+                balance_rev = account.balance_revs + 1;
+                self.emit(Output::Deleted(Deletion::Balance {
+                    account: name.to_string(),
+                    rev: balance_rev,
+                    ts: now,
+                }));
+            }
+        }
+        for (key, rev) in self.aggregates.delete_account(name, now) {
+            self.emit(Output::Deleted(Deletion::Period { key, rev: rev + 1 }));
+        }
+        if let Some(ended) = self.ended.get_mut(name) {
+            ended.deleted = true;
+            ended.balance_rev = balance_rev;
+        }
+        // Not before the end of D's period, so no period key of the account can be made
+        // again after its deletion (later periods never had one).
+        let forget = now.plus_millis(self.config.retention_ms).max(now.period().end());
+        self.schedule(forget, Timer::ForgetTermination(name.to_string()));
     }
 
     fn amount(&mut self, event: &Event, field: &DecimalField) -> Option<Money> {
@@ -1078,31 +1309,36 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
         paid_codes
     }
 
+    /// The account's balance record, when what it shows changed.
+    fn emit_balance(&mut self, name: &str, now: Ts) {
+        let account = &self.accounts[name];
+        let shown = (
+            account.balance,
+            account.queue.len() as u64,
+            account.unpaid_amount,
+            account.pending_orders,
+        );
+        if account.last_emitted == Some(shown) {
+            return;
+        }
+        let record = BalanceRecord {
+            account: name.to_string(),
+            balance: shown.0,
+            unpaid_codes: shown.1,
+            unpaid_amount: shown.2,
+            pending_orders: shown.3,
+            ts: account.last_change_ts.unwrap_or(now),
+            rev: account.balance_revs + 1,
+        };
+        let account = self.accounts.get_mut(name).expect("exists");
+        account.last_emitted = Some(shown);
+        account.balance_revs += 1;
+        self.emit(Output::Balance(record));
+    }
+
     fn end_instant(&mut self, now: Ts) {
         for name in std::mem::take(&mut self.dirty_accounts) {
-            let account = &self.accounts[&name];
-            let shown = (
-                account.balance,
-                account.queue.len() as u64,
-                account.unpaid_amount,
-                account.pending_orders,
-            );
-            if account.last_emitted == Some(shown) {
-                continue;
-            }
-            let record = BalanceRecord {
-                account: name.clone(),
-                balance: shown.0,
-                unpaid_codes: shown.1,
-                unpaid_amount: shown.2,
-                pending_orders: shown.3,
-                ts: account.last_change_ts.unwrap_or(now),
-                rev: account.balance_revs + 1,
-            };
-            let account = self.accounts.get_mut(&name).expect("exists");
-            account.last_emitted = Some(shown);
-            account.balance_revs += 1;
-            self.emit(Output::Balance(record));
+            self.emit_balance(&name, now);
         }
         let mut records = Vec::new();
         self.aggregates.flush(now, |record| records.push(record));

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::samples::{decimal, every_kind, ts, CODE_WITH_GS};
-use markledger_operators::output::{AggregateKind, Entry, PeriodKey, RAW_BYTES_MAX};
+use markledger_operators::output::{
+    AggregateKind, Deletion, Entry, ExportItem, ExportLine, PeriodKey, RefundReason, RAW_BYTES_MAX,
+};
 use markledger_operators::{Period, Reason, Status};
 use std::str::FromStr;
 
@@ -671,6 +673,90 @@ fn period_record(kind: AggregateKind, account: &str, sub: Option<&str>, figures:
 }
 
 #[test]
+fn deletions_and_exports_render_exactly() {
+    // DOMAIN.md §9 / INTERFACE.md: a deleted key is its key fields, the next rev and
+    // "deleted": true; an export line wraps the period record, the closing line counts them.
+    let t = Ts::parse_rfc3339("2026-02-15T09:30:00+05:00").unwrap();
+    let Output::Period(record) = period_record(
+        AggregateKind::Act,
+        ACCOUNT,
+        None,
+        Figures::Act {
+            codes_paid: 1,
+            net: money("2.68"),
+            vat: money("0.3216"),
+            gross: money("3.0016"),
+        },
+    ) else {
+        unreachable!()
+    };
+    let cases = [
+        (
+            Output::Deleted(Deletion::Balance {
+                account: ACCOUNT.to_owned(),
+                rev: 7,
+                ts: t,
+            }),
+            OutputFile::Balances,
+            r#"{"account":"KZ-940000000017","ts":"2026-02-15T09:30:00+05:00","rev":7,"deleted":true}"#,
+        ),
+        (
+            Output::Deleted(Deletion::Period {
+                key: record.key.clone(),
+                rev: 4,
+            }),
+            OutputFile::Periods,
+            r#"{"kind":"act","account":"KZ-940000000017","period":"2026-01","sub":null,"rev":4,"final":true,"deleted":true}"#,
+        ),
+        (
+            Output::Export(ExportLine {
+                export: "x-1".to_owned(),
+                account: ACCOUNT.to_owned(),
+                ts: t,
+                item: ExportItem::Record { seq: 1, record },
+            }),
+            OutputFile::Exports,
+            r#"{"export":"x-1","account":"KZ-940000000017","ts":"2026-02-15T09:30:00+05:00","seq":1,"record":{"kind":"act","account":"KZ-940000000017","period":"2026-01","sub":null,"rev":3,"final":false,"codes_paid":1,"net":"2.68","vat":"0.3216","gross":"3.0016"}}"#,
+        ),
+        (
+            Output::Export(ExportLine {
+                export: "x-1".to_owned(),
+                account: ACCOUNT.to_owned(),
+                ts: t,
+                item: ExportItem::Complete { records: 1 },
+            }),
+            OutputFile::Exports,
+            r#"{"export":"x-1","account":"KZ-940000000017","ts":"2026-02-15T09:30:00+05:00","complete":true,"records":1}"#,
+        ),
+    ];
+    for (output, file, expected) in &cases {
+        assert_eq!(render_output(output), *expected);
+        assert_eq!(output_file(output), *file);
+        serde_json::from_str::<serde_json::Value>(expected).expect("valid JSON");
+    }
+}
+
+#[test]
+fn terminate_and_export_decode_with_no_extra_fields() {
+    for (line, body) in [
+        (
+            r#"{"id":"t1","type":"terminate","ts":"2026-01-15T09:30:00+05:00","account":"KZ-1"}"#,
+            Body::Terminate,
+        ),
+        (
+            r#"{"id":"x1","type":"export","ts":"2026-01-15T09:30:00+05:00","account":"KZ-1"}"#,
+            Body::Export,
+        ),
+    ] {
+        let Decoded::Event(event) = decode_event(line.as_bytes()) else {
+            panic!("refused: {line}")
+        };
+        assert_eq!(event.body, body);
+        assert_eq!(encode_event(&event), line);
+    }
+}
+
+#[test]
 fn periods_render_exactly() {
     // Renders one aggregate of every kind and compares each with a hand-written line:
     // figures in declaration order, money as canonical strings, absent times as null.
@@ -784,9 +870,10 @@ fn periods_render_exactly() {
                 Figures::RefundDue {
                     balance: money("12.3400"),
                     since: t,
+                    reason: RefundReason::Termination,
                 },
             ),
-            r#"{"kind":"refund_due","account":"KZ-940000000017","period":"2026-01","sub":null,"rev":3,"final":false,"balance":"12.34","since":"2026-01-15T09:30:00+05:00"}"#,
+            r#"{"kind":"refund_due","account":"KZ-940000000017","period":"2026-01","sub":null,"rev":3,"final":false,"balance":"12.34","since":"2026-01-15T09:30:00+05:00","reason":"termination"}"#,
         ),
     ];
     for (output, expected) in &cases {
