@@ -17,6 +17,7 @@ pub mod dataflow;
 pub mod demo;
 pub mod documents;
 pub mod failure;
+pub mod metrics;
 pub mod quarantine;
 pub mod reference;
 pub mod runner;

@@ -85,6 +85,31 @@ struct StreamArgs {
     /// TS_OUT_OF_RANGE (default 1d).
     #[arg(long)]
     max_ahead: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (README.md "Metrics").
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// A librdkafka property for every Kafka client, KEY=VALUE (repeatable; e.g.
+    /// security.protocol=sasl_ssl). Secrets belong in MARKLEDGER_KAFKA_* variables
+    /// (MARKLEDGER_KAFKA_SASL_PASSWORD sets sasl.password); they are never printed.
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka: Vec<String>,
+    /// Partitions of an input topic the stream creates when it is missing (default 4);
+    /// an existing topic is never altered.
+    #[arg(long)]
+    input_partitions: Option<i32>,
+    /// Replication factor of the topics the stream creates (default 1; 3 on a production
+    /// cluster); existing topics are never altered.
+    #[arg(long)]
+    replication_factor: Option<i16>,
+    /// A working-day calendar file replacing the shipped one (as `run --calendar`).
+    #[arg(long)]
+    calendar: Option<PathBuf>,
+    /// How long a command on an unknown code waits for its emission (as `run --hold`).
+    #[arg(long)]
+    hold: Option<String>,
+    /// A period closes at the end of this day of the next month (1 to 27; as `run`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=27))]
+    close_after_days: Option<u32>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -104,6 +129,9 @@ struct ProduceArgs {
     /// A prefix for the topic name (as `stream --topic-prefix`).
     #[arg(long, default_value = "")]
     topic_prefix: String,
+    /// A librdkafka property, KEY=VALUE (repeatable; as `stream --kafka`).
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -309,15 +337,43 @@ fn demo(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-fn config_from(args: &RunArgs) -> Result<Config> {
-    let calendar = match &args.calendar {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading calendar {}", path.display()))?;
-            WorkingCalendar::parse(&text).with_context(|| format!("calendar {}", path.display()))?
-        }
-        None => markledger_datasets::calendars::kazakhstan(),
+/// The configuration with `--calendar FILE` (or the shipped calendar), named for messages.
+fn config_with_calendar(path: Option<&std::path::Path>) -> Result<Config> {
+    let Some(path) = path else {
+        return Ok(Config::with_calendar(markledger_datasets::calendars::kazakhstan()));
     };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading calendar {}", path.display()))?;
+    let calendar = WorkingCalendar::parse(&text).with_context(|| format!("calendar {}", path.display()))?;
     let mut config = Config::with_calendar(calendar);
+    config.calendar_name = format!("the calendar {}", path.display());
+    Ok(config)
+}
+
+/// `--kafka KEY=VALUE` pairs, then the config file's `[kafka]` table under them, then
+/// `MARKLEDGER_KAFKA_*` variables (secrets) over both.
+fn kafka_properties(
+    pairs: &[String],
+    file: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<markledger_connectors::kafka::Properties> {
+    let mut properties = markledger_connectors::kafka::Properties::default();
+    for (key, value) in file.into_iter().flatten() {
+        properties
+            .set(key, value)
+            .map_err(|why| anyhow::anyhow!("[kafka] in --config: {why}"))?;
+    }
+    for pair in pairs {
+        properties
+            .set_pair(pair)
+            .map_err(|why| anyhow::anyhow!("--kafka: {why}"))?;
+    }
+    properties
+        .set_from_environment(std::env::vars())
+        .map_err(|why| anyhow::anyhow!("environment: {why}"))?;
+    Ok(properties)
+}
+
+fn config_from(args: &RunArgs) -> Result<Config> {
+    let mut config = config_with_calendar(args.calendar.as_deref())?;
     let Some(lateness) = parse_duration_ms(&args.lateness) else {
         bail!("--lateness {:?}: expected e.g. 5s, 250ms, 2m", args.lateness)
     };
@@ -362,12 +418,26 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
             .unwrap_or_else(|| default.to_string());
         parse_duration_ms(&text).with_context(|| format!("{name} {text:?}: expected e.g. 5s, 250ms, 2m"))
     };
-    let mut config = Config::with_calendar(markledger_datasets::calendars::kazakhstan());
+    let mut config = config_with_calendar(args.calendar.as_deref().or(file.calendar.as_deref()))?;
     config.lateness_ms = duration(&args.lateness, &file.lateness, "5s", "lateness")?;
+    config.hold_ms = duration(&args.hold, &file.hold, "60s", "hold")?;
+    config.close_after_days = args.close_after_days.or(file.close_after_days).unwrap_or(7);
+    if !(1..=27).contains(&config.close_after_days) {
+        bail!("close_after_days {}: expected 1 to 27", config.close_after_days);
+    }
     let Some(brokers) = args.brokers.clone().or(file.brokers.clone()) else {
         bail!("--brokers (or `brokers` in --config) is required")
     };
     let mut kafka = KafkaSettings::new(brokers);
+    kafka.properties = kafka_properties(&args.kafka, file.kafka.as_ref())?;
+    kafka.replication_factor = i32::from(args.replication_factor.or(file.replication_factor).unwrap_or(1));
+    if kafka.replication_factor < 1 {
+        bail!("replication factor {}: expected at least 1", kafka.replication_factor);
+    }
+    let input_partitions = args.input_partitions.or(file.input_partitions).unwrap_or(4);
+    if input_partitions < 1 {
+        bail!("input partitions {input_partitions}: expected at least 1");
+    }
     if let Some(group) = args.group.clone().or(file.group.clone()) {
         kafka.group_id = group;
     }
@@ -395,7 +465,7 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
         commit_interval: Duration::from_millis(
             duration(&args.commit_interval, &file.commit_interval, "1s", "commit interval")?.max(0) as u64,
         ),
-        input_partitions: 4,
+        input_partitions,
         state: args.state.clone().or(file.state.clone()),
         checkpoint_interval: Duration::from_millis(
             duration(
@@ -407,6 +477,7 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
             .max(1) as u64,
         ),
         max_ahead: Duration::from_millis(duration(&args.max_ahead, &file.max_ahead, "1d", "max ahead")?.max(0) as u64),
+        metrics_addr: args.metrics_addr.clone().or(file.metrics_addr.clone()),
         progress_topic: format!(
             "{}markledger.progress",
             args.topic_prefix
@@ -432,6 +503,16 @@ fn stream(args: StreamArgs) -> Result<()> {
         options.workers,
         options.kafka.group_id
     );
+    if !options.kafka.properties.is_empty() {
+        let shown: Vec<String> = options
+            .kafka
+            .properties
+            .shown()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        markledger_operators::note!("markledger stream: Kafka properties {}", shown.join(" "));
+    }
     let mut line = ProgressLine::new(Duration::from_secs(2), args.quiet);
     let report = run_stream(&config, &options, stop, &mut |report| {
         line.tick(|| {
@@ -485,7 +566,9 @@ fn print_stream_summary(report: &StreamReport, took: Duration) {
 }
 
 fn produce(args: ProduceArgs) -> Result<()> {
-    let settings = KafkaSettings::new(args.brokers.clone());
+    let mut settings = KafkaSettings::new(args.brokers.clone());
+    settings.properties = kafka_properties(&args.kafka, None)?;
+    markledger_connectors::kafka::check_connection(&settings)?;
     let topic = format!("{}{}", args.topic_prefix, args.topic);
     let report = produce_dataset(&settings, &args.input, &topic)
         .with_context(|| format!("publishing {} to {topic}", args.input.display()))?;

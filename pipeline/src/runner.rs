@@ -168,7 +168,8 @@ fn run_dataflow_files(
         let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
         readers.push(Box::new(reader));
     }
-    let store = run.state.map(Store::open).transpose()?;
+    let settings = config.output_settings();
+    let store = run.state.map(|dir| Store::open(dir, &settings)).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
     let (summary, stats, outputs) =
         crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {

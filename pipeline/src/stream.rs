@@ -36,20 +36,21 @@
 use crate::checkpoint::{SourceShare, Store, StreamCheckpointSettings, StreamCheckpoints, NAMES};
 use crate::config::Config;
 use crate::failure;
+use crate::metrics::{MetricsServer, Snapshot};
 use crate::quarantine::FailureRecord;
 use crate::runtime::{run_dataflow, worker_of, Inputs, Mode, RunSettings};
 use crate::source::Batching;
 use anyhow::{Context, Result};
 use markledger_connectors::file::OutputFile;
 use markledger_connectors::kafka::{
-    ensure_topics, partition_count, CheckpointHook, InputSettings, KafkaInput, KafkaSettings, KafkaSink, OutputTopics,
-    ProgressTopic, ResumeAt, SharedProducer, TopicSpec,
+    check_connection, ensure_topics, partition_count, CheckpointHook, InputSettings, KafkaInput, KafkaSettings,
+    KafkaSink, OutputTopics, ProgressTopic, ResumeAt, SharedProducer, TopicSpec,
 };
 use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,6 +100,8 @@ pub struct StreamOptions {
     /// An event whose `ts` is further than this ahead of the wall clock is refused
     /// `TS_OUT_OF_RANGE` (besides the calendar's window: `rules::TimeWindow`).
     pub max_ahead: Duration,
+    /// Where to serve Prometheus metrics (`HOST:PORT`; crate::metrics).
+    pub metrics_addr: Option<String>,
 }
 
 /// What a stream run did, for its summary.
@@ -136,8 +139,17 @@ pub fn run_stream(
 ) -> Result<StreamReport> {
     let config = &with_quarantine(config, options.state.as_deref())?;
     let assignment = create_topics(options)?;
-    let restored = restore(options, &assignment)?;
+    let restored = restore(config, options, &assignment)?;
     let run = Arc::new(StreamRun::start(config, options, assignment, restored)?);
+    let metrics = match &options.metrics_addr {
+        Some(address) => {
+            let (run, lateness_ms) = (run.clone(), config.lateness_ms);
+            let server = MetricsServer::start(address, Box::new(move || run.snapshot(lateness_ms)))?;
+            markledger_operators::note!("markledger stream: metrics at http://{address}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let make_inputs = {
         let run = run.clone();
         move |worker: usize| run.inputs_of(worker)
@@ -157,9 +169,13 @@ pub fn run_stream(
         mode,
     };
     let finished = run_dataflow(settings, make_inputs, make_sink, &mut |records| {
+        run.records.store(records, Ordering::Relaxed);
         progress(&run.report(records))
     })?;
     run.stop_orderly()?;
+    if let Some(server) = metrics {
+        server.stop();
+    }
     let mut report = run.report(finished.stats.records);
     report.longest_save = run
         .checkpointing
@@ -174,6 +190,9 @@ pub fn run_stream(
 /// assignment order (topic order, then partition number).
 fn create_topics(options: &StreamOptions) -> Result<Vec<(String, i32)>> {
     let kafka = &options.kafka;
+    // A wrong password or an untrusted certificate ends the run here, named, within
+    // seconds (not a hang in the first metadata request).
+    check_connection(kafka)?;
     let mut assignment = Vec::new();
     for topic in &kafka.input_topics {
         let count = match partition_count(kafka, topic) {
@@ -217,10 +236,15 @@ struct Restored {
 
 /// Reads where an earlier run got to: the group's frontier on the progress topic, and the
 /// newest checkpoint that verifies with the offsets its partitions resume at.
-fn restore(options: &StreamOptions, assignment: &[(String, i32)]) -> Result<Restored> {
+fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)]) -> Result<Restored> {
     // Where an earlier run of the group got to (outputs before it are acknowledged).
     let progress_frontier = ProgressTopic::read(&options.kafka, &options.progress_topic)?;
-    let store = options.state.as_deref().map(Store::open).transpose()?;
+    let settings = config.output_settings();
+    let store = options
+        .state
+        .as_deref()
+        .map(|dir| Store::open(dir, &settings))
+        .transpose()?;
     let cut = match &store {
         Some(store) => store.load(&mut |why| markledger_operators::note!("markledger stream: {why}"))?,
         None => None,
@@ -307,6 +331,8 @@ struct StreamRun {
     checkpointing: Option<Arc<StreamCheckpoints>>,
     /// Each worker's input, as made.
     inputs: Mutex<Vec<KafkaInput>>,
+    /// Input records read so far (the progress line's and metrics' figure).
+    records: AtomicU64,
 }
 
 impl StreamRun {
@@ -349,6 +375,8 @@ impl StreamRun {
             max_ahead: options.max_ahead,
             producer: producer.clone(),
             progress: progress.clone(),
+            calendar_held: Arc::default(),
+            metrics: Arc::default(),
         };
         Ok(StreamRun {
             workers,
@@ -362,6 +390,7 @@ impl StreamRun {
             checkpoints,
             checkpointing,
             inputs: Mutex::default(),
+            records: AtomicU64::new(0),
         })
     }
 
@@ -397,6 +426,28 @@ impl StreamRun {
             checkpointing.finish();
         }
         Ok(())
+    }
+
+    /// The figures a metrics scrape shows now.
+    fn snapshot(&self, lateness_ms: i64) -> Snapshot {
+        let checkpointing = self.checkpointing.as_ref();
+        Snapshot {
+            partitions: self.input.metrics.partitions(),
+            lateness_ms,
+            records: self.records.load(Ordering::Relaxed),
+            outputs: self.producer.figures(),
+            suppressed: self.producer.suppressed(),
+            output_frontier_ms: self.input.metrics.output_frontier(),
+            committed_frontier_ms: self.progress.frontier(),
+            commits: self.progress.commits(),
+            checkpoints: checkpointing.map_or(0, |c| c.written()),
+            last_checkpoint: checkpointing.and_then(|c| {
+                let (_, bytes, millis) = c.last_written()?;
+                Some((bytes, Duration::from_millis(millis), c.last_written_ago()?))
+            }),
+            longest_pause: checkpointing.map_or(Duration::ZERO, |c| c.longest_save()),
+            calendar_held: self.input.calendar_held.load(Ordering::Relaxed),
+        }
     }
 
     /// The run's figures after `records` input records.
@@ -435,7 +486,19 @@ impl StreamRun {
 /// idle_timeout = "10s"
 /// commit_interval = "1s"
 /// state = "/var/lib/markledger"
+/// metrics_addr = "0.0.0.0:9464"
 /// checkpoint_interval = "10s"
+/// input_partitions = 4
+/// replication_factor = 3
+/// calendar = "/etc/markledger/kazakhstan.cal"
+/// hold = "60s"
+/// close_after_days = 7
+/// [kafka]                       # any librdkafka property, for every client
+/// "security.protocol" = "sasl_ssl"
+/// "sasl.mechanisms" = "SCRAM-SHA-512"
+/// "sasl.username" = "markledger"
+/// "ssl.ca.location" = "/etc/markledger/ca.pem"
+/// # the password: MARKLEDGER_KAFKA_SASL_PASSWORD in the environment
 /// [topics]
 /// status = "codes.status"
 /// ledger = "codes.ledger"
@@ -470,6 +533,20 @@ pub struct StreamFile {
     pub max_ahead: Option<String>,
     /// Output topic names.
     pub topics: Option<TopicNames>,
+    /// Partitions of an input topic created when missing.
+    pub input_partitions: Option<i32>,
+    /// Replication factor of the topics created.
+    pub replication_factor: Option<i16>,
+    /// A working-day calendar file.
+    pub calendar: Option<std::path::PathBuf>,
+    /// How long a command on an unknown code waits for its emission.
+    pub hold: Option<String>,
+    /// The day of the next month a period closes.
+    pub close_after_days: Option<u32>,
+    /// Where to serve Prometheus metrics.
+    pub metrics_addr: Option<String>,
+    /// librdkafka properties for every client (`--kafka` wins over a key given in both).
+    pub kafka: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Output topic names of a [`StreamFile`].
@@ -535,5 +612,12 @@ mod tests {
         assert_eq!(topics.periods, "billing.periods");
         assert_eq!(topics.status, "codes.status");
         assert!(toml::from_str::<StreamFile>("brokerz = \"x\"").is_err());
+        let secured: StreamFile = toml::from_str(
+            "close_after_days = 5\n[kafka]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"/ca.pem\"\n",
+        )
+        .expect("parses");
+        assert_eq!(secured.close_after_days, Some(5));
+        let kafka = secured.kafka.expect("kafka table");
+        assert_eq!(kafka.get("security.protocol").map(String::as_str), Some("ssl"));
     }
 }
