@@ -27,6 +27,46 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr: `text` (one line per event, as read by people) or `json` (one
+    /// JSON object per event, with time, level and target). Filter with RUST_LOG, e.g.
+    /// RUST_LOG=info,librdkafka=warn.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// Installs the log subscriber: `note!` lines and librdkafka's own log lines become
+/// tracing events, filtered by RUST_LOG (`target=level,…`; default info), written to
+/// stderr as text or JSON.
+fn init_logs(format: &str) -> Result<()> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter: Targets = match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => text
+            .parse()
+            .map_err(|error| anyhow::anyhow!("RUST_LOG {text:?}: {error}"))?,
+        _ => Targets::new().with_default(tracing::Level::INFO),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if format == "json" {
+        registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .try_init()
+    } else {
+        // As the lines always were: the message alone (and an event's fields after it).
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_target(false)
+                    .with_level(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+    installed.map_err(|error| anyhow::anyhow!("installing the log subscriber: {error}"))?;
+    markledger_operators::console::use_tracing();
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -259,9 +299,12 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let mut last_percent = 0;
+    let mut bar = ProgressLine::new(Duration::from_secs(2), args.quiet).with_total(config.codes, "code events", false);
     let manifest = generate(&config, &args.out, &mut |progress| {
         let percent = 100 * progress.code_events / progress.target.max(1);
-        if !args.quiet && percent >= last_percent + 5 {
+        if bar.is_bar() {
+            bar.advance(progress.code_events, String::new);
+        } else if !args.quiet && percent >= last_percent + 5 {
             last_percent = percent;
             markledger_operators::note!(
                 "generating: {percent:>3}%  {} code events, {} events, {:.1} MB",
@@ -272,6 +315,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         }
     })
     .with_context(|| format!("generating into {}", args.out.display()))?;
+    bar.finish();
     let injected: Vec<String> = manifest
         .injected
         .iter()
@@ -595,6 +639,10 @@ fn main() -> ExitCode {
     // that died must never leave the others waiting.
     markledger::failure::exit_on_panic();
     let cli = Cli::parse();
+    if let Err(error) = init_logs(&cli.log_format) {
+        markledger_operators::note!("markledger: error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Demo(args) => demo(args),
         Command::Generate(args) => generate_command(args),
@@ -606,7 +654,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            markledger_operators::note!("markledger: error: {error:#}");
+            markledger_operators::console::error_line(format_args!("markledger: error: {error:#}"));
             ExitCode::FAILURE
         }
     }

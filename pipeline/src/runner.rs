@@ -16,12 +16,15 @@ use markledger_operators::Ts;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Prints a progress line at most once per interval, to stderr.
+/// Prints a progress line at most once per interval, to stderr; on a terminal, with a
+/// known total ([`ProgressLine::with_total`]), a progress bar with rate and ETA instead
+/// (indicatif), so a long `run` or `generate` says when it will be done.
 pub struct ProgressLine {
     started: Instant,
     last: Instant,
     interval: Duration,
     quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressLine {
@@ -33,7 +36,34 @@ impl ProgressLine {
             last: now,
             interval,
             quiet,
+            bar: None,
         }
+    }
+
+    /// Shows a bar of `total` `unit`s (an estimate when `estimated`) when stderr is a
+    /// terminal and not `quiet`; otherwise the plain line stays.
+    pub fn with_total(mut self, total: u64, unit: &str, estimated: bool) -> ProgressLine {
+        use std::io::IsTerminal as _;
+        if self.quiet || total == 0 || !std::io::stderr().is_terminal() {
+            return self;
+        }
+        let about = if estimated { "~" } else { "" };
+        let template = format!(
+            "{{elapsed_precise}} [{{bar:40}}] {{human_pos}}/{about}{{human_len}} {unit} ({{rate}}, ETA {{eta}}) {{msg}}"
+        );
+        let style = indicatif::ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.0}/s", state.per_sec());
+                },
+            )
+            .progress_chars("=> ");
+        let bar = indicatif::ProgressBar::new(total).with_style(style);
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        self.bar = Some(bar);
+        self
     }
 
     /// Prints `message()` if the interval has passed.
@@ -42,13 +72,78 @@ impl ProgressLine {
             return;
         }
         self.last = Instant::now();
-        markledger_operators::note!("[{:>6.1}s] {}", self.started.elapsed().as_secs_f64(), message());
+        match &self.bar {
+            Some(bar) => bar.set_message(message()),
+            None => markledger_operators::note!("[{:>6.1}s] {}", self.started.elapsed().as_secs_f64(), message()),
+        }
+    }
+
+    /// At `position` of the total: moves the bar, or prints `message()` as [`Self::tick`].
+    pub fn advance(&mut self, position: u64, message: impl FnOnce() -> String) {
+        match &self.bar {
+            Some(bar) => {
+                // An estimate can be passed: grow the total rather than stick at 100 %.
+                if position > bar.length().unwrap_or(0) {
+                    bar.set_length(position + position / 10);
+                }
+                bar.set_position(position);
+            }
+            None => self.tick(message),
+        }
+    }
+
+    /// Whether a bar is shown (a terminal and a known total).
+    pub fn is_bar(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Removes the bar (before a summary is printed).
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 
     /// Time since the line was created.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// How many records the inputs hold: a generated dataset's `manifest.json` says exactly;
+/// otherwise estimated from the files' sizes and the mean line length of their first
+/// 64 KiB (the binary format: from its size alone, none). `(records, estimated)`.
+pub fn expected_records(inputs: &[PathBuf]) -> Option<(u64, bool)> {
+    use std::io::Read as _;
+    let mut exact = 0u64;
+    let mut all_exact = true;
+    for input in inputs {
+        let manifest = std::fs::read_to_string(input.join("manifest.json")).ok();
+        let events = manifest
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|manifest| manifest["events"].as_u64());
+        match events {
+            Some(events) => exact += events,
+            None => all_exact = false,
+        }
+    }
+    if all_exact {
+        return Some((exact, false));
+    }
+    let partitions = markledger_connectors::file::list_partitions(inputs).ok()?;
+    let (mut bytes, mut sampled, mut lines) = (0u64, 0u64, 0u64);
+    for path in &partitions {
+        bytes += std::fs::metadata(path).ok()?.len();
+        let mut head = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(64 * 1024)
+            .read_to_end(&mut head)
+            .ok()?;
+        sampled += head.len() as u64;
+        lines += head.iter().filter(|byte| **byte == b'\n').count() as u64;
+    }
+    (lines > 0).then(|| (bytes * lines / sampled.max(1), true))
 }
 
 /// Everything a file run produced.
@@ -145,13 +240,18 @@ pub struct FileRun<'a> {
 /// "Checkpoints").
 pub fn run_files(config: &Config, run: &FileRun<'_>) -> Result<RunReport> {
     let mut progress = ProgressLine::new(Duration::from_secs(2), run.quiet);
-    match run.engine {
+    if let Some((records, estimated)) = expected_records(run.inputs) {
+        progress = progress.with_total(records, "records", estimated);
+    }
+    let report = match run.engine {
         Engine::Dataflow { workers } => run_dataflow_files(config, run, workers, &mut progress),
         Engine::Reference if run.state.is_some() => {
             anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine")
         }
         Engine::Reference => run_reference_files(config, run, &mut progress),
-    }
+    };
+    progress.finish();
+    report
 }
 
 /// The dataflow streams every partition from disk as it goes, then writes its outputs in
@@ -173,7 +273,7 @@ fn run_dataflow_files(
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
     let (summary, stats, outputs) =
         crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
-            progress.tick(|| format!("read {records} records"));
+            progress.advance(records, || format!("read {records} records"));
         })?;
     if !stats.errors.is_empty() {
         anyhow::bail!("reading input: {}", stats.errors.join("; "));

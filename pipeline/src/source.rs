@@ -486,6 +486,13 @@ impl Reader {
             }
             Next::Idle => {
                 self.waiting[index] = true;
+                if !partition.idle {
+                    // One event per transition (issue 19), never per poll.
+                    markledger_operators::note!(
+                        "markledger stream: partition {} is idle: caught up and silent, it no longer holds the watermark back",
+                        partition.input.name()
+                    );
+                }
                 partition.idle = true;
                 (0, 0)
             }
@@ -503,6 +510,12 @@ impl Reader {
     /// Places an event of partition `index` at its effective time; returns its weight.
     fn place_event(&mut self, index: usize, event: Event, watermark: Time, stats: &mut SourceStats) -> usize {
         let partition = &mut self.partitions[index];
+        if partition.idle {
+            markledger_operators::note!(
+                "markledger stream: partition {} is active again: it holds the watermark back",
+                partition.input.name()
+            );
+        }
         partition.idle = false;
         let mut placed = partition.placer.place(event);
         // Only after an idle partition wakes can its event fall below the watermark: it

@@ -49,6 +49,10 @@ impl AdminContext {
 }
 
 impl ClientContext for AdminContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::config::log_to_tracing(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let mut first = self.first_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         first.get_or_insert_with(|| format!("{error}: {reason}"));

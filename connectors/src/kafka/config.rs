@@ -275,6 +275,21 @@ impl KafkaSettings {
     }
 }
 
+/// Routes one of librdkafka's own log lines into tracing (target `librdkafka`, its
+/// facility as a field), at the matching level; every client context of the crate calls
+/// it from `ClientContext::log`. A binary without a subscriber drops them, as before.
+pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", librdkafka = facility, "{message}")
+        }
+        L::Warning => tracing::warn!(target: "librdkafka", librdkafka = facility, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", librdkafka = facility, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", librdkafka = facility, "{message}"),
+    }
+}
+
 /// The librdkafka configuration of a client in `role`. Every option the project relies on
 /// is set here, explicitly, with its reason; nothing else in the crate sets one.
 pub fn client_config(settings: &KafkaSettings, role: Role) -> ClientConfig {

@@ -74,6 +74,10 @@ struct SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::config::log_to_tracing(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.trouble.report(&format!("{error}: {reason}"));
     }

@@ -131,6 +131,10 @@ struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::config::log_to_tracing(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // librdkafka also announces a caught-up partition as a client-level error; it is
         // reported through the partition's queue as `Polled::PartitionEof`, not trouble.
