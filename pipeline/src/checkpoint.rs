@@ -257,6 +257,15 @@ impl StreamCheckpoints {
                             *log.last.lock().expect("written lock") =
                                 Some((cut.time, written.bytes, written.took.as_millis() as u64));
                             *log.last_at.lock().expect("written lock") = Some(Instant::now());
+                            // One event per checkpoint (issue 19's logs); dropped without a
+                            // log subscriber.
+                            tracing::info!(
+                                target: "markledger",
+                                bytes = written.bytes,
+                                millis = written.took.as_millis() as u64,
+                                "markledger stream: checkpoint written at {}",
+                                markledger_operators::flow::ts_of(cut.time)
+                            );
                         }
                         // Not fatal: the previous checkpoint stays the one to restore.
                         Err(error) => {

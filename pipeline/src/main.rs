@@ -449,6 +449,38 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// The stream's Kafka settings: brokers, properties, group, topics (flags first, then the
+/// TOML file, then defaults).
+fn stream_kafka(args: &StreamArgs, file: &StreamFile) -> Result<KafkaSettings> {
+    let Some(brokers) = args.brokers.clone().or(file.brokers.clone()) else {
+        bail!("--brokers (or `brokers` in --config) is required")
+    };
+    let mut kafka = KafkaSettings::new(brokers);
+    kafka.properties = kafka_properties(&args.kafka, file.kafka.as_ref())?;
+    kafka.replication_factor = i32::from(args.replication_factor.or(file.replication_factor).unwrap_or(1));
+    if kafka.replication_factor < 1 {
+        bail!("replication factor {}: expected at least 1", kafka.replication_factor);
+    }
+    if let Some(group) = args.group.clone().or(file.group.clone()) {
+        kafka.group_id = group;
+    }
+    let inputs = if args.input_topics.is_empty() {
+        file.input_topics.clone()
+    } else {
+        Some(args.input_topics.clone())
+    };
+    if let Some(inputs) = inputs.filter(|t| !t.is_empty()) {
+        kafka.input_topics = inputs;
+    }
+    if let Some(topics) = &file.topics {
+        topics.apply(&mut kafka.output_topics);
+    }
+    if let Some(prefix) = args.topic_prefix.clone().or(file.topic_prefix.clone()) {
+        kafka.apply_prefix(&prefix);
+    }
+    Ok(kafka)
+}
+
 /// The stream's configuration and options: flags first, then the TOML file, then defaults.
 fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
     let file = match &args.config {
@@ -469,35 +501,10 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
     if !(1..=27).contains(&config.close_after_days) {
         bail!("close_after_days {}: expected 1 to 27", config.close_after_days);
     }
-    let Some(brokers) = args.brokers.clone().or(file.brokers.clone()) else {
-        bail!("--brokers (or `brokers` in --config) is required")
-    };
-    let mut kafka = KafkaSettings::new(brokers);
-    kafka.properties = kafka_properties(&args.kafka, file.kafka.as_ref())?;
-    kafka.replication_factor = i32::from(args.replication_factor.or(file.replication_factor).unwrap_or(1));
-    if kafka.replication_factor < 1 {
-        bail!("replication factor {}: expected at least 1", kafka.replication_factor);
-    }
+    let kafka = stream_kafka(args, &file)?;
     let input_partitions = args.input_partitions.or(file.input_partitions).unwrap_or(4);
     if input_partitions < 1 {
         bail!("input partitions {input_partitions}: expected at least 1");
-    }
-    if let Some(group) = args.group.clone().or(file.group.clone()) {
-        kafka.group_id = group;
-    }
-    let inputs = if args.input_topics.is_empty() {
-        file.input_topics.clone()
-    } else {
-        Some(args.input_topics.clone())
-    };
-    if let Some(inputs) = inputs.filter(|t| !t.is_empty()) {
-        kafka.input_topics = inputs;
-    }
-    if let Some(topics) = &file.topics {
-        topics.apply(&mut kafka.output_topics);
-    }
-    if let Some(prefix) = args.topic_prefix.clone().or(file.topic_prefix.clone()) {
-        kafka.apply_prefix(&prefix);
     }
     let options = StreamOptions {
         kafka,

@@ -336,6 +336,24 @@ fn write_backfill_checkpoint(
 fn run_reference_files(config: &Config, run: &FileRun<'_>, progress: &mut ProgressLine) -> Result<RunReport> {
     let (partitions, records, bytes) = read_partitions(run.inputs, progress)?;
     let read_time = progress.elapsed();
+    // As the dataflow's source: no run past the calendar's end (issue 19).
+    let window = config.admission().window;
+    for (path, partition) in partitions.iter().zip(&records) {
+        let beyond = partition.iter().find_map(|record| match record {
+            Decoded::Event(event) => window.uncovered_year(event.ts).map(|year| (event, year)),
+            _ => None,
+        });
+        if let Some((event, year)) = beyond {
+            anyhow::bail!(
+                "reading input: {}: event {:?} at {} is in {year}, a year {} does not cover: no \
+                 working-day deadline can be computed there, so the run stops before it",
+                path.display(),
+                event.id,
+                event.ts,
+                config.calendar_name
+            );
+        }
+    }
     let sink = OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
     let (summary, sink) = reference::run(config, records, sink, &mut |done, total| {
         progress.tick(|| {

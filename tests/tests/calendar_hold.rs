@@ -28,7 +28,10 @@ fn short_calendar(path: &Path) {
     for line in markledger_datasets::calendars::KAZAKHSTAN.lines() {
         if line.starts_with("range ") {
             text.push_str("range 2020-01-01 2026-01-31\n");
-        } else if line.get(..10).is_some_and(|date| date.starts_with("20") && date > "2026-01-31") {
+        } else if line
+            .get(..10)
+            .is_some_and(|date| date.starts_with("20") && date > "2026-01-31")
+        {
             continue;
         } else {
             text.push_str(line);
@@ -64,7 +67,9 @@ fn progress(settings: &KafkaSettings) -> u64 {
 
 fn scrape(port: u16, name: &str) -> Option<f64> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     text.lines()
@@ -74,7 +79,15 @@ fn scrape(port: u16, name: &str) -> Option<f64> {
 fn stream(brokers: &str, state: &Path, log: &Path, extra: &[&str]) -> Child {
     Command::new(markledger_tests::markledger_binary())
         .args(["stream", "--brokers", brokers, "--workers", "2", "--quiet"])
-        .args(["--idle-timeout", "2s", "--commit-interval", "200ms", "--checkpoint-interval", "1s", "--state"])
+        .args([
+            "--idle-timeout",
+            "2s",
+            "--commit-interval",
+            "200ms",
+            "--checkpoint-interval",
+            "1s",
+            "--state",
+        ])
         .arg(state)
         .args(extra)
         .stdout(Stdio::null())
@@ -128,7 +141,12 @@ fn a_stream_holds_at_the_calendar_end_and_goes_on_with_a_calendar_that_covers_it
     let address = format!("127.0.0.1:{port}");
     let log = work.join("held.log");
     let flag = calendar.to_str().expect("UTF-8");
-    let mut child = stream(&broker.brokers(), &state, &log, &["--calendar", flag, "--metrics-addr", &address]);
+    let mut child = stream(
+        &broker.brokers(),
+        &state,
+        &log,
+        &["--calendar", flag, "--metrics-addr", &address],
+    );
 
     // Both partitions held, said in the log and on the metrics endpoint.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -140,17 +158,28 @@ fn a_stream_holds_at_the_calendar_end_and_goes_on_with_a_calendar_that_covers_it
     std::thread::sleep(Duration::from_secs(3));
     let text = std::fs::read_to_string(&log).expect("log");
     assert_eq!(text.matches("is held at offset").count(), 2, "{text}");
-    assert!(text.contains("a year the working-day calendar does not cover"), "{text}");
+    assert!(
+        text.contains("a year the working-day calendar does not cover"),
+        "{text}"
+    );
     let held_at = progress(&settings);
-    assert!(held_at > 0 && held_at <= boundary, "committed {held_at}, the calendar ends at {boundary}");
+    assert!(
+        held_at > 0 && held_at <= boundary,
+        "committed {held_at}, the calendar ends at {boundary}"
+    );
     terminate(child);
     assert!(
-        std::fs::read_dir(&state)
-            .expect("state")
-            .any(|entry| entry.expect("entry").path().extension().is_some_and(|ext| ext == "mlck")),
+        std::fs::read_dir(&state).expect("state").any(|entry| entry
+            .expect("entry")
+            .path()
+            .extension()
+            .is_some_and(|ext| ext == "mlck")),
         "a checkpoint was written"
     );
-    assert!(progress(&settings) <= boundary, "the orderly stop committed nothing past the calendar");
+    assert!(
+        progress(&settings) <= boundary,
+        "the orderly stop committed nothing past the calendar"
+    );
 
     // Restarted with the shipped calendar: restored, and on to the end of the data.
     let log = work.join("on.log");
