@@ -204,6 +204,10 @@ struct RunArgs {
     /// finish: holds stay open), from which `stream --state` with the same workers goes on.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts (records
+    /// read, memory).
+    #[arg(long)]
+    metrics_addr: Option<String>,
     /// No progress lines (the summary is still printed).
     #[arg(long)]
     quiet: bool,
@@ -437,14 +441,33 @@ fn run(args: RunArgs) -> Result<()> {
         "reference" => Engine::Reference,
         other => bail!("--engine {other:?}: expected dataflow or reference"),
     };
+    let records_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let metrics = match &args.metrics_addr {
+        Some(address) => {
+            let read = records_read.clone();
+            let snapshot = move || markledger::metrics::Snapshot {
+                records: read.load(std::sync::atomic::Ordering::Relaxed),
+                ..markledger::metrics::Snapshot::default()
+            };
+            let server = markledger::metrics::MetricsServer::start(address, Box::new(snapshot))?;
+            markledger_operators::note!("markledger run: metrics at http://{address}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let run = FileRun {
         inputs: &args.input,
         out: &args.out,
         quiet: args.quiet,
         engine,
         state: args.state.as_deref(),
+        records_read: Some(records_read),
     };
-    let report = run_files(&config, &run)?;
+    let report = run_files(&config, &run);
+    if let Some(server) = metrics {
+        server.stop();
+    }
+    let report = report?;
     say_text(&render_summary(&report, &args.out));
     Ok(())
 }

@@ -231,6 +231,8 @@ pub struct FileRun<'a> {
     pub engine: Engine,
     /// A backfill's checkpoint directory (the dataflow only).
     pub state: Option<&'a Path>,
+    /// Told the records read as the run goes (`run --metrics-addr`).
+    pub records_read: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// `markledger run`: read the partitions, run the engine, write the five outputs.
@@ -273,6 +275,9 @@ fn run_dataflow_files(
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
     let (summary, stats, outputs) =
         crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
+            if let Some(read) = &run.records_read {
+                read.store(records, std::sync::atomic::Ordering::Relaxed);
+            }
             progress.advance(records, || format!("read {records} records"));
         })?;
     if !stats.errors.is_empty() {
