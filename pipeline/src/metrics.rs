@@ -64,6 +64,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     let watermark = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
     let lag = Family::<Vec<(String, String)>, Gauge>::default();
     let held = Family::<Vec<(String, String)>, Gauge>::default();
+    let late = Family::<Vec<(String, String)>, Counter>::default();
     for p in &snapshot.partitions {
         let labels = partition(p);
         records.get_or_create(&labels).inc_by(p.records);
@@ -77,7 +78,13 @@ pub fn render(snapshot: &Snapshot) -> String {
             lag.get_or_create(&labels).set(behind);
         }
         held.get_or_create(&labels).set(i64::from(p.held));
+        late.get_or_create(&labels).inc_by(p.late);
     }
+    registry.register(
+        "input_late_events",
+        "Events that took effect late (behind the watermark), per partition",
+        late,
+    );
     registry.register("input_records", "Input records read, per partition", records);
     registry.register(
         "input_high_water_seconds",
@@ -287,6 +294,7 @@ mod tests {
                 high_water_ms: 1_767_225_600_000,
                 lag: Some(7),
                 held: false,
+                late: 2,
             }],
             lateness_ms: 5_000,
             records: 42,
@@ -306,6 +314,7 @@ mod tests {
             "markledger_input_watermark_seconds{topic=\"codes.events\",partition=\"0\"} 1767225595.0",
             "markledger_input_consumer_lag{topic=\"codes.events\",partition=\"0\"} 7",
             "markledger_input_records_read_total 42",
+            "markledger_input_late_events_total{topic=\"codes.events\",partition=\"0\"} 2",
             "markledger_output_records_total{topic=\"codes.ledger\"} 3",
             "markledger_rejections_total{reason=\"BAD_AMOUNT\"} 2",
             "markledger_output_frontier_seconds 1767225590.0",

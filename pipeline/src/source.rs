@@ -527,6 +527,9 @@ impl Reader {
         stats.count(&placed);
         let time = time_of(placed.effective);
         partition.input.placed(time);
+        if placed.late {
+            partition.input.late();
+        }
         let weight = 1 + placed.event.code_count();
         *self.in_flight.entry(time).or_default() += weight;
         if time < watermark {

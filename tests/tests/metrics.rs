@@ -178,6 +178,13 @@ fn metrics_move_during_a_stream_and_agree_with_its_summary() {
     assert!(value(&end, "markledger_commits_total") >= 1.0);
     assert!(value(&end, "markledger_process_resident_memory_bytes") > 1e6);
     assert_eq!(value(&end, "markledger_calendar_held_partitions"), 0.0);
+    // One late-event counter per partition (how many depends on timing: the second half
+    // reaches partitions that went idle, behind the watermark the other one set).
+    let late: Vec<_> = end
+        .iter()
+        .filter(|(name, _)| name.starts_with("markledger_input_late_events_total{"))
+        .collect();
+    assert_eq!(late.len(), 2, "{late:?}");
     for partition in ["0", "1"] {
         let labels = format!("{{topic=\"codes.events\",partition=\"{partition}\"}}");
         let high_water = value(&end, &format!("markledger_input_high_water_seconds{labels}"));

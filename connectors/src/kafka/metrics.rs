@@ -3,7 +3,7 @@
 //!
 //! Per input partition: records read, the high-water mark (largest event `ts` read), the
 //! consumer lag (librdkafka's statistics: records between the consumer's position and the
-//! partition's end), and whether it is held at the calendar's end. Per
+//! partition's end), late events, and whether it is held at the calendar's end. Per
 //! worker: the output frontier its source last reported done. The pipeline's
 //! `pipeline/src/metrics.rs` turns a [`InputMetrics::partitions`] snapshot into Prometheus
 //! text.
@@ -24,6 +24,8 @@ pub struct PartitionFigures {
     pub lag: AtomicI64,
     /// Held at the calendar's end.
     pub held: AtomicBool,
+    /// Events that took effect late.
+    pub late: AtomicU64,
 }
 
 /// A snapshot of one partition.
@@ -41,6 +43,8 @@ pub struct PartitionSnapshot {
     pub lag: Option<i64>,
     /// Held at the calendar's end.
     pub held: bool,
+    /// Events that took effect late.
+    pub late: u64,
 }
 
 /// A partition (topic, number) and its figures.
@@ -90,6 +94,7 @@ impl InputMetrics {
                     high_water_ms: figures.high_water_ms.load(Ordering::Relaxed),
                     lag: (lag >= 0).then_some(lag),
                     held: figures.held.load(Ordering::Relaxed),
+                    late: figures.late.load(Ordering::Relaxed),
                 }
             })
             .collect()

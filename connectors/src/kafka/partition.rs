@@ -109,6 +109,8 @@ struct WorkerConsumer {
     /// Each partition's figures (assignment order) and the worker's output frontier.
     figures: Vec<Arc<PartitionFigures>>,
     frontier_figure: Arc<AtomicU64>,
+    /// Late events per partition as last logged.
+    late_logged: Vec<u64>,
 }
 
 /// One worker's Kafka input: hands out its partitions and makes the final commit.
@@ -178,6 +180,7 @@ impl KafkaInput {
                 .map(|(topic, partition)| settings.metrics.partition(topic, *partition))
                 .collect(),
             frontier_figure: settings.metrics.worker(),
+            late_logged: vec![0; assignment.len()],
         };
         Ok(KafkaInput {
             worker: Arc::new(Mutex::new(worker)),
@@ -364,10 +367,32 @@ impl WorkerConsumer {
             return Ok(());
         }
         self.last_commit = Instant::now();
+        self.log_late_events();
         if !force && !self.offsets.uncommitted() && self.committed_frontier == Some(frontier) {
             return Ok(());
         }
         self.commit(frontier, force)
+    }
+
+    /// One line per commit interval naming the partitions whose events took effect late in
+    /// it, with how many (issue 19: per interval, never per record).
+    fn log_late_events(&mut self) {
+        let mut lines = Vec::new();
+        for ((topic, partition), i) in &self.index {
+            let late = self.figures[*i].late.load(Ordering::Relaxed);
+            let logged = &mut self.late_logged[*i];
+            if late > *logged {
+                lines.push(format!("{topic}/{partition}: {}", late - *logged));
+                *logged = late;
+            }
+        }
+        if !lines.is_empty() {
+            lines.sort();
+            markledger_operators::note!(
+                "markledger stream: events taken in late (behind the watermark) since the last commit: {}",
+                lines.join(", ")
+            );
+        }
     }
 
     /// Commits the done offsets once the broker has acknowledged every output so far, then
@@ -425,6 +450,11 @@ impl PartitionInput for KafkaPartition {
     fn placed(&mut self, time: u64) {
         let mut worker = self.worker.lock().expect("consumer lock");
         worker.offsets.partition_mut(self.index).placed(time);
+    }
+
+    fn late(&mut self) {
+        let worker = self.worker.lock().expect("consumer lock");
+        worker.figures[self.index].late.fetch_add(1, Ordering::Relaxed);
     }
 
     fn start_high_water(&self) -> Option<Ts> {
