@@ -44,6 +44,8 @@ pub trait PartitionInput: Send {
     }
     /// The record last returned takes effect at `time` (the dataflow's timestamp).
     fn placed(&mut self, _time: u64) {}
+    /// The record last returned took effect late (its figures and logs; issue 19).
+    fn late(&mut self) {}
     /// Every record placed before `frontier` is fully processed and its outputs emitted.
     fn completed(&mut self, _frontier: u64) {}
     /// The high-water mark (largest event `ts`) the partition starts from: that of the

@@ -17,7 +17,19 @@ use std::path::{Path, PathBuf};
 /// idle_timeout = "10s"
 /// commit_interval = "1s"
 /// state = "/var/lib/markledger"
+/// metrics_addr = "0.0.0.0:9464"
 /// checkpoint_interval = "10s"
+/// input_partitions = 4
+/// replication_factor = 3
+/// calendar = "/etc/markledger/kazakhstan.cal"
+/// hold = "60s"
+/// close_after_days = 7
+/// [kafka]                       # any librdkafka property, for every client
+/// "security.protocol" = "sasl_ssl"
+/// "sasl.mechanisms" = "SCRAM-SHA-512"
+/// "sasl.username" = "markledger"
+/// "ssl.ca.location" = "/etc/markledger/ca.pem"
+/// # the password: MARKLEDGER_KAFKA_SASL_PASSWORD in the environment
 /// [topics]
 /// status = "codes.status"
 /// ledger = "codes.ledger"
@@ -53,6 +65,20 @@ pub struct StreamFile {
     pub max_ahead: Option<String>,
     /// Output topic names.
     pub topics: Option<TopicNames>,
+    /// Partitions of an input topic created when missing.
+    pub input_partitions: Option<i32>,
+    /// Replication factor of the topics created.
+    pub replication_factor: Option<i16>,
+    /// A working-day calendar file.
+    pub calendar: Option<PathBuf>,
+    /// How long a command on an unknown code waits for its emission.
+    pub hold: Option<String>,
+    /// The day of the next month a period closes.
+    pub close_after_days: Option<u32>,
+    /// Where to serve Prometheus metrics.
+    pub metrics_addr: Option<String>,
+    /// librdkafka properties for every client (`--kafka` wins over a key given in both).
+    pub kafka: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Output topic names of a [`StreamFile`].
@@ -137,5 +163,12 @@ mod tests {
         assert_eq!(topics.periods, "billing.periods");
         assert_eq!(topics.status, "codes.status");
         assert!(StreamFile::parse("brokerz = \"x\"").is_err());
+        let secured = StreamFile::parse(
+            "close_after_days = 5\n[kafka]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"/ca.pem\"\n",
+        )
+        .expect("parses");
+        assert_eq!(secured.close_after_days, Some(5));
+        let kafka = secured.kafka.expect("kafka table");
+        assert_eq!(kafka.get("security.protocol").map(String::as_str), Some("ssl"));
     }
 }

@@ -12,13 +12,42 @@ macro_rules! say {
     }};
 }
 
-/// Like `eprintln!`, but a failed write (EPIPE) is ignored.
+/// Like `eprintln!`, but a failed write (EPIPE) is ignored; once the binary has installed
+/// a log subscriber ([`use_tracing`]), an info event of target `markledger` instead, so
+/// `--log-format json` and `RUST_LOG` apply to every line.
 #[macro_export]
 macro_rules! note {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        $crate::console::note_line(format_args!($($arg)*));
     }};
+}
+
+static TRACING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on `note!` lines are tracing events (the binary calls this after installing
+/// its subscriber).
+pub fn use_tracing() {
+    TRACING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What `note!` does.
+pub fn note_line(line: std::fmt::Arguments<'_>) {
+    if TRACING.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(target: "markledger", "{line}");
+    } else {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+}
+
+/// An error line (the binary's last words): a tracing error event once tracing is in use.
+pub fn error_line(line: std::fmt::Arguments<'_>) {
+    if TRACING.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!(target: "markledger", "{line}");
+    } else {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
 }
 
 /// Writes `text` as is to stdout (a rendered summary), ignoring a failed write.

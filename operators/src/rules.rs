@@ -19,7 +19,7 @@ use crate::output::Rejection;
 use crate::reason::Reason;
 use crate::tariff::Tariff;
 use crate::time::{day_end, day_start, Period, Ts};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -45,17 +45,34 @@ pub struct TimeWindow {
     pub end: Ts,
     /// What sets `end`, for a rejection's detail.
     pub end_is: &'static str,
+    /// The end of the calendar's last day (where `end` is until narrowed by `until`).
+    pub calendar_end: Ts,
+    /// The end of the first year the calendar does not cover (the year after its last
+    /// day's): an event from `calendar_end` to here is not absurd, only beyond the
+    /// calendar, so a run stops for it and a stream holds it until a calendar covers it
+    /// (issue 19) rather than computing a deadline in a year it does not know.
+    pub uncovered_end: Ts,
 }
 
 impl TimeWindow {
     /// The window of a calendar.
     pub fn of(calendar: &WorkingCalendar) -> TimeWindow {
         let (first, last) = calendar.range;
+        let next_year_end = NaiveDate::from_ymd_opt(last.year() + 1, 12, 31).unwrap_or(last);
         TimeWindow {
             earliest: day_start(first.max(epoch_day())),
             end: day_end(last),
             end_is: "the end of the working-day calendar",
+            calendar_end: day_end(last),
+            uncovered_end: day_end(next_year_end),
         }
+    }
+
+    /// The year of `ts` when it lies in the first year the calendar does not cover (see
+    /// `uncovered_end`); None when the calendar covers it, or it is further out (absurd:
+    /// refused `TS_OUT_OF_RANGE` by [`TimeWindow::check`]).
+    pub fn uncovered_year(&self, ts: Ts) -> Option<i32> {
+        (ts >= self.calendar_end && ts < self.uncovered_end).then(|| ts.local_date().year())
     }
 
     /// The window, narrowed to end at `latest` (exclusive) when that is earlier; `end_is`

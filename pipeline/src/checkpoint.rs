@@ -8,13 +8,18 @@
 //! one, saying why, when the newest is torn or corrupt.
 //!
 //! Layout: `MLCKPT\0\0`, format version (u32 LE), body length (u64 LE), xxh3-64 of the
-//! body (u64 LE), body (bincode of the [`Cut`]).
+//! body (u64 LE), body (bincode of the run's [`OutputSettings`] and the [`Cut`]).
+//!
+//! Settings travel with state (issue 19): every checkpoint records the settings that
+//! change outputs (lateness, hold, period close, the calendar's content per year), and
+//! [`Store::load`] refuses a checkpoint made under other ones, naming each difference.
 //!
 //! A stream run's checkpoints ([`StreamCheckpoints`]): worker 0 asks for one every
 //! interval; each worker's source deposits its share through the offset-tracking interface
 //! of its connector ([`OffsetTracker`], told each frontier by [`SourceCheckpoint`]);
 //! whoever completes a cut flushes the producer and hands the cut to the writer thread.
 
+use crate::config::OutputSettings;
 use anyhow::{bail, Context, Result};
 use markledger_connectors::kafka::{self, CheckpointHook, SharedProducer};
 use markledger_connectors::offsets::OffsetTracker;
@@ -61,7 +66,8 @@ const MAGIC: &[u8; 8] = b"MLCKPT\0\0";
 /// Bumped whenever the body's encoding or any saved state's shape changes: a file of
 /// another version is refused (with its version named), never misread. Version 2: the
 /// national index saves its live codes and the manifest of its final-code store (issue 17).
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3: the body opens with the run's [`OutputSettings`] (issue 19).
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER: usize = 8 + 4 + 8 + 8;
 
 /// What writing a checkpoint took.
@@ -75,17 +81,22 @@ pub struct Written {
     pub took: Duration,
 }
 
-/// The checkpoint directory.
+/// The checkpoint directory, and the settings of the run that writes and reads it.
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    settings: OutputSettings,
 }
 
 impl Store {
-    /// Opens (creates) `dir`.
-    pub fn open(dir: &Path) -> Result<Store> {
+    /// Opens (creates) `dir` for a run with `settings`: its checkpoints record them, and
+    /// only checkpoints made under the same ones are restored.
+    pub fn open(dir: &Path, settings: &OutputSettings) -> Result<Store> {
         fs::create_dir_all(dir).with_context(|| format!("creating the state directory {}", dir.display()))?;
-        Ok(Store { dir: dir.to_path_buf() })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            settings: settings.clone(),
+        })
     }
 
     fn path_of(&self, time: Time) -> PathBuf {
@@ -114,7 +125,7 @@ impl Store {
     /// Writes `cut` atomically, then prunes all but the newest [`KEEP`].
     pub fn write(&self, cut: &Cut) -> Result<Written> {
         let started = Instant::now();
-        let body = encode(cut);
+        let body = encode(&(&self.settings, cut));
         let mut bytes = Vec::with_capacity(HEADER + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -144,8 +155,13 @@ impl Store {
         })
     }
 
-    /// Reads and verifies one checkpoint file.
+    /// Reads and verifies one checkpoint file: its cut.
     pub fn read(path: &Path) -> Result<Cut> {
+        Ok(Store::read_with_settings(path)?.1)
+    }
+
+    /// Reads and verifies one checkpoint file: the settings it was made under and its cut.
+    pub fn read_with_settings(path: &Path) -> Result<(OutputSettings, Cut)> {
         let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             bail!("{} is not a markledger checkpoint (or is torn)", path.display());
@@ -166,15 +182,30 @@ impl Store {
         if xxhash_rust::xxh3::xxh3_64(body) != checksum {
             bail!("{} is corrupt: its checksum does not match", path.display());
         }
-        Ok(decode::<Cut>("the checkpoint", body)?)
+        Ok(decode::<(OutputSettings, Cut)>("the checkpoint", body)?)
     }
 
     /// The newest checkpoint that verifies, with every final-code run file it names,
-    /// reporting every newer one that does not.
+    /// reporting every newer one that does not; an
+    /// error naming each difference when it was made under other settings than this run's.
     pub fn load(&self, report: &mut dyn FnMut(String)) -> Result<Option<Cut>> {
         for (_, path) in self.files()? {
-            match Store::read(&path).and_then(|cut| self.verify_final_codes(&cut).map(|()| cut)) {
-                Ok(cut) => return Ok(Some(cut)),
+            match Store::read_with_settings(&path)
+                .and_then(|(settings, cut)| self.verify_final_codes(&cut).map(|()| (settings, cut)))
+            {
+                Ok((settings, cut)) => {
+                    let differences = settings.differences(&self.settings);
+                    if !differences.is_empty() {
+                        bail!(
+                            "the checkpoint {} was made with other settings than this run's, which \
+                             would change what its outputs mean:\n  - {}\nrun with the checkpoint's \
+                             settings, or move the state directory away to rebuild from the inputs",
+                            path.display(),
+                            differences.join("\n  - ")
+                        );
+                    }
+                    return Ok(Some(cut));
+                }
                 Err(error) => report(format!("skipping a checkpoint: {error:#}")),
             }
         }
@@ -269,6 +300,8 @@ struct WriterLog {
     written: AtomicU64,
     /// The last checkpoint written: its time, size in bytes, and milliseconds to write.
     last: Mutex<Option<(Time, u64, u64)>>,
+    /// When it was written (the metrics' checkpoint age).
+    last_at: Mutex<Option<Instant>>,
 }
 
 /// A stream run's checkpoints (see the module docs): the requests, the workers' source
@@ -305,6 +338,16 @@ impl StreamCheckpoints {
                                 cache.insert(cut.time, manifests);
                             }
                             keep_manifests(&store, &checkpoints, &mut cache);
+                            *log.last_at.lock().expect("written lock") = Some(Instant::now());
+                            // One event per checkpoint (issue 19's logs); dropped without a
+                            // log subscriber.
+                            tracing::info!(
+                                target: "markledger",
+                                bytes = written.bytes,
+                                millis = written.took.as_millis() as u64,
+                                "markledger stream: checkpoint written at {}",
+                                markledger_operators::flow::ts_of(cut.time)
+                            );
                         }
                         // Not fatal: the previous checkpoint stays the one to restore.
                         Err(error) => {
@@ -350,6 +393,11 @@ impl StreamCheckpoints {
     /// The last checkpoint written: its time, size in bytes, and milliseconds to write.
     pub fn last_written(&self) -> Option<(Time, u64, u64)> {
         *self.log.last.lock().expect("written lock")
+    }
+
+    /// How long ago the last checkpoint was written (None: none yet).
+    pub fn last_written_ago(&self) -> Option<Duration> {
+        self.log.last_at.lock().expect("written lock").map(|at| at.elapsed())
     }
 
     /// The longest a machine's save held up its worker.
@@ -434,6 +482,10 @@ mod tests {
         }
     }
 
+    fn settings() -> OutputSettings {
+        crate::config::Config::with_calendar(markledger_datasets::calendars::kazakhstan()).output_settings()
+    }
+
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("markledger-ckpt-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -443,7 +495,7 @@ mod tests {
     #[test]
     fn a_written_checkpoint_reads_back_and_only_the_newest_are_kept() {
         let dir = temp("roundtrip");
-        let store = Store::open(&dir).expect("store");
+        let store = Store::open(&dir, &settings()).expect("store");
         for time in 1..=5 {
             store.write(&cut(time * 1000)).expect("written");
         }
@@ -461,7 +513,7 @@ mod tests {
     #[test]
     fn a_torn_or_corrupt_newest_checkpoint_falls_back_to_the_one_before() {
         let dir = temp("torn");
-        let store = Store::open(&dir).expect("store");
+        let store = Store::open(&dir, &settings()).expect("store");
         store.write(&cut(1000)).expect("written");
         let newest = store.write(&cut(2000)).expect("written").path;
         let full = fs::read(&newest).expect("read");
@@ -491,6 +543,34 @@ mod tests {
         other[8] = 99;
         fs::write(&newest, &other).expect("version");
         assert!(format!("{:#}", Store::read(&newest).expect_err("refused")).contains("format 99"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_checkpoint_made_under_other_settings_is_refused_by_name() {
+        // Writes a checkpoint with --close-after-days 5, then loads it as a run with the
+        // default 7: refused, naming the setting; loaded with 5, it restores.
+        let dir = temp("settings");
+        let mut five = settings();
+        five.close_after_days = 5;
+        Store::open(&dir, &five)
+            .expect("store")
+            .write(&cut(1000))
+            .expect("written");
+        let refused = Store::open(&dir, &settings())
+            .expect("store")
+            .load(&mut |_| {})
+            .expect_err("refused");
+        let text = format!("{refused:#}");
+        assert!(
+            text.contains("--close-after-days: the checkpoint was made with 5, this run has 7"),
+            "{text}"
+        );
+        let loaded = Store::open(&dir, &five)
+            .expect("store")
+            .load(&mut |_| {})
+            .expect("load");
+        assert_eq!(loaded.map(|cut| cut.time), Some(1000));
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -129,6 +129,7 @@ fn source_settings(graph: &GraphSettings) -> SourceSettings {
     SourceSettings {
         lateness_ms: graph.config.lateness_ms,
         admission: graph.config.admission(),
+        calendar_name: graph.config.calendar_name.clone(),
         batching: graph.batching,
         end: graph.drive.end.clone(),
         start: graph.start,

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod documents;
 pub mod failure;
 pub mod generated;
+pub mod metrics;
 pub mod quarantine;
 pub mod reference;
 pub mod runner;

@@ -27,6 +27,46 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr: `text` (one line per event, as read by people) or `json` (one
+    /// JSON object per event, with time, level and target). Filter with RUST_LOG, e.g.
+    /// RUST_LOG=info,librdkafka=warn.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// Installs the log subscriber: `note!` lines and librdkafka's own log lines become
+/// tracing events, filtered by RUST_LOG (`target=level,…`; default info), written to
+/// stderr as text or JSON.
+fn init_logs(format: &str) -> Result<()> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter: Targets = match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => text
+            .parse()
+            .map_err(|error| anyhow::anyhow!("RUST_LOG {text:?}: {error}"))?,
+        _ => Targets::new().with_default(tracing::Level::INFO),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if format == "json" {
+        registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .try_init()
+    } else {
+        // As the lines always were: the message alone (and an event's fields after it).
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_target(false)
+                    .with_level(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+    installed.map_err(|error| anyhow::anyhow!("installing the log subscriber: {error}"))?;
+    markledger_operators::console::use_tracing();
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -92,6 +132,31 @@ struct StreamArgs {
     /// TS_OUT_OF_RANGE (default 1d).
     #[arg(long)]
     max_ahead: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (README.md "Metrics").
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// A librdkafka property for every Kafka client, KEY=VALUE (repeatable; e.g.
+    /// security.protocol=sasl_ssl). Secrets belong in MARKLEDGER_KAFKA_* variables
+    /// (MARKLEDGER_KAFKA_SASL_PASSWORD sets sasl.password); they are never printed.
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka: Vec<String>,
+    /// Partitions of an input topic the stream creates when it is missing (default 4);
+    /// an existing topic is never altered.
+    #[arg(long)]
+    input_partitions: Option<i32>,
+    /// Replication factor of the topics the stream creates (default 1; 3 on a production
+    /// cluster); existing topics are never altered.
+    #[arg(long)]
+    replication_factor: Option<i16>,
+    /// A working-day calendar file replacing the shipped one (as `run --calendar`).
+    #[arg(long)]
+    calendar: Option<PathBuf>,
+    /// How long a command on an unknown code waits for its emission (as `run --hold`).
+    #[arg(long)]
+    hold: Option<String>,
+    /// A period closes at the end of this day of the next month (1 to 27; as `run`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=27))]
+    close_after_days: Option<u32>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -111,6 +176,9 @@ struct ProduceArgs {
     /// A prefix for the topic name (as `stream --topic-prefix`).
     #[arg(long, default_value = "")]
     topic_prefix: String,
+    /// A librdkafka property, KEY=VALUE (repeatable; as `stream --kafka`).
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +225,10 @@ struct RunArgs {
     /// Every final code goes to disk at once (tests of the disk path).
     #[arg(long, hide = true)]
     spill_all: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts (records
+    /// read, memory).
+    #[arg(long)]
+    metrics_addr: Option<String>,
     /// No progress lines (the summary is still printed).
     #[arg(long)]
     quiet: bool,
@@ -257,9 +329,12 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let mut last_percent = 0;
+    let mut bar = ProgressLine::new(Duration::from_secs(2), args.quiet).with_total(config.codes, "code events", false);
     let manifest = generate(&config, &args.out, &mut |progress| {
         let percent = 100 * progress.code_events / progress.target.max(1);
-        if !args.quiet && percent >= last_percent + 5 {
+        if bar.is_bar() {
+            bar.advance(progress.code_events, String::new);
+        } else if !args.quiet && percent >= last_percent + 5 {
             last_percent = percent;
             markledger_operators::note!(
                 "generating: {percent:>3}%  {} code events, {} events, {:.1} MB",
@@ -270,6 +345,7 @@ fn generate_command(args: GenerateArgs) -> Result<()> {
         }
     })
     .with_context(|| format!("generating into {}", args.out.display()))?;
+    bar.finish();
     let injected: Vec<String> = manifest
         .injected
         .iter()
@@ -335,15 +411,43 @@ fn demo(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-fn config_from(args: &RunArgs) -> Result<Config> {
-    let calendar = match &args.calendar {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading calendar {}", path.display()))?;
-            WorkingCalendar::parse(&text).with_context(|| format!("calendar {}", path.display()))?
-        }
-        None => markledger_datasets::calendars::kazakhstan(),
+/// The configuration with `--calendar FILE` (or the shipped calendar), named for messages.
+fn config_with_calendar(path: Option<&std::path::Path>) -> Result<Config> {
+    let Some(path) = path else {
+        return Ok(Config::with_calendar(markledger_datasets::calendars::kazakhstan()));
     };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading calendar {}", path.display()))?;
+    let calendar = WorkingCalendar::parse(&text).with_context(|| format!("calendar {}", path.display()))?;
     let mut config = Config::with_calendar(calendar);
+    config.calendar_name = format!("the calendar {}", path.display());
+    Ok(config)
+}
+
+/// `--kafka KEY=VALUE` pairs, then the config file's `[kafka]` table under them, then
+/// `MARKLEDGER_KAFKA_*` variables (secrets) over both.
+fn kafka_properties(
+    pairs: &[String],
+    file: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<markledger_connectors::kafka::Properties> {
+    let mut properties = markledger_connectors::kafka::Properties::default();
+    for (key, value) in file.into_iter().flatten() {
+        properties
+            .set(key, value)
+            .map_err(|why| anyhow::anyhow!("[kafka] in --config: {why}"))?;
+    }
+    for pair in pairs {
+        properties
+            .set_pair(pair)
+            .map_err(|why| anyhow::anyhow!("--kafka: {why}"))?;
+    }
+    properties
+        .set_from_environment(std::env::vars())
+        .map_err(|why| anyhow::anyhow!("environment: {why}"))?;
+    Ok(properties)
+}
+
+fn config_from(args: &RunArgs) -> Result<Config> {
+    let mut config = config_with_calendar(args.calendar.as_deref())?;
     let Some(lateness) = parse_duration_ms(&args.lateness) else {
         bail!("--lateness {:?}: expected e.g. 5s, 250ms, 2m", args.lateness)
     };
@@ -365,6 +469,20 @@ fn run(args: RunArgs) -> Result<()> {
         "reference" => Engine::Reference,
         other => bail!("--engine {other:?}: expected dataflow or reference"),
     };
+    let records_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let metrics = match &args.metrics_addr {
+        Some(address) => {
+            let read = records_read.clone();
+            let snapshot = move || markledger::metrics::Snapshot {
+                records: read.load(std::sync::atomic::Ordering::Relaxed),
+                ..markledger::metrics::Snapshot::default()
+            };
+            let server = markledger::metrics::MetricsServer::start(address, Box::new(snapshot))?;
+            markledger_operators::note!("markledger run: metrics at http://{address}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let run = FileRun {
         inputs: &args.input,
         out: &args.out,
@@ -373,33 +491,29 @@ fn run(args: RunArgs) -> Result<()> {
         state: args.state.as_deref(),
         spill_dir: args.spill_dir.as_deref(),
         output_run_bytes: args.output_run_bytes,
+        records_read: Some(records_read),
     };
-    let report = run_files(&config, &run)?;
+    let report = run_files(&config, &run);
+    if let Some(server) = metrics {
+        server.stop();
+    }
+    let report = report?;
     say_text(&render_summary(&report, &args.out));
     Ok(())
 }
 
-/// The stream's configuration and options: flags first, then the TOML file, then defaults.
-fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
-    let file = match &args.config {
-        Some(path) => StreamFile::load(path)?,
-        None => StreamFile::default(),
-    };
-    let duration = |flag: &Option<String>, file: &Option<String>, default: &str, name: &str| -> Result<i64> {
-        let text = flag
-            .clone()
-            .or_else(|| file.clone())
-            .unwrap_or_else(|| default.to_string());
-        parse_duration_ms(&text).with_context(|| format!("{name} {text:?}: expected e.g. 5s, 250ms, 2m"))
-    };
-    let mut config = Config::with_calendar(markledger_datasets::calendars::kazakhstan());
-    config.lateness_ms = duration(&args.lateness, &file.lateness, "5s", "lateness")?;
-    config.final_codes.spill_dir = args.spill_dir.clone();
-    config.final_codes.spill_all = args.spill_all;
+/// The stream's Kafka settings: brokers, properties, group, topics (flags first, then the
+/// TOML file, then defaults).
+fn stream_kafka(args: &StreamArgs, file: &StreamFile) -> Result<KafkaSettings> {
     let Some(brokers) = args.brokers.clone().or(file.brokers.clone()) else {
         bail!("--brokers (or `brokers` in --config) is required")
     };
     let mut kafka = KafkaSettings::new(brokers);
+    kafka.properties = kafka_properties(&args.kafka, file.kafka.as_ref())?;
+    kafka.replication_factor = i32::from(args.replication_factor.or(file.replication_factor).unwrap_or(1));
+    if kafka.replication_factor < 1 {
+        bail!("replication factor {}: expected at least 1", kafka.replication_factor);
+    }
     if let Some(group) = args.group.clone().or(file.group.clone()) {
         kafka.group_id = group;
     }
@@ -417,6 +531,36 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
     if let Some(prefix) = args.topic_prefix.clone().or(file.topic_prefix.clone()) {
         kafka.apply_prefix(&prefix);
     }
+    Ok(kafka)
+}
+
+/// The stream's configuration and options: flags first, then the TOML file, then defaults.
+fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
+    let file = match &args.config {
+        Some(path) => StreamFile::load(path)?,
+        None => StreamFile::default(),
+    };
+    let duration = |flag: &Option<String>, file: &Option<String>, default: &str, name: &str| -> Result<i64> {
+        let text = flag
+            .clone()
+            .or_else(|| file.clone())
+            .unwrap_or_else(|| default.to_string());
+        parse_duration_ms(&text).with_context(|| format!("{name} {text:?}: expected e.g. 5s, 250ms, 2m"))
+    };
+    let mut config = config_with_calendar(args.calendar.as_deref().or(file.calendar.as_deref()))?;
+    config.lateness_ms = duration(&args.lateness, &file.lateness, "5s", "lateness")?;
+    config.hold_ms = duration(&args.hold, &file.hold, "60s", "hold")?;
+    config.close_after_days = args.close_after_days.or(file.close_after_days).unwrap_or(7);
+    if !(1..=27).contains(&config.close_after_days) {
+        bail!("close_after_days {}: expected 1 to 27", config.close_after_days);
+    }
+    config.final_codes.spill_dir = args.spill_dir.clone();
+    config.final_codes.spill_all = args.spill_all;
+    let kafka = stream_kafka(args, &file)?;
+    let input_partitions = args.input_partitions.or(file.input_partitions).unwrap_or(4);
+    if input_partitions < 1 {
+        bail!("input partitions {input_partitions}: expected at least 1");
+    }
     let options = StreamOptions {
         kafka,
         workers: workers_in_range(&args.workers.or(file.workers).unwrap_or(2).to_string())
@@ -427,7 +571,7 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
         commit_interval: Duration::from_millis(
             duration(&args.commit_interval, &file.commit_interval, "1s", "commit interval")?.max(0) as u64,
         ),
-        input_partitions: 4,
+        input_partitions,
         state: args.state.clone().or(file.state.clone()),
         checkpoint_interval: Duration::from_millis(
             duration(
@@ -439,6 +583,7 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
             .max(1) as u64,
         ),
         max_ahead: Duration::from_millis(duration(&args.max_ahead, &file.max_ahead, "1d", "max ahead")?.max(0) as u64),
+        metrics_addr: args.metrics_addr.clone().or(file.metrics_addr.clone()),
         progress_topic: format!(
             "{}markledger.progress",
             args.topic_prefix
@@ -464,6 +609,16 @@ fn stream(args: StreamArgs) -> Result<()> {
         options.workers,
         options.kafka.group_id
     );
+    if !options.kafka.properties.is_empty() {
+        let shown: Vec<String> = options
+            .kafka
+            .properties
+            .shown()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        markledger_operators::note!("markledger stream: Kafka properties {}", shown.join(" "));
+    }
     let mut line = ProgressLine::new(Duration::from_secs(2), args.quiet);
     let report = run_stream(&config, &options, stop, &mut |report| {
         line.tick(|| {
@@ -517,7 +672,9 @@ fn print_stream_summary(report: &StreamReport, took: Duration) {
 }
 
 fn produce(args: ProduceArgs) -> Result<()> {
-    let settings = KafkaSettings::new(args.brokers.clone());
+    let mut settings = KafkaSettings::new(args.brokers.clone());
+    settings.properties = kafka_properties(&args.kafka, None)?;
+    markledger_connectors::kafka::check_connection(&settings)?;
     let topic = format!("{}{}", args.topic_prefix, args.topic);
     let report = produce_dataset(&settings, &args.input, &topic)
         .with_context(|| format!("publishing {} to {topic}", args.input.display()))?;
@@ -544,6 +701,10 @@ fn main() -> ExitCode {
     // that died must never leave the others waiting.
     markledger::failure::exit_on_panic();
     let cli = Cli::parse();
+    if let Err(error) = init_logs(&cli.log_format) {
+        markledger_operators::note!("markledger: error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Demo(args) => demo(args),
         Command::Generate(args) => generate_command(args),
@@ -555,7 +716,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            markledger_operators::note!("markledger: error: {error:#}");
+            markledger_operators::console::error_line(format_args!("markledger: error: {error:#}"));
             ExitCode::FAILURE
         }
     }

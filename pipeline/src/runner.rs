@@ -20,12 +20,15 @@ use markledger_operators::Ts;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Prints a progress line at most once per interval, to stderr.
+/// Prints a progress line at most once per interval, to stderr; on a terminal, with a
+/// known total ([`ProgressLine::with_total`]), a progress bar with rate and ETA instead
+/// (indicatif), so a long `run` or `generate` says when it will be done.
 pub struct ProgressLine {
     started: Instant,
     last: Instant,
     interval: Duration,
     quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressLine {
@@ -37,7 +40,34 @@ impl ProgressLine {
             last: now,
             interval,
             quiet,
+            bar: None,
         }
+    }
+
+    /// Shows a bar of `total` `unit`s (an estimate when `estimated`) when stderr is a
+    /// terminal and not `quiet`; otherwise the plain line stays.
+    pub fn with_total(mut self, total: u64, unit: &str, estimated: bool) -> ProgressLine {
+        use std::io::IsTerminal as _;
+        if self.quiet || total == 0 || !std::io::stderr().is_terminal() {
+            return self;
+        }
+        let about = if estimated { "~" } else { "" };
+        let template = format!(
+            "{{elapsed_precise}} [{{bar:40}}] {{human_pos}}/{about}{{human_len}} {unit} ({{rate}}, ETA {{eta}}) {{msg}}"
+        );
+        let style = indicatif::ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.0}/s", state.per_sec());
+                },
+            )
+            .progress_chars("=> ");
+        let bar = indicatif::ProgressBar::new(total).with_style(style);
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        self.bar = Some(bar);
+        self
     }
 
     /// Prints `message()` if the interval has passed.
@@ -46,13 +76,78 @@ impl ProgressLine {
             return;
         }
         self.last = Instant::now();
-        markledger_operators::note!("[{:>6.1}s] {}", self.started.elapsed().as_secs_f64(), message());
+        match &self.bar {
+            Some(bar) => bar.set_message(message()),
+            None => markledger_operators::note!("[{:>6.1}s] {}", self.started.elapsed().as_secs_f64(), message()),
+        }
+    }
+
+    /// At `position` of the total: moves the bar, or prints `message()` as [`Self::tick`].
+    pub fn advance(&mut self, position: u64, message: impl FnOnce() -> String) {
+        match &self.bar {
+            Some(bar) => {
+                // An estimate can be passed: grow the total rather than stick at 100 %.
+                if position > bar.length().unwrap_or(0) {
+                    bar.set_length(position + position / 10);
+                }
+                bar.set_position(position);
+            }
+            None => self.tick(message),
+        }
+    }
+
+    /// Whether a bar is shown (a terminal and a known total).
+    pub fn is_bar(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Removes the bar (before a summary is printed).
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 
     /// Time since the line was created.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// How many records the inputs hold: a generated dataset's `manifest.json` says exactly;
+/// otherwise estimated from the files' sizes and the mean line length of their first
+/// 64 KiB (the binary format: from its size alone, none). `(records, estimated)`.
+pub fn expected_records(inputs: &[PathBuf]) -> Option<(u64, bool)> {
+    use std::io::Read as _;
+    let mut exact = 0u64;
+    let mut all_exact = true;
+    for input in inputs {
+        let manifest = std::fs::read_to_string(input.join("manifest.json")).ok();
+        let events = manifest
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|manifest| manifest["events"].as_u64());
+        match events {
+            Some(events) => exact += events,
+            None => all_exact = false,
+        }
+    }
+    if all_exact {
+        return Some((exact, false));
+    }
+    let partitions = markledger_connectors::file::list_partitions(inputs).ok()?;
+    let (mut bytes, mut sampled, mut lines) = (0u64, 0u64, 0u64);
+    for path in &partitions {
+        bytes += std::fs::metadata(path).ok()?.len();
+        let mut head = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(64 * 1024)
+            .read_to_end(&mut head)
+            .ok()?;
+        sampled += head.len() as u64;
+        lines += head.iter().filter(|byte| **byte == b'\n').count() as u64;
+    }
+    (lines > 0).then(|| (bytes * lines / sampled.max(1), true))
 }
 
 /// Everything a file run produced.
@@ -147,6 +242,8 @@ pub struct FileRun<'a> {
     /// Rendered output bytes a worker holds before spilling a sorted run
     /// ([`OUTPUT_RUN_BYTES`]; tests force tiny runs to exercise the merge).
     pub output_run_bytes: usize,
+    /// Told the records read as the run goes (`run --metrics-addr`).
+    pub records_read: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl<'a> FileRun<'a> {
@@ -160,6 +257,7 @@ impl<'a> FileRun<'a> {
             state: None,
             spill_dir: None,
             output_run_bytes: OUTPUT_RUN_BYTES,
+            records_read: None,
         }
     }
 
@@ -220,7 +318,10 @@ fn open_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
 /// "Checkpoints").
 pub fn run_files(config: &Config, run: &FileRun<'_>) -> Result<RunReport> {
     let mut progress = ProgressLine::new(Duration::from_secs(2), run.quiet);
-    match run.engine {
+    if let Some((records, estimated)) = expected_records(run.inputs) {
+        progress = progress.with_total(records, "records", estimated);
+    }
+    let report = match run.engine {
         Engine::Dataflow { workers } => run_dataflow_files(config, run, workers, &mut progress),
         Engine::Reference if run.state.is_some() => {
             anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine")
@@ -229,7 +330,9 @@ pub fn run_files(config: &Config, run: &FileRun<'_>) -> Result<RunReport> {
             anyhow::bail!("the generator source (--input gen:…) needs the dataflow engine")
         }
         Engine::Reference => run_reference_files(config, run, &mut progress),
-    }
+    };
+    progress.finish();
+    report
 }
 
 /// The dataflow streams every partition from disk (or the generator) as it goes, holding
@@ -246,7 +349,8 @@ fn run_dataflow_files(
         names: partitions,
         generator,
     } = open_inputs(run.inputs)?;
-    let store = run.state.map(Store::open).transpose()?;
+    let settings = config.output_settings();
+    let store = run.state.map(|dir| Store::open(dir, &settings)).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
     if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
         // Final codes under the state directory: its kept checkpoints' files stay.
@@ -257,7 +361,10 @@ fn run_dataflow_files(
     let spill = run.spill();
     let Summarized { summary, stats, runs } =
         crate::summary::run_summarized(&config, inputs, workers, backfill.clone(), &spill, &mut |records| {
-            progress.tick(|| format!("read {records} records"));
+            if let Some(read) = &run.records_read {
+                read.store(records, std::sync::atomic::Ordering::Relaxed);
+            }
+            progress.advance(records, || format!("read {records} records"));
         })?;
     if let Some(generator) = generator {
         generator.finish()?;
@@ -331,6 +438,24 @@ fn write_backfill_checkpoint(
 fn run_reference_files(config: &Config, run: &FileRun<'_>, progress: &mut ProgressLine) -> Result<RunReport> {
     let (partitions, records, bytes) = read_partitions(run.inputs, progress)?;
     let read_time = progress.elapsed();
+    // As the dataflow's source: no run past the calendar's end (issue 19).
+    let window = config.admission().window;
+    for (path, partition) in partitions.iter().zip(&records) {
+        let beyond = partition.iter().find_map(|record| match record {
+            Decoded::Event(event) => window.uncovered_year(event.ts).map(|year| (event, year)),
+            _ => None,
+        });
+        if let Some((event, year)) = beyond {
+            anyhow::bail!(
+                "reading input: {}: event {:?} at {} is in {year}, a year {} does not cover: no \
+                 working-day deadline can be computed there, so the run stops before it",
+                path.display(),
+                event.id,
+                event.ts,
+                config.calendar_name
+            );
+        }
+    }
     let sink = OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
     let (summary, sink) = reference::run(config, records, sink, &mut |done, total| {
         progress.tick(|| {

@@ -188,6 +188,28 @@ fn admit(admission: &Admission, event: Event) -> Decoded {
     }
 }
 
+/// Why `record` may not be taken in yet: its `ts` is in the first year the calendar does
+/// not cover (issue 19). Further out it is absurd and refused `TS_OUT_OF_RANGE` instead.
+fn beyond_calendar(admission: &Admission, record: &Next, calendar_name: &str) -> Option<String> {
+    let (Next::Record(Decoded::Event(event)) | Next::Known(Decoded::Event(event))) = record else {
+        return None;
+    };
+    let year = admission.window.uncovered_year(event.ts)?;
+    Some(format!(
+        "event {:?} at {} is in {year}, a year {calendar_name} does not cover (its last day is {}): \
+         no working-day deadline can be computed there, so the run stops before it; extend the \
+         calendar to {year} (datasets/calendars/README.md) and pass it with --calendar",
+        event.id,
+        event.ts,
+        admission
+            .window
+            .calendar_end
+            .local_date()
+            .pred_opt()
+            .unwrap_or_default()
+    ))
+}
+
 /// The least time a refusal takes effect at besides its partition's floor: a quarantined
 /// event's own `ts`. It was an event in the runs that failed on it, which never completed
 /// its instant, so its rejection must come at or after that instant — before it, a restart
@@ -214,6 +236,8 @@ pub struct SourceSettings {
     pub lateness_ms: i64,
     /// Which events are taken in at all (`TS_OUT_OF_RANGE`, `INTERNAL_ERROR`).
     pub admission: Admission,
+    /// The calendar's name, for the message of a run stopped at its end.
+    pub calendar_name: String,
     /// Records per activation and weight in flight.
     pub batching: Batching,
     /// Where the run's watermark stops (file runs), reported to.
@@ -343,6 +367,7 @@ fn read_partitions<'scope>(
 struct Reader {
     partitions: Vec<Partition>,
     admission: Admission,
+    calendar_name: String,
     /// Events emitted and not yet finished by the whole dataflow, by time, and the part of
     /// it below the watermark (the held capability): only that part can finish before the
     /// source reads on. Kept as a running sum: summing the map at every activation cost
@@ -370,6 +395,7 @@ impl Reader {
             waiting: vec![false; partitions.len()],
             partitions,
             admission: settings.admission.clone(),
+            calendar_name: settings.calendar_name.clone(),
             in_flight: BTreeMap::new(),
             finishable: 0,
             batch: BTreeMap::new(),
@@ -426,6 +452,14 @@ impl Reader {
         // An event refused before placement is like a malformed record: it moves no
         // high-water mark (also when re-read after a restore).
         let record = partition.input.next_record();
+        if let Some(beyond) = beyond_calendar(&self.admission, &record, &self.calendar_name) {
+            // A file run stops here (a stream's Kafka input holds such a record unread,
+            // connectors/src/kafka/partition.rs): nothing of this partition is placed at or
+            // past the calendar's end, so no deadline is computed in a year it lacks.
+            partition.finished = true;
+            stats.errors.push(format!("{}: {beyond}", partition.input.name()));
+            return (1, 0);
+        }
         let at_least = refused_at(&self.admission, &record);
         let next = match record {
             Next::Record(Decoded::Event(event)) => Next::Record(admit(&self.admission, event)),
@@ -452,6 +486,13 @@ impl Reader {
             }
             Next::Idle => {
                 self.waiting[index] = true;
+                if !partition.idle {
+                    // One event per transition (issue 19), never per poll.
+                    markledger_operators::note!(
+                        "markledger stream: partition {} is idle: caught up and silent, it no longer holds the watermark back",
+                        partition.input.name()
+                    );
+                }
                 partition.idle = true;
                 (0, 0)
             }
@@ -469,6 +510,12 @@ impl Reader {
     /// Places an event of partition `index` at its effective time; returns its weight.
     fn place_event(&mut self, index: usize, event: Event, watermark: Time, stats: &mut SourceStats) -> usize {
         let partition = &mut self.partitions[index];
+        if partition.idle {
+            markledger_operators::note!(
+                "markledger stream: partition {} is active again: it holds the watermark back",
+                partition.input.name()
+            );
+        }
         partition.idle = false;
         let mut placed = partition.placer.place(event);
         // Only after an idle partition wakes can its event fall below the watermark: it
@@ -480,6 +527,9 @@ impl Reader {
         stats.count(&placed);
         let time = time_of(placed.effective);
         partition.input.placed(time);
+        if placed.late {
+            partition.input.late();
+        }
         let weight = 1 + placed.event.code_count();
         *self.in_flight.entry(time).or_default() += weight;
         if time < watermark {

@@ -36,22 +36,23 @@
 use crate::checkpoint::{SourceShare, Store, StreamCheckpointSettings, StreamCheckpoints, NAMES};
 use crate::config::Config;
 use crate::failure;
+use crate::metrics::{MetricsServer, Snapshot};
 use crate::quarantine::FailureRecord;
 use crate::runtime::{run_dataflow, worker_of, Inputs, Mode, RunSettings};
 use crate::source::Batching;
 use anyhow::{Context, Result};
 use markledger_connectors::file::OutputFile;
 use markledger_connectors::kafka::{
-    ensure_topics, partition_count, CheckpointHook, InputSettings, KafkaInput, KafkaSettings, KafkaSink, OutputTopics,
-    ProgressTopic, ResumeAt, SharedProducer, TopicSpec,
+    check_connection, ensure_topics, partition_count, CheckpointHook, InputSettings, KafkaInput, KafkaSettings,
+    KafkaSink, OutputTopics, ProgressTopic, ResumeAt, SharedProducer, TopicSpec,
 };
 use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use markledger_connectors::stream_file::{StreamFile, TopicNames};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,6 +102,8 @@ pub struct StreamOptions {
     /// An event whose `ts` is further than this ahead of the wall clock is refused
     /// `TS_OUT_OF_RANGE` (besides the calendar's window: `rules::TimeWindow`).
     pub max_ahead: Duration,
+    /// Where to serve Prometheus metrics (`HOST:PORT`; crate::metrics).
+    pub metrics_addr: Option<String>,
 }
 
 /// What a stream run did, for its summary.
@@ -141,8 +144,17 @@ pub fn run_stream(
     config.final_codes.state = options.state.clone();
     let config = &config;
     let assignment = create_topics(options)?;
-    let restored = restore(options, &assignment)?;
+    let restored = restore(config, options, &assignment)?;
     let run = Arc::new(StreamRun::start(config, options, assignment, restored)?);
+    let metrics = match &options.metrics_addr {
+        Some(address) => {
+            let (run, lateness_ms) = (run.clone(), config.lateness_ms);
+            let server = MetricsServer::start(address, Box::new(move || run.snapshot(lateness_ms)))?;
+            markledger_operators::note!("markledger stream: metrics at http://{address}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let make_inputs = {
         let run = run.clone();
         move |worker: usize| run.inputs_of(worker)
@@ -162,9 +174,13 @@ pub fn run_stream(
         mode,
     };
     let finished = run_dataflow(settings, make_inputs, make_sink, &mut |records| {
+        run.records.store(records, Ordering::Relaxed);
         progress(&run.report(records))
     })?;
     run.stop_orderly()?;
+    if let Some(server) = metrics {
+        server.stop();
+    }
     let mut report = run.report(finished.stats.records);
     report.longest_save = run
         .checkpointing
@@ -179,6 +195,9 @@ pub fn run_stream(
 /// assignment order (topic order, then partition number).
 fn create_topics(options: &StreamOptions) -> Result<Vec<(String, i32)>> {
     let kafka = &options.kafka;
+    // A wrong password or an untrusted certificate ends the run here, named, within
+    // seconds (not a hang in the first metadata request).
+    check_connection(kafka)?;
     let mut assignment = Vec::new();
     for topic in &kafka.input_topics {
         let count = match partition_count(kafka, topic) {
@@ -222,10 +241,15 @@ struct Restored {
 
 /// Reads where an earlier run got to: the group's frontier on the progress topic, and the
 /// newest checkpoint that verifies with the offsets its partitions resume at.
-fn restore(options: &StreamOptions, assignment: &[(String, i32)]) -> Result<Restored> {
+fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)]) -> Result<Restored> {
     // Where an earlier run of the group got to (outputs before it are acknowledged).
     let progress_frontier = ProgressTopic::read(&options.kafka, &options.progress_topic)?;
-    let store = options.state.as_deref().map(Store::open).transpose()?;
+    let settings = config.output_settings();
+    let store = options
+        .state
+        .as_deref()
+        .map(|dir| Store::open(dir, &settings))
+        .transpose()?;
     let cut = match &store {
         Some(store) => store.load(&mut |why| markledger_operators::note!("markledger stream: {why}"))?,
         None => None,
@@ -312,6 +336,8 @@ struct StreamRun {
     checkpointing: Option<Arc<StreamCheckpoints>>,
     /// Each worker's input, as made.
     inputs: Mutex<Vec<KafkaInput>>,
+    /// Input records read so far (the progress line's and metrics' figure).
+    records: AtomicU64,
 }
 
 impl StreamRun {
@@ -354,6 +380,8 @@ impl StreamRun {
             max_ahead: options.max_ahead,
             producer: producer.clone(),
             progress: progress.clone(),
+            calendar_held: Arc::default(),
+            metrics: Arc::default(),
         };
         Ok(StreamRun {
             workers,
@@ -367,6 +395,7 @@ impl StreamRun {
             checkpoints,
             checkpointing,
             inputs: Mutex::default(),
+            records: AtomicU64::new(0),
         })
     }
 
@@ -402,6 +431,28 @@ impl StreamRun {
             checkpointing.finish();
         }
         Ok(())
+    }
+
+    /// The figures a metrics scrape shows now.
+    fn snapshot(&self, lateness_ms: i64) -> Snapshot {
+        let checkpointing = self.checkpointing.as_ref();
+        Snapshot {
+            partitions: self.input.metrics.partitions(),
+            lateness_ms,
+            records: self.records.load(Ordering::Relaxed),
+            outputs: self.producer.figures(),
+            suppressed: self.producer.suppressed(),
+            output_frontier_ms: self.input.metrics.output_frontier(),
+            committed_frontier_ms: self.progress.frontier(),
+            commits: self.progress.commits(),
+            checkpoints: checkpointing.map_or(0, |c| c.written()),
+            last_checkpoint: checkpointing.and_then(|c| {
+                let (_, bytes, millis) = c.last_written()?;
+                Some((bytes, Duration::from_millis(millis), c.last_written_ago()?))
+            }),
+            longest_pause: checkpointing.map_or(Duration::ZERO, |c| c.longest_save()),
+            calendar_held: self.input.calendar_held.load(Ordering::Relaxed),
+        }
     }
 
     /// The run's figures after `records` input records.

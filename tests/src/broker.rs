@@ -8,6 +8,14 @@
 //! Its stdout and stderr go to a log file whose tail is printed when the broker fails to
 //! come up, and by [`Broker::log_tail`] for a test's own failure messages.
 //!
+//! Security (issue 19): [`Broker::start_with_scram`] starts tansu with `--authentication`
+//! and one SCRAM-SHA-512 user made by tansu's own `tansu user create` (on SQLite storage:
+//! the user is created before authentication is turned on, since tansu refuses an
+//! unauthenticated `user create` once it is); [`Broker::start_advertising`] advertises
+//! another port, where a [`TlsTerminator`] (socat with OpenSSL, in front of tansu, whose
+//! 0.6.0 accepts `--cert/--key` but serves plain TCP) takes TLS connections with a
+//! certificate from [`Certificates::make`] (the `openssl` CLI).
+//!
 //! The binary is found through `MARKLEDGER_TANSU`, else
 //! `$HOME/.local/markledger-tools/bin/tansu`, else `tansu` on `PATH`; install it with
 //! `scripts/kafka/install-tansu.sh` (TOOLCHAIN.md: tansu 0.6.0 with `dynostore,libsql`).
@@ -56,6 +64,10 @@ pub struct Broker {
     log: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// The port advertised in metadata (a TLS terminator's), when not `port`.
+    advertised: Option<u16>,
+    /// A SCRAM user (name, password) when started with `--authentication`.
+    scram: Option<(String, String)>,
 }
 
 impl Broker {
@@ -63,6 +75,58 @@ impl Broker {
     /// requests. Panics (with the broker's log tail) if it does not within 20 s, or with
     /// installation instructions if tansu is not installed.
     pub fn start(storage: Storage) -> Broker {
+        let mut broker = Broker::unstarted(storage);
+        broker.spawn_and_wait();
+        broker
+    }
+
+    /// Starts a broker (memory storage) that tells clients to connect to `advertised`
+    /// (a TLS terminator's port in front of it) rather than to itself.
+    pub fn start_advertising(advertised: u16) -> Broker {
+        let mut broker = Broker::unstarted(Storage::Memory);
+        broker.advertised = Some(advertised);
+        broker.spawn_and_wait();
+        broker
+    }
+
+    /// Starts a broker with `--authentication` (SASL/SCRAM) on SQLite storage that knows
+    /// one SCRAM-SHA-512 user, created with `tansu user create` first.
+    pub fn start_with_scram(user: &str, password: &str) -> Broker {
+        let mut broker = Broker::unstarted(Storage::Sqlite(PathBuf::new()));
+        broker.storage = Storage::Sqlite(broker.dir.join("broker.db"));
+        broker.spawn_and_wait();
+        let created = Command::new(&broker.binary)
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", broker.port))
+            .args(["--mechanism", "scram512", user, password])
+            .output()
+            .expect("tansu user create");
+        assert!(
+            created.status.success(),
+            "tansu user create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        broker.stop();
+        broker.scram = Some((user.to_string(), password.to_string()));
+        broker.spawn_and_wait();
+        broker
+    }
+
+    /// The librdkafka properties a client needs for this broker's SCRAM user (none
+    /// without authentication).
+    pub fn scram_properties(&self) -> Vec<(String, String)> {
+        match &self.scram {
+            Some((user, password)) => vec![
+                ("security.protocol".into(), "sasl_plaintext".into()),
+                ("sasl.mechanisms".into(), "SCRAM-SHA-512".into()),
+                ("sasl.username".into(), user.clone()),
+                ("sasl.password".into(), password.clone()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    fn unstarted(storage: Storage) -> Broker {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "markledger-tansu-{}-{}",
@@ -72,7 +136,7 @@ impl Broker {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("broker temporary directory");
         let port = free_port();
-        let mut broker = Broker {
+        Broker {
             binary: tansu_binary(),
             storage,
             port,
@@ -80,9 +144,9 @@ impl Broker {
             dir,
             child: None,
             starts: 0,
-        };
-        broker.spawn_and_wait();
-        broker
+            advertised: None,
+            scram: None,
+        }
     }
 
     /// The bootstrap address, `127.0.0.1:PORT`.
@@ -165,6 +229,7 @@ impl Broker {
             .open(&self.log)
             .expect("broker log file");
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let (storage_url, cwd) = match &self.storage {
             Storage::Memory => ("memory://tansu/".to_string(), self.dir.clone()),
             // tansu resolves `sqlite://NAME` against its working directory
@@ -190,9 +255,10 @@ impl Broker {
             .arg("--listener-url")
             .arg(&url)
             .arg("--advertised-listener-url")
-            .arg(&url)
+            .arg(&advertised)
             .arg("--storage-engine")
             .arg(&storage_url)
+            .args(self.scram.as_ref().map(|_| "--authentication"))
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("broker log file"))
@@ -227,12 +293,15 @@ impl Broker {
         if TcpStream::connect_timeout(&address, PROBE_TIMEOUT).is_err() {
             return false;
         }
-        let consumer: BaseConsumer = match ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", self.brokers())
             .set("socket.timeout.ms", "1000")
-            .set("reconnect.backoff.ms", "50")
-            .create()
-        {
+            .set("reconnect.backoff.ms", "50");
+        for (key, value) in self.scram_properties() {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer = match config.create() {
             Ok(consumer) => consumer,
             Err(_) => return false,
         };
@@ -304,4 +373,148 @@ pub fn tansu_binary() -> PathBuf {
         "the tansu Kafka broker is not installed: run scripts/kafka/install-tansu.sh \
          (or point MARKLEDGER_TANSU at a tansu 0.6.0 binary built with dynostore,libsql)"
     );
+}
+
+/// A CA and a server certificate for `127.0.0.1` made with the `openssl` CLI, plus a second,
+/// unrelated CA (a client trusting only it must refuse the server).
+#[derive(Debug)]
+pub struct Certificates {
+    /// The CA that signed the server's certificate (PEM).
+    pub ca: PathBuf,
+    /// Another CA that signed nothing here (PEM).
+    pub other_ca: PathBuf,
+    /// The server's certificate (PEM), for `127.0.0.1` (subjectAltName IP).
+    pub server_certificate: PathBuf,
+    /// The server's private key (PEM).
+    pub server_key: PathBuf,
+}
+
+impl Certificates {
+    /// Makes them in `dir`.
+    pub fn make(dir: &Path) -> Certificates {
+        fs::create_dir_all(dir).expect("certificate directory");
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("the openssl CLI (apt-get install openssl)");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        for (name, subject) in [("ca", "/CN=markledger test CA"), ("other-ca", "/CN=another CA")] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "rsa:2048",
+                "-sha256",
+                "-days",
+                "2",
+                "-subj",
+                subject,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ]);
+        }
+        fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("extensions file");
+        openssl(&[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-sha256",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        Certificates {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+            server_certificate: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+        }
+    }
+}
+
+/// A TLS terminator on a loopback port: `socat` (Debian's, with OpenSSL) takes TLS
+/// connections with the server certificate and forwards the plain bytes to a broker.
+/// Killed when dropped.
+#[derive(Debug)]
+pub struct TlsTerminator {
+    child: Child,
+    port: u16,
+}
+
+impl TlsTerminator {
+    /// A free loopback port for a terminator (to advertise before the broker starts).
+    pub fn free_port() -> u16 {
+        free_port()
+    }
+
+    /// Starts socat on `port`, forwarding to `127.0.0.1:broker_port`; waits until it
+    /// listens.
+    pub fn start(port: u16, broker_port: u16, certificates: &Certificates) -> TlsTerminator {
+        let listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+            certificates.server_certificate.display(),
+            certificates.server_key.display()
+        );
+        let child = Command::new("socat")
+            .arg(listen)
+            .arg(format!("TCP:127.0.0.1:{broker_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat (apt-get install socat; .ci/run installs it)");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        while TcpStream::connect_timeout(&address, PROBE_TIMEOUT).is_err() {
+            assert!(Instant::now() < deadline, "socat did not listen on {port}");
+            thread::sleep(Duration::from_millis(50));
+        }
+        TlsTerminator { child, port }
+    }
+
+    /// The bootstrap address, `127.0.0.1:PORT`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsTerminator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -119,7 +119,8 @@ fn a_balance_may_not_grow_past_its_maximum() {
 
 #[test]
 fn a_far_future_timestamp_is_refused_and_moves_no_watermark() {
-    // A payment dated 9999 (and one in 2028, past the shipped calendar) is TS_OUT_OF_RANGE;
+    // A payment dated 9999 (and one in mid-2029, beyond the year after the shipped calendar:
+    // a 2028 one stops the run, tests/tests/calendar_coverage.rs) is TS_OUT_OF_RANGE;
     // it used to move the watermark to 9999 (574,136 period records from two lines) and
     // make every later event late. Now the next payment is not late and periods stop at the
     // last accepted month.

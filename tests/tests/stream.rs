@@ -90,9 +90,15 @@ impl Consumed {
 }
 
 fn file_run(dataset: &Path, out: &Path) -> Consumed {
+    file_run_with(dataset, out, &[])
+}
+
+/// [`file_run`] with extra flags.
+fn file_run_with(dataset: &Path, out: &Path, extra: &[&str]) -> Consumed {
     let status = Command::new(binary())
         .args(["run", "--quiet", "--input"])
         .arg(dataset)
+        .args(extra)
         .arg("--out")
         .arg(out)
         .stdout(Stdio::null())
@@ -643,6 +649,71 @@ fn a_backfill_checkpoint_lets_stream_go_on() {
     consume_into(&brokers, "b.", &mut consumed);
     let diff = differences(&expected, &consumed);
     assert!(diff.is_empty(), "backfill + stream vs file run:\n{}", diff.join("\n"));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Issue 19: settings that change outputs travel with state. A backfill with
+/// `--close-after-days 5`, then `stream --state` without it: refused, naming the setting
+/// (within seconds, nothing produced); with it: goes on, and backfill + stream equal a file
+/// run with `--close-after-days 5` over everything.
+#[test]
+fn a_backfill_with_other_settings_is_refused_and_goes_on_with_the_same() {
+    let (work, data, end, _, broker) = setup("settings");
+    let expected = file_run_with(&data, &work.join("file-out-5"), &["--close-after-days", "5"]);
+    let brokers = broker.brokers();
+    let (history, live) = (work.join("history"), work.join("live"));
+    split_at_a_clean_cut(&data, &history, &live);
+    let state = work.join("state");
+    let out = work.join("history-out");
+    let status = Command::new(binary())
+        .args(["run", "--quiet", "--workers", "2", "--close-after-days", "5", "--input"])
+        .arg(&history)
+        .arg("--out")
+        .arg(&out)
+        .arg("--state")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .status()
+        .expect("markledger run");
+    assert!(status.success());
+    produce_dataset(&settings(&brokers), &live, "s.codes.events").expect("produce");
+    let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    let log = work.join("refused.log");
+    let started = Instant::now();
+    let status = stream_command(&brokers, "s.", &log, &["--state", &state_flag])
+        .status()
+        .expect("markledger stream");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        !status.success(),
+        "a restore under other settings must be refused: {text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "refused, not hung");
+    assert!(
+        text.contains("--close-after-days: the checkpoint was made with 5, this run has 7"),
+        "{text}"
+    );
+    let log = work.join("s.log");
+    let mut child = stream_with(
+        &brokers,
+        "s.",
+        &log,
+        &["--state", &state_flag, "--close-after-days", "5"],
+    );
+    wait_for_progress(&brokers, "s.", end, &mut child);
+    terminate(child);
+    assert!(std::fs::read_to_string(&log)
+        .expect("log")
+        .contains("restored the checkpoint"));
+    let mut consumed = Consumed::default();
+    consumed.add_files(&out);
+    consume_into(&brokers, "s.", &mut consumed);
+    let diff = differences(&expected, &consumed);
+    assert!(
+        diff.is_empty(),
+        "backfill + stream (5 days) vs file run:\n{}",
+        diff.join("\n")
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
 

@@ -10,10 +10,12 @@
 use super::config::{client_config, KafkaSettings, Role};
 use super::{Error, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -23,6 +25,92 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a metadata request may take before it fails.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`check_connection`] waits for the cluster's metadata: long enough for a TLS
+/// handshake and a SCRAM exchange over a slow link, short enough that a refused credential
+/// ends the run promptly.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An admin (and connection check) client's context: remembers the first error librdkafka
+/// reports on its own (an authentication failure, a TLS handshake failure, all brokers
+/// down), which a metadata request that merely timed out would not name.
+#[derive(Default)]
+pub struct AdminContext {
+    first_error: Mutex<Option<String>>,
+}
+
+impl AdminContext {
+    fn first_error(&self) -> Option<String> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+impl ClientContext for AdminContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::config::log_to_tracing(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let mut first = self.first_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        first.get_or_insert_with(|| format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for AdminContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// Connects to the cluster and reads its metadata: the first thing `stream` and
+/// `produce` do, so a wrong password, an untrusted certificate or an unreachable broker
+/// is one clear error within [`CONNECTION_TIMEOUT`], naming what librdkafka saw, instead
+/// of a hang or a bare timeout.
+pub fn check_connection(settings: &KafkaSettings) -> Result<()> {
+    // A producer, whose poll serves librdkafka's error events to the context with their
+    // reason (an admin client's are not served, a consumer's lose the reason); it sends
+    // nothing.
+    let client: BaseProducer<AdminContext> = client_config(settings, Role::Producer)
+        .create_with_context(AdminContext::default())
+        .map_err(|error| Error::client("creating the connection check's client", error))?;
+    let deadline = std::time::Instant::now() + CONNECTION_TIMEOUT;
+    loop {
+        let attempt = client.client().fetch_metadata(None, Duration::from_secs(1));
+        client.poll(Duration::ZERO);
+        let seen = client.context().first_error();
+        match (attempt, seen) {
+            (Ok(metadata), _) if !metadata.brokers().is_empty() => return Ok(()),
+            // Authentication and TLS failures do not heal by waiting.
+            (_, Some(seen)) if is_credential_failure(&seen) => {
+                return Err(Error::Connection {
+                    brokers: settings.brokers.clone(),
+                    cause: seen,
+                })
+            }
+            (attempt, seen) if std::time::Instant::now() >= deadline => {
+                let cause = seen.unwrap_or_else(|| match attempt {
+                    Err(error) => error.to_string(),
+                    Ok(_) => "the cluster answered with no brokers".to_string(),
+                });
+                return Err(Error::Connection {
+                    brokers: settings.brokers.clone(),
+                    cause,
+                });
+            }
+            _ => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Whether librdkafka's error text is a refused credential or certificate.
+fn is_credential_failure(text: &str) -> bool {
+    ["Authentication", "authentication", "SASL", "SSL", "certificate"]
+        .iter()
+        .any(|word| text.contains(word))
+}
 
 /// A topic the pipeline needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +191,7 @@ pub fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Result<(
 /// Creates one topic: `Ok(Ok(()))` when created or already there, `Ok(Err(code))` when the
 /// broker refused it, `Err` when the request itself failed.
 fn create_one(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<AdminContext>,
     topic: &NewTopic<'_>,
     options: &AdminOptions,
 ) -> Result<Result<(), RDKafkaErrorCode>> {
@@ -150,9 +238,9 @@ pub fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<i32> {
     }
 }
 
-fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>> {
+fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<AdminContext>> {
     client_config(settings, Role::Admin)
-        .create()
+        .create_with_context(AdminContext::default())
         .map_err(|error| Error::client("creating the Kafka admin client", error))
 }
 

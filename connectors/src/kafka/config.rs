@@ -8,6 +8,8 @@
 
 use crate::file::OutputFile;
 use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
+use std::fmt;
 
 /// The input topic INTERFACE.md names.
 pub const INPUT_TOPIC_DEFAULT: &str = "codes.events";
@@ -102,6 +104,140 @@ pub struct KafkaSettings {
     /// Replicas of a topic [`crate::kafka::ensure_topics`] creates: 1 for a single
     /// development broker (tansu), 3 on a production cluster.
     pub replication_factor: i32,
+    /// The user's librdkafka properties (TLS, SASL, client tuning), applied to every client
+    /// after the project's own options.
+    pub properties: Properties,
+}
+
+/// The prefix of environment variables naming librdkafka properties:
+/// `MARKLEDGER_KAFKA_SASL_PASSWORD` sets `sasl.password` (secrets stay out of command lines
+/// and config files).
+pub const ENVIRONMENT_PREFIX: &str = "MARKLEDGER_KAFKA_";
+
+/// Properties the pipeline's guarantees rest on (docs/ARCHITECTURE.md, "Stream mode"):
+/// each is set in [`client_config`] for a reason written beside it, and a user's value is
+/// refused rather than silently breaking "nothing lost" or per-key order. The brokers and
+/// the group have their own settings (`--brokers`, `--group`).
+pub const PROTECTED_PROPERTIES: [&str; 13] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "auto.offset.reset",
+    "enable.idempotence",
+    "acks",
+    "max.in.flight.requests.per.connection",
+    "message.timeout.ms",
+    "allow.auto.create.topics",
+    "partitioner",
+    "message.max.bytes",
+];
+
+/// Whether a property's value is a secret: never printed, in summaries, logs or `Debug`.
+pub fn is_secret(key: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "sasl.jaas.config",
+        "sasl.oauthbearer.config",
+        ".pem",
+        "token",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+}
+
+/// What a redacted secret is shown as.
+pub const REDACTED: &str = "<redacted>";
+
+/// librdkafka properties the user passes through: `--kafka KEY=VALUE`, the config file's
+/// `[kafka]` table, `MARKLEDGER_KAFKA_*` variables. Its `Debug` and [`Properties::shown`]
+/// redact secrets ([`is_secret`]).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Properties(BTreeMap<String, String>);
+
+impl Properties {
+    /// Sets `key` (a librdkafka property name, lower case with dots) to `value`; refuses
+    /// one of [`PROTECTED_PROPERTIES`] and names that are not property names.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let key = key.trim();
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
+        {
+            return Err(format!("{key:?} is not a librdkafka property name (lower case, dots)"));
+        }
+        if PROTECTED_PROPERTIES.contains(&key) {
+            return Err(format!(
+                "{key} is set by markledger itself (its delivery guarantees rely on it; \
+                 connectors/src/kafka/config.rs says why) and cannot be overridden"
+            ));
+        }
+        self.0.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Sets a `KEY=VALUE` pair (`--kafka`).
+    pub fn set_pair(&mut self, pair: &str) -> Result<(), String> {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!("--kafka {:?}: expected KEY=VALUE", redact_pair(pair)));
+        };
+        self.set(key, value)
+    }
+
+    /// Sets every `MARKLEDGER_KAFKA_*` variable of `vars`: the rest of the name lower-cased,
+    /// `_` read as `.` (`MARKLEDGER_KAFKA_SASL_PASSWORD` → `sasl.password`).
+    pub fn set_from_environment(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), String> {
+        for (name, value) in vars {
+            if let Some(rest) = name.strip_prefix(ENVIRONMENT_PREFIX) {
+                let key = rest.to_ascii_lowercase().replace('_', ".");
+                self.set(&key, &value).map_err(|why| format!("{name}: {why}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The properties, secrets included (for librdkafka only).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
+    /// The properties as they may be shown: secrets replaced by [`REDACTED`].
+    pub fn shown(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(key, value)| {
+                let value = if is_secret(key) {
+                    REDACTED.to_string()
+                } else {
+                    value.clone()
+                };
+                (key.clone(), value)
+            })
+            .collect()
+    }
+
+    /// Whether none are set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.shown()).finish()
+    }
+}
+
+/// `KEY=VALUE` with the value redacted when the key names a secret.
+fn redact_pair(pair: &str) -> String {
+    match pair.split_once('=') {
+        Some((key, _)) if is_secret(key) => format!("{key}={REDACTED}"),
+        _ if is_secret(pair) => REDACTED.to_string(),
+        _ => pair.to_string(),
+    }
 }
 
 impl Default for KafkaSettings {
@@ -139,7 +275,23 @@ impl KafkaSettings {
             input_topics: vec![INPUT_TOPIC_DEFAULT.to_string()],
             output_topics: OutputTopics::default(),
             replication_factor: 1,
+            properties: Properties::default(),
         }
+    }
+}
+
+/// Routes one of librdkafka's own log lines into tracing (target `librdkafka`, its
+/// facility as a field), at the matching level; every client context of the crate calls
+/// it from `ClientContext::log`. A binary without a subscriber drops them, as before.
+pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", librdkafka = facility, "{message}")
+        }
+        L::Warning => tracing::warn!(target: "librdkafka", librdkafka = facility, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", librdkafka = facility, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", librdkafka = facility, "{message}"),
     }
 }
 
@@ -206,6 +358,9 @@ pub fn client_config(settings: &KafkaSettings, role: Role) -> ClientConfig {
             set("max.partition.fetch.bytes", "1048576");
             // Records are checked for corruption on the way in; cheap next to decoding.
             set("check.crcs", "true");
+            // Statistics every 5 s give each partition's consumer lag for the metrics
+            // endpoint (issue 19); parsing one JSON document per 5 s costs nothing.
+            set("statistics.interval.ms", "5000");
         }
         Role::Producer => {
             // No duplicates or reordering from the producer's own retries: the broker
@@ -255,6 +410,15 @@ pub fn client_config(settings: &KafkaSettings, role: Role) -> ClientConfig {
             // hanging; callers retry or report.
             set("request.timeout.ms", "30000");
         }
+    }
+
+    // --- The user's properties (issue 19) ------------------------------------------
+    // Last, so TLS, SASL and tuning the deployment needs win over the defaults above;
+    // `Properties::set` has already refused the ones the guarantees rest on. The same set
+    // goes to every role: librdkafka ignores (with a log line) a consumer-only property on
+    // a producer, and a secured cluster needs the same credentials on all three.
+    for (key, value) in settings.properties.iter() {
+        set(key, value);
     }
     config
 }

@@ -24,6 +24,7 @@
 //!   the [`CheckpointHook`] through which checkpoints ask where they resume.
 //! - [`offsets`]: the offset tracking behind it, [`WorkerOffsets`] (which records are
 //!   placed, which are done; the [`crate::offsets::OffsetTracker`] of a worker).
+//! - [`metrics`]: the input's figures for the metrics endpoint, [`InputMetrics`].
 //! - [`progress`]: the progress topic, [`ProgressTopic`]: the output frontier each commit
 //!   covered, which a restart does not produce again.
 //! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`]; the stream's sink,
@@ -36,6 +37,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod offsets;
 pub mod partition;
 pub mod progress;
@@ -43,13 +45,16 @@ pub mod publish;
 pub mod sink;
 pub mod source;
 
-pub use admin::{ensure_topics, partition_count, TopicSpec};
-pub use config::{client_config, KafkaSettings, OutputTopics, Role};
+pub use admin::{check_connection, ensure_topics, partition_count, TopicSpec};
+pub use config::{
+    client_config, is_secret, KafkaSettings, OutputTopics, Properties, Role, ENVIRONMENT_PREFIX, REDACTED,
+};
+pub use metrics::{InputMetrics, PartitionSnapshot};
 pub use offsets::{PartitionOffsets, WorkerOffsets};
 pub use partition::{CheckpointHook, InputSettings, KafkaInput, ResumeAt};
 pub use progress::ProgressTopic;
 pub use publish::{produce_dataset, ProduceReport};
-pub use sink::{output_route, KafkaSink, OutputProducer, SharedProducer, ID_HEADER};
+pub use sink::{output_route, KafkaSink, OutputFigures, OutputProducer, SharedProducer, ID_HEADER};
 pub use source::{PartitionConsumer, Polled, Record, Start};
 
 use crate::file::SourceError;
@@ -82,6 +87,14 @@ pub enum Error {
         offset: i64,
         /// The earliest retained offset.
         low: i64,
+    },
+    /// The cluster could not be reached or refused the client's credentials.
+    #[error("cannot connect to the Kafka cluster at {brokers}: {cause} (check --brokers and the security.protocol, sasl.* and ssl.* settings)")]
+    Connection {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// What librdkafka reported.
+        cause: String,
     },
     /// The topic does not exist (tansu never creates topics on its own).
     #[error("topic {topic} does not exist")]

@@ -8,7 +8,11 @@
 //! [`Next::Pending`], or [`Next::Idle`] once the partition is caught up (librdkafka's
 //! partition EOF) and silent for the idle timeout. An event whose `ts` is more than
 //! `max_ahead` ahead of the wall clock is refused `TS_OUT_OF_RANGE` here, before it moves
-//! the partition's high-water mark.
+//! the partition's high-water mark. An event in the first year the calendar does not cover
+//! (issue 19) is *held*: not returned, its partition answering [`Next::Pending`] from then
+//! on (so it holds the watermark before the calendar's end, and never goes idle), nothing
+//! after it buffered, and its offset never committed; a restart with a calendar that covers
+//! the year reads on from it.
 //!
 //! Offsets ([`WorkerOffsets`]) follow what the source places and what the dataflow
 //! finishes. When the output frontier moves, the worker first lets its [`CheckpointHook`]
@@ -19,6 +23,7 @@
 //! ([`ProgressTopic`]). A failed commit is reported and retried at the next interval;
 //! nothing is committed past an output the broker has not acknowledged.
 
+use super::metrics::{InputMetrics, PartitionFigures};
 use super::offsets::{PartitionOffsets, WorkerOffsets};
 use super::progress::ProgressTopic;
 use super::sink::{SharedProducer, ACKNOWLEDGE_WAIT_MAX};
@@ -34,6 +39,7 @@ use markledger_operators::rules::Admission;
 use markledger_operators::time::Ts;
 use markledger_operators::Reason;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +66,10 @@ pub struct InputSettings {
     pub producer: Arc<SharedProducer>,
     /// Where each commit's frontier is recorded.
     pub progress: Arc<ProgressTopic>,
+    /// Partitions held at the calendar's end (an alert metric; see the module docs).
+    pub calendar_held: Arc<AtomicUsize>,
+    /// The input's figures for the metrics endpoint.
+    pub metrics: Arc<InputMetrics>,
 }
 
 /// What the checkpoint code does when a worker's output frontier moves: called before the
@@ -78,6 +88,9 @@ struct Buffered {
     caught_up: bool,
     /// When a record was last returned.
     quiet_since: Instant,
+    /// Held at the calendar's end: the front record is in this year, which the calendar
+    /// does not cover.
+    held: Option<i32>,
 }
 
 /// A worker's consumer, its partitions' offsets, and their commits.
@@ -93,6 +106,11 @@ struct WorkerConsumer {
     /// The frontier the last commit covered.
     committed_frontier: Option<Time>,
     checkpoint: Option<Box<dyn CheckpointHook>>,
+    /// Each partition's figures (assignment order) and the worker's output frontier.
+    figures: Vec<Arc<PartitionFigures>>,
+    frontier_figure: Arc<AtomicU64>,
+    /// Late events per partition as last logged.
+    late_logged: Vec<u64>,
 }
 
 /// One worker's Kafka input: hands out its partitions and makes the final commit.
@@ -144,6 +162,7 @@ impl KafkaInput {
                 records: VecDeque::new(),
                 caught_up: false,
                 quiet_since: Instant::now(),
+                held: None,
             })
             .collect();
         let worker = WorkerConsumer {
@@ -156,6 +175,12 @@ impl KafkaInput {
             frontier: 0,
             committed_frontier: None,
             checkpoint,
+            figures: assignment
+                .iter()
+                .map(|(topic, partition)| settings.metrics.partition(topic, *partition))
+                .collect(),
+            frontier_figure: settings.metrics.worker(),
+            late_logged: vec![0; assignment.len()],
         };
         Ok(KafkaInput {
             worker: Arc::new(Mutex::new(worker)),
@@ -199,8 +224,14 @@ fn wall_clock_ms() -> i64 {
 }
 
 impl WorkerConsumer {
-    /// Moves what librdkafka has into the partitions' buffers, without waiting.
+    /// Moves what librdkafka has into the partitions' buffers, without waiting; notes each
+    /// partition's consumer lag from librdkafka's statistics.
     fn fill(&mut self) {
+        for ((topic, partition), i) in &self.index {
+            if let Some(lag) = self.consumer.lag(topic, *partition) {
+                self.figures[*i].lag.store(lag, Ordering::Relaxed);
+            }
+        }
         for _ in 0..FILL_RECORDS_MAX {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Polled::Record(record)) => {
@@ -208,6 +239,10 @@ impl WorkerConsumer {
                         continue;
                     };
                     let buffered = &mut self.buffered[i];
+                    if buffered.held.is_some() {
+                        // Re-read from the held record after a restart; not kept meanwhile.
+                        continue;
+                    }
                     buffered.records.push_back((record.offset, record.payload));
                     buffered.caught_up = false;
                 }
@@ -227,6 +262,9 @@ impl WorkerConsumer {
             self.fill();
         }
         let buffered = &mut self.buffered[i];
+        if buffered.held.is_some() {
+            return Next::Pending;
+        }
         let Some((offset, payload)) = buffered.records.pop_front() else {
             if buffered.caught_up && buffered.quiet_since.elapsed() >= idle_timeout {
                 return Next::Idle;
@@ -234,7 +272,17 @@ impl WorkerConsumer {
             return Next::Pending;
         };
         buffered.quiet_since = Instant::now();
-        let decoded = self.admit(decode_event(&payload));
+        let decoded = decode_event(&payload);
+        if let Some(year) = self.beyond_calendar(&decoded) {
+            self.hold(i, offset, payload, year);
+            return Next::Pending;
+        }
+        let decoded = self.admit(decoded);
+        let figures = &self.figures[i];
+        figures.records.fetch_add(1, Ordering::Relaxed);
+        if let Decoded::Event(event) = &decoded {
+            figures.high_water_ms.fetch_max(event.ts.0, Ordering::Relaxed);
+        }
         // Refused before the high-water mark moves, as the source's placer does; a
         // quarantined event is refused by the source (which places its rejection) and moves
         // no high-water mark either.
@@ -246,6 +294,39 @@ impl WorkerConsumer {
             return Next::Known(decoded);
         }
         Next::Record(decoded)
+    }
+
+    /// The year of an event that is in the first year the calendar does not cover, and not
+    /// too far ahead of the wall clock (that is refused, as before).
+    fn beyond_calendar(&self, decoded: &Decoded) -> Option<i32> {
+        let Decoded::Event(event) = decoded else {
+            return None;
+        };
+        let latest = wall_clock_ms().saturating_add(self.settings.max_ahead.as_millis() as i64);
+        let year = self.settings.admission.window.uncovered_year(event.ts)?;
+        (event.ts.0 < latest).then_some(year)
+    }
+
+    /// Holds partition `i` at its record `offset` (in `year`, beyond the calendar): put
+    /// back unreturned, nothing after it kept, said once.
+    fn hold(&mut self, i: usize, offset: i64, payload: Vec<u8>, year: i32) {
+        let buffered = &mut self.buffered[i];
+        buffered.records.clear();
+        buffered.records.push_front((offset, payload));
+        buffered.held = Some(year);
+        self.settings.calendar_held.fetch_add(1, Ordering::Relaxed);
+        self.figures[i].held.store(true, Ordering::Relaxed);
+        let (topic, partition) = self
+            .index
+            .iter()
+            .find(|(_, index)| **index == i)
+            .map(|(key, _)| key.clone())
+            .unwrap_or_default();
+        markledger_operators::note!(
+            "markledger stream: {topic}/{partition} is held at offset {offset}: its record is in {year}, \
+             a year the working-day calendar does not cover; the watermark stays before it until the \
+             stream is restarted with a calendar that covers {year} (--calendar; state is kept)"
+        );
     }
 
     /// The event, or its `TS_OUT_OF_RANGE` refusal when its `ts` is beyond the calendar's
@@ -281,14 +362,37 @@ impl WorkerConsumer {
         }
         self.offsets.forget_before(frontier);
         self.frontier = frontier;
+        self.frontier_figure.store(frontier, Ordering::Relaxed);
         if !force && self.last_commit.elapsed() < self.settings.commit_interval {
             return Ok(());
         }
         self.last_commit = Instant::now();
+        self.log_late_events();
         if !force && !self.offsets.uncommitted() && self.committed_frontier == Some(frontier) {
             return Ok(());
         }
         self.commit(frontier, force)
+    }
+
+    /// One line per commit interval naming the partitions whose events took effect late in
+    /// it, with how many (issue 19: per interval, never per record).
+    fn log_late_events(&mut self) {
+        let mut lines = Vec::new();
+        for ((topic, partition), i) in &self.index {
+            let late = self.figures[*i].late.load(Ordering::Relaxed);
+            let logged = &mut self.late_logged[*i];
+            if late > *logged {
+                lines.push(format!("{topic}/{partition}: {}", late - *logged));
+                *logged = late;
+            }
+        }
+        if !lines.is_empty() {
+            lines.sort();
+            markledger_operators::note!(
+                "markledger stream: events taken in late (behind the watermark) since the last commit: {}",
+                lines.join(", ")
+            );
+        }
     }
 
     /// Commits the done offsets once the broker has acknowledged every output so far, then
@@ -346,6 +450,11 @@ impl PartitionInput for KafkaPartition {
     fn placed(&mut self, time: u64) {
         let mut worker = self.worker.lock().expect("consumer lock");
         worker.offsets.partition_mut(self.index).placed(time);
+    }
+
+    fn late(&mut self) {
+        let worker = self.worker.lock().expect("consumer lock");
+        worker.figures[self.index].late.fetch_add(1, Ordering::Relaxed);
     }
 
     fn start_high_water(&self) -> Option<Ts> {

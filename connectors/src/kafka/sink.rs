@@ -30,7 +30,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -77,6 +77,10 @@ struct SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::config::log_to_tracing(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.trouble.report(&format!("{error}: {reason}"));
     }
@@ -274,6 +278,16 @@ pub struct SharedProducer {
     producer: Mutex<OutputProducer>,
     produced: AtomicU64,
     suppressed: AtomicU64,
+    figures: Mutex<OutputFigures>,
+}
+
+/// What a stream produced, by topic and (rejections) by reason: the metrics endpoint's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputFigures {
+    /// Records produced per output topic.
+    pub by_topic: BTreeMap<String, u64>,
+    /// Rejections produced per reason code.
+    pub rejections: BTreeMap<&'static str, u64>,
 }
 
 impl SharedProducer {
@@ -284,6 +298,7 @@ impl SharedProducer {
             producer: Mutex::new(OutputProducer::new(settings)?),
             produced: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
+            figures: Mutex::default(),
         })
     }
 
@@ -308,6 +323,14 @@ impl SharedProducer {
     /// Outputs not produced again (an earlier run had).
     pub fn suppressed(&self) -> u64 {
         self.suppressed.load(Ordering::Relaxed)
+    }
+
+    /// Outputs produced so far by topic and rejections by reason.
+    pub fn figures(&self) -> OutputFigures {
+        self.figures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -361,9 +384,13 @@ impl KafkaSink {
             .fetch_add(outputs.len() as u64, Ordering::Relaxed);
         // Rendered before the producer is locked: the other workers' sinks send meanwhile.
         let settings = &self.producer.settings;
+        let mut reasons = Vec::new();
         let records: Vec<(&str, String, Option<String>, String)> = outputs
             .drain(..)
             .map(|output| {
+                if let Output::Rejection(rejection) = &output {
+                    reasons.push(rejection.reason.as_str());
+                }
                 let (topic, key) = output_route(&output, settings);
                 let payload = render_output(&output);
                 let hash = content_hash(topic, &payload);
@@ -377,6 +404,19 @@ impl KafkaSink {
                 (topic, key, value, id)
             })
             .collect();
+        {
+            let mut figures = self
+                .producer
+                .figures
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (topic, ..) in &records {
+                *figures.by_topic.entry(topic.to_string()).or_default() += 1;
+            }
+            for reason in reasons {
+                *figures.rejections.entry(reason).or_default() += 1;
+            }
+        }
         let mut producer = self.producer.lock();
         for (topic, key, payload, id) in records {
             let headers: &[(&str, &[u8])] = &[(ID_HEADER, id.as_bytes())];

@@ -25,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,12 +123,18 @@ impl std::fmt::Debug for PartitionConsumer {
     }
 }
 
-/// Reports client-level trouble through a rate-limited stderr line.
+/// Reports client-level trouble through a rate-limited stderr line, and keeps the consumer
+/// lag librdkafka's statistics give per partition.
 struct SourceContext {
     trouble: TroubleLog,
+    lags: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::config::log_to_tracing(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // librdkafka also announces a caught-up partition as a client-level error; it is
         // reported through the partition's queue as `Polled::PartitionEof`, not trouble.
@@ -137,6 +144,19 @@ impl ClientContext for SourceContext {
             return;
         }
         self.trouble.report(&format!("{error}: {reason}"));
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lags = self.lags.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, topic) in statistics.topics {
+            for (partition, figures) in topic.partitions {
+                // -1: librdkafka does not know yet (no fetch answered); the internal
+                // partition -1 is not a real one.
+                if partition >= 0 && figures.consumer_lag >= 0 {
+                    lags.insert((name.clone(), partition), figures.consumer_lag);
+                }
+            }
+        }
     }
 }
 
@@ -190,6 +210,7 @@ impl PartitionConsumer {
 
         let context = SourceContext {
             trouble: TroubleLog::new("consumer"),
+            lags: Mutex::default(),
         };
         let mut consumer: BaseConsumer<SourceContext> = client_config(settings, Role::Consumer)
             .create_with_context(context)
@@ -436,6 +457,13 @@ impl PartitionConsumer {
             .iter()
             .map(|assigned| (assigned.topic.clone(), assigned.partition))
             .collect()
+    }
+
+    /// The consumer lag (records behind the partition's end) of an assigned partition, from
+    /// librdkafka's last statistics (`statistics.interval.ms`); None before the first.
+    pub fn lag(&self, topic: &str, partition: i32) -> Option<i64> {
+        let lags = self.consumer.context().lags.lock().unwrap_or_else(|p| p.into_inner());
+        lags.get(&(topic.to_string(), partition)).copied()
     }
 
     /// Client trouble reports so far (printed or suppressed).

@@ -77,6 +77,51 @@ fn client_config_sets_every_option_the_pipeline_relies_on() {
 }
 
 #[test]
+fn user_properties_reach_every_client_and_secrets_are_never_shown() {
+    // Sets TLS/SASL properties from `--kafka` pairs and MARKLEDGER_KAFKA_* variables:
+    // all three roles carry them (last, so they win), librdkafka accepts them (this build
+    // has TLS and SASL/SCRAM), a protected property is refused, and neither `Debug` nor
+    // `shown()` prints the password.
+    let mut settings = settings();
+    let properties = &mut settings.properties;
+    properties.set_pair("security.protocol=sasl_ssl").unwrap();
+    properties.set_pair("sasl.mechanisms=SCRAM-SHA-512").unwrap();
+    properties.set_pair("sasl.username=alice").unwrap();
+    properties.set_pair("socket.timeout.ms=5000").unwrap();
+    properties
+        .set_from_environment([
+            (
+                "MARKLEDGER_KAFKA_SASL_PASSWORD".to_string(),
+                "hunter2-secret".to_string(),
+            ),
+            ("HOME".to_string(), "/root".to_string()),
+        ])
+        .unwrap();
+    for role in [Role::Consumer, Role::Producer, Role::Admin] {
+        let config = client_config(&settings, role);
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"), "{role:?}");
+        assert_eq!(config.get("sasl.username"), Some("alice"), "{role:?}");
+        assert_eq!(config.get("sasl.password"), Some("hunter2-secret"), "{role:?}");
+        // The user's value wins over the project's default.
+        assert_eq!(config.get("socket.timeout.ms"), Some("5000"), "{role:?}");
+    }
+    let _: rdkafka::consumer::BaseConsumer = client_config(&settings, Role::Consumer)
+        .create()
+        .expect("librdkafka is built with TLS and SASL/SCRAM");
+    let shown = format!("{:?} {:?}", settings, settings.properties.shown());
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("sasl.password") && shown.contains(REDACTED), "{shown}");
+    let mut other = Properties::default();
+    let refused = other.set_pair("enable.auto.commit=true").unwrap_err();
+    assert!(refused.contains("cannot be overridden"), "{refused}");
+    assert!(other.set_pair("sasl.password").unwrap_err().contains(REDACTED));
+    assert!(other
+        .set_from_environment([("MARKLEDGER_KAFKA_ACKS".to_string(), "1".to_string())])
+        .unwrap_err()
+        .contains("MARKLEDGER_KAFKA_ACKS"));
+}
+
+#[test]
 fn default_settings_use_interface_topic_names() {
     // Compares the defaults with INTERFACE.md's table.
     let settings = KafkaSettings::default();
