@@ -8,7 +8,7 @@ use crate::status::Status;
 use crate::time::{Period, Ts};
 
 /// A group of codes of one product that changed status for one cause.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct StatusChange {
     /// The cause event's id; `None` for a time-driven change (expiry).
     pub event: Option<String>,
@@ -29,7 +29,7 @@ pub struct StatusChange {
 }
 
 /// Kinds of ledger entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Entry {
     /// A top-up.
     Payment,
@@ -54,7 +54,7 @@ impl Entry {
 }
 
 /// One movement of an account's balance.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct LedgerEntry {
     /// The account.
     pub account: String,
@@ -78,7 +78,7 @@ pub struct LedgerEntry {
 }
 
 /// The latest state of an account.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct BalanceRecord {
     /// The account.
     pub account: String,
@@ -99,7 +99,7 @@ pub struct BalanceRecord {
 }
 
 /// One refused input, or one refused code of it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Rejection {
     /// The event id, when one could be read.
     pub event: Option<String>,
@@ -366,7 +366,7 @@ impl Figures {
 }
 
 /// One revision of a period aggregate.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct PeriodRecord {
     /// `kind/account/period[/sub]`.
     pub key: PeriodKey,
@@ -379,7 +379,8 @@ pub struct PeriodRecord {
 }
 
 /// Anything an engine emits.
-#[derive(Clone, Debug, PartialEq, Eq)]
+// Serializable: a cluster's file run sends every output to process 0 (pipeline/src/cluster.rs).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     /// A status change.
     Status(StatusChange),

@@ -38,6 +38,7 @@ pub fn run_demo(config: &Config, generator: &GeneratorConfig, dir: &Path, quiet:
         quiet,
         engine: Engine::Dataflow { workers: 2 },
         state: None,
+        cluster: Default::default(),
     };
     let report = run_files(config, &run)?;
     let mut text = format!(

@@ -2,8 +2,10 @@
 //! what happened (a progress line on long work, a summary at the end).
 
 use crate::checkpoint::{SourceShare, Store, NAMES};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::reference;
+use crate::runtime::worker_of;
 use crate::summary::Summary;
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
@@ -68,6 +70,8 @@ pub struct RunReport {
     pub total_time: Duration,
     /// The engine that ran.
     pub engine: Engine,
+    /// Processes of the run (a cluster: more than one; process 0's report is the whole run's).
+    pub processes: usize,
 }
 
 /// Reads every partition fully, in order.
@@ -136,6 +140,9 @@ pub struct FileRun<'a> {
     pub engine: Engine,
     /// A backfill's checkpoint directory (the dataflow only).
     pub state: Option<&'a Path>,
+    /// The processes of the run (the dataflow only; one by default). Process 0 writes the
+    /// outputs, the others none (cluster.rs).
+    pub cluster: Cluster,
 }
 
 /// `markledger run`: read the partitions, run the engine, write the five outputs.
@@ -147,6 +154,9 @@ pub fn run_files(config: &Config, run: &FileRun<'_>) -> Result<RunReport> {
     let mut progress = ProgressLine::new(Duration::from_secs(2), run.quiet);
     match run.engine {
         Engine::Dataflow { workers } => run_dataflow_files(config, run, workers, &mut progress),
+        Engine::Reference if !run.cluster.is_single() => {
+            anyhow::bail!("--processes (a cluster) needs the dataflow engine")
+        }
         Engine::Reference if run.state.is_some() => {
             anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine")
         }
@@ -162,32 +172,51 @@ fn run_dataflow_files(
     workers: usize,
     progress: &mut ProgressLine,
 ) -> Result<RunReport> {
+    let cluster = &run.cluster;
+    if !cluster.is_single() && run.state.is_some() {
+        anyhow::bail!("--state with --processes: checkpoints on a cluster: not yet (run the backfill on one process)");
+    }
     let partitions = list_partitions(run.inputs).context("listing input partitions")?;
-    let mut readers: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(partitions.len());
-    for path in &partitions {
+    // On a cluster every process lists the same partitions but opens only its own.
+    let total = cluster.processes() * workers.max(1);
+    let mut readers: Vec<(usize, Box<dyn PartitionInput>)> = Vec::with_capacity(partitions.len());
+    for (i, path) in partitions.iter().enumerate() {
+        if worker_of(i, total) / workers.max(1) != cluster.process {
+            continue;
+        }
         let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
-        readers.push(Box::new(reader));
+        readers.push((i, Box::new(reader)));
     }
     let store = run.state.map(Store::open).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
-    let (summary, stats, outputs) =
-        crate::summary::run_summarized(config, readers, workers, backfill.clone(), &mut |records| {
+    let (summary, stats, outputs) = crate::summary::run_summarized(
+        config,
+        readers,
+        workers,
+        cluster.clone(),
+        backfill.clone(),
+        &mut |records| {
             progress.tick(|| format!("read {records} records"));
-        })?;
+        },
+    )?;
     if !stats.errors.is_empty() {
         anyhow::bail!("reading input: {}", stats.errors.join("; "));
     }
     if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
         write_backfill_checkpoint(store, checkpoints, workers, summary.last_ts)?;
     }
-    let mut sink =
-        OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
-    for output in &outputs {
-        sink.write(output);
-    }
-    let written = sink
-        .finish()
-        .with_context(|| format!("writing outputs in {}", run.out.display()))?;
+    // Process 0 writes the outputs (it has all of them); the others write none.
+    let written = if cluster.process == 0 {
+        let mut sink =
+            OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
+        for output in &outputs {
+            sink.write(output);
+        }
+        sink.finish()
+            .with_context(|| format!("writing outputs in {}", run.out.display()))?
+    } else {
+        OutputCounts::default()
+    };
     Ok(RunReport {
         summary,
         written,
@@ -197,6 +226,7 @@ fn run_dataflow_files(
         read_time: Duration::ZERO,
         total_time: progress.elapsed(),
         engine: run.engine,
+        processes: cluster.processes(),
     })
 }
 
@@ -255,6 +285,7 @@ fn run_reference_files(config: &Config, run: &FileRun<'_>, progress: &mut Progre
         bytes,
         read_time,
         total_time: progress.elapsed(),
+        processes: 1,
     })
 }
 
@@ -282,7 +313,13 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
             "  time span   {first} .. {last} (the watermark stopped at the last)"
         ));
     }
-    line(format!("  engine      {}", report.engine));
+    match report.engine {
+        Engine::Dataflow { workers } if report.processes > 1 => line(format!(
+            "  engine      dataflow ({} processes × {workers} workers)",
+            report.processes
+        )),
+        engine => line(format!("  engine      {engine}")),
+    }
     line(format!(
         "  speed       {:.2} s in all{}; {:.0} code events/s",
         seconds,

@@ -18,10 +18,11 @@
 //!   event plus one per code it names) less what the dataflow could already finish (times
 //!   below the watermark) but has not, and nothing while that alone reaches `in_flight`.
 //!   Work at or above the watermark never stops the source: only reading on can finish it.
-//! - When every partition is finished, the source reports the largest `ts` it read to the
-//!   run's [`InputEnd`] and releases its capability. The last source to finish sets the end
-//!   before it releases, and until then its own capability keeps every frontier at or below
-//!   the end, so no machine can step past the end before it can see it.
+//! - When every partition is finished, the source reports the largest `ts` it read to every
+//!   worker of the run (cluster.rs, [`SourceFinish`]), each of which counts it into its
+//!   process's [`InputEnd`], and releases its capability only once its own process knows
+//!   the end. Until then its capability keeps every frontier at or below the end, so no
+//!   machine of any process can step past the end before it can see it.
 
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{Next, PartitionInput};
@@ -127,8 +128,8 @@ pub enum Sourced {
     Refused(Rejection),
 }
 
-/// What a worker's source read, for the run's summary.
-#[derive(Clone, Debug, Default)]
+/// What a worker's source read, for the run's summary (sent to worker 0 on a cluster).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SourceStats {
     /// Records read, refused ones included.
     pub records: u64,
@@ -234,6 +235,19 @@ pub struct SourceReports {
     pub records_read: Arc<AtomicU64>,
     /// Once stopped, the watermark the source holds.
     pub stopped: Arc<AtomicU64>,
+    /// Told once every partition has ended (the cluster's agreement on the end, cluster.rs).
+    pub finish: Rc<RefCell<SourceFinish>>,
+}
+
+/// A source that has read everything tells "Cluster: input end" (cluster.rs) the largest
+/// instant it read, and waits for its process's [`InputEnd`] to know the run's end before it
+/// releases its watermark.
+#[derive(Debug, Default)]
+pub struct SourceFinish {
+    /// `Some(largest instant read)` once every partition has ended.
+    pub last: Option<Option<Time>>,
+    /// Wakes the operator that reports it.
+    pub activator: Option<timely::scheduling::Activator>,
 }
 
 /// What a source emits, cut into its two typed edges.
@@ -317,11 +331,20 @@ fn read_partitions<'scope>(
                 return;
             }
             match reader.watermark(&settings.end) {
-                // Every partition finished: report, then release the watermark.
+                // Every partition finished: report, then release the watermark once the
+                // end of the whole run (every source of every process) is known.
                 None => {
-                    settings
-                        .end
-                        .source_finished(reports.stats.borrow().last_ts.map(time_of));
+                    let mut finish = reports.finish.borrow_mut();
+                    if finish.last.is_none() {
+                        finish.last = Some(reports.stats.borrow().last_ts.map(time_of));
+                        if let Some(reporter) = &finish.activator {
+                            reporter.activate();
+                        }
+                    }
+                    if settings.end.get().is_none() {
+                        activator.activate_after(std::time::Duration::from_millis(1));
+                        return;
+                    }
                     held = None;
                     // Released: it holds nothing back should the run be stopped.
                     reports.stopped.store(u64::MAX - 1, Ordering::SeqCst);

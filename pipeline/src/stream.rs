@@ -157,6 +157,7 @@ pub fn run_stream(
         workers: run.workers,
         batching: Batching::default(),
         mode,
+        cluster: crate::cluster::Cluster::single(),
     };
     let finished = run_dataflow(settings, make_inputs, make_sink, &mut |records| {
         progress(&run.report(records))

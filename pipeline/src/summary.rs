@@ -1,9 +1,10 @@
 //! What a run did, for the closing summary a person reads, and the canonical order of a
 //! dataflow file run's outputs.
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::failure::WorkerFailure;
-use crate::runtime::{run_inputs, Mode, RunSettings};
+use crate::runtime::{run_partitions, Mode, RunSettings};
 use crate::source::{Batching, SourceStats};
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
@@ -58,10 +59,15 @@ pub struct Summary {
 ///
 /// With `backfill`, the run is a backfill ([`Mode::Backfill`]): its machines save their
 /// shares of a checkpoint at the end + 1 ms into `backfill` instead of finishing.
+///
+/// On a cluster (`cluster`), `inputs` are this process's partitions with their indexes,
+/// and process 0 gets every output and the figures of every source (cluster.rs): its
+/// summary and outputs are the whole run's; the other processes' have no outputs.
 pub fn run_summarized(
     config: &Config,
-    inputs: Vec<Box<dyn PartitionInput>>,
+    inputs: Vec<(usize, Box<dyn PartitionInput>)>,
     workers: usize,
+    cluster: Cluster,
     backfill: Option<Checkpoints>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(Summary, SourceStats, Vec<Output>), WorkerFailure> {
@@ -71,8 +77,9 @@ pub fn run_summarized(
         workers,
         batching: Batching::default(),
         mode,
+        cluster,
     };
-    let run = run_inputs(settings, inputs, |_| Vec::new(), progress)?;
+    let run = run_partitions(settings, inputs, |_| Vec::new(), progress)?;
     let stats = run.stats;
     let mut summary = Summary {
         records: stats.records,

@@ -53,6 +53,7 @@ fn every_golden_scenario_reproduces_its_expected_outputs() {
             quiet: true,
             engine: Engine::Reference,
             state: None,
+            cluster: Default::default(),
         };
         run_files(&default_config(), &run).expect("run succeeds");
         let expected_dir = scenario.join("expected");
