@@ -6,8 +6,8 @@
 //! What the workers of one process used to share through memory is agreed inside the
 //! dataflow instead, so it holds across processes:
 //! - **The end of a file run's input** ([`agree_on_end`]): each worker's source, once every
-//!   partition it reads has ended, sends the largest instant it read to every worker of the
-//!   cluster; each worker tells its process's [`InputEnd`] one finished source per message.
+//!   partition it reads has ended, sends the largest instant it read to the first worker of
+//!   every process, which tells its process's [`InputEnd`] one finished source per message.
 //!   A source releases its watermark only once its process knows the end, so no frontier
 //!   passes the end before every machine of every process can see it.
 //! - **What the sources read** (the summary's figures) goes along to worker 0, which merges
@@ -149,11 +149,13 @@ struct Finished {
 pub type Totals = Rc<RefCell<Vec<Option<SourceStats>>>>;
 
 /// The operators "Cluster: input end": once this worker's source has read everything
-/// (`finish`), tell every worker of the cluster the largest instant it read, and worker 0
-/// its figures (`stats`); each worker counts every source's report into its process's
-/// `end`, and worker 0 keeps the figures in `totals`.
+/// (`finish`), tell the first worker of every process (of `workers` each) the largest
+/// instant it read, and worker 0 its figures (`stats`); the first worker of a process
+/// counts every source's report into its process's `end` (one report per source of the
+/// cluster), and worker 0 keeps the figures in `totals`.
 pub fn agree_on_end(
     scope: Scope<'_, Time>,
+    workers: usize,
     finish: Rc<RefCell<SourceFinish>>,
     stats: Rc<RefCell<SourceStats>>,
     end: InputEnd,
@@ -170,7 +172,7 @@ pub fn agree_on_end(
                 let Some(held) = cap.as_ref() else { return };
                 let Some(last) = finish.borrow().last else { return };
                 let mut session = output.session(held);
-                for target in 0..peers {
+                for target in (0..peers).step_by(workers.max(1)) {
                     let stats = (target == 0).then(|| stats.borrow().clone());
                     session.give(Finished {
                         target,

@@ -249,10 +249,12 @@ where
         failed: OnceLock::new(),
     });
     let worker_shared = shared.clone();
+    let connected = (!cluster.is_single()).then(|| connect_watchdog(&cluster));
     let guards = timely::execute(cluster.timely_config(workers), move |worker| {
         run_worker(worker, &worker_shared, &make_inputs, &make_sink)
     })
     .map_err(|error| WorkerFailure::here(&format!("timely workers did not start: {error}"), None))?;
+    drop(connected);
     while !guards.guards().iter().all(|guard| guard.is_finished()) {
         progress(shared.records_read.load(Ordering::Relaxed));
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -285,6 +287,29 @@ where
         run.stats = everyone;
     }
     Ok(run)
+}
+
+/// How long a process of a cluster waits for every other process to connect.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Timely waits for every process of a cluster to connect, retrying for ever: a process that
+/// never comes up (or failed at its start) would leave the others waiting. This watchdog
+/// ends the process, with a line that says why, if the returned sender is not dropped
+/// (connected) within [`CONNECT_TIMEOUT`].
+fn connect_watchdog(cluster: &Cluster) -> std::sync::mpsc::Sender<()> {
+    let (connected, wait) = std::sync::mpsc::channel::<()>();
+    let (process, addresses) = (cluster.process, cluster.addresses.join(", "));
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(CONNECT_TIMEOUT) {
+            markledger_operators::note!(
+                "markledger: fatal: process {process} of the cluster could not connect to every other process \
+                 within {} s ({addresses}): start them all with the same hostfile",
+                CONNECT_TIMEOUT.as_secs()
+            );
+            std::process::exit(crate::failure::EXIT_FAILURE_CODE);
+        }
+    });
+    connected
 }
 
 /// The graph's settings for a run: where its watermark stops, its checkpoints, its finality
@@ -356,7 +381,14 @@ where
             };
             let mut outputs = dataflow::build(scope, inputs, &shared.graph, reports);
             let end = shared.graph.drive.end.clone();
-            cluster::agree_on_end(scope, finish.clone(), stats.clone(), end, totals.clone());
+            cluster::agree_on_end(
+                scope,
+                shared.workers,
+                finish.clone(),
+                stats.clone(),
+                end,
+                totals.clone(),
+            );
             if shared.outputs_to_process_zero {
                 outputs = cluster::to_process_zero(outputs, shared.workers);
             }
