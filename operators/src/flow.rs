@@ -431,6 +431,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_key_routes_by_its_group_and_a_worker_owns_whole_groups() {
+        // Groups are the stable hash's low bits; with a power-of-two worker count the worker
+        // is the one the whole hash picked before key groups (checkpoints keep their owners).
+        for key in ["KZ-000000000001", "KZ-940000000001", "", "e-17"] {
+            let group = route(key);
+            assert!(group < KEY_GROUPS);
+            assert_eq!(group, stable_hash(key) % KEY_GROUPS);
+            for workers in [1usize, 2, 4, 8, 64] {
+                assert_eq!(
+                    worker_of_group(group, workers) as u64,
+                    stable_hash(key) % workers as u64
+                );
+            }
+        }
+        // Every group has one owner among 3 workers, and every worker owns some.
+        let owners: std::collections::BTreeSet<usize> = (0..KEY_GROUPS).map(|g| worker_of_group(g, 3)).collect();
+        assert_eq!(owners.into_iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a 64 of \"a\"");
+    }
+
+    #[test]
     fn per_code_records_stay_small() {
         // Every code of every event moves through the exchanges as one of these: a large
         // variant (an output, a fact, an event) must stay boxed (BENCHMARKS.md "Profile").
