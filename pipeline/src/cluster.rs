@@ -9,7 +9,10 @@
 //!   partition it reads has ended, sends the largest instant it read to the first worker of
 //!   every process, which tells its process's [`InputEnd`] one finished source per message.
 //!   A source releases its watermark only once its process knows the end, so no frontier
-//!   passes the end before every machine of every process can see it.
+//!   passes the end before every machine of every process can see it. While it waits it
+//!   holds its watermark at the largest instant any source is known to have read (each
+//!   source reports how far it has read as it goes), never lower: a finished source held
+//!   back would hold back what the other sources may read (their in-flight bound).
 //! - **What the sources read** (the summary's figures) goes along to worker 0, which merges
 //!   them in worker order.
 //! - **The outputs of a file run** ([`to_process_zero`]) go to process 0's workers, by key
@@ -135,14 +138,28 @@ impl Cluster {
     }
 }
 
-/// A source's report to one worker: it has read everything (`last`: the largest instant
-/// it read), with its figures for worker 0.
+/// A source's report to one worker: how far it has read, or that it has read everything
+/// (`last`: the largest instant it read), with its figures for worker 0.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Finished {
-    target: usize,
-    worker: usize,
-    last: Option<Time>,
-    stats: Option<SourceStats>,
+enum Report {
+    Read {
+        target: usize,
+        read: Time,
+    },
+    Finished {
+        target: usize,
+        worker: usize,
+        last: Option<Time>,
+        stats: Option<SourceStats>,
+    },
+}
+
+impl Report {
+    fn target(&self) -> u64 {
+        match self {
+            Report::Read { target, .. } | Report::Finished { target, .. } => *target as u64,
+        }
+    }
 }
 
 /// Per origin worker, what its source read (worker 0 only; see [`agree_on_end`]).
@@ -163,18 +180,29 @@ pub fn agree_on_end(
 ) {
     let worker = scope.index();
     let peers = scope.peers();
-    let reports = source::<_, CapacityContainerBuilder<Vec<Finished>>, _, _>(scope, "Cluster: input end", {
+    let firsts = move || (0..peers).step_by(workers.max(1));
+    let reports = source::<_, CapacityContainerBuilder<Vec<Report>>, _, _>(scope, "Cluster: input end", {
         let finish = finish.clone();
         move |cap, info| {
             finish.borrow_mut().activator = Some(scope.activator_for(info.address));
             let mut cap = Some(cap);
+            let mut told: Time = 0;
             move |output| {
                 let Some(held) = cap.as_ref() else { return };
-                let Some(last) = finish.borrow().last else { return };
+                let finish = finish.borrow();
                 let mut session = output.session(held);
-                for target in (0..peers).step_by(workers.max(1)) {
+                // How far this source has read: a finished source elsewhere holds its
+                // watermark there while it waits for the end (source.rs).
+                if finish.read > told {
+                    told = finish.read;
+                    for target in firsts() {
+                        session.give(Report::Read { target, read: told });
+                    }
+                }
+                let Some(last) = finish.last else { return };
+                for target in firsts() {
                     let stats = (target == 0).then(|| stats.borrow().clone());
-                    session.give(Finished {
+                    session.give(Report::Finished {
                         target,
                         worker,
                         last,
@@ -188,16 +216,26 @@ pub fn agree_on_end(
     });
     totals.borrow_mut().resize(peers, None);
     reports.sink(
-        Exchange::new(|finished: &Finished| finished.target as u64),
+        Exchange::new(Report::target),
         "Cluster: input end agreed",
         move |(input, _frontier)| {
             input.for_each_stamp(|_, data| {
                 for batch in data {
-                    for finished in batch.drain(..) {
-                        if let Some(stats) = finished.stats {
-                            totals.borrow_mut()[finished.worker] = Some(stats);
+                    for report in batch.drain(..) {
+                        match report {
+                            Report::Read { read, .. } => end.note_read(read),
+                            Report::Finished {
+                                worker, last, stats, ..
+                            } => {
+                                if let Some(stats) = stats {
+                                    totals.borrow_mut()[worker] = Some(stats);
+                                }
+                                if let Some(last) = last {
+                                    end.note_read(last);
+                                }
+                                end.source_finished(last);
+                            }
                         }
-                        end.source_finished(finished.last);
                     }
                 }
             });

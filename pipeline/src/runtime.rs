@@ -380,16 +380,18 @@ where
                 finish: finish.clone(),
             };
             let mut outputs = dataflow::build(scope, inputs, &shared.graph, reports);
-            let end = shared.graph.drive.end.clone();
-            cluster::agree_on_end(
-                scope,
-                shared.workers,
-                finish.clone(),
-                stats.clone(),
-                end,
-                totals.clone(),
-            );
+            // One process shares the end through memory (each source reports to it at
+            // once); a cluster agrees on it in the dataflow.
             if shared.outputs_to_process_zero {
+                let end = shared.graph.drive.end.clone();
+                cluster::agree_on_end(
+                    scope,
+                    shared.workers,
+                    finish.clone(),
+                    stats.clone(),
+                    end,
+                    totals.clone(),
+                );
                 outputs = cluster::to_process_zero(outputs, shared.workers);
             }
             sink::write_outputs(outputs, sink.clone(), &done);

@@ -239,14 +239,18 @@ pub struct SourceReports {
     pub finish: Rc<RefCell<SourceFinish>>,
 }
 
-/// A source that has read everything tells "Cluster: input end" (cluster.rs) the largest
-/// instant it read, and waits for its process's [`InputEnd`] to know the run's end before it
-/// releases its watermark.
+/// On a cluster, what a source tells "Cluster: input end" (cluster.rs): the largest instant
+/// it has read so far, and once it has read everything the largest instant it read; it then
+/// waits for its process's [`InputEnd`] to know the run's end before it releases its
+/// watermark. One process has no reporter (`activator` is None): the source reports to the
+/// shared [`InputEnd`] itself, at once.
 #[derive(Debug, Default)]
 pub struct SourceFinish {
+    /// The largest instant read so far.
+    pub read: Time,
     /// `Some(largest instant read)` once every partition has ended.
     pub last: Option<Option<Time>>,
-    /// Wakes the operator that reports it.
+    /// Wakes the operator that reports it (a cluster only).
     pub activator: Option<timely::scheduling::Activator>,
 }
 
@@ -317,6 +321,13 @@ fn read_partitions<'scope>(
             let records = reader.read(*cap.time(), &settings, &mut reports.stats.borrow_mut());
             if let Some(last) = reports.stats.borrow().last_ts {
                 settings.end.note_read(time_of(last));
+                let mut finish = reports.finish.borrow_mut();
+                if time_of(last) > finish.read {
+                    finish.read = time_of(last);
+                    if let Some(reporter) = &finish.activator {
+                        reporter.activate();
+                    }
+                }
             }
             reports.records_read.fetch_add(records, Ordering::Relaxed);
             for (time, records) in std::mem::take(&mut reader.batch) {
@@ -334,14 +345,22 @@ fn read_partitions<'scope>(
                 // Every partition finished: report, then release the watermark once the
                 // end of the whole run (every source of every process) is known.
                 None => {
+                    let last = reports.stats.borrow().last_ts.map(time_of);
                     let mut finish = reports.finish.borrow_mut();
                     if finish.last.is_none() {
-                        finish.last = Some(reports.stats.borrow().last_ts.map(time_of));
-                        if let Some(reporter) = &finish.activator {
-                            reporter.activate();
+                        finish.last = Some(last);
+                        match &finish.activator {
+                            None => settings.end.source_finished(last),
+                            Some(reporter) => reporter.activate(),
                         }
                     }
                     if settings.end.get().is_none() {
+                        // Wait for the end (set by the last source of the process, or agreed
+                        // on a cluster), holding the watermark no lower than
+                        // the largest instant any source is known to have read (never past
+                        // the end; never below another source's watermark, which would
+                        // starve that source's reading of finished work).
+                        reader.advance(cap, Some(settings.end.read_max()));
                         activator.activate_after(std::time::Duration::from_millis(1));
                         return;
                     }
