@@ -18,11 +18,13 @@
 //!   event plus one per code it names) less what the dataflow could already finish (times
 //!   below the watermark) but has not, and nothing while that alone reaches `in_flight`.
 //!   Work at or above the watermark never stops the source: only reading on can finish it.
-//! - When every partition is finished, the source reports the largest `ts` it read to every
-//!   worker of the run (cluster.rs, [`SourceFinish`]), each of which counts it into its
-//!   process's [`InputEnd`], and releases its capability only once its own process knows
-//!   the end. Until then its capability keeps every frontier at or below the end, so no
-//!   machine of any process can step past the end before it can see it.
+//! - When every partition is finished, the source reports the largest `ts` it read to the
+//!   run's [`InputEnd`] (one process: at once, through memory; a cluster: through the
+//!   dataflow to the first worker of every process, cluster.rs and [`SourceFinish`]), and
+//!   releases its capability only once its own process knows the end. Until then it holds
+//!   it at the largest instant any source is known to have read — at or below the end, so
+//!   no machine of any process can step past the end before it can see it, and never below
+//!   another source's watermark, whose in-flight bound it would otherwise starve.
 
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{Next, PartitionInput};
