@@ -6,7 +6,7 @@
 #
 # Writes a hostfile of N free loopback ports, starts process 0..N-1 with the same flags plus
 # --workers W --processes N --process I --hostfile FILE, waits for all of them, forwards
-# Ctrl-C (SIGINT/SIGTERM) to them, and exits non-zero if any process failed (a process
+# Ctrl-C (SIGINT/SIGTERM, as SIGTERM) to them, and exits non-zero if any process failed (a process
 # that fails makes the others stop by themselves; any still running 30 s later is killed).
 # Process 0 writes the outputs and prints the summary; each other process's stdout and
 # stderr go to stderr, prefixed with its number.
@@ -55,11 +55,12 @@ for ((i = 0; i < N; i++)); do
     pids+=($!)
 done
 
+# Background jobs of a script ignore SIGINT, so Ctrl-C is forwarded as SIGTERM: first to
+# the markledger under each wrapping subshell, then to the job itself.
 forward() {
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    # The subshells' markledger children get it too (same process group on a terminal);
-    # here, send it to every child of each subshell explicitly.
-    for pid in "${pids[@]}"; do pkill -INT -P "$pid" 2>/dev/null || true; done
+    echo "$0: stopping the $N processes" >&2
+    for pid in "${pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 }
 trap 'forward' INT TERM
 
