@@ -22,14 +22,38 @@ use std::sync::Arc;
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::StreamVec;
 
-/// FNV-1a 64: a routing hash that is the same on every worker, process and run.
-pub fn route(key: &str) -> u64 {
+/// The number of key groups all keyed state is split into (docs/ARCHITECTURE.md, "Key
+/// groups"). A worker owns whole groups: every exchange routes by a key's group, and timely
+/// sends group `g` to worker `g mod workers`. Fixed for good: a checkpoint's state is
+/// reassigned between workers by group, so changing it would strand state. A run has at
+/// most this many workers in all (processes × workers per process).
+pub const KEY_GROUPS: u64 = 256;
+
+/// FNV-1a 64 of a key: a hash that is the same on every worker, process and run.
+pub fn stable_hash(key: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in key.as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash
+}
+
+/// The key group of a hash: its low bits. With a power-of-two worker count timely routes
+/// `group mod workers`, the same worker as the whole hash did before key groups.
+pub fn group_of_hash(hash: u64) -> u64 {
+    hash % KEY_GROUPS
+}
+
+/// The routing value of a key: its key group (see [`KEY_GROUPS`]).
+pub fn route(key: &str) -> u64 {
+    group_of_hash(stable_hash(key))
+}
+
+/// The worker of `workers` that owns key group `group`: the one timely's exchange sends
+/// it to.
+pub fn worker_of_group(group: u64, workers: usize) -> usize {
+    (group % workers.max(1) as u64) as usize
 }
 
 /// A code's identity in the dataflow's state: the xxh3-128 fingerprint of its text.
@@ -193,11 +217,11 @@ pub enum CodesIn {
 }
 
 impl CodesIn {
-    /// The worker hash: the code's fingerprint, so a code and its finality meet.
+    /// The worker hash: the key group of the code's fingerprint, so a code and its finality meet.
     pub fn route(&self) -> u64 {
         match self {
-            CodesIn::Code(code) => code_key(&code.code) as u64,
-            CodesIn::Final { key, .. } => *key as u64,
+            CodesIn::Code(code) => group_of_hash(code_key(&code.code) as u64),
+            CodesIn::Final { key, .. } => group_of_hash(*key as u64),
         }
     }
 }
@@ -405,6 +429,27 @@ pub fn take<'scope, T: Clone + 'static, U: Clone + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_routes_by_its_group_and_a_worker_owns_whole_groups() {
+        // Groups are the stable hash's low bits; with a power-of-two worker count the worker
+        // is the one the whole hash picked before key groups (checkpoints keep their owners).
+        for key in ["KZ-000000000001", "KZ-940000000001", "", "e-17"] {
+            let group = route(key);
+            assert!(group < KEY_GROUPS);
+            assert_eq!(group, stable_hash(key) % KEY_GROUPS);
+            for workers in [1usize, 2, 4, 8, 64] {
+                assert_eq!(
+                    worker_of_group(group, workers) as u64,
+                    stable_hash(key) % workers as u64
+                );
+            }
+        }
+        // Every group has one owner among 3 workers, and every worker owns some.
+        let owners: std::collections::BTreeSet<usize> = (0..KEY_GROUPS).map(|g| worker_of_group(g, 3)).collect();
+        assert_eq!(owners.into_iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a 64 of \"a\"");
+    }
 
     #[test]
     fn per_code_records_stay_small() {

@@ -8,7 +8,7 @@ use crate::status::Status;
 use crate::time::{Period, Ts};
 
 /// A group of codes of one product that changed status for one cause.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct StatusChange {
     /// The cause event's id; `None` for a time-driven change (expiry).
     pub event: Option<String>,
@@ -29,7 +29,7 @@ pub struct StatusChange {
 }
 
 /// Kinds of ledger entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Entry {
     /// A top-up.
     Payment,
@@ -54,7 +54,7 @@ impl Entry {
 }
 
 /// One movement of an account's balance.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct LedgerEntry {
     /// The account.
     pub account: String,
@@ -78,7 +78,7 @@ pub struct LedgerEntry {
 }
 
 /// The latest state of an account.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct BalanceRecord {
     /// The account.
     pub account: String,
@@ -99,7 +99,7 @@ pub struct BalanceRecord {
 }
 
 /// One refused input, or one refused code of it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Rejection {
     /// The event id, when one could be read.
     pub event: Option<String>,
@@ -394,7 +394,7 @@ impl Figures {
 }
 
 /// One revision of a period aggregate.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct PeriodRecord {
     /// `kind/account/period[/sub]`.
     pub key: PeriodKey,
@@ -408,7 +408,7 @@ pub struct PeriodRecord {
 
 /// A key of a compacted output removed when its account is deleted (DOMAIN.md §9): a
 /// `"deleted": true` record in files, a tombstone (null value) on Kafka.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Deletion {
     /// The account's `balances` key.
     Balance {
@@ -439,7 +439,7 @@ impl Deletion {
 }
 
 /// One line of an export delivery (DOMAIN.md §9, INTERFACE.md "Exports").
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ExportLine {
     /// The `export` request's event id.
     pub export: String,
@@ -452,7 +452,7 @@ pub struct ExportLine {
 }
 
 /// What an export line carries.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum ExportItem {
     /// One final period record of the account, numbered from 1 in each delivery.
     Record {
@@ -469,7 +469,8 @@ pub enum ExportItem {
 }
 
 /// Anything an engine emits.
-#[derive(Clone, Debug, PartialEq, Eq)]
+// Serializable: a cluster's file run sends every output to process 0 (pipeline/src/cluster.rs).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     /// A status change.
     Status(StatusChange),

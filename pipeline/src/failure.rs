@@ -7,7 +7,9 @@
 //!   thread, the stage and the event it was processing (from
 //!   `markledger_operators::failure`), tells the registered [`on_failure`] callback (stream
 //!   mode records poison pills there), and exits with status [`EXIT_FAILURE_CODE`] at once,
-//!   before anything else can be committed.
+//!   before anything else can be committed. On a cluster, a process that ends makes its
+//!   peers' timely TCP threads panic ("timely communication error"): they end the same way,
+//!   with a line saying another process went away ([`peer_lost`]), so no process hangs.
 //! - **The library** ([`crate::dataflow::run_dataflow`]) catches a worker's panic, raises a
 //!   flag the other workers poll between steps, and returns a [`WorkerFailure`], so an
 //!   in-process run (the tests) ends too.
@@ -98,10 +100,14 @@ pub fn exit_on_panic() {
         let message = panic_message(info.payload());
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
         let failure = WorkerFailure::here(&message, location);
-        let _ = writeln!(
-            std::io::stderr(),
-            "markledger: fatal: {failure}; the process stops (a bug: please report it with this line)"
-        );
+        let _ = if is_peer_lost(&message) {
+            writeln!(std::io::stderr(), "markledger: fatal: {}", peer_lost(&failure))
+        } else {
+            writeln!(
+                std::io::stderr(),
+                "markledger: fatal: {failure}; the process stops (a bug: please report it with this line)"
+            )
+        };
         // A panic inside the callback must not recurse into this hook's lock.
         if let Ok(slot) = callback().try_lock() {
             if let Some(action) = slot.as_ref() {
@@ -110,6 +116,23 @@ pub fn exit_on_panic() {
         }
         std::process::exit(EXIT_FAILURE_CODE);
     }));
+}
+
+/// Whether a panic is timely's TCP thread losing another process of a cluster: it panics
+/// with a message that starts so (timely_communication's `tcp_panic`).
+pub fn is_peer_lost(message: &str) -> bool {
+    message.starts_with("timely communication error")
+}
+
+/// What a process says when another process of its cluster went away (it failed, was
+/// killed, or its machine or network did): this one stops too, since a timely cluster does
+/// not survive the loss of a process.
+pub fn peer_lost(failure: &WorkerFailure) -> String {
+    format!(
+        "lost the connection to another process of the cluster ({}: {}); it stopped or failed \
+         (see its own messages), so this process stops too: restart every process of the run",
+        failure.thread, failure.message
+    )
 }
 
 #[cfg(test)]
@@ -140,5 +163,13 @@ mod tests {
         assert_eq!(bare.to_string(), "timely:work-1 failed: money out of its exact range");
         let here = WorkerFailure::here("two\nlines", None);
         assert_eq!(here.message, "two lines");
+        // A lost peer is told as such, not as a bug.
+        let lost = WorkerFailure {
+            thread: "timely:recv-1".into(),
+            message: "timely communication error: reading data: socket closed".into(),
+            ..bare
+        };
+        assert!(is_peer_lost(&lost.message));
+        assert!(peer_lost(&lost).starts_with("lost the connection to another process of the cluster (timely:recv-1:"));
     }
 }

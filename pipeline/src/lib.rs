@@ -6,6 +6,7 @@
 //! - [`dataflow`]: the timely dataflow engine (multi-worker), checked against the reference.
 //! - [`config`]: every tunable of DOMAIN.md with its default.
 //! - [`demo`]: the `demo` command: generate, run, and show the results to a person.
+//! - [`cluster`]: a run on several processes (timely's cluster mode).
 //! - [`runner`]: reading partitions from files, running an engine, writing the outputs
 //!   (in their canonical order, spilled to disk and merged: [`summary`]) and the closing
 //!   summary.
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod config;
 pub mod dataflow;
 pub mod demo;

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use markledger::cluster::Cluster;
 use markledger::config::{parse_duration_ms, Config};
 use markledger::demo::run_demo;
 use markledger::runner::{render_summary, run_files, Engine, FileRun, ProgressLine};
@@ -190,9 +191,19 @@ struct RunArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Worker threads of the dataflow engine (1 to 64).
+    /// Worker threads of the dataflow engine (1 to 64), per process on a cluster.
     #[arg(long, default_value_t = 2, value_parser = workers_in_range)]
     workers: usize,
+    /// Processes of a cluster run (timely's cluster mode; needs --hostfile). Every process
+    /// is given the same flags but its own --process; process 0 writes the outputs.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// This process of the cluster, 0-based.
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// One host:port per line, process i on line i (with --processes above 1).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
     /// `dataflow` (the product) or `reference` (the single-threaded oracle it is checked against).
     #[arg(long, default_value = "dataflow")]
     engine: String,
@@ -469,6 +480,9 @@ fn run(args: RunArgs) -> Result<()> {
         "reference" => Engine::Reference,
         other => bail!("--engine {other:?}: expected dataflow or reference"),
     };
+    let cluster = Cluster::from_hostfile(args.hostfile.as_deref(), args.processes, args.process)
+        .map_err(|why| anyhow::anyhow!(why))?;
+    let process = cluster.process;
     let records_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let metrics = match &args.metrics_addr {
         Some(address) => {
@@ -492,13 +506,22 @@ fn run(args: RunArgs) -> Result<()> {
         spill_dir: args.spill_dir.as_deref(),
         output_run_bytes: args.output_run_bytes,
         records_read: Some(records_read),
+        cluster,
     };
     let report = run_files(&config, &run);
     if let Some(server) = metrics {
         server.stop();
     }
     let report = report?;
-    say_text(&render_summary(&report, &args.out));
+    if process == 0 {
+        say_text(&render_summary(&report, &args.out));
+    } else {
+        markledger_operators::say!(
+            "markledger run: process {process} of {} done ({} records read here; process 0 wrote the outputs and the summary)",
+            report.processes,
+            report.summary.records
+        );
+    }
     Ok(())
 }
 

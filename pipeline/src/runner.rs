@@ -2,9 +2,11 @@
 //! what happened (a progress line on long work, a summary at the end).
 
 use crate::checkpoint::{keep_manifests, ManifestCache, SourceShare, Store, NAMES};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::generated::{self, Generated};
 use crate::reference;
+use crate::runtime::worker_of;
 use crate::summary::{Spill, Summarized, Summary};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
@@ -167,6 +169,8 @@ pub struct RunReport {
     pub total_time: Duration,
     /// The engine that ran.
     pub engine: Engine,
+    /// Processes of the run (a cluster: more than one; process 0's report is the whole run's).
+    pub processes: usize,
 }
 
 /// Reads every partition fully, in order.
@@ -244,6 +248,9 @@ pub struct FileRun<'a> {
     pub output_run_bytes: usize,
     /// Told the records read as the run goes (`run --metrics-addr`).
     pub records_read: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The processes of the run (the dataflow only; one by default). Process 0 writes the
+    /// outputs, the others none (cluster.rs).
+    pub cluster: Cluster,
 }
 
 impl<'a> FileRun<'a> {
@@ -258,6 +265,7 @@ impl<'a> FileRun<'a> {
             spill_dir: None,
             output_run_bytes: OUTPUT_RUN_BYTES,
             records_read: None,
+            cluster: Cluster::default(),
         }
     }
 
@@ -276,13 +284,15 @@ impl<'a> FileRun<'a> {
 
 /// A run's inputs: partition files, or the generator (`gen:…`, see [`crate::generated`]).
 struct Inputs {
-    inputs: Vec<Box<dyn PartitionInput>>,
+    /// This process's partitions, each with its index among all of the run's.
+    inputs: Vec<(usize, Box<dyn PartitionInput>)>,
     names: Vec<PathBuf>,
     generator: Option<Generated>,
 }
 
-/// Opens the partitions `inputs` name: files and directories, or one generator spec.
-fn open_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
+/// Opens the partitions `inputs` name that `owned` (by index) says are this process's:
+/// files and directories, or one generator spec (one process only).
+fn open_inputs(inputs: &[PathBuf], owned: &dyn Fn(usize) -> bool, single: bool) -> Result<Inputs> {
     let specs: Vec<&str> = inputs.iter().filter_map(|input| generated::spec_of(input)).collect();
     if let Some(spec) = specs.first() {
         if inputs.len() > 1 {
@@ -291,18 +301,28 @@ fn open_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
                 generated::PREFIX
             );
         }
+        if !single {
+            anyhow::bail!(
+                "--input {}{spec} with --processes: the generator source runs on one process",
+                generated::PREFIX
+            );
+        }
         let mut generator = generated::start(generated::parse(spec)?)?;
         return Ok(Inputs {
-            inputs: generator.take_inputs(),
+            inputs: generator.take_inputs().into_iter().enumerate().collect(),
             names: generator.names.iter().map(PathBuf::from).collect(),
             generator: Some(generator),
         });
     }
     let partitions = list_partitions(inputs).context("listing input partitions")?;
-    let mut readers: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(partitions.len());
-    for path in &partitions {
+    // On a cluster every process lists the same partitions but opens only its own.
+    let mut readers: Vec<(usize, Box<dyn PartitionInput>)> = Vec::with_capacity(partitions.len());
+    for (i, path) in partitions.iter().enumerate() {
+        if !owned(i) {
+            continue;
+        }
         let reader = PartitionReader::open(path).with_context(|| format!("opening {}", path.display()))?;
-        readers.push(Box::new(reader));
+        readers.push((i, Box::new(reader)));
     }
     Ok(Inputs {
         inputs: readers,
@@ -323,6 +343,9 @@ pub fn run_files(config: &Config, run: &FileRun<'_>) -> Result<RunReport> {
     }
     let report = match run.engine {
         Engine::Dataflow { workers } => run_dataflow_files(config, run, workers, &mut progress),
+        Engine::Reference if !run.cluster.is_single() => {
+            anyhow::bail!("--processes (a cluster) needs the dataflow engine")
+        }
         Engine::Reference if run.state.is_some() => {
             anyhow::bail!("--state (a backfill checkpoint) needs the dataflow engine")
         }
@@ -344,11 +367,17 @@ fn run_dataflow_files(
     workers: usize,
     progress: &mut ProgressLine,
 ) -> Result<RunReport> {
+    let cluster = &run.cluster;
+    if !cluster.is_single() && run.state.is_some() {
+        anyhow::bail!("--state with --processes: checkpoints on a cluster: not yet (run the backfill on one process)");
+    }
+    let total = cluster.processes() * workers.max(1);
+    let owned = |i: usize| worker_of(i, total) / workers.max(1) == cluster.process;
     let Inputs {
         inputs,
         names: partitions,
         generator,
-    } = open_inputs(run.inputs)?;
+    } = open_inputs(run.inputs, &owned, cluster.is_single())?;
     let settings = config.output_settings();
     let store = run.state.map(|dir| Store::open(dir, &settings)).transpose()?;
     let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
@@ -359,13 +388,20 @@ fn run_dataflow_files(
     let mut config = config.clone();
     config.final_codes.state = run.state.map(Path::to_path_buf);
     let spill = run.spill();
-    let Summarized { summary, stats, runs } =
-        crate::summary::run_summarized(&config, inputs, workers, backfill.clone(), &spill, &mut |records| {
+    let Summarized { summary, stats, runs } = crate::summary::run_summarized(
+        &config,
+        inputs,
+        workers,
+        cluster.clone(),
+        backfill.clone(),
+        &spill,
+        &mut |records| {
             if let Some(read) = &run.records_read {
                 read.store(records, std::sync::atomic::Ordering::Relaxed);
             }
             progress.advance(records, || format!("read {records} records"));
-        })?;
+        },
+    )?;
     if let Some(generator) = generator {
         generator.finish()?;
     }
@@ -376,20 +412,24 @@ fn run_dataflow_files(
     if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
         write_backfill_checkpoint(store, checkpoints, workers, summary.last_ts)?;
     }
-    let mut sink =
-        OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
-    let mut merged = 0u64;
-    merge_runs(runs, &mut |file, line| {
-        sink.write_line(file, line);
-        merged += 1;
-        if merged % 4096 == 0 {
-            progress.tick(|| format!("writing outputs in canonical order: {merged} records"));
-        }
-    })
-    .with_context(|| format!("merging spilled outputs from {}", spill.dir.path().display()))?;
-    let written = sink
-        .finish()
-        .with_context(|| format!("writing outputs in {}", run.out.display()))?;
+    // Process 0 writes the outputs (its workers hold all of them); the others write none.
+    let written = if cluster.process == 0 {
+        let mut sink =
+            OutputFiles::create(run.out).with_context(|| format!("creating outputs in {}", run.out.display()))?;
+        let mut merged = 0u64;
+        merge_runs(runs, &mut |file, line| {
+            sink.write_line(file, line);
+            merged += 1;
+            if merged % 4096 == 0 {
+                progress.tick(|| format!("writing outputs in canonical order: {merged} records"));
+            }
+        })
+        .with_context(|| format!("merging spilled outputs from {}", spill.dir.path().display()))?;
+        sink.finish()
+            .with_context(|| format!("writing outputs in {}", run.out.display()))?
+    } else {
+        OutputCounts::default()
+    };
     Ok(RunReport {
         summary,
         written,
@@ -399,6 +439,7 @@ fn run_dataflow_files(
         read_time: Duration::ZERO,
         total_time: progress.elapsed(),
         engine: run.engine,
+        processes: cluster.processes(),
     })
 }
 
@@ -476,6 +517,7 @@ fn run_reference_files(config: &Config, run: &FileRun<'_>, progress: &mut Progre
         bytes,
         read_time,
         total_time: progress.elapsed(),
+        processes: 1,
     })
 }
 
@@ -503,7 +545,13 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
             "  time span   {first} .. {last} (the watermark stopped at the last)"
         ));
     }
-    line(format!("  engine      {}", report.engine));
+    match report.engine {
+        Engine::Dataflow { workers } if report.processes > 1 => line(format!(
+            "  engine      dataflow ({} processes × {workers} workers)",
+            report.processes
+        )),
+        engine => line(format!("  engine      {engine}")),
+    }
     line(format!(
         "  speed       {:.2} s in all{}; {:.0} code events/s",
         seconds,

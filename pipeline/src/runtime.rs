@@ -3,7 +3,11 @@
 //! worker has failed.
 //!
 //! - **Partitions to workers.** Partition `i` (files in the order given, Kafka partitions in
-//!   topic, then partition order) is read by worker `i mod workers` ([`worker_of`]).
+//!   topic, then partition order) is read by worker `i mod workers` ([`worker_of`]); on a
+//!   cluster of `N` processes with `W` workers each (cluster.rs), by global worker
+//!   `i mod (N × W)`, thread `(i mod (N × W)) mod W` of process `(i mod (N × W)) / W`.
+//! - **On a cluster** the end of a file run, what the sources read and the outputs are agreed
+//!   inside the dataflow (cluster.rs): process 0's workers get every output.
 //! - **How a run ends** ([`Mode`]): a file run when every input is finished and the
 //!   watermark has reached the largest `ts` read; a backfill likewise, its machines saving
 //!   a checkpoint instead of finishing; a stream when asked to stop, after everything
@@ -13,11 +17,12 @@
 //!   raised that the other workers check between steps; the run returns the
 //!   [`WorkerFailure`].
 
+use crate::cluster::{self, Cluster, Totals};
 use crate::config::Config;
 use crate::dataflow::{self, finality_delay_ms, GraphSettings};
 use crate::failure::WorkerFailure;
 use crate::sink::{self, Shared};
-use crate::source::{Batching, SourceReports, SourceStats};
+use crate::source::{Batching, SourceFinish, SourceReports, SourceStats};
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::offsets::SourceShare;
 use markledger_connectors::partition::{MemoryPartition, PartitionInput};
@@ -63,12 +68,14 @@ pub enum Mode {
 pub struct RunSettings<'c> {
     /// The engine's configuration.
     pub config: &'c Config,
-    /// Timely worker threads.
+    /// Timely worker threads (of this process, on a cluster).
     pub workers: usize,
     /// How sources feed the dataflow.
     pub batching: Batching,
     /// How the run ends.
     pub mode: Mode,
+    /// The processes of the run (one by default).
+    pub cluster: Cluster,
 }
 
 impl<'c> RunSettings<'c> {
@@ -79,15 +86,27 @@ impl<'c> RunSettings<'c> {
             workers,
             batching: Batching::default(),
             mode: Mode::Files,
+            cluster: Cluster::single(),
         }
+    }
+
+    /// Workers of the whole run: processes × workers per process.
+    pub fn total_workers(&self) -> usize {
+        self.cluster.processes() * self.workers.max(1)
+    }
+
+    /// Whether global worker `worker` runs in this process.
+    pub fn is_local(&self, worker: usize) -> bool {
+        worker / self.workers.max(1) == self.cluster.process
     }
 }
 
 /// What a run gives back.
 pub struct Run<D> {
-    /// What the sources read, over all workers.
+    /// What the sources read, over all workers (of the whole cluster on process 0 of a file
+    /// run; of this process otherwise).
     pub stats: SourceStats,
-    /// Each worker's sink, finished.
+    /// Each worker's sink, finished (on a cluster's file run, only process 0's hold outputs).
     pub sinks: Vec<D>,
     /// Where the watermark stopped.
     pub end: Time,
@@ -155,27 +174,58 @@ where
     S::Done: Send + 'static,
     F: Fn(usize) -> S + Send + Sync + 'static,
 {
+    run_partitions(settings, inputs.into_iter().enumerate().collect(), make_sink, progress)
+}
+
+/// [`run_inputs`] with each input's partition index: on a cluster a process opens only the
+/// partitions its workers read ([`RunSettings::is_local`] of [`worker_of`]); the others
+/// are left out, never opened.
+pub fn run_partitions<S, F>(
+    settings: RunSettings<'_>,
+    inputs: Vec<(usize, Box<dyn PartitionInput>)>,
+    make_sink: F,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Run<S::Done>, WorkerFailure>
+where
+    S: Sink + 'static,
+    S::Done: Send + 'static,
+    F: Fn(usize) -> S + Send + Sync + 'static,
+{
     let workers = settings.workers.max(1);
+    let total = settings.total_workers();
+    let first = settings.cluster.process * workers;
     let mut shares: Vec<Inputs> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, input) in inputs.into_iter().enumerate() {
-        shares[worker_of(i, workers)].push(input);
+    for (i, input) in inputs {
+        let worker = worker_of(i, total);
+        if !settings.is_local(worker) {
+            return Err(WorkerFailure::here(
+                &format!("partition {i} belongs to another process (global worker {worker})"),
+                None,
+            ));
+        }
+        shares[worker - first].push(input);
     }
     let shares: Vec<Mutex<Inputs>> = shares.into_iter().map(Mutex::new).collect();
-    let take = move |worker: usize| std::mem::take(&mut *shares[worker].lock().expect("share lock"));
+    let take = move |worker: usize| std::mem::take(&mut *shares[worker - first].lock().expect("share lock"));
     run_dataflow(settings, take, make_sink, progress)
 }
 
 /// What the workers of one run share.
 struct RunShared {
     graph: GraphSettings,
+    /// Timely worker threads of this process.
+    workers: usize,
+    /// A file run on more than one process: outputs go to process 0 (cluster.rs).
+    outputs_to_process_zero: bool,
     /// Where each worker's source holds the watermark once stopped (MAX: not yet).
     stopped: Vec<Arc<AtomicU64>>,
     records_read: Arc<AtomicU64>,
     failed: OnceLock<WorkerFailure>,
 }
 
-/// Runs the dataflow on `settings.workers` threads: `make_inputs(worker)` gives each worker
-/// its partitions (built on the worker's own thread), `make_sink(worker)` its output sink.
+/// Runs the dataflow on `settings.workers` threads (of each process of `settings.cluster`):
+/// `make_inputs(worker)` gives each worker its partitions (built on the worker's own thread;
+/// `worker` is the global index), `make_sink(worker)` its output sink.
 pub fn run_dataflow<S, F, I>(
     settings: RunSettings<'_>,
     make_inputs: I,
@@ -189,22 +239,37 @@ where
     I: Fn(usize) -> Inputs + Send + Sync + 'static,
 {
     let workers = settings.workers.max(1);
-    let graph = graph_settings(settings);
+    let cluster = settings.cluster.clone();
+    cluster
+        .check_workers(workers)
+        .map_err(|why| WorkerFailure::here(&why, None))?;
+    let file_run = !matches!(settings.mode, Mode::Stream { .. });
+    if !cluster.is_single() && !file_run {
+        return Err(WorkerFailure::here(
+            "a stream on a cluster: not yet (run it on one process)",
+            None,
+        ));
+    }
+    let graph = graph_settings(settings, cluster.processes() * workers);
     let end = graph.drive.end.clone();
     let final_codes = graph.final_codes.clone();
     // A temporary directory of final codes is removed however the run ends.
     let _remove = RemoveTemporary(final_codes.clone());
     let shared = Arc::new(RunShared {
         graph,
+        workers,
+        outputs_to_process_zero: !cluster.is_single(),
         stopped: (0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect(),
         records_read: Arc::new(AtomicU64::new(0)),
         failed: OnceLock::new(),
     });
     let worker_shared = shared.clone();
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+    let connected = (!cluster.is_single()).then(|| connect_watchdog(&cluster));
+    let guards = timely::execute(cluster.timely_config(workers), move |worker| {
         run_worker(worker, &worker_shared, &make_inputs, &make_sink)
     })
     .map_err(|error| WorkerFailure::here(&format!("timely workers did not start: {error}"), None))?;
+    drop(connected);
     while !guards.guards().iter().all(|guard| guard.is_finished()) {
         progress(shared.records_read.load(Ordering::Relaxed));
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -219,20 +284,53 @@ where
         end: end.get().unwrap_or(Time::MAX),
         final_codes: final_codes.memory(),
     };
+    let mut everyone: Option<SourceStats> = None;
     for worker in joined {
-        let Ok(Some((stats, done))) = worker else {
+        let Ok(Some(result)) = worker else {
             return Err(WorkerFailure::here("a worker ended without its result", None));
         };
-        run.stats.merge(stats);
-        run.sinks.push(done);
+        run.stats.merge(result.stats);
+        run.sinks.push(result.done);
+        // Worker 0 heard every source of the cluster (a file run): their figures, in worker order.
+        let totals = result.totals;
+        if file_run && totals.iter().all(Option::is_some) && !totals.is_empty() {
+            let mut merged = SourceStats::default();
+            totals.into_iter().flatten().for_each(|stats| merged.merge(stats));
+            everyone = Some(merged);
+        }
+    }
+    if let Some(everyone) = everyone {
+        run.stats = everyone;
     }
     Ok(run)
 }
 
+/// How long a process of a cluster waits for every other process to connect.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Timely waits for every process of a cluster to connect, retrying for ever: a process that
+/// never comes up (or failed at its start) would leave the others waiting. This watchdog
+/// ends the process, with a line that says why, if the returned sender is not dropped
+/// (connected) within [`CONNECT_TIMEOUT`].
+fn connect_watchdog(cluster: &Cluster) -> std::sync::mpsc::Sender<()> {
+    let (connected, wait) = std::sync::mpsc::channel::<()>();
+    let (process, addresses) = (cluster.process, cluster.addresses.join(", "));
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(CONNECT_TIMEOUT) {
+            markledger_operators::note!(
+                "markledger: fatal: process {process} of the cluster could not connect to every other process \
+                 within {} s ({addresses}): start them all with the same hostfile",
+                CONNECT_TIMEOUT.as_secs()
+            );
+            std::process::exit(crate::failure::EXIT_FAILURE_CODE);
+        }
+    });
+    connected
+}
+
 /// The graph's settings for a run: where its watermark stops, its checkpoints, its finality
 /// delay, and where a restored run starts (with the read position it had).
-fn graph_settings(settings: RunSettings<'_>) -> GraphSettings {
-    let workers = settings.workers.max(1);
+fn graph_settings(settings: RunSettings<'_>, workers: usize) -> GraphSettings {
     let (end, stop, checkpoints) = match settings.mode {
         Mode::Files => (InputEnd::after(workers), None, None),
         Mode::Backfill(checkpoints) => (InputEnd::after(workers), None, Some(checkpoints)),
@@ -258,6 +356,16 @@ fn graph_settings(settings: RunSettings<'_>) -> GraphSettings {
     }
 }
 
+/// What a worker gives back.
+struct WorkerResult<D> {
+    /// What its source read.
+    stats: SourceStats,
+    /// Its sink, finished.
+    done: D,
+    /// Worker 0 of a file run: what every source of the cluster read, by worker.
+    totals: Vec<Option<SourceStats>>,
+}
+
 /// One worker: builds its graph, steps it, and finishes its sink; a panic is caught and
 /// recorded for the whole run (the module docs).
 fn run_worker<S, F, I>(
@@ -265,7 +373,7 @@ fn run_worker<S, F, I>(
     shared: &RunShared,
     make_inputs: &I,
     make_sink: &F,
-) -> Option<(SourceStats, S::Done)>
+) -> Option<WorkerResult<S::Done>>
 where
     S: Sink + 'static,
     F: Fn(usize) -> S,
@@ -273,8 +381,11 @@ where
 {
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let index = worker.index();
+        let local = index % shared.workers;
         let sink: Shared<S> = Rc::new(RefCell::new(Some(make_sink(index))));
         let stats: Rc<RefCell<SourceStats>> = Rc::default();
+        let finish: Rc<RefCell<SourceFinish>> = Rc::default();
+        let totals: Totals = Rc::default();
         let done = ProbeHandle::new();
         let inputs = make_inputs(index);
         worker.dataflow::<Time, _, _>(|scope| {
@@ -282,14 +393,33 @@ where
                 done: done.clone(),
                 stats: stats.clone(),
                 records_read: shared.records_read.clone(),
-                stopped: shared.stopped[index].clone(),
+                stopped: shared.stopped[local].clone(),
+                finish: finish.clone(),
             };
-            let outputs = dataflow::build(scope, inputs, &shared.graph, reports);
+            let mut outputs = dataflow::build(scope, inputs, &shared.graph, reports);
+            // One process shares the end through memory (each source reports to it at
+            // once); a cluster agrees on it in the dataflow.
+            if shared.outputs_to_process_zero {
+                let end = shared.graph.drive.end.clone();
+                cluster::agree_on_end(
+                    scope,
+                    shared.workers,
+                    finish.clone(),
+                    stats.clone(),
+                    end,
+                    totals.clone(),
+                );
+                outputs = cluster::to_process_zero(outputs, shared.workers);
+            }
             sink::write_outputs(outputs, sink.clone(), &done);
         });
         step_until_done(worker, shared, &done);
         let sink = sink.borrow_mut().take().expect("sink taken once");
-        (stats.take(), sink.finish())
+        WorkerResult {
+            stats: stats.take(),
+            done: sink.finish(),
+            totals: totals.take(),
+        }
     }));
     match run {
         Ok(result) => Some(result),

@@ -19,9 +19,12 @@
 //!   below the watermark) but has not, and nothing while that alone reaches `in_flight`.
 //!   Work at or above the watermark never stops the source: only reading on can finish it.
 //! - When every partition is finished, the source reports the largest `ts` it read to the
-//!   run's [`InputEnd`] and releases its capability. The last source to finish sets the end
-//!   before it releases, and until then its own capability keeps every frontier at or below
-//!   the end, so no machine can step past the end before it can see it.
+//!   run's [`InputEnd`] (one process: at once, through memory; a cluster: through the
+//!   dataflow to the first worker of every process, cluster.rs and [`SourceFinish`]), and
+//!   releases its capability only once its own process knows the end. Until then it holds
+//!   it at the largest instant any source is known to have read — at or below the end, so
+//!   no machine of any process can step past the end before it can see it, and never below
+//!   another source's watermark, whose in-flight bound it would otherwise starve.
 
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{Next, PartitionInput};
@@ -127,8 +130,8 @@ pub enum Sourced {
     Refused(Rejection),
 }
 
-/// What a worker's source read, for the run's summary.
-#[derive(Clone, Debug, Default)]
+/// What a worker's source read, for the run's summary (sent to worker 0 on a cluster).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SourceStats {
     /// Records read, refused ones included.
     pub records: u64,
@@ -258,6 +261,23 @@ pub struct SourceReports {
     pub records_read: Arc<AtomicU64>,
     /// Once stopped, the watermark the source holds.
     pub stopped: Arc<AtomicU64>,
+    /// Told once every partition has ended (the cluster's agreement on the end, cluster.rs).
+    pub finish: Rc<RefCell<SourceFinish>>,
+}
+
+/// On a cluster, what a source tells "Cluster: input end" (cluster.rs): the largest instant
+/// it has read so far, and once it has read everything the largest instant it read; it then
+/// waits for its process's [`InputEnd`] to know the run's end before it releases its
+/// watermark. One process has no reporter (`activator` is None): the source reports to the
+/// shared [`InputEnd`] itself, at once.
+#[derive(Debug, Default)]
+pub struct SourceFinish {
+    /// The largest instant read so far.
+    pub read: Time,
+    /// `Some(largest instant read)` once every partition has ended.
+    pub last: Option<Option<Time>>,
+    /// Wakes the operator that reports it (a cluster only).
+    pub activator: Option<timely::scheduling::Activator>,
 }
 
 /// What a source emits, cut into its two typed edges.
@@ -327,6 +347,13 @@ fn read_partitions<'scope>(
             let records = reader.read(*cap.time(), &settings, &mut reports.stats.borrow_mut());
             if let Some(last) = reports.stats.borrow().last_ts {
                 settings.end.note_read(time_of(last));
+                let mut finish = reports.finish.borrow_mut();
+                if time_of(last) > finish.read {
+                    finish.read = time_of(last);
+                    if let Some(reporter) = &finish.activator {
+                        reporter.activate();
+                    }
+                }
             }
             reports.records_read.fetch_add(records, Ordering::Relaxed);
             for (time, records) in std::mem::take(&mut reader.batch) {
@@ -341,11 +368,28 @@ fn read_partitions<'scope>(
                 return;
             }
             match reader.watermark(&settings.end) {
-                // Every partition finished: report, then release the watermark.
+                // Every partition finished: report, then release the watermark once the
+                // end of the whole run (every source of every process) is known.
                 None => {
-                    settings
-                        .end
-                        .source_finished(reports.stats.borrow().last_ts.map(time_of));
+                    let last = reports.stats.borrow().last_ts.map(time_of);
+                    let mut finish = reports.finish.borrow_mut();
+                    if finish.last.is_none() {
+                        finish.last = Some(last);
+                        match &finish.activator {
+                            None => settings.end.source_finished(last),
+                            Some(reporter) => reporter.activate(),
+                        }
+                    }
+                    if settings.end.get().is_none() {
+                        // Wait for the end (set by the last source of the process, or agreed
+                        // on a cluster), holding the watermark no lower than
+                        // the largest instant any source is known to have read (never past
+                        // the end; never below another source's watermark, which would
+                        // starve that source's reading of finished work).
+                        reader.advance(cap, Some(settings.end.read_max()));
+                        activator.activate_after(std::time::Duration::from_millis(1));
+                        return;
+                    }
                     held = None;
                     // Released: it holds nothing back should the run be stopped.
                     reports.stopped.store(u64::MAX - 1, Ordering::SeqCst);

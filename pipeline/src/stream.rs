@@ -172,6 +172,7 @@ pub fn run_stream(
         workers: run.workers,
         batching: Batching::default(),
         mode,
+        cluster: crate::cluster::Cluster::single(),
     };
     let finished = run_dataflow(settings, make_inputs, make_sink, &mut |records| {
         run.records.store(records, Ordering::Relaxed);

@@ -1,9 +1,10 @@
 //! What a run did, for the closing summary a person reads, and the canonical order of a
 //! dataflow file run's outputs.
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::failure::WorkerFailure;
-use crate::runtime::{run_inputs, Mode, RunSettings};
+use crate::runtime::{run_partitions, Mode, RunSettings};
 use crate::source::{Batching, SourceStats};
 #[cfg(doc)]
 use markledger_connectors::file::{merge_runs, OUTPUT_RUN_BYTES};
@@ -211,10 +212,15 @@ pub struct Summarized {
 ///
 /// With `backfill`, the run is a backfill ([`Mode::Backfill`]): its machines save their
 /// shares of a checkpoint at the end + 1 ms into `backfill` instead of finishing.
+///
+/// On a cluster (`cluster`), `inputs` are this process's partitions with their indexes,
+/// and process 0 gets every output and the figures of every source (cluster.rs): its
+/// summary and outputs are the whole run's; the other processes' have no outputs.
 pub fn run_summarized(
     config: &Config,
-    inputs: Vec<Box<dyn PartitionInput>>,
+    inputs: Vec<(usize, Box<dyn PartitionInput>)>,
     workers: usize,
+    cluster: Cluster,
     backfill: Option<Checkpoints>,
     spill: &Spill,
     progress: &mut dyn FnMut(u64),
@@ -225,13 +231,14 @@ pub fn run_summarized(
         workers,
         batching: Batching::default(),
         mode,
+        cluster,
     };
     let (dir, run_bytes) = (spill.dir.clone(), spill.run_bytes);
     let make_sink = move |worker| FileRunSink {
         tally: Tally::default(),
         runs: SortedRuns::new(worker, run_bytes, dir.clone()),
     };
-    let run = run_inputs(settings, inputs, make_sink, progress)?;
+    let run = run_partitions(settings, inputs, make_sink, progress)?;
     let stats = run.stats;
     let mut summary = Summary {
         records: stats.records,
