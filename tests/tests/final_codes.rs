@@ -49,7 +49,11 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Stri
 
 fn entries(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
-        .map(|listing| listing.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+        .map(|listing| {
+            listing
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

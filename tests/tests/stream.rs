@@ -521,7 +521,12 @@ fn a_corrupt_final_code_file_refuses_its_checkpoint_and_falls_back() {
         };
         let own = newest.iter().find_map(|(worker, manifest)| {
             let run = manifest.runs.iter().find(|run| !named_before(worker, &run.file))?;
-            Some(state.join("final-codes").join(format!("worker-{worker}")).join(&run.file))
+            Some(
+                state
+                    .join("final-codes")
+                    .join(format!("worker-{worker}"))
+                    .join(&run.file),
+            )
         });
         if let Some(victim) = own {
             break (files.last().expect("newest").clone(), victim);
