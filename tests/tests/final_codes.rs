@@ -68,7 +68,7 @@ fn spilled_final_codes_are_on_disk_during_the_run_and_gone_after_it() {
     config.final_codes.spill_dir = Some(spill.clone());
     config.final_codes.spill_all = true;
     let partitions = markledger::runner::read_partitions(
-        &[data.clone()],
+        std::slice::from_ref(&data),
         &mut markledger::runner::ProgressLine::new(std::time::Duration::from_secs(60), true),
     )
     .expect("read")
