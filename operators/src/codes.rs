@@ -183,7 +183,8 @@ impl Codes {
         self.owners.is_empty()
     }
 
-    /// What the index holds and costs, as last reported to its place and now.
+    /// The live codes' part of what the index's state holds and costs (the tier adds the
+    /// final codes' when it reports).
     pub fn memory(&self) -> CodesMemory {
         let entry = std::mem::size_of::<(CodeKey, Owner)>() + 1;
         CodesMemory {

@@ -163,8 +163,19 @@ fn a_full_disk_is_a_clear_error_and_never_a_false_done() {
         .status()
         .is_ok_and(|status| status.success());
     if mounted {
-        assert_refused_for_space(&data, &work.join("out-tmpfs"), &small, &[]);
-        let _ = Command::new("umount").arg(&small).status();
+        // Unmounted before asserting: a failed assertion must not leave a mount behind.
+        let out = work.join("out-tmpfs");
+        let refused = std::panic::catch_unwind(|| assert_refused_for_space(&data, &out, &small, &[]));
+        let unmounted = Command::new("umount")
+            .arg(&small)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !unmounted {
+            let _ = Command::new("umount").arg("-l").arg(&small).status();
+        }
+        if let Err(panic) = refused {
+            std::panic::resume_unwind(panic);
+        }
     } else {
         eprintln!("no tmpfs (mount needs privileges here): the write-failure injection only");
     }

@@ -6,8 +6,9 @@
 //! dropped, so only the engine's own state and buffers occupy memory), with 30-day retention
 //! and de-duplication horizons. The process's peak resident memory is reset before each run
 //! (`/proc/self/clear_refs`) and read after it (`VmHWM`). A third run of the long dataset with
-//! the default 5-year horizons keeps every code: its growth over the short-horizon run, per
-//! code kept, is the figure BENCHMARKS.md reports as bytes per live code.
+//! the default 5-year horizons keeps every code: since issue 17 its final codes are on disk,
+//! so it must stay within the same bound (its growth over the short-horizon run, per code
+//! kept, is printed: it was ~150 B when the index held every code in RAM).
 
 use markledger::config::Config;
 use markledger::runtime::{run_inputs, RunSettings};
@@ -122,6 +123,13 @@ fn memory_stays_flat_over_ten_times_more_data() {
         first.growth as f64 / MB,
         bound as f64 / MB
     );
-    // Keeping every code must cost visibly more: the horizons are what keeps memory flat.
-    assert!(kept.growth > long.growth, "the 5-year run kept more state");
+    // Keeping every code for the 5-year horizons no longer costs RAM per code (issue 17:
+    // final codes are on disk, ~3.4 B of filter each in RAM): the 5-year run stays within
+    // the same bound as the 30-day one.
+    assert!(
+        kept.growth <= bound,
+        "keeping every code grew memory: {:.1} MB after 10 months with 5-year horizons (bound {:.1} MB)",
+        kept.growth as f64 / MB,
+        bound as f64 / MB
+    );
 }
