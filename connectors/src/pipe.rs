@@ -7,26 +7,47 @@
 //! ([`crate::codec::json::decode_event`], blank lines skipped), so a run over the pipe
 //! sees the records a run over the written file would.
 //!
-//! The pipe holds at most [`PIPE_CHUNKS_MAX`] chunks (each one write of the writer's
-//! buffer) and never blocks the reader: with nothing to read it answers
-//! [`Next::Pending`], so a worker that owns several partitions keeps draining the others
-//! while the writer catches up. The writer blocks while the pipe is full (backpressure on
-//! the generator). When the writer is dropped the partition finishes once read out; when
-//! the reader is dropped (the run ended or failed) a write fails with `BrokenPipe`.
+//! Backpressure without deadlock. A run places each partition's events by that
+//! partition's own high-water mark, so a worker may need the *next* record of a quiet
+//! partition before it can finish (and read on from) a busy one; in a file that record is
+//! already there, in a pipe it exists only once the generator has written everything
+//! before it into the other partitions. So a writer waits while its pipe holds more than
+//! [`PIPE_CHUNKS_MAX`] chunks *only while no reader of the same run is hungry* (found its
+//! pipe empty and has not been fed since): a hungry reader means the run needs the
+//! generator to go on, and the full pipe then grows instead. Memory is therefore bounded
+//! by the workload's skew between partitions (what the generator writes elsewhere while a
+//! partition is quiet), not by a constant; BENCHMARKS.md measures it. With nothing to read
+//! a reader answers [`Next::Pending`] and never blocks. When the writer is dropped the
+//! partition finishes once read out; when the reader is dropped (the run ended or failed)
+//! a write fails with `BrokenPipe`.
 
 use crate::codec::json::decode_event;
 use crate::partition::{Next, PartitionInput};
 use std::io::{self, Write};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Chunks a pipe holds before its writer waits.
+/// Chunks a pipe holds before its writer waits (unless a reader is hungry).
 pub const PIPE_CHUNKS_MAX: usize = 8;
+
+/// How long a waiting writer sleeps between looks at its pipe.
+const WRITER_WAIT: Duration = Duration::from_micros(200);
+
+/// What the pipes of one run share: how many readers are hungry.
+#[derive(Debug, Default)]
+pub struct Pipes {
+    hungry: AtomicUsize,
+}
 
 /// The writing end.
 #[derive(Debug)]
 pub struct PipeWriter {
-    to_reader: SyncSender<Vec<u8>>,
+    to_reader: Sender<Vec<u8>>,
+    /// Chunks sent and not yet received.
+    queued: Arc<AtomicUsize>,
+    pipes: Arc<Pipes>,
 }
 
 /// The reading end: one input partition.
@@ -34,6 +55,10 @@ pub struct PipeWriter {
 pub struct PipeReader {
     name: String,
     from_writer: Receiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    pipes: Arc<Pipes>,
+    /// Found the pipe empty and not fed since (counted in `pipes.hungry`).
+    hungry: bool,
     /// Bytes received and not yet decoded start at `at`.
     held: Vec<u8>,
     at: usize,
@@ -42,19 +67,28 @@ pub struct PipeReader {
     error: Arc<Mutex<Option<String>>>,
 }
 
-/// A pipe for partition `name`; `error` is where the writing side reports a failure, which
-/// the reader then gives as [`PartitionInput::error`].
-pub fn pipe(name: String, error: Arc<Mutex<Option<String>>>) -> (PipeWriter, PipeReader) {
-    let (to_reader, from_writer) = mpsc::sync_channel(PIPE_CHUNKS_MAX);
+/// A pipe for partition `name` among the run's `pipes`; `error` is where the writing side
+/// reports a failure, which the reader then gives as [`PartitionInput::error`].
+pub fn pipe(name: String, pipes: &Arc<Pipes>, error: Arc<Mutex<Option<String>>>) -> (PipeWriter, PipeReader) {
+    let (to_reader, from_writer) = mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
     let reader = PipeReader {
         name,
         from_writer,
+        queued: queued.clone(),
+        pipes: pipes.clone(),
+        hungry: false,
         held: Vec::new(),
         at: 0,
         bytes_read: 0,
         error,
     };
-    (PipeWriter { to_reader }, reader)
+    let writer = PipeWriter {
+        to_reader,
+        queued,
+        pipes: pipes.clone(),
+    };
+    (writer, reader)
 }
 
 impl Write for PipeWriter {
@@ -62,9 +96,13 @@ impl Write for PipeWriter {
         if bytes.is_empty() {
             return Ok(0);
         }
+        self.queued.fetch_add(1, Ordering::SeqCst);
         self.to_reader
             .send(bytes.to_vec())
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the run stopped reading"))?;
+        while self.queued.load(Ordering::SeqCst) > PIPE_CHUNKS_MAX && self.pipes.hungry.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(WRITER_WAIT);
+        }
         Ok(bytes.len())
     }
 
@@ -73,7 +111,24 @@ impl Write for PipeWriter {
     }
 }
 
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        self.set_hungry(false);
+    }
+}
+
 impl PipeReader {
+    fn set_hungry(&mut self, hungry: bool) {
+        if hungry != self.hungry {
+            self.hungry = hungry;
+            if hungry {
+                self.pipes.hungry.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.pipes.hungry.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// The next complete line held, if any (blank lines skipped).
     fn next_line(&mut self) -> Option<Next> {
         while let Some(end) = self.held[self.at..].iter().position(|&byte| byte == b'\n') {
@@ -97,9 +152,17 @@ impl PartitionInput for PipeReader {
             self.held.drain(..self.at);
             self.at = 0;
             match self.from_writer.try_recv() {
-                Ok(chunk) => self.held.extend_from_slice(&chunk),
-                Err(TryRecvError::Empty) => return Next::Pending,
+                Ok(chunk) => {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.set_hungry(false);
+                    self.held.extend_from_slice(&chunk);
+                }
+                Err(TryRecvError::Empty) => {
+                    self.set_hungry(true);
+                    return Next::Pending;
+                }
                 Err(TryRecvError::Disconnected) => {
+                    self.set_hungry(false);
                     // A last line without a newline still counts, as in a file.
                     let rest = std::mem::take(&mut self.held);
                     self.bytes_read += rest.len() as u64;
@@ -134,7 +197,7 @@ mod tests {
     fn lines_cut_anywhere_read_back_whole_and_pending_never_blocks() {
         // Writes three lines in odd cuts and checks the reader answers Pending between
         // them and decodes each line as a file reader would.
-        let (mut writer, mut reader) = pipe("p".into(), Arc::new(Mutex::new(None)));
+        let (mut writer, mut reader) = pipe("p".into(), &Arc::default(), Arc::new(Mutex::new(None)));
         assert!(matches!(reader.next_record(), Next::Pending));
         let text = b"{\"id\":\"a\",\"type\":\"refund\",\"ts\":\"2026-01-01T00:00:00+05:00\",\"account\":\"A\",\"amount\":\"1\"}\n\n not json\n{\"id\"";
         writer.write_all(&text[..10]).unwrap();
@@ -151,9 +214,31 @@ mod tests {
 
     #[test]
     fn a_dropped_reader_breaks_the_pipe() {
-        let (mut writer, reader) = pipe("p".into(), Arc::new(Mutex::new(None)));
+        let (mut writer, reader) = pipe("p".into(), &Arc::default(), Arc::new(Mutex::new(None)));
         drop(reader);
         let error = writer.write_all(b"x\n").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_full_pipe_waits_unless_a_reader_is_hungry() {
+        // Fills one pipe past its bound on a thread; the write waits until the other
+        // pipe's reader finds its pipe empty (hungry), then goes on.
+        let pipes = Arc::new(Pipes::default());
+        let error = Arc::new(Mutex::new(None));
+        let (mut full, _full_reader) = pipe("full".into(), &pipes, error.clone());
+        let (_quiet, mut quiet_reader) = pipe("quiet".into(), &pipes, error);
+        let writer = std::thread::spawn(move || {
+            for _ in 0..PIPE_CHUNKS_MAX + 4 {
+                full.write_all(b"x\n").unwrap();
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!writer.is_finished(), "the writer waits at the bound");
+        assert!(matches!(quiet_reader.next_record(), Next::Pending));
+        writer.join().unwrap();
+        assert_eq!(pipes.hungry.load(Ordering::SeqCst), 1);
+        drop(quiet_reader);
+        assert_eq!(pipes.hungry.load(Ordering::SeqCst), 0);
     }
 }

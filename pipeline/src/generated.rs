@@ -9,8 +9,9 @@
 //! `pNNN.jsonl`: partition `i` is read by worker `i mod workers` like file `i`, and the
 //! outputs equal those of a run over the generated files (tests/tests/generated.rs).
 //!
-//! Memory: [`pipe::PIPE_CHUNKS_MAX`] write buffers per partition; the generator waits
-//! when a partition's pipe is full. A generator failure fails the run ([`Generated::finish`]).
+//! Memory: [`pipe::PIPE_CHUNKS_MAX`] write buffers per partition while every partition
+//! has something to read; more while one is quiet and the run needs its next record (see
+//! [`pipe`]). A generator failure fails the run ([`Generated::finish`]).
 
 use anyhow::{bail, Context, Result};
 use markledger_connectors::file::{Format, PartitionWriter};
@@ -83,12 +84,13 @@ pub struct Generated {
 /// Starts the generator on its own thread.
 pub fn start(config: GeneratorConfig) -> Result<Generated> {
     let error = Arc::new(Mutex::new(None));
+    let pipes = Arc::new(pipe::Pipes::default());
     let mut writers = Vec::with_capacity(config.partitions as usize);
     let mut inputs: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(config.partitions as usize);
     let mut names = Vec::with_capacity(config.partitions as usize);
     for index in 0..config.partitions {
         let name = format!("{PREFIX}p{index:03}");
-        let (writer, reader) = pipe::pipe(name.clone(), error.clone());
+        let (writer, reader) = pipe::pipe(name.clone(), &pipes, error.clone());
         writers.push(PartitionWriter::over(Box::new(writer), Format::Json)?);
         inputs.push(Box::new(reader));
         names.push(name);

@@ -439,8 +439,11 @@ where
 fn step_until_done(worker: &mut Worker, shared: &RunShared, done: &ProbeHandle<Time>) {
     let stop = shared.graph.stop.as_deref();
     loop {
+        // A file run parks for at most 1 ms when it has nothing to do (a message from
+        // another worker wakes it at once): a source waiting for a generator pipe
+        // (connectors/src/pipe.rs) would otherwise spin and starve the generator thread.
         let active = match stop {
-            None => worker.step(),
+            None => worker.step_or_park(Some(std::time::Duration::from_millis(1))),
             Some(_) => worker.step_or_park(Some(std::time::Duration::from_millis(10))),
         };
         if shared.failed.get().is_some() || (stop.is_none() && !active) {
