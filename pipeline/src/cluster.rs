@@ -100,6 +100,11 @@ impl Cluster {
         self.addresses.len().max(1)
     }
 
+    /// Whether global worker `worker` runs in this process, with `workers` per process.
+    pub fn is_local(&self, worker: usize, workers: usize) -> bool {
+        worker / workers.max(1) == self.process
+    }
+
     /// One process only.
     pub fn is_single(&self) -> bool {
         self.processes() == 1

@@ -372,7 +372,7 @@ fn run_dataflow_files(
         anyhow::bail!("--state with --processes: checkpoints on a cluster: not yet (run the backfill on one process)");
     }
     let total = cluster.processes() * workers.max(1);
-    let owned = |i: usize| worker_of(i, total) / workers.max(1) == cluster.process;
+    let owned = |i: usize| cluster.is_local(worker_of(i, total), workers);
     let Inputs {
         inputs,
         names: partitions,

@@ -97,7 +97,7 @@ impl<'c> RunSettings<'c> {
 
     /// Whether global worker `worker` runs in this process.
     pub fn is_local(&self, worker: usize) -> bool {
-        worker / self.workers.max(1) == self.cluster.process
+        self.cluster.is_local(worker, self.workers)
     }
 }
 
