@@ -18,13 +18,14 @@
 //! by the workload's skew between partitions (what the generator writes elsewhere while a
 //! partition is quiet), not by a constant; BENCHMARKS.md measures it. With nothing to read
 //! a reader answers [`Next::Pending`] and never blocks. When the writer is dropped the
-//! partition finishes once read out; when the reader is dropped (the run ended or failed)
-//! a write fails with `BrokenPipe`.
+//! partition finishes once read out; when the reader is dropped (the run ended, failed or
+//! stopped early, e.g. at the calendar's end) a write fails with `BrokenPipe`, also one
+//! already waiting at the bound: nobody would ever empty that pipe again.
 
 use crate::codec::json::decode_event;
 use crate::partition::{Next, PartitionInput};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub struct PipeWriter {
     to_reader: Sender<Vec<u8>>,
     /// Chunks sent and not yet received.
     queued: Arc<AtomicUsize>,
+    /// Set when the reader is dropped.
+    closed: Arc<AtomicBool>,
     pipes: Arc<Pipes>,
 }
 
@@ -56,6 +59,7 @@ pub struct PipeReader {
     name: String,
     from_writer: Receiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
+    closed: Arc<AtomicBool>,
     pipes: Arc<Pipes>,
     /// Found the pipe empty and not fed since (counted in `pipes.hungry`).
     hungry: bool,
@@ -72,10 +76,12 @@ pub struct PipeReader {
 pub fn pipe(name: String, pipes: &Arc<Pipes>, error: Arc<Mutex<Option<String>>>) -> (PipeWriter, PipeReader) {
     let (to_reader, from_writer) = mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
     let reader = PipeReader {
         name,
         from_writer,
         queued: queued.clone(),
+        closed: closed.clone(),
         pipes: pipes.clone(),
         hungry: false,
         held: Vec::new(),
@@ -86,6 +92,7 @@ pub fn pipe(name: String, pipes: &Arc<Pipes>, error: Arc<Mutex<Option<String>>>)
     let writer = PipeWriter {
         to_reader,
         queued,
+        closed,
         pipes: pipes.clone(),
     };
     (writer, reader)
@@ -96,11 +103,15 @@ impl Write for PipeWriter {
         if bytes.is_empty() {
             return Ok(0);
         }
+        let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "the run stopped reading");
         self.queued.fetch_add(1, Ordering::SeqCst);
-        self.to_reader
-            .send(bytes.to_vec())
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the run stopped reading"))?;
+        self.to_reader.send(bytes.to_vec()).map_err(|_| stopped())?;
         while self.queued.load(Ordering::SeqCst) > PIPE_CHUNKS_MAX && self.pipes.hungry.load(Ordering::SeqCst) == 0 {
+            // The reader's drop sets `closed` before it gives up its hunger, so a writer
+            // that sees no hungry reader here sees the close at the latest on its next look.
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(stopped());
+            }
             std::thread::sleep(WRITER_WAIT);
         }
         Ok(bytes.len())
@@ -113,6 +124,7 @@ impl Write for PipeWriter {
 
 impl Drop for PipeReader {
     fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
         self.set_hungry(false);
     }
 }
@@ -218,6 +230,35 @@ mod tests {
         drop(reader);
         let error = writer.write_all(b"x\n").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_writer_waiting_at_the_bound_stops_when_its_reader_is_dropped() {
+        // The run stopped early (e.g. at the calendar's end) while the generator was
+        // waiting for a full pipe to drain: the write must fail, not wait forever (the
+        // run's end would hang joining the generator).
+        let (mut writer, reader) = pipe("p".into(), &Arc::default(), Arc::new(Mutex::new(None)));
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut result = Ok(());
+            for _ in 0..PIPE_CHUNKS_MAX + 4 {
+                result = writer.write_all(b"x\n");
+                if result.is_err() {
+                    break;
+                }
+            }
+            let _ = done.send(result.map_err(|error| error.kind()));
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            finished.try_recv().is_err(),
+            "the writer waits at the bound while the reader lives"
+        );
+        drop(reader);
+        let result = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the waiting writer gives up once its reader is dropped");
+        assert_eq!(result, Err(io::ErrorKind::BrokenPipe));
     }
 
     #[test]

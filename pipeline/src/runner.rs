@@ -402,11 +402,13 @@ fn run_dataflow_files(
             progress.advance(records, || format!("read {records} records"));
         },
     )?;
+    if !stats.errors.is_empty() {
+        // Said before joining the generator: a run that stopped early (the calendar's end)
+        // dropped its pipes, so the generator stops on a broken pipe, a consequence only.
+        anyhow::bail!("reading input: {}", stats.errors.join("; "));
+    }
     if let Some(generator) = generator {
         generator.finish()?;
-    }
-    if !stats.errors.is_empty() {
-        anyhow::bail!("reading input: {}", stats.errors.join("; "));
     }
     let runs = runs.with_context(|| format!("spilling outputs under {}", spill.dir.path().display()))?;
     if let (Some(store), Some(checkpoints)) = (&store, &backfill) {

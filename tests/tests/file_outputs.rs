@@ -285,3 +285,50 @@ fn a_full_disk_fails_the_run_by_name() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_generator_run_stopped_by_the_calendar_ends_with_its_message() {
+    // The run stops reading at the calendar's end (2028) while the generator still has
+    // four months to write: the generator, waiting for a full pipe nobody reads any more,
+    // must give up, and the run end with the calendar's message (it used to wait forever).
+    let dir = scratch("calendar-stop");
+    let mut child = std::process::Command::new(markledger_binary())
+        .args([
+            "run",
+            "--quiet",
+            "--workers",
+            "1",
+            "--input",
+            "gen:codes=400000,start=2027-09,months=6",
+            "--out",
+        ])
+        .arg(dir.join("out"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(300) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not end within 300 s: it hangs after the calendar stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("2028") && stderr.contains("does not cover"),
+        "the calendar's message, not the generator's broken pipe: {stderr}"
+    );
+    assert!(
+        !stderr.contains("broken pipe") && !stderr.contains("stopped reading"),
+        "{stderr}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

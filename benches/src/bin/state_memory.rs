@@ -1,5 +1,7 @@
-//! `state-memory DIR [--workers N]`: the dataflow's own memory on a dataset, and its bytes
-//! per live code.
+//! `state-memory DIR|gen:SPEC [--workers N]`: the dataflow's own memory on a dataset (or on
+//! the generator straight into the run, no files: `gen:codes=1000000000,bad-rate=0.05`), and
+//! its bytes per code held, with the national index's own figures (live codes in RAM, final
+//! codes on disk).
 //!
 //! `markledger run` keeps every output in memory until the end, to write the files in a
 //! canonical order, so its peak resident memory is mostly outputs. This runs the same
@@ -14,6 +16,7 @@
 //! horizon in a dataset of months), and of them the live ones (not yet final, also held by
 //! their accounts) — and the peak divided by each.
 
+use markledger::generated;
 use markledger::runtime::{run_inputs, RunSettings};
 use markledger_benches::dataset::partition_paths;
 use markledger_benches::scenario::config;
@@ -66,12 +69,21 @@ fn proc_status(name: &str) -> Result<u64, String> {
 }
 
 fn run(dir: &Path, workers: usize) -> Result<(), String> {
-    let paths = partition_paths(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
-    let mut inputs: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let reader = PartitionReader::open(path).map_err(|error| error.to_string())?;
-        inputs.push(Box::new(reader));
+    let mut generator = None;
+    let mut inputs: Vec<Box<dyn PartitionInput>> = Vec::new();
+    if let Some(spec) = generated::spec_of(dir) {
+        let config = generated::parse(spec).map_err(|error| format!("{error:#}"))?;
+        let mut started = generated::start(config).map_err(|error| format!("{error:#}"))?;
+        inputs = started.take_inputs();
+        generator = Some(started);
+    } else {
+        let paths = partition_paths(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+        for path in &paths {
+            let reader = PartitionReader::open(path).map_err(|error| error.to_string())?;
+            inputs.push(Box::new(reader));
+        }
     }
+    let partitions = inputs.len();
     // Linux ≥ 4.0: "5" resets the peak (VmHWM) to the current resident set.
     std::fs::write("/proc/self/clear_refs", "5").map_err(|error| format!("/proc/self/clear_refs: {error}"))?;
     let before = proc_status("VmRSS:")?;
@@ -88,6 +100,9 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
     let peak = proc_status("VmHWM:")?;
     if !result.stats.errors.is_empty() {
         return Err(format!("reading input: {}", result.stats.errors.join("; ")));
+    }
+    if let Some(generator) = generator {
+        generator.finish().map_err(|error| format!("{error:#}"))?;
     }
     let mut by_status = [0i64; Status::ALL.len()];
     for tally in &result.sinks {
@@ -109,7 +124,7 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
     println!(
         "state memory: {} ({} partitions), dataflow on {workers} workers, outputs dropped",
         dir.display(),
-        paths.len()
+        partitions
     );
     println!(
         "  run           {code_events} code events in {took:.2} s: {:.0} code events/s",
@@ -129,8 +144,27 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
         per(known),
         per(live)
     );
-    // One line for scripts: peak bytes, codes held, live codes.
-    println!("  machine       peak_bytes={peak} codes_held={known} live_codes={live} code_events={code_events}");
+    let (index_ram, index_disk, index_final) = match &result.final_codes {
+        Some(memory) => {
+            let per_final = |bytes: u64| bytes as f64 / (memory.final_codes.max(1)) as f64;
+            println!(
+                "  index         {} live codes in RAM, {} final codes on disk; code state {:.1} MiB in RAM ({:.1} B per final code), {:.1} MiB of run files ({:.1} B per final code)",
+                memory.live_codes,
+                memory.final_codes,
+                memory.ram_bytes as f64 / MIB,
+                per_final(memory.ram_bytes),
+                memory.disk_bytes as f64 / MIB,
+                per_final(memory.disk_bytes),
+            );
+            (memory.ram_bytes, memory.disk_bytes, memory.final_codes)
+        }
+        None => (0, 0, 0),
+    };
+    // One line for scripts.
+    println!(
+        "  machine       peak_bytes={peak} codes_held={known} live_codes={live} code_events={code_events} \
+         index_ram_bytes={index_ram} index_disk_bytes={index_disk} final_codes={index_final} seconds={took:.1}"
+    );
     Ok(())
 }
 
@@ -138,7 +172,8 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
 #[derive(clap::Parser)]
 #[command(name = "state-memory")]
 struct Args {
-    /// A generated dataset directory (JSON lines or binary).
+    /// A generated dataset directory (JSON lines or binary), or `gen:SPEC` to run the
+    /// generator straight into the dataflow (the keys of `markledger run --input gen:…`).
     dir: PathBuf,
     /// Worker threads of the dataflow.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
