@@ -116,7 +116,7 @@ impl Config {
     /// system's epoch, and not quarantined (`markledger_operators::rules::Admission`).
     pub fn admission(&self) -> Admission {
         Admission {
-            window: TimeWindow::of(&self.calendar),
+            window: TimeWindow::of(&self.calendar).with_expiry(&self.calendar, self.expiry_working_days),
             quarantine: self.quarantine.clone(),
         }
     }
