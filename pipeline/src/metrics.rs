@@ -351,6 +351,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_metric_the_readme_names_is_one_a_stream_serves() {
+        // README.md's Metrics section (sample and alerts): each `markledger_…` name in it
+        // is rendered from a stream's snapshot with every figure present.
+        let readme = include_str!("../../README.md");
+        let start = readme.find("#### Metrics").expect("a Metrics section");
+        let end = start + readme[start..].find("#### Logs").expect("the section after");
+        let section = &readme[start..end];
+        let snapshot = Snapshot {
+            partitions: vec![PartitionSnapshot {
+                topic: "codes.events".into(),
+                partition: 0,
+                records: 1,
+                high_water_ms: 1_767_225_600_000,
+                lag: Some(0),
+                held: false,
+                late: 0,
+            }],
+            records: 1,
+            outputs: OutputFigures {
+                by_topic: [("codes.ledger".to_string(), 1)].into(),
+                rejections: [("CODE_UNPAID", 1)].into(),
+            },
+            output_frontier_ms: 1_767_225_600_000,
+            committed_frontier_ms: 1_767_225_600_000,
+            last_checkpoint: Some((1, Duration::from_millis(1), Duration::from_secs(1))),
+            codes: Some(CodesMemory::default()),
+            kafka: Some(BrokerFigures::default()),
+            ..Snapshot::default()
+        };
+        let rendered: std::collections::BTreeSet<String> = render(&snapshot)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split(['{', ' ']).next())
+            .map(str::to_string)
+            .collect();
+        let mut named = 0;
+        for (at, _) in section.match_indices("markledger_") {
+            let name: String = section[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                rendered.contains(&name),
+                "README names {name}, not served: {rendered:?}"
+            );
+            named += 1;
+        }
+        assert!(named > 30, "the section names {named} metrics");
+    }
+
+    #[test]
     fn a_snapshot_renders_as_prometheus_text_with_conventional_names() {
         // Renders a snapshot with one partition, outputs and a checkpoint: the counters end
         // in _total, times are in seconds, labels name topic/partition/reason.
