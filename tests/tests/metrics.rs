@@ -226,8 +226,8 @@ fn metrics_move_during_a_stream_and_agree_with_its_summary() {
 #[test]
 fn a_file_run_serves_its_records_read_while_it_lasts() {
     // `run --metrics-addr`: scraped while the run goes, the records read only grow and
-    // never pass the dataset's event count; memory is there; the run ends normally and its
-    // summary says as many records.
+    // never pass the dataset's event count; memory and the codes held are there; the run ends
+    // normally and its summary says as many records.
     let work = temp("run");
     let data = work.join("dataset");
     let config = GeneratorConfig {
@@ -256,11 +256,12 @@ fn a_file_run_serves_its_records_read_while_it_lasts() {
         .stderr(Stdio::null())
         .spawn()
         .expect("markledger run");
-    let mut seen = Vec::new();
+    let (mut seen, mut codes_held) = (Vec::new(), Vec::new());
     while child.try_wait().expect("child").is_none() {
         if let Some(samples) = scrape(port) {
             assert!(value(&samples, "markledger_process_resident_memory_bytes") > 1e6);
             seen.push(value(&samples, "markledger_input_records_read_total"));
+            codes_held.extend(samples.get("markledger_codes_held").copied());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -273,6 +274,11 @@ fn a_file_run_serves_its_records_read_while_it_lasts() {
         .expect("summary");
     assert!(child.wait().expect("exit").success(), "{summary}");
     assert!(!seen.is_empty(), "no scrape succeeded while the run lasted");
+    // The national index reports every 64th store advance: a file run shows its codes too.
+    assert!(
+        codes_held.iter().any(|held| *held > 0.0),
+        "no scrape showed codes held: {codes_held:?}"
+    );
     assert!(seen.windows(2).all(|pair| pair[0] <= pair[1]), "{seen:?}");
     assert!(*seen.last().expect("one") <= manifest.events as f64, "{seen:?}");
     assert!(summary.contains(&manifest.events.to_string()), "{summary}");
