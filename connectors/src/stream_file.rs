@@ -146,6 +146,35 @@ mod tests {
     use crate::kafka::OutputTopics;
 
     #[test]
+    fn the_readme_s_plain_and_secured_configurations_parse() {
+        // README.md shows two TOML files side by side, split by a `|` column: each column
+        // must be a configuration this parser takes, the secured one with its [kafka]
+        // properties passing the protected-property check.
+        let readme = include_str!("../../README.md");
+        let start = readme.find("# plain.toml").expect("README shows plain.toml");
+        let block = &readme[start..start + readme[start..].find("```").expect("end of block")];
+        let (mut plain, mut secured) = (String::new(), String::new());
+        for line in block.lines() {
+            let (left, right) = line.split_once('|').unwrap_or((line, ""));
+            plain.push_str(left.trim_end());
+            plain.push('\n');
+            secured.push_str(right.trim());
+            secured.push('\n');
+        }
+        let plain = StreamFile::parse(&plain).unwrap_or_else(|error| panic!("plain.toml: {error}\n{plain}"));
+        assert_eq!(plain.brokers.as_deref(), Some("127.0.0.1:9092"));
+        assert!(plain.kafka.is_none());
+        let secured = StreamFile::parse(&secured).unwrap_or_else(|error| panic!("secured.toml: {error}\n{secured}"));
+        let kafka = secured.kafka.expect("a [kafka] table");
+        assert_eq!(kafka.get("security.protocol").map(String::as_str), Some("sasl_ssl"));
+        assert_eq!(secured.replication_factor, Some(3));
+        let mut properties = crate::kafka::Properties::default();
+        for (key, value) in &kafka {
+            properties.set(key, value).expect("a passable property");
+        }
+    }
+
+    #[test]
     fn a_config_file_sets_what_it_names_and_refuses_unknown_keys() {
         // Parses a TOML file naming some settings: those are set, the other topics keep
         // their defaults, and an unknown key is refused.

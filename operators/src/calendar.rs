@@ -158,6 +158,25 @@ impl WorkingCalendar {
         day
     }
 
+    /// The end (24:00 local) of the `n`-th working day after `date` when that day is within
+    /// the calendar's range; None when it would fall after the range's last day, where only
+    /// weekends would count as days off (issue 19: such a deadline is never computed).
+    pub fn deadline_within(&self, date: NaiveDate, n: u32) -> Option<Ts> {
+        let last = self.range.1;
+        let mut day = date;
+        let mut found = 0;
+        while found < n {
+            if day >= last {
+                return None;
+            }
+            day = day.succ_opt()?;
+            if self.is_working_day(day) {
+                found += 1;
+            }
+        }
+        (day <= last).then(|| day_end(day))
+    }
+
     /// The end (24:00 local) of the `n`-th working day after `date`: the expiry deadline
     /// of an emission (n = 30) and the defect-report deadline of an act (n = 10).
     pub fn deadline_after(&self, date: NaiveDate, n: u32) -> Ts {

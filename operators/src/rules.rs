@@ -52,6 +52,53 @@ pub struct TimeWindow {
     /// calendar, so a run stops for it and a stream holds it until a calendar covers it
     /// (issue 19) rather than computing a deadline in a year it does not know.
     pub uncovered_end: Ts,
+    /// The first instant whose emission's expiry deadline (the n-th working day after its
+    /// date, [`TimeWindow::with_expiry`]) falls after the calendar's last day: an emission
+    /// from here on is held like an event in the uncovered year, so no expiry deadline is
+    /// ever counted over days the calendar does not know. `calendar_end` (no limit before
+    /// the calendar's end) until `with_expiry` sets it.
+    pub emission_end: Ts,
+    /// The expiry's working days `emission_end` was computed for, for messages.
+    pub expiry_working_days: u32,
+}
+
+/// Why an event may not be taken in yet although its `ts` is not absurd: what it needs
+/// lies past the calendar's last day (issue 19). A run stops before it; a stream holds
+/// its partition there until restarted with a calendar that covers `year`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeyondCalendar {
+    /// The event's own `ts` is in `year`, the first year the calendar does not cover.
+    Event {
+        /// The uncovered year.
+        year: i32,
+    },
+    /// An emission whose expiry deadline would fall in `year`, past the calendar's end.
+    ExpiryDeadline {
+        /// The year the deadline would fall in.
+        year: i32,
+        /// The expiry's working days.
+        working_days: u32,
+    },
+}
+
+impl BeyondCalendar {
+    /// The year the calendar would have to cover.
+    pub fn year(&self) -> i32 {
+        match self {
+            BeyondCalendar::Event { year } | BeyondCalendar::ExpiryDeadline { year, .. } => *year,
+        }
+    }
+
+    /// What is beyond, to follow "event X at TS" in a message: "is in 2028", or "is an
+    /// emission whose expiry deadline (30 working days later) would fall in 2028".
+    pub fn what(&self) -> String {
+        match self {
+            BeyondCalendar::Event { year } => format!("is in {year}"),
+            BeyondCalendar::ExpiryDeadline { year, working_days } => {
+                format!("is an emission whose expiry deadline ({working_days} working days later) would fall in {year}")
+            }
+        }
+    }
 }
 
 impl TimeWindow {
@@ -65,7 +112,46 @@ impl TimeWindow {
             end_is: "the end of the working-day calendar",
             calendar_end: day_end(last),
             uncovered_end: day_end(next_year_end),
+            emission_end: day_end(last),
+            expiry_working_days: 0,
         }
+    }
+
+    /// The window with `emission_end` set for expiry deadlines of `working_days` working
+    /// days under `calendar`: the end of the last day whose n-th working day after is still
+    /// within the calendar. Found by walking back from the calendar's last day (a deadline
+    /// moves monotonically with its start day), at most `DEADLINE_SEARCH_DAYS_MAX` days.
+    pub fn with_expiry(self, calendar: &WorkingCalendar, working_days: u32) -> TimeWindow {
+        let mut day = calendar.range.1;
+        let mut walked = 0;
+        while calendar.deadline_within(day, working_days).is_none()
+            && walked < crate::calendar::DEADLINE_SEARCH_DAYS_MAX
+        {
+            day = day.pred_opt().unwrap_or(day);
+            walked += 1;
+        }
+        TimeWindow {
+            emission_end: day_end(day).min(self.calendar_end),
+            expiry_working_days: working_days,
+            ..self
+        }
+    }
+
+    /// Whether `event` must wait for a calendar covering more (see [`BeyondCalendar`]): its
+    /// `ts` is in the first uncovered year, or it is an emission whose expiry deadline falls
+    /// past the calendar's end. None when it may be taken in, or its `ts` is further out
+    /// (absurd: refused `TS_OUT_OF_RANGE` by [`TimeWindow::check`]).
+    pub fn beyond_calendar(&self, event: &Event) -> Option<BeyondCalendar> {
+        if let Some(year) = self.uncovered_year(event.ts) {
+            return Some(BeyondCalendar::Event { year });
+        }
+        let emission = matches!(event.kind(), crate::event::Kind::Emission);
+        (emission && event.ts >= self.emission_end && event.ts < self.calendar_end).then(|| {
+            BeyondCalendar::ExpiryDeadline {
+                year: self.calendar_end.local_date().year(),
+                working_days: self.expiry_working_days,
+            }
+        })
     }
 
     /// The year of `ts` when it lies in the first year the calendar does not cover (see
@@ -199,8 +285,15 @@ pub fn tariff(
 /// A defect report (DOMAIN.md §2, §8) reported at `ts` for an act of `act_date`: on time
 /// before the end of the `working_days`-th working day after the act, else the detail of
 /// its `DEFECT_REPORT_LATE` rejection (one record for the whole report, `code: null`).
+///
+/// A deadline past the calendar's last day is never computed (issue 19): the report's own
+/// `ts` is within the calendar (the [`TimeWindow`] admits nothing later), so it is before
+/// any such deadline and on time, whatever the uncovered days turn out to be.
 pub fn defect_report(act_date: NaiveDate, ts: Ts, calendar: &WorkingCalendar, working_days: u32) -> Result<(), String> {
-    let deadline = calendar.deadline_after(act_date, working_days);
+    let Some(deadline) = calendar.deadline_within(act_date, working_days) else {
+        debug_assert!(ts < day_end(calendar.range.1), "a defect report beyond the calendar");
+        return Ok(());
+    };
     if ts >= deadline {
         return Err(format!("defect act of {act_date} had to be reported before {deadline}"));
     }
@@ -254,6 +347,67 @@ mod tests {
             .contains("--max-ahead"));
         assert!(narrowed.check(ts("2026-01-01T00:00:00+05:00")).is_err());
         assert!(narrowed.check(ts("2025-12-31T23:00:00+05:00")).is_ok());
+    }
+
+    #[test]
+    fn no_deadline_is_counted_past_the_calendars_end() {
+        // Weekends only in `calendar()`: the 30th working day after Fri 2027-11-19 is Fri
+        // 2027-12-31, the calendar's last day; after Mon 2027-11-22 it would be in 2028. So an
+        // emission is held from 2027-11-20 on, a payment only from 2028; a defect act whose
+        // 10th working day is past the end is on time without a deadline being counted.
+        let calendar = calendar();
+        let window = TimeWindow::of(&calendar).with_expiry(&calendar, 30);
+        let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            calendar.deadline_within(day("2027-11-19"), 30),
+            Some(day_end(day("2027-12-31")))
+        );
+        assert_eq!(calendar.deadline_within(day("2027-11-22"), 30), None);
+        assert_eq!(window.emission_end, day_end(day("2027-11-21")));
+        let event = |kind: &str, at: &str| Event {
+            id: "e".into(),
+            ts: ts(at),
+            account: "A".into(),
+            body: if kind == "emission" {
+                crate::event::Body::Emission {
+                    order: "o".into(),
+                    gtin: "g".into(),
+                    codes: vec!["c".into()],
+                }
+            } else {
+                crate::event::Body::Payment {
+                    amount: DecimalField::Parsed(Decimal::ONE),
+                    channel: "bank".into(),
+                }
+            },
+        };
+        assert_eq!(
+            window.beyond_calendar(&event("emission", "2027-11-19T12:00:00+05:00")),
+            None
+        );
+        let held = window.beyond_calendar(&event("emission", "2027-11-22T12:00:00+05:00"));
+        assert_eq!(
+            held,
+            Some(BeyondCalendar::ExpiryDeadline {
+                year: 2028,
+                working_days: 30
+            })
+        );
+        assert!(held.unwrap().what().contains("would fall in 2028"));
+        assert_eq!(
+            window.beyond_calendar(&event("payment", "2027-12-30T12:00:00+05:00")),
+            None
+        );
+        assert_eq!(
+            window.beyond_calendar(&event("payment", "2028-01-03T12:00:00+05:00")),
+            Some(BeyondCalendar::Event { year: 2028 })
+        );
+        assert_eq!(
+            window.beyond_calendar(&event("emission", "2999-01-03T12:00:00+05:00")),
+            None
+        );
+        assert!(defect_report(day("2027-12-27"), ts("2027-12-31T12:00:00+05:00"), &calendar, 10).is_ok());
+        assert!(defect_report(day("2027-11-01"), ts("2027-12-31T12:00:00+05:00"), &calendar, 10).is_err());
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Engine configuration: every tunable of DOMAIN.md in one place, with its default.
 
-use markledger_operators::final_codes::{FinalCodes, WriteLimit};
+use markledger_operators::final_codes::{CodesMemory, FinalCodes, WriteLimit};
 use markledger_operators::rules::{Admission, TimeWindow};
 use markledger_operators::time::{MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND};
 use markledger_operators::WorkingCalendar;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What every engine needs to know besides its input.
 #[derive(Clone, Debug)]
@@ -55,6 +55,10 @@ pub struct FinalCodesOptions {
     /// Fault injection: the stores' writes fail with "no space left" after this many
     /// bytes (tests of a full disk; debug builds also read `MARKLEDGER_SPILL_WRITE_LIMIT`).
     pub write_limit: Option<u64>,
+    /// The place the last run with these options made, shared by their clones: the
+    /// metrics endpoint reads the national index's memory report from it while the run
+    /// lasts ([`FinalCodesOptions::memory`]).
+    pub last_place: Arc<Mutex<Option<FinalCodes>>>,
 }
 
 impl FinalCodesOptions {
@@ -71,7 +75,15 @@ impl FinalCodesOptions {
             .flatten()
             .and_then(|bytes| bytes.parse::<u64>().ok());
         place.write_limit = self.write_limit.or(injected).map(WriteLimit::new);
+        *self.last_place.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(place.clone());
         place
+    }
+
+    /// What the national index of the last run placed here reported last (codes held and
+    /// live, RAM and disk: the summary's memory line); None before its first report.
+    pub fn memory(&self) -> Option<CodesMemory> {
+        let place = self.last_place.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        place.as_ref().and_then(FinalCodes::memory)
     }
 }
 
@@ -116,7 +128,7 @@ impl Config {
     /// system's epoch, and not quarantined (`markledger_operators::rules::Admission`).
     pub fn admission(&self) -> Admission {
         Admission {
-            window: TimeWindow::of(&self.calendar),
+            window: TimeWindow::of(&self.calendar).with_expiry(&self.calendar, self.expiry_working_days),
             quarantine: self.quarantine.clone(),
         }
     }

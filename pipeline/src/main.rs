@@ -486,9 +486,10 @@ fn run(args: RunArgs) -> Result<()> {
     let records_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let metrics = match &args.metrics_addr {
         Some(address) => {
-            let read = records_read.clone();
+            let (read, codes) = (records_read.clone(), config.final_codes.clone());
             let snapshot = move || markledger::metrics::Snapshot {
                 records: read.load(std::sync::atomic::Ordering::Relaxed),
+                codes: codes.memory(),
                 ..markledger::metrics::Snapshot::default()
             };
             let server = markledger::metrics::MetricsServer::start(address, Box::new(snapshot))?;
@@ -690,6 +691,9 @@ fn print_stream_summary(report: &StreamReport, took: Duration) {
             bytes as f64 / 1e6,
             report.longest_save.as_secs_f64() * 1e3
         );
+    }
+    if let Some(memory) = &report.memory {
+        markledger_operators::say!("  memory      {}", markledger::runner::render_memory(memory));
     }
     markledger_operators::say!("  took        {:.1} s", took.as_secs_f64());
 }

@@ -10,7 +10,9 @@
 //! Unix epoch. README.md ("Metrics") shows a sample and a watermark-lag alert.
 
 use anyhow::{Context, Result};
+use markledger_connectors::kafka::health::BrokerFigures;
 use markledger_connectors::kafka::{OutputFigures, PartitionSnapshot};
+use markledger_operators::final_codes::CodesMemory;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -48,6 +50,12 @@ pub struct Snapshot {
     pub longest_pause: Duration,
     /// Partitions held at the calendar's end.
     pub calendar_held: usize,
+    /// The national index's last memory report: codes held (live and final), its RAM and
+    /// disk (the summary's memory line; None before the first report).
+    pub codes: Option<CodesMemory>,
+    /// Whether the Kafka cluster is reachable, its outages and client errors (a stream;
+    /// None for a file run).
+    pub kafka: Option<BrokerFigures>,
 }
 
 /// The text of one scrape.
@@ -180,6 +188,29 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Partitions held at the end of the working-day calendar (alert: extend the calendar)",
         snapshot.calendar_held as f64,
     );
+    if let Some(kafka) = &snapshot.kafka {
+        register_gauge(
+            &mut registry,
+            "kafka_brokers_reachable",
+            "0 while every Kafka broker is down (librdkafka's AllBrokersDown until one is up again), else 1",
+            f64::from(u8::from(kafka.reachable)),
+        );
+        register_counter(
+            &mut registry,
+            "kafka_unreachable",
+            "Times every Kafka broker became unreachable",
+            kafka.outages,
+        );
+        register_counter(
+            &mut registry,
+            "kafka_client_errors",
+            "Client-level errors librdkafka reported (transport failures, timeouts, refused credentials)",
+            kafka.errors,
+        );
+    }
+    if let Some(codes) = &snapshot.codes {
+        register_codes(&mut registry, codes);
+    }
     if let Some(bytes) = resident_bytes() {
         register_gauge(
             &mut registry,
@@ -192,6 +223,43 @@ pub fn render(snapshot: &Snapshot) -> String {
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &registry);
     text
+}
+
+/// The national index's state as gauges (they go down as well as up: codes become final,
+/// retention drops them).
+fn register_codes(registry: &mut Registry, codes: &CodesMemory) {
+    let gauges = [
+        (
+            "codes_held",
+            "Codes the national index holds: live in RAM plus final in its store",
+            codes.live_codes + codes.final_codes,
+        ),
+        (
+            "codes_live",
+            "Codes not final yet, held in RAM by the national index",
+            codes.live_codes,
+        ),
+        (
+            "codes_final",
+            "Final codes held in the national index's store (memtable and run files, within retention)",
+            codes.final_codes,
+        ),
+        (
+            "code_state_memory_bytes",
+            "RAM the national index's code state takes (an estimate from its tables' sizes)",
+            codes.ram_bytes,
+        ),
+        (
+            "code_state_disk_bytes",
+            "Bytes of the national index's run files on disk",
+            codes.disk_bytes,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(name, help, gauge);
+    }
 }
 
 fn seconds(ms: i64) -> f64 {
@@ -283,6 +351,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_metric_the_readme_names_is_one_a_stream_serves() {
+        // README.md's Metrics section (sample and alerts): each `markledger_…` name in it
+        // is rendered from a stream's snapshot with every figure present.
+        let readme = include_str!("../../README.md");
+        let start = readme.find("#### Metrics").expect("a Metrics section");
+        let end = start + readme[start..].find("#### Logs").expect("the section after");
+        let section = &readme[start..end];
+        let snapshot = Snapshot {
+            partitions: vec![PartitionSnapshot {
+                topic: "codes.events".into(),
+                partition: 0,
+                records: 1,
+                high_water_ms: 1_767_225_600_000,
+                lag: Some(0),
+                held: false,
+                late: 0,
+            }],
+            records: 1,
+            outputs: OutputFigures {
+                by_topic: [("codes.ledger".to_string(), 1)].into(),
+                rejections: [("CODE_UNPAID", 1)].into(),
+            },
+            output_frontier_ms: 1_767_225_600_000,
+            committed_frontier_ms: 1_767_225_600_000,
+            last_checkpoint: Some((1, Duration::from_millis(1), Duration::from_secs(1))),
+            codes: Some(CodesMemory::default()),
+            kafka: Some(BrokerFigures::default()),
+            ..Snapshot::default()
+        };
+        let rendered: std::collections::BTreeSet<String> = render(&snapshot)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split(['{', ' ']).next())
+            .map(str::to_string)
+            .collect();
+        let mut named = 0;
+        for (at, _) in section.match_indices("markledger_") {
+            let name: String = section[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                rendered.contains(&name),
+                "README names {name}, not served: {rendered:?}"
+            );
+            named += 1;
+        }
+        assert!(named > 30, "the section names {named} metrics");
+    }
+
+    #[test]
     fn a_snapshot_renders_as_prometheus_text_with_conventional_names() {
         // Renders a snapshot with one partition, outputs and a checkpoint: the counters end
         // in _total, times are in seconds, labels name topic/partition/reason.
@@ -305,6 +424,17 @@ mod tests {
             output_frontier_ms: 1_767_225_590_000,
             checkpoints: 1,
             last_checkpoint: Some((1024, Duration::from_millis(5), Duration::from_secs(3))),
+            codes: Some(CodesMemory {
+                live_codes: 10,
+                final_codes: 32,
+                ram_bytes: 4096,
+                disk_bytes: 2048,
+            }),
+            kafka: Some(BrokerFigures {
+                reachable: false,
+                outages: 1,
+                errors: 3,
+            }),
             ..Snapshot::default()
         };
         let text = render(&snapshot);
@@ -320,6 +450,14 @@ mod tests {
             "markledger_output_frontier_seconds 1767225590.0",
             "markledger_checkpoint_bytes 1024.0",
             "markledger_checkpoint_age_seconds 3.0",
+            "markledger_codes_held 42",
+            "markledger_codes_live 10",
+            "markledger_codes_final 32",
+            "markledger_code_state_memory_bytes 4096",
+            "markledger_code_state_disk_bytes 2048",
+            "markledger_kafka_brokers_reachable 0.0",
+            "markledger_kafka_unreachable_total 1",
+            "markledger_kafka_client_errors_total 3",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

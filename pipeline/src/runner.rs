@@ -485,16 +485,17 @@ fn run_reference_files(config: &Config, run: &FileRun<'_>, progress: &mut Progre
     let window = config.admission().window;
     for (path, partition) in partitions.iter().zip(&records) {
         let beyond = partition.iter().find_map(|record| match record {
-            Decoded::Event(event) => window.uncovered_year(event.ts).map(|year| (event, year)),
+            Decoded::Event(event) => window.beyond_calendar(event).map(|beyond| (event, beyond)),
             _ => None,
         });
-        if let Some((event, year)) = beyond {
+        if let Some((event, beyond)) = beyond {
             anyhow::bail!(
-                "reading input: {}: event {:?} at {} is in {year}, a year {} does not cover: no \
+                "reading input: {}: event {:?} at {} {}, a year {} does not cover: no \
                  working-day deadline can be computed there, so the run stops before it",
                 path.display(),
                 event.id,
                 event.ts,
+                beyond.what(),
                 config.calendar_name
             );
         }

@@ -192,18 +192,21 @@ fn admit(admission: &Admission, event: Event) -> Decoded {
 }
 
 /// Why `record` may not be taken in yet: its `ts` is in the first year the calendar does
-/// not cover (issue 19). Further out it is absurd and refused `TS_OUT_OF_RANGE` instead.
+/// not cover, or it is an emission whose expiry deadline would fall there (issue 19).
+/// Further out it is absurd and refused `TS_OUT_OF_RANGE` instead.
 fn beyond_calendar(admission: &Admission, record: &Next, calendar_name: &str) -> Option<String> {
     let (Next::Record(Decoded::Event(event)) | Next::Known(Decoded::Event(event))) = record else {
         return None;
     };
-    let year = admission.window.uncovered_year(event.ts)?;
+    let beyond = admission.window.beyond_calendar(event)?;
+    let year = beyond.year();
     Some(format!(
-        "event {:?} at {} is in {year}, a year {calendar_name} does not cover (its last day is {}): \
+        "event {:?} at {} {}, a year {calendar_name} does not cover (its last day is {}): \
          no working-day deadline can be computed there, so the run stops before it; extend the \
          calendar to {year} (datasets/calendars/README.md) and pass it with --calendar",
         event.id,
         event.ts,
+        beyond.what(),
         admission
             .window
             .calendar_end

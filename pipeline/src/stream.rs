@@ -47,6 +47,7 @@ use markledger_connectors::kafka::{
     KafkaSink, OutputTopics, ProgressTopic, ResumeAt, SharedProducer, TopicSpec,
 };
 use markledger_operators::checkpoint::{Checkpoints, Cut};
+use markledger_operators::final_codes::CodesMemory;
 use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
 use std::path::{Path, PathBuf};
@@ -129,6 +130,8 @@ pub struct StreamReport {
     pub last_checkpoint: Option<(Time, u64, u64)>,
     /// The longest a machine's save held up its worker.
     pub longest_save: Duration,
+    /// What the national index's state held and cost at the end (the memory line).
+    pub memory: Option<CodesMemory>,
 }
 
 /// Runs `stream` until `stop` is set; then finishes what is before the watermark, commits,
@@ -148,8 +151,12 @@ pub fn run_stream(
     let run = Arc::new(StreamRun::start(config, options, assignment, restored)?);
     let metrics = match &options.metrics_addr {
         Some(address) => {
-            let (run, lateness_ms) = (run.clone(), config.lateness_ms);
-            let server = MetricsServer::start(address, Box::new(move || run.snapshot(lateness_ms)))?;
+            let (run, lateness_ms, codes) = (run.clone(), config.lateness_ms, config.final_codes.clone());
+            let snapshot = move || Snapshot {
+                codes: codes.memory(),
+                ..run.snapshot(lateness_ms)
+            };
+            let server = MetricsServer::start(address, Box::new(snapshot))?;
             markledger_operators::note!("markledger stream: metrics at http://{address}/metrics");
             Some(server)
         }
@@ -187,6 +194,7 @@ pub fn run_stream(
         .checkpointing
         .as_ref()
         .map_or(Duration::ZERO, |checkpointing| checkpointing.longest_save());
+    report.memory = finished.final_codes;
     Ok(report)
 }
 
@@ -453,6 +461,8 @@ impl StreamRun {
             }),
             longest_pause: checkpointing.map_or(Duration::ZERO, |c| c.longest_save()),
             calendar_held: self.input.calendar_held.load(Ordering::Relaxed),
+            codes: None,
+            kafka: Some(markledger_connectors::kafka::health::snapshot()),
         }
     }
 
@@ -476,6 +486,7 @@ impl StreamRun {
                 .as_ref()
                 .and_then(|checkpointing| checkpointing.last_written()),
             longest_save: Duration::ZERO,
+            memory: None,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Test support shared by markledger's cross-crate tests: builders for input lines in the
 //! wire format of INTERFACE.md, a runner that feeds them through the real JSON decoder
 //! into an engine, and queries over the outputs; [`broker`] runs a real Kafka broker
-//! (tansu) for the Kafka connector tests.
+//! (tansu) for the Kafka connector tests; [`process`] holds what the tests running the
+//! binary as a process share (scratch directories, ports, SIGTERM, metrics scrapes).
 
 #![deny(missing_docs)]
 
 pub mod broker;
 pub mod compare;
+pub mod process;
 
 use markledger::config::Config;
 use markledger::reference;

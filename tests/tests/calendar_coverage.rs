@@ -2,9 +2,11 @@
 //! calendar does not cover. `markledger run` over data that enters the first uncovered year
 //! (2028 for the shipped calendar; 2026 for a user calendar ending mid-2026) stops with a
 //! message naming the calendar and the year; a timestamp further out stays an ordinary
-//! `TS_OUT_OF_RANGE` rejection (an absurd time, not a calendar gap).
+//! `TS_OUT_OF_RANGE` rejection (an absurd time, not a calendar gap). An emission whose
+//! expiry deadline (30 working days) would fall in the uncovered year stops the run the
+//! same way, so no deadline is ever counted with weekends only; both engines agree.
 
-use markledger_tests::{markledger_binary, payment, tariff};
+use markledger_tests::{emission, markledger_binary, order, payment, tariff, GTIN};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -102,5 +104,43 @@ fn an_absurd_timestamp_is_still_a_rejection_not_a_stop() {
         rejections.contains("p2999") && rejections.contains("TS_OUT_OF_RANGE"),
         "{rejections}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_emission_whose_expiry_deadline_falls_past_the_calendar_stops_the_run() {
+    // The 30th working day after Thu 2027-11-18 is Fri 2027-12-31 under the shipped
+    // calendar (Thu Dec 16 is a holiday): that emission is taken in (its codes would expire
+    // at the end of the calendar's last day). An emission on Wed 2027-12-01 would expire in
+    // January 2028: the run stops before it with the calendar message, on both engines; a
+    // payment the same day does not stop it.
+    let dir = temp("expiry");
+    let mut lines = history();
+    lines.truncate(2);
+    lines.push(order("o1", "2027-11-01T09:00:00+05:00", "A", "O-1", GTIN, 2));
+    lines.push(emission("e1", "2027-11-18T10:00:00+05:00", "A", "O-1", GTIN, &["c1"]));
+    let covered = run(&dir, &lines, &[]);
+    assert!(covered.status.success(), "{}", String::from_utf8_lossy(&covered.stderr));
+    let status = std::fs::read_to_string(dir.join("out/status.jsonl")).expect("status");
+    assert!(
+        status.contains(r#""event":"e1""#) && status.contains(r#""to":"EMITTED""#),
+        "{status}"
+    );
+    lines.push(payment("p-dec", "2027-12-01T10:00:00+05:00", "A", "1.00", "bank"));
+    let paid = run(&dir, &lines, &[]);
+    assert!(paid.status.success(), "{}", String::from_utf8_lossy(&paid.stderr));
+    lines.push(emission("e2", "2027-12-01T11:00:00+05:00", "A", "O-1", GTIN, &["c2"]));
+    for engine in [&[][..], &["--engine", "reference"][..]] {
+        let output = run(&dir, &lines, engine);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{engine:?}: the run must stop: {stderr}");
+        for needle in [
+            "\"e2\"",
+            "is an emission whose expiry deadline (30 working days later) would fall in 2028",
+            "the shipped calendar (datasets/calendars/kazakhstan.cal) does not cover",
+        ] {
+            assert!(stderr.contains(needle), "{engine:?}: missing {needle:?} in: {stderr}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

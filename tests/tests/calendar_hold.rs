@@ -1,25 +1,23 @@
 //! A stream at the calendar's end (issue 19), against a real tansu broker: with a calendar
 //! that ends on 2026-01-31 and data running into February, `stream --state` holds every
-//! partition at its first February record (logged, `markledger_calendar_held_partitions`
-//! on the metrics endpoint, the committed frontier never past 2026-02-01), and restarted
+//! partition before February (logged, `markledger_calendar_held_partitions` on the metrics
+//! endpoint, the committed frontier never past 2026-02-01): at its first emission whose
+//! 30-working-day expiry deadline would fall in February, so no deadline is counted past
+//! the calendar, or its first February record, whichever comes first; and restarted
 //! with the shipped calendar (which agrees on every day up to 2026-01-31) it restores its
 //! checkpoint and goes on to the end of the data.
 
 use markledger_connectors::kafka::{produce_dataset, KafkaSettings, PartitionConsumer, Polled, Start};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
 use markledger_tests::broker::{Broker, Storage};
+use markledger_tests::process::{free_port, scrape_one, temp_dir, terminate, wait_for};
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("markledger-hold-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    temp_dir("hold", name)
 }
 
 /// The shipped calendar cut at 2026-01-31.
@@ -65,17 +63,6 @@ fn progress(settings: &KafkaSettings) -> u64 {
     last
 }
 
-fn scrape(port: u16, name: &str) -> Option<f64> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-}
-
 fn stream(brokers: &str, state: &Path, log: &Path, extra: &[&str]) -> Child {
     Command::new(markledger_tests::markledger_binary())
         .args(["stream", "--brokers", brokers, "--workers", "2", "--quiet"])
@@ -94,15 +81,6 @@ fn stream(brokers: &str, state: &Path, log: &Path, extra: &[&str]) -> Child {
         .stderr(std::fs::File::create(log).expect("log"))
         .spawn()
         .expect("markledger stream")
-}
-
-fn terminate(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let status = child.wait().expect("exit");
-    assert!(status.success(), "stream exited with {status}");
 }
 
 #[test]
@@ -133,11 +111,7 @@ fn a_stream_holds_at_the_calendar_end_and_goes_on_with_a_calendar_that_covers_it
     let settings = KafkaSettings::new(broker.brokers());
     produce_dataset(&settings, &data, "codes.events").expect("produce");
     let state = work.join("state");
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("port")
-        .local_addr()
-        .expect("address")
-        .port();
+    let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let log = work.join("held.log");
     let flag = calendar.to_str().expect("UTF-8");
@@ -149,17 +123,19 @@ fn a_stream_holds_at_the_calendar_end_and_goes_on_with_a_calendar_that_covers_it
     );
 
     // Both partitions held, said in the log and on the metrics endpoint.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while scrape(port, "markledger_calendar_held_partitions") != Some(2.0) {
-        assert!(child.try_wait().expect("child").is_none(), "the stream exited");
-        assert!(Instant::now() < deadline, "the stream did not hold both partitions");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for("both partitions held", Duration::from_secs(120), &mut child, || {
+        scrape_one(port, "markledger_calendar_held_partitions") == Some(2.0)
+    });
     std::thread::sleep(Duration::from_secs(3));
     let text = std::fs::read_to_string(&log).expect("log");
     assert_eq!(text.matches("is held at offset").count(), 2, "{text}");
     assert!(
         text.contains("a year the working-day calendar does not cover"),
+        "{text}"
+    );
+    // January's emissions expire in February: the holds are at emissions, not at February.
+    assert!(
+        text.contains("its record is an emission whose expiry deadline (30 working days later) would fall in 2026"),
         "{text}"
     );
     let held_at = progress(&settings);
@@ -184,16 +160,12 @@ fn a_stream_holds_at_the_calendar_end_and_goes_on_with_a_calendar_that_covers_it
     // Restarted with the shipped calendar: restored, and on to the end of the data.
     let log = work.join("on.log");
     let mut child = stream(&broker.brokers(), &state, &log, &[]);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while progress(&settings) < end {
-        assert!(
-            child.try_wait().expect("child").is_none(),
-            "{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        assert!(Instant::now() < deadline, "the restarted stream did not reach the end");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for(
+        "the restarted stream reaches the end of the data",
+        Duration::from_secs(180),
+        &mut child,
+        || progress(&settings) >= end,
+    );
     terminate(child);
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.contains("restored the checkpoint"), "{text}");

@@ -3,24 +3,21 @@
 //! streamed and scraped; then the second half, and the figures must move (records read,
 //! output frontier, outputs produced); once the stream is idle at the end of the data its
 //! figures must agree with the summary it prints on SIGTERM (records read, outputs
-//! produced), per-partition figures must add up, and checkpoint, frontier, lag and memory
-//! figures must be there.
+//! produced, codes held and live in the national index), per-partition figures must add
+//! up, and checkpoint, frontier, lag, memory and broker figures must be there.
 
 use markledger_connectors::kafka::{produce_dataset, KafkaSettings};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
 use markledger_tests::broker::{Broker, Storage};
+use markledger_tests::process::{free_port, scrape, sigterm, temp_dir, wait_for};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("markledger-metrics-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    temp_dir("metrics", name)
 }
 
 /// A dataset split into two halves by line count per partition: `first` and `second`
@@ -55,32 +52,6 @@ fn halves(work: &Path) -> (PathBuf, PathBuf, u64, u64) {
     (first, second, count_first, count_second)
 }
 
-/// One scrape: every sample line, `name{labels}` → value.
-fn scrape(port: u16) -> Option<BTreeMap<String, f64>> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    // Not 200: the server was stopping as the run ended (tiny_http answers a request it
-    // was not given back with 500); no sample.
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    Some(
-        body.lines()
-            .filter(|line| !line.starts_with('#') && !line.is_empty())
-            .filter_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                Some((name.to_string(), value.parse().ok()?))
-            })
-            .collect(),
-    )
-}
-
 fn sum(samples: &BTreeMap<String, f64>, prefix: &str) -> f64 {
     samples
         .iter()
@@ -97,20 +68,20 @@ fn value(samples: &BTreeMap<String, f64>, name: &str) -> f64 {
 
 /// Scrapes until `done` holds (panics after 120 s or if the stream exits).
 fn scrape_until(port: u16, child: &mut Child, done: impl Fn(&BTreeMap<String, f64>) -> bool) -> BTreeMap<String, f64> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(child.try_wait().expect("child").is_none(), "the stream exited early");
-        if let Some(samples) = scrape(port) {
-            if done(&samples) {
-                return samples;
+    let mut reached = BTreeMap::new();
+    wait_for(
+        "the metrics reach the expected figures",
+        Duration::from_secs(120),
+        child,
+        || match scrape(port) {
+            Some(samples) if done(&samples) => {
+                reached = samples;
+                true
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the metrics did not reach the expected figures"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+            _ => false,
+        },
+    );
+    reached
 }
 
 #[test]
@@ -120,11 +91,7 @@ fn metrics_move_during_a_stream_and_agree_with_its_summary() {
     let broker = Broker::start(Storage::Memory);
     let settings = KafkaSettings::new(broker.brokers());
     produce_dataset(&settings, &first, "codes.events").expect("produce the first half");
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("a free port")
-        .local_addr()
-        .expect("address")
-        .port();
+    let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let state = work.join("state");
     let mut child = Command::new(markledger_tests::markledger_binary())
@@ -144,11 +111,20 @@ fn metrics_move_during_a_stream_and_agree_with_its_summary() {
         .spawn()
         .expect("markledger stream");
 
-    // The first half read: per-partition records add up to the total read.
+    // The first half read: per-partition records add up to the total read; the national
+    // index has reported its codes.
     let half = scrape_until(port, &mut child, |s| {
         s.get("markledger_input_records_read_total") == Some(&(count_first as f64))
             && s.contains_key("markledger_output_frontier_seconds")
+            && s.get("markledger_codes_held").is_some_and(|held| *held > 0.0)
     });
+    let held_half = value(&half, "markledger_codes_held");
+    assert_eq!(
+        held_half,
+        value(&half, "markledger_codes_live") + value(&half, "markledger_codes_final")
+    );
+    assert!(value(&half, "markledger_code_state_memory_bytes") > 0.0);
+    assert_eq!(value(&half, "markledger_kafka_brokers_reachable"), 1.0);
     assert_eq!(sum(&half, "markledger_input_records_total{"), count_first as f64);
     let frontier_half = value(&half, "markledger_output_frontier_seconds");
     let produced_half = sum(&half, "markledger_output_records_total{");
@@ -166,6 +142,7 @@ fn metrics_move_during_a_stream_and_agree_with_its_summary() {
                 == 2
             && s.get("markledger_output_frontier_seconds")
                 .is_some_and(|f| *f > frontier_half)
+            && s.get("markledger_codes_held").is_some_and(|held| *held > held_half)
     });
     assert_eq!(sum(&end, "markledger_input_records_total{"), total);
     assert!(sum(&end, "markledger_output_records_total{") > produced_half);
@@ -195,14 +172,34 @@ fn metrics_move_during_a_stream_and_agree_with_its_summary() {
             "the watermark is the high-water mark minus 5 s lateness"
         );
     }
-    // Idle at the end of the data: what the stream's summary will say.
-    let idle = scrape(port).expect("a scrape");
+    assert!(value(&end, "markledger_code_state_memory_bytes") > 0.0);
+    assert!(value(&end, "markledger_code_state_disk_bytes") >= 0.0);
+    assert_eq!(value(&end, "markledger_kafka_brokers_reachable"), 1.0);
+    assert_eq!(value(&end, "markledger_kafka_unreachable_total"), 0.0);
+    // Idle at the end of the data: what the stream's summary will say, once the index's
+    // report (at each checkpoint, every 1 s) stays the same over two checkpoints.
+    let mut idle = scrape(port).expect("a scrape");
+    wait_for(
+        "the codes figures hold still",
+        Duration::from_secs(60),
+        &mut child,
+        || {
+            std::thread::sleep(Duration::from_millis(2_500));
+            let again = scrape(port).expect("a scrape");
+            let steady = ["markledger_codes_held", "markledger_codes_live"]
+                .iter()
+                .all(|name| again.get(*name) == idle.get(*name));
+            idle = again;
+            steady
+        },
+    );
     let produced = sum(&idle, "markledger_output_records_total{");
+    let (held, live) = (
+        value(&idle, "markledger_codes_held") as u64,
+        value(&idle, "markledger_codes_live") as u64,
+    );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    sigterm(&child);
     let mut summary = String::new();
     child
         .stdout
@@ -219,14 +216,18 @@ fn metrics_move_during_a_stream_and_agree_with_its_summary() {
         summary.contains(&format!("outputs     {} produced", produced as u64)),
         "metrics say {produced} produced; the summary:\n{summary}"
     );
+    assert!(
+        summary.contains(&format!("memory      codes held {held} ({live} live in RAM")),
+        "metrics say {held} codes held, {live} live; the summary:\n{summary}"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]
 fn a_file_run_serves_its_records_read_while_it_lasts() {
     // `run --metrics-addr`: scraped while the run goes, the records read only grow and
-    // never pass the dataset's event count; memory is there; the run ends normally and its
-    // summary says as many records.
+    // never pass the dataset's event count; memory and the codes held are there; the run ends
+    // normally and its summary says as many records.
     let work = temp("run");
     let data = work.join("dataset");
     let config = GeneratorConfig {
@@ -239,11 +240,7 @@ fn a_file_run_serves_its_records_read_while_it_lasts() {
         ..GeneratorConfig::default()
     };
     let manifest = generate(&config, &data, &mut |_| {}).expect("generate");
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("a free port")
-        .local_addr()
-        .expect("address")
-        .port();
+    let port = free_port();
     let mut child = Command::new(markledger_tests::markledger_binary())
         .args([
             "run",
@@ -259,11 +256,12 @@ fn a_file_run_serves_its_records_read_while_it_lasts() {
         .stderr(Stdio::null())
         .spawn()
         .expect("markledger run");
-    let mut seen = Vec::new();
+    let (mut seen, mut codes_held) = (Vec::new(), Vec::new());
     while child.try_wait().expect("child").is_none() {
         if let Some(samples) = scrape(port) {
             assert!(value(&samples, "markledger_process_resident_memory_bytes") > 1e6);
             seen.push(value(&samples, "markledger_input_records_read_total"));
+            codes_held.extend(samples.get("markledger_codes_held").copied());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -276,6 +274,11 @@ fn a_file_run_serves_its_records_read_while_it_lasts() {
         .expect("summary");
     assert!(child.wait().expect("exit").success(), "{summary}");
     assert!(!seen.is_empty(), "no scrape succeeded while the run lasted");
+    // The national index reports every 64th store advance: a file run shows its codes too.
+    assert!(
+        codes_held.iter().any(|held| *held > 0.0),
+        "no scrape showed codes held: {codes_held:?}"
+    );
     assert!(seen.windows(2).all(|pair| pair[0] <= pair[1]), "{seen:?}");
     assert!(*seen.last().expect("one") <= manifest.events as f64, "{seen:?}");
     assert!(summary.contains(&manifest.events.to_string()), "{summary}");

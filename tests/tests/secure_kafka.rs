@@ -10,6 +10,7 @@
 use markledger_connectors::kafka::{produce_dataset, KafkaSettings, PartitionConsumer, Polled, Start};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
 use markledger_tests::broker::{Broker, Certificates, TlsTerminator};
+use markledger_tests::process::{temp_dir, terminate};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,10 +24,7 @@ const REFUSAL_WITHIN: Duration = Duration::from_secs(40);
 const PASSWORD: &str = "correct-horse-battery-staple";
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("markledger-secure-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    temp_dir("secure", name)
 }
 
 /// A small dataset; returns the instant just past its largest `ts` (where the stream's
@@ -143,22 +141,6 @@ fn stream(brokers: &str, flags: &[String], password: Option<&str>, log: &Path) -
         command.env("MARKLEDGER_KAFKA_SASL_PASSWORD", password);
     }
     command.spawn().expect("markledger stream")
-}
-
-fn terminate(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("child") {
-            assert!(status.success(), "stream exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "stream did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Publishes `data`, streams it to the end, and checks the balances read back over the

@@ -6,6 +6,7 @@
 use markledger_connectors::kafka::{produce_dataset, KafkaSettings, PartitionConsumer, Polled, Start};
 use markledger_datasets::generator::{generate, Format, GeneratorConfig};
 use markledger_tests::broker::{Broker, Storage};
+use markledger_tests::process::{temp_dir, terminate};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,10 +16,7 @@ use std::time::{Duration, Instant};
 const OUTPUTS: [&str; 5] = ["status", "ledger", "balances", "rejections", "periods"];
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("markledger-stream-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    temp_dir("stream", name)
 }
 
 fn binary() -> PathBuf {
@@ -202,20 +200,6 @@ fn wait_for_progress(brokers: &str, prefix: &str, at_least: u64, child: &mut Chi
         assert!(child.try_wait().expect("child").is_none(), "stream exited early");
         assert!(Instant::now() < deadline, "stream did not reach {at_least}");
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn terminate(mut child: Child) {
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("child") {
-            assert!(status.success(), "stream exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "stream did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

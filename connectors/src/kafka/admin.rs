@@ -54,6 +54,7 @@ impl ClientContext for AdminContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        super::health::client_error(&error, reason);
         let mut first = self.first_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         first.get_or_insert_with(|| format!("{error}: {reason}"));
     }
@@ -82,7 +83,10 @@ pub fn check_connection(settings: &KafkaSettings) -> Result<()> {
         client.poll(Duration::ZERO);
         let seen = client.context().first_error();
         match (attempt, seen) {
-            (Ok(metadata), _) if !metadata.brokers().is_empty() => return Ok(()),
+            (Ok(metadata), _) if !metadata.brokers().is_empty() => {
+                super::health::connected();
+                return Ok(());
+            }
             // Authentication and TLS failures do not heal by waiting.
             (_, Some(seen)) if is_credential_failure(&seen) => {
                 return Err(Error::Connection {

@@ -25,6 +25,8 @@
 //! - [`offsets`]: the offset tracking behind it, [`WorkerOffsets`] (which records are
 //!   placed, which are done; the [`crate::offsets::OffsetTracker`] of a worker).
 //! - [`metrics`]: the input's figures for the metrics endpoint, [`InputMetrics`].
+//! - [`health`]: whether the process reaches the cluster: one log event when the brokers
+//!   become unreachable and one when they are back, and their figures for the metrics.
 //! - [`progress`]: the progress topic, [`ProgressTopic`]: the output frontier each commit
 //!   covered, which a restart does not produce again.
 //! - [`sink`]: the producer, [`OutputProducer`], and [`output_route`]; the stream's sink,
@@ -37,6 +39,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod health;
 pub mod metrics;
 pub mod offsets;
 pub mod partition;

@@ -35,7 +35,7 @@ use crate::offsets::{OffsetTracker, PartitionShare};
 use crate::partition::{Next, PartitionInput};
 use markledger_operators::flow::Time;
 use markledger_operators::output::Rejection;
-use markledger_operators::rules::Admission;
+use markledger_operators::rules::{Admission, BeyondCalendar};
 use markledger_operators::time::Ts;
 use markledger_operators::Reason;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -273,8 +273,8 @@ impl WorkerConsumer {
         };
         buffered.quiet_since = Instant::now();
         let decoded = decode_event(&payload);
-        if let Some(year) = self.beyond_calendar(&decoded) {
-            self.hold(i, offset, payload, year);
+        if let Some(beyond) = self.beyond_calendar(&decoded) {
+            self.hold(i, offset, payload, beyond);
             return Next::Pending;
         }
         let decoded = self.admit(decoded);
@@ -296,20 +296,23 @@ impl WorkerConsumer {
         Next::Record(decoded)
     }
 
-    /// The year of an event that is in the first year the calendar does not cover, and not
+    /// Why an event must wait for a calendar covering more: it is in the first year the
+    /// calendar does not cover, or an emission whose expiry deadline falls there; and not
     /// too far ahead of the wall clock (that is refused, as before).
-    fn beyond_calendar(&self, decoded: &Decoded) -> Option<i32> {
+    fn beyond_calendar(&self, decoded: &Decoded) -> Option<BeyondCalendar> {
         let Decoded::Event(event) = decoded else {
             return None;
         };
         let latest = wall_clock_ms().saturating_add(self.settings.max_ahead.as_millis() as i64);
-        let year = self.settings.admission.window.uncovered_year(event.ts)?;
-        (event.ts.0 < latest).then_some(year)
+        let beyond = self.settings.admission.window.beyond_calendar(event)?;
+        (event.ts.0 < latest).then_some(beyond)
     }
 
-    /// Holds partition `i` at its record `offset` (in `year`, beyond the calendar): put
-    /// back unreturned, nothing after it kept, said once.
-    fn hold(&mut self, i: usize, offset: i64, payload: Vec<u8>, year: i32) {
+    /// Holds partition `i` at its record `offset` (`beyond` the calendar): put back
+    /// unreturned, nothing after it kept, said once.
+    fn hold(&mut self, i: usize, offset: i64, payload: Vec<u8>, beyond: BeyondCalendar) {
+        let year = beyond.year();
+        let what = beyond.what();
         let buffered = &mut self.buffered[i];
         buffered.records.clear();
         buffered.records.push_front((offset, payload));
@@ -323,7 +326,7 @@ impl WorkerConsumer {
             .map(|(key, _)| key.clone())
             .unwrap_or_default();
         markledger_operators::note!(
-            "markledger stream: {topic}/{partition} is held at offset {offset}: its record is in {year}, \
+            "markledger stream: {topic}/{partition} is held at offset {offset}: its record {what}, \
              a year the working-day calendar does not cover; the watermark stays before it until the \
              stream is restarted with a calendar that covers {year} (--calendar; state is kept)"
         );

@@ -82,6 +82,7 @@ impl ClientContext for SinkContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        super::health::client_error(&error, reason);
         self.trouble.report(&format!("{error}: {reason}"));
     }
 }

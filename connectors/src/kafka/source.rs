@@ -143,10 +143,12 @@ impl ClientContext for SourceContext {
         {
             return;
         }
+        super::health::client_error(&error, reason);
         self.trouble.report(&format!("{error}: {reason}"));
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
+        super::health::statistics(&statistics);
         let mut lags = self.lags.lock().unwrap_or_else(|p| p.into_inner());
         for (name, topic) in statistics.topics {
             for (partition, figures) in topic.partitions {

@@ -271,8 +271,9 @@ impl<'c, S: Sink> ReferenceEngine<'c, S> {
             for record in partition {
                 self.summary.records += 1;
                 // As the dataflow's source: a partition stops at its first event in a year
-                // the calendar does not cover (issue 19; the file run then fails).
-                if matches!(&record, Decoded::Event(event) if admission.window.uncovered_year(event.ts).is_some()) {
+                // the calendar does not cover, or emission whose expiry deadline falls
+                // there (issue 19; the file run then fails).
+                if matches!(&record, Decoded::Event(event) if admission.window.beyond_calendar(event).is_some()) {
                     break;
                 }
                 // An event not taken in is refused like a malformed record: it moves no
