@@ -24,7 +24,7 @@
 use crate::driver::{run_machine, Drive};
 use crate::event::Kind;
 use crate::flow::{edges, route, take, ts_of, Edge, Placed, Time};
-use crate::machine::Machine;
+use crate::machine::{Machine, Sweeper};
 use crate::output::Output;
 use crate::reason::Reason;
 use crate::rules::Termination;
@@ -127,6 +127,7 @@ pub fn forgotten_at(termination: &Termination, retention_ms: i64) -> Ts {
 pub struct Gate {
     retention_ms: i64,
     ended: BTreeMap<String, Termination>,
+    sweeper: Sweeper,
 }
 
 impl Gate {
@@ -136,12 +137,16 @@ impl Gate {
         Gate {
             retention_ms,
             ended: BTreeMap::new(),
+            sweeper: Sweeper::default(),
         }
     }
 
     fn pass(&self, placed: Box<Placed>, now: Ts) -> GateOut {
         let event = &placed.event;
-        if let Some(termination) = self.ended.get(&event.account) {
+        let retention_ms = self.retention_ms;
+        let ended = self.ended.get(&event.account);
+        // Past its horizon a termination is forgotten (swept once a day; checked here).
+        if let Some(termination) = ended.filter(|t| now < forgotten_at(t, retention_ms)) {
             let deleted = now >= termination.deletion;
             // Refunds and exports pass until the deletion (DOMAIN.md §9).
             if deleted || !matches!(event.kind(), Kind::Refund | Kind::Export) {
@@ -188,9 +193,11 @@ impl Machine for Gate {
                 GateIn::Event(placed) => events.push(placed),
             }
         }
-        let retention_ms = self.retention_ms;
-        self.ended
-            .retain(|_, termination| now < forgotten_at(termination, retention_ms));
+        if self.sweeper.due(now) {
+            let retention_ms = self.retention_ms;
+            self.ended
+                .retain(|_, termination| now < forgotten_at(termination, retention_ms));
+        }
         for placed in events {
             crate::failure::processing(&placed.event.id);
             out.push(self.pass(placed, now));
