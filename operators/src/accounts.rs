@@ -21,13 +21,14 @@ use crate::flow::{
     code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact, Header,
     Placed,
 };
+use crate::gate::GateIn;
 use crate::intern::Interner;
 use crate::machine::Machine;
 use crate::money::Money;
 use crate::movements::Movements;
-use crate::output::{BalanceRecord, Entry, LedgerEntry, Output, Rejection, StatusChange};
+use crate::output::{BalanceRecord, Deletion, Entry, LedgerEntry, Output, RefundReason, Rejection, StatusChange};
 use crate::reason::Reason;
-use crate::rules;
+use crate::rules::{self, Termination};
 use crate::status::Status;
 use crate::tariff::{Tariff, TariffHistory};
 use crate::time::{Period, Ts};
@@ -140,6 +141,8 @@ enum Timer {
     MonthEnd(Period),
     Expiry(u64),
     Dormant(String, u64),
+    /// DOMAIN.md §9's deletion at D (after the instant's other timers).
+    Delete(String),
 }
 
 /// Knobs of the accounts operator.
@@ -219,6 +222,9 @@ pub struct Accounts {
     /// Codes that became final, by instant: the index learns it `finality_delay_ms` later
     /// and answers for them from then on, so the accounts forget them then.
     retiring: VecDeque<(Ts, String, Vec<CodeKey>)>,
+    /// Terminated accounts until their deletion (DOMAIN.md §9; the gate refuses their
+    /// events from the instant after T, these are refused here at T itself).
+    ended: BTreeMap<String, Termination>,
 }
 
 /// Sort key of a unit of work within an instant (see the module docs).
@@ -252,6 +258,8 @@ pub enum AccountsOut {
     /// A code that can never change again, from this instant, in this status (→ back to the
     /// national index, the finality delay later).
     Final(CodesIn),
+    /// An accepted `terminate` (→ back to the gate, 1 ms later).
+    Terminated(GateIn),
 }
 
 impl AccountsOut {
@@ -265,12 +273,13 @@ impl AccountsOut {
 }
 
 impl Edge for AccountsOut {
-    const EDGES: u64 = 3;
+    const EDGES: u64 = 4;
     fn edge(&self) -> u64 {
         match self {
             AccountsOut::Output(_) => 0,
             AccountsOut::Fact(_) => 1,
             AccountsOut::Final(_) => 2,
+            AccountsOut::Terminated(_) => 3,
         }
     }
 }
@@ -281,8 +290,10 @@ pub struct AccountsEdges<'scope> {
     pub outputs: StreamVec<'scope, Time, Output>,
     /// Period facts.
     pub facts: StreamVec<'scope, Time, Fact>,
-    /// Finality, for the national index (the graph's one feedback edge).
+    /// Finality, for the national index (a feedback edge).
     pub finals: StreamVec<'scope, Time, CodesIn>,
+    /// Accepted terminations, for the gate (a feedback edge).
+    pub terminations: StreamVec<'scope, Time, GateIn>,
 }
 
 /// "Accounts: lifecycle, balance, FIFO" over the accounts' inputs (module docs), exchanged
@@ -315,6 +326,13 @@ pub fn accounts<'scope>(
                 None
             }
         }),
+        terminations: take(parts.next(), |out| {
+            if let AccountsOut::Terminated(t) = out {
+                Some(t)
+            } else {
+                None
+            }
+        }),
     }
 }
 
@@ -337,6 +355,7 @@ impl Accounts {
             month_end_scheduled: false,
             touched: BTreeSet::new(),
             retiring: VecDeque::new(),
+            ended: BTreeMap::new(),
         }
     }
 
@@ -365,7 +384,10 @@ impl Accounts {
             .is_some_and(|(at, _, _)| at.plus_millis(delay) <= now)
         {
             let (_, name, keys) = self.retiring.pop_front().expect("peeked");
-            let account = self.accounts.get_mut(&name).expect("a final code's account");
+            // A deleted account (DOMAIN.md §9) has forgotten its codes already.
+            let Some(account) = self.accounts.get_mut(&name) else {
+                continue;
+            };
             for key in keys {
                 account.codes.remove(&key);
             }
@@ -598,6 +620,135 @@ impl Accounts {
         self.touch(&header.account, header.ts);
     }
 
+    /// `terminate` (DOMAIN.md §9): refused while codes are unpaid or an order is pending;
+    /// accepted, the account's `EMITTED` codes expire, a positive balance is reported owed
+    /// back, the gate learns it (1 ms later) and the deletion is scheduled at D.
+    fn terminate(&mut self, placed: &Placed, now: Ts, out: &mut Vec<AccountsOut>) {
+        let header = Header::of(placed, "");
+        let name = &header.account;
+        if let Some(termination) = self.ended.get(name) {
+            // A second `terminate` at T itself (later ones the gate refuses).
+            let detail = wording::account_terminated(termination.at, None);
+            return out.push(rejection(&header, None, Reason::AccountTerminated, detail));
+        }
+        let account = self.account(name);
+        if !account.queue.is_empty() {
+            let detail = wording::termination_unpaid_codes(account.queue.len());
+            return out.push(rejection(&header, None, Reason::TerminationUnpaidCodes, detail));
+        }
+        if account.pending_orders > 0 {
+            let detail = wording::termination_pending_orders(account.pending_orders);
+            return out.push(rejection(&header, None, Reason::TerminationPendingOrder, detail));
+        }
+        let balance = account.balance;
+        let termination = Termination::at(now, self.rules.close_after_days);
+        self.expire_on_termination(&header, now, out);
+        if balance > Money::ZERO {
+            out.push(AccountsOut::fact(Fact::RefundDue {
+                account: name.clone(),
+                period: now.period(),
+                balance,
+                since: now,
+                reason: RefundReason::Termination,
+            }));
+        }
+        self.ended.insert(name.clone(), termination);
+        self.timers.insert((termination.deletion, Timer::Delete(name.clone())));
+        out.push(AccountsOut::Terminated(GateIn::Terminated {
+            account: name.clone(),
+            termination,
+        }));
+    }
+
+    /// The terminated account's `EMITTED` codes expire at T, caused by the `terminate`: one
+    /// record per GTIN, codes in emission order; its emissions no longer wait for expiry.
+    fn expire_on_termination(&mut self, header: &Header, now: Ts, out: &mut Vec<AccountsOut>) {
+        let ids: Vec<u64> = self
+            .emissions
+            .iter()
+            .filter(|(_, (account, _, _))| *account == header.account)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut by_gtin: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut finals = Vec::new();
+        let account = self
+            .accounts
+            .get_mut(&header.account)
+            .expect("terminating a known account");
+        for id in ids {
+            let (_, gtin, codes) = self.emissions.remove(&id).expect("listed");
+            for code in codes.iter() {
+                let key = code_key(code);
+                if let Some(state) = account.codes.get_mut(&key).filter(|c| c.status == Status::Emitted) {
+                    state.status = Status::Expired;
+                    finals.push((key, Status::Expired));
+                    by_gtin.entry(gtin.clone()).or_default().push(code.to_string());
+                }
+            }
+        }
+        self.finalize(&header.account, finals, now, out);
+        let groups = by_gtin
+            .into_iter()
+            .map(|(gtin, codes)| ((gtin, Some(Status::Emitted), Status::Expired), codes))
+            .collect();
+        Self::status(header, groups, out);
+    }
+
+    /// `export` (DOMAIN.md §9): accepted within a month of termination; the aggregates
+    /// deliver it at the later of now and the close of T's period.
+    fn export(&mut self, placed: &Placed, now: Ts, out: &mut Vec<AccountsOut>) {
+        let header = Header::of(placed, "");
+        self.account(&header.account);
+        let Some(termination) = self.ended.get(&header.account) else {
+            let detail = wording::export_not_terminated();
+            return out.push(rejection(&header, None, Reason::ExportNotTerminated, detail));
+        };
+        match termination.export(now) {
+            Err(detail) => out.push(rejection(&header, None, Reason::ExportOutOfWindow, detail)),
+            Ok(at) => {
+                let (first, last) = termination.export_periods();
+                out.push(AccountsOut::fact(Fact::Export {
+                    account: header.account.clone(),
+                    export: header.id.clone(),
+                    requested: now,
+                    at,
+                    first,
+                    last,
+                }));
+            }
+        }
+    }
+
+    /// The deletion at D (DOMAIN.md §9): the balance key's deletion, and the account is
+    /// forgotten; the aggregates delete its period keys and leave its balance out of later
+    /// `"*"` openings. Its codes stay in the national index under its name. An id used
+    /// again after the gate forgets the termination continues the balance key's `rev`.
+    fn delete(&mut self, name: &str, now: Ts, out: &mut Vec<AccountsOut>) {
+        self.ended.remove(name);
+        let Some(account) = self.accounts.remove(name) else {
+            return;
+        };
+        debug_assert!(account.queue.is_empty(), "a terminated account has no unpaid codes");
+        if account.balance_revs > 0 {
+            let balance_revs = account.balance_revs + 1;
+            out.push(AccountsOut::output(Output::Deleted(Deletion::Balance {
+                account: name.to_string(),
+                rev: balance_revs,
+                ts: now,
+            })));
+            let kept = Account {
+                balance_revs,
+                ..Account::default()
+            };
+            self.accounts.insert(name.to_string(), kept);
+        }
+        out.push(AccountsOut::fact(Fact::Deleted {
+            account: name.to_string(),
+            period: now.period(),
+            balance: account.balance,
+        }));
+    }
+
     fn create(&mut self, header: &Header, codes: Vec<CodeIn>, now: Ts, out: &mut Vec<AccountsOut>) {
         let created: Vec<String> = codes.into_iter().map(|c| c.code).collect();
         let gtin = self.gtins.intern(&header.gtin);
@@ -787,16 +938,21 @@ impl Accounts {
                 }
             }
             Timer::Dormant(name, generation) => {
-                let account = &self.accounts[&name];
+                // No dormant advance after termination (DOMAIN.md §9).
+                let Some(account) = self.accounts.get(&name).filter(|_| !self.ended.contains_key(&name)) else {
+                    return;
+                };
                 if account.anchor_generation == generation && account.balance > Money::ZERO {
                     out.push(AccountsOut::fact(Fact::RefundDue {
                         account: name.clone(),
                         period: now.period(),
                         balance: account.balance,
                         since: account.anchor.unwrap_or(now),
+                        reason: RefundReason::Dormant,
                     }));
                 }
             }
+            Timer::Delete(name) => self.delete(&name, now, out),
         }
     }
 
@@ -901,19 +1057,8 @@ impl Machine for Accounts {
                     }
                     Body::Payment { .. } | Body::Compensation { .. } => self.credit(&placed, now, out),
                     Body::Refund { .. } => self.refund(&placed, now, out),
-                    Body::Terminate | Body::Export => {
-                        let event = &placed.event;
-                        let detail = wording::not_in_dataflow(event.kind());
-                        let refusal = Rejection::of_event(
-                            &event.id,
-                            event.kind().as_str(),
-                            &event.account,
-                            None,
-                            Reason::InternalError,
-                            detail,
-                        );
-                        out.push(AccountsOut::output(Output::Rejection(refusal)));
-                    }
+                    Body::Terminate => self.terminate(&placed, now, out),
+                    Body::Export => self.export(&placed, now, out),
                     _ => unreachable!("order and code events arrive as codes"),
                 },
                 Unit::Pending(name, pending, ts) => {

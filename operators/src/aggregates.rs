@@ -35,7 +35,9 @@ use crate::flow::{route, time_of, ts_of, Fact};
 use crate::machine::Machine;
 use crate::money::Money;
 use crate::movements::{Movements, SlaCounts};
-use crate::output::{AggregateKind, Figures, Output, PeriodKey, PeriodRecord, RefundReason};
+use crate::output::{
+    AggregateKind, Deletion, ExportItem, ExportLine, Figures, Output, PeriodKey, PeriodRecord, RefundReason,
+};
 use crate::time::{Period, Ts};
 use differential_dataflow::consolidation::ConsolidatingContainerBuilder;
 use differential_dataflow::difference::{IsZero, Monoid, Semigroup};
@@ -63,8 +65,14 @@ pub enum What {
     Sla,
     /// Debtors snapshot.
     Debtors,
-    /// Dormant advance.
+    /// A balance owed back (dormant advance, termination).
     RefundDue,
+    /// An export request, by its event id (DOMAIN.md §9).
+    Export(String),
+    /// The account's deletion (DOMAIN.md §9).
+    Deleted,
+    /// A deleted account's balance, left out of later `"*"` openings (account `"*"`).
+    Forgotten,
 }
 
 /// The data of the aggregate collection: a record's account (the worker it lives on),
@@ -133,13 +141,30 @@ pub enum Delta {
         /// Earliest application `ts` among them.
         oldest: Option<Ts>,
     },
-    /// A dormant advance (set, not added).
+    /// A balance owed back (set, not added; a termination's replaces a dormant advance's).
     RefundDue {
         /// Balance then.
         balance: Money,
-        /// The anchor.
+        /// The anchor, or T.
         since: Ts,
+        /// Why.
+        reason: RefundReason,
     },
+    /// An export request (set: one per request id).
+    Export {
+        /// When the request took effect.
+        requested: Ts,
+        /// The delivery instant.
+        at: Ts,
+        /// The first period exported.
+        first: Period,
+        /// The last (T's).
+        last: Period,
+    },
+    /// The account's deletion (set).
+    Deleted,
+    /// Balances of deleted accounts (added).
+    Forgotten(Money),
 }
 
 fn min_ts(a: Option<Ts>, b: Option<Ts>) -> Option<Ts> {
@@ -164,7 +189,8 @@ impl IsZero for Delta {
             } => *emitted == 0 && *applied == 0 && *paid == 0 && first.is_none() && last.is_none(),
             Delta::Payments { count, amount } => *count == 0 && amount.is_zero(),
             Delta::Sla(n) => n.is_zero(),
-            Delta::Debtor { .. } | Delta::RefundDue { .. } => false,
+            Delta::Forgotten(amount) => amount.is_zero(),
+            Delta::Debtor { .. } | Delta::RefundDue { .. } | Delta::Export { .. } | Delta::Deleted => false,
         }
     }
 }
@@ -214,8 +240,21 @@ impl Semigroup for Delta {
                 *amount += a;
             }
             (Delta::Sla(a), Delta::Sla(b)) => a.add(b),
+            (Delta::Forgotten(a), Delta::Forgotten(b)) => *a += *b,
+            // A termination's refund due replaces a dormant advance's of the period
+            // (DOMAIN.md §9), whatever the order they are added in.
+            (this @ Delta::RefundDue { .. }, rhs @ Delta::RefundDue { .. }) => {
+                let reason = |delta: &Delta| match delta {
+                    Delta::RefundDue { reason, .. } => *reason,
+                    _ => unreachable!("matched"),
+                };
+                if (reason(rhs), rhs) > (reason(this), &*this) {
+                    *this = rhs.clone();
+                }
+            }
             (this @ Delta::Debtor { .. }, rhs @ Delta::Debtor { .. })
-            | (this @ Delta::RefundDue { .. }, rhs @ Delta::RefundDue { .. }) => {
+            | (this @ Delta::Export { .. }, rhs @ Delta::Export { .. })
+            | (this @ Delta::Deleted, rhs @ Delta::Deleted) => {
                 if *rhs > *this {
                     *this = rhs.clone();
                 }
@@ -333,10 +372,39 @@ pub fn deltas(fact: Fact) -> Vec<(Slot, Delta)> {
             period,
             balance,
             since,
+            reason,
         } => vec![(
             slot(account, period, What::RefundDue),
-            Delta::RefundDue { balance, since },
+            Delta::RefundDue { balance, since, reason },
         )],
+        Fact::Export {
+            account,
+            export,
+            requested,
+            at,
+            first,
+            last,
+        } => vec![(
+            slot(account, requested.period(), What::Export(export)),
+            Delta::Export {
+                requested,
+                at,
+                first,
+                last,
+            },
+        )],
+        Fact::Deleted {
+            account,
+            period,
+            balance,
+        } => {
+            let mut updates = vec![(slot(account, period, What::Deleted), Delta::Deleted)];
+            if !balance.is_zero() {
+                let forgotten = Delta::Forgotten(balance);
+                updates.push((slot("*".to_string(), period, What::Forgotten), forgotten));
+            }
+            updates
+        }
     }
 }
 
@@ -402,11 +470,33 @@ pub fn aggregates<'s>(
     run_machine(consolidated, Pipeline, Revisions::new(close_after_days), drive)
 }
 
+/// Time-driven changes, in the order they apply at one instant (DOMAIN.md §9: deliveries
+/// after the other time-driven changes; deletions come as inputs, after the timers).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Timer {
     MonthStart(Period),
     Close(Period),
+    /// An export delivery, in the order the requests took effect.
+    Deliver {
+        requested: Ts,
+        export: String,
+        account: String,
+        first: Period,
+        last: Period,
+    },
 }
+
+/// What DOMAIN.md §9 needs of an account's closed periods: its final records of the last
+/// 37 months it had records in (an export covers T's month and the 36 before it), and the
+/// last `rev` of every older key it ever had (its deletion covers every key).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct History {
+    kept: BTreeMap<PeriodKey, PeriodRecord>,
+    older: BTreeMap<PeriodKey, u64>,
+}
+
+/// Months of final records kept per account: T's and the 36 before it.
+const KEPT_MONTHS: u32 = crate::rules::EXPORT_MONTHS_BEFORE + 1;
 
 /// An account's money: the closed periods folded into one balance, and each open period's
 /// movements.
@@ -433,6 +523,11 @@ pub struct Revisions {
     dirty: BTreeSet<PeriodKey>,
     current: Option<Period>,
     timers: BTreeSet<(Ts, Timer)>,
+    /// Final records of closed periods and older keys, per account (DOMAIN.md §9).
+    history: BTreeMap<String, History>,
+    /// Balances forgotten with deleted accounts, by the deletion's open period (folded into
+    /// the `"*"` carried balance at its close).
+    forgotten: BTreeMap<Period, Money>,
 }
 
 fn key(kind: AggregateKind, account: &str, period: Period, sub: Option<String>) -> PeriodKey {
@@ -552,6 +647,8 @@ impl Revisions {
             dirty: BTreeSet::new(),
             current: None,
             timers: BTreeSet::new(),
+            history: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
         }
     }
 
@@ -646,6 +743,34 @@ impl Revisions {
             What::Sla => (AggregateKind::Sla, None),
             What::Debtors => (AggregateKind::Debtors, None),
             What::RefundDue => (AggregateKind::RefundDue, None),
+            What::Export(export) => {
+                let Delta::Export {
+                    requested,
+                    at,
+                    first,
+                    last,
+                } = delta
+                else {
+                    unreachable!("an export slot carries an export")
+                };
+                let deliver = Timer::Deliver {
+                    requested,
+                    export,
+                    account,
+                    first,
+                    last,
+                };
+                self.timers.insert((at.max(now), deliver));
+                return;
+            }
+            What::Forgotten => {
+                let Delta::Forgotten(amount) = delta else {
+                    unreachable!("a forgotten slot carries an amount")
+                };
+                *self.forgotten.entry(period).or_default() += amount;
+                return;
+            }
+            What::Deleted => unreachable!("deletions are applied before the other inputs"),
         };
         let record = key(kind, &account, period, sub);
         match delta {
@@ -661,15 +786,9 @@ impl Revisions {
                 };
                 self.figures.insert(record.clone(), figures);
             }
-            Delta::RefundDue { balance, since } => {
-                self.figures.insert(
-                    record.clone(),
-                    Figures::RefundDue {
-                        balance,
-                        since,
-                        reason: RefundReason::Dormant,
-                    },
-                );
+            Delta::RefundDue { balance, since, reason } => {
+                self.figures
+                    .insert(record.clone(), Figures::RefundDue { balance, since, reason });
             }
             delta => {
                 let figures = self.figures.entry(record.clone()).or_insert_with(|| zero(kind));
@@ -685,9 +804,12 @@ impl Revisions {
             return self.figures.get(record).cloned().unwrap_or_else(|| zero(record.kind));
         }
         let money = self.money.get(&record.account);
-        let opening = money.map_or(Money::ZERO, |money| {
+        let mut opening = money.map_or(Money::ZERO, |money| {
             money.carried + money.open.range(..record.period).map(|(_, m)| m.net()).sum::<Money>()
         });
+        if record.account == "*" {
+            opening -= self.forgotten.range(..record.period).map(|(_, m)| *m).sum::<Money>();
+        }
         let m = money
             .and_then(|money| money.open.get(&record.period))
             .copied()
@@ -737,17 +859,30 @@ impl Revisions {
     /// The close of `period`: the final revision of each of its records, then its state is
     /// dropped and its movements folded into the carried balances.
     fn close(&mut self, period: Period, out: &mut Vec<Output>) {
+        let mut finals: Vec<PeriodRecord> = Vec::new();
         for record in self.by_period.remove(&period).unwrap_or_default() {
             if let Some((rev, _)) = self.emitted.remove(&record) {
                 let figures = self.figures_of(&record);
-                out.push(Output::Period(PeriodRecord {
+                let record = PeriodRecord {
                     key: record.clone(),
                     rev: rev + 1,
                     is_final: true,
                     figures,
-                }));
+                };
+                out.push(Output::Period(record.clone()));
+                if record.key.account != "*" {
+                    finals.push(record);
+                }
             }
             self.figures.remove(&record);
+        }
+        self.keep(period, finals);
+        let forgotten: Money = {
+            let later = self.forgotten.split_off(&period.next());
+            std::mem::replace(&mut self.forgotten, later).values().copied().sum()
+        };
+        if !forgotten.is_zero() {
+            self.money.entry("*".to_string()).or_default().carried -= forgotten;
         }
         self.money.retain(|_, money| {
             let later = money.open.split_off(&period.next());
@@ -756,6 +891,121 @@ impl Revisions {
             }
             !(money.carried.is_zero() && money.open.is_empty())
         });
+    }
+}
+
+impl Revisions {
+    /// Keeps the final records of `period` (closed now) for exports and deletions; an
+    /// account's records older than the 37 months before `period` keep only their `rev`.
+    fn keep(&mut self, period: Period, finals: Vec<PeriodRecord>) {
+        let mut oldest = period;
+        for _ in 1..KEPT_MONTHS {
+            oldest = oldest.prev();
+        }
+        let mut accounts = BTreeSet::new();
+        for record in finals {
+            let history = self.history.entry(record.key.account.clone()).or_default();
+            accounts.insert(record.key.account.clone());
+            history.kept.insert(record.key.clone(), record);
+        }
+        for account in accounts {
+            let history = self.history.get_mut(&account).expect("just kept");
+            let old: Vec<PeriodKey> = history.kept.keys().filter(|key| key.period < oldest).cloned().collect();
+            for key in old {
+                let record = history.kept.remove(&key).expect("listed");
+                history.older.insert(key, record.rev);
+            }
+        }
+    }
+
+    /// An export delivery at `now` (DOMAIN.md §9): the account's final records of
+    /// `first..=last` in export order, then the closing line.
+    fn deliver(&self, timer: Timer, now: Ts, out: &mut Vec<Output>) {
+        let Timer::Deliver {
+            export,
+            account,
+            first,
+            last,
+            ..
+        } = timer
+        else {
+            unreachable!("a delivery")
+        };
+        let mut records: Vec<&PeriodRecord> = self
+            .history
+            .get(&account)
+            .map(|history| {
+                history
+                    .kept
+                    .values()
+                    .filter(|record| record.key.period >= first && record.key.period <= last)
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.sort_by(|a, b| crate::rules::export_order(&a.key, &b.key));
+        let count = records.len() as u64;
+        for (index, record) in records.into_iter().enumerate() {
+            out.push(Output::Export(ExportLine {
+                export: export.clone(),
+                account: account.clone(),
+                ts: now,
+                item: ExportItem::Record {
+                    seq: index as u64 + 1,
+                    record: record.clone(),
+                },
+            }));
+        }
+        out.push(Output::Export(ExportLine {
+            export,
+            account,
+            ts: now,
+            item: ExportItem::Complete { records: count },
+        }));
+    }
+
+    /// The deletion of `account` at `now` (DOMAIN.md §9): its pending revisions, then a
+    /// deletion for every period key it ever had (with the next `rev`); everything of it
+    /// is forgotten. Its share of the `"*"` rows stays (its balance is left out of later
+    /// openings by the [`What::Forgotten`] update the same fact made).
+    fn delete(&mut self, account: &str, now: Ts, out: &mut Vec<Output>) {
+        let (mine, others): (BTreeSet<PeriodKey>, BTreeSet<PeriodKey>) = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .partition(|k| k.account == account);
+        self.dirty = mine;
+        self.flush(out, now);
+        self.dirty = others;
+        let mut keys: BTreeMap<PeriodKey, u64> = BTreeMap::new();
+        if let Some(history) = self.history.remove(account) {
+            keys.extend(history.older);
+            keys.extend(history.kept.into_iter().map(|(key, record)| (key, record.rev)));
+        }
+        let open: Vec<PeriodKey> = self.emitted.keys().filter(|k| k.account == account).cloned().collect();
+        for key in open {
+            let (rev, _) = self.emitted.remove(&key).expect("listed");
+            keys.insert(key, rev);
+        }
+        self.figures.retain(|k, _| k.account != account);
+        for records in self.by_period.values_mut() {
+            records.retain(|k| k.account != account);
+        }
+        self.money.remove(account);
+        for (key, rev) in keys {
+            out.push(Output::Deleted(Deletion::Period { key, rev: rev + 1 }));
+        }
+    }
+
+    /// Fires the deliveries due at or before `now` that inputs of `now` scheduled.
+    fn deliver_due(&mut self, now: Ts, out: &mut Vec<Output>) {
+        while self.timers.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, timer) = self.timers.pop_first().expect("peeked");
+            debug_assert!(
+                matches!(timer, Timer::Deliver { .. }),
+                "only deliveries are set for now"
+            );
+            if matches!(timer, Timer::Deliver { .. }) {
+                self.deliver(timer, now, out);
+            }
+        }
     }
 }
 
@@ -791,13 +1041,23 @@ impl Machine for Revisions {
                     debug_assert!(self.dirty.iter().all(|record| record.period > period));
                     self.close(period, out);
                 }
+                timer @ Timer::Deliver { .. } => self.deliver(timer, now, out),
             }
+        }
+        // Deletions at D come after D's timers (deliveries included) and before its other
+        // changes (DOMAIN.md §9).
+        let (deletions, inputs): (Vec<_>, Vec<_>) =
+            inputs.into_iter().partition(|(slot, _)| slot.what == What::Deleted);
+        for (slot, _) in deletions {
+            self.delete(&slot.account, now, out);
         }
         // Consolidated: at most one delta per record and instant, in no particular order.
         for (slot, delta) in inputs {
             self.apply(slot, delta, now);
         }
         self.flush(out, now);
+        // An export taking effect after its termination's period closed is delivered now.
+        self.deliver_due(now, out);
     }
 
     fn next_timer(&self) -> Option<Time> {

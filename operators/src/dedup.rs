@@ -35,8 +35,8 @@ impl Edge for DedupOut {
             DedupOut::Duplicate(_) => 0,
             DedupOut::Unique(placed) => match placed.event.kind() {
                 Kind::Tariff => 1,
-                // DOMAIN.md §9's events go to the accounts with the credits (the dataflow
-                // does not implement §9 yet: the accounts refuse them, see accounts.rs).
+                // DOMAIN.md §9's events go to the accounts with the credits (through the
+                // gate, like every event but tariffs: pipeline/src/dataflow.rs).
                 Kind::Payment | Kind::Compensation | Kind::Refund | Kind::Terminate | Kind::Export => 2,
                 Kind::Order | Kind::OrderCancel | Kind::Emission => 3,
                 Kind::Application | Kind::Dropout | Kind::Defect | Kind::Introduction => 4,

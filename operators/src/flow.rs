@@ -373,7 +373,7 @@ pub enum Fact {
         /// Earliest application `ts` among them.
         oldest: Option<Ts>,
     },
-    /// A dormant advance.
+    /// A balance owed back: a dormant advance, or a termination (DOMAIN.md §9).
     RefundDue {
         /// Account.
         account: String,
@@ -381,8 +381,34 @@ pub enum Fact {
         period: Period,
         /// Balance then.
         balance: Money,
-        /// The anchor.
+        /// The anchor (dormant), or T (termination).
         since: Ts,
+        /// Why.
+        reason: crate::output::RefundReason,
+    },
+    /// An accepted `export` (DOMAIN.md §9), delivered by the aggregates at `at`.
+    Export {
+        /// Account.
+        account: String,
+        /// The request's event id.
+        export: String,
+        /// When the request took effect (deliveries due at one instant go in this order).
+        requested: Ts,
+        /// The delivery instant.
+        at: Ts,
+        /// The first period exported (36 months before T's).
+        first: Period,
+        /// T's period.
+        last: Period,
+    },
+    /// The account was deleted at this instant (DOMAIN.md §9), holding `balance`.
+    Deleted {
+        /// Account.
+        account: String,
+        /// The deletion's period.
+        period: Period,
+        /// The balance forgotten with it (left out of later `"*"` openings).
+        balance: Money,
     },
 }
 
@@ -397,7 +423,9 @@ impl Fact {
             | Fact::Applied { account, .. }
             | Fact::Sla { account, .. }
             | Fact::Debtor { account, .. }
-            | Fact::RefundDue { account, .. } => account,
+            | Fact::RefundDue { account, .. }
+            | Fact::Export { account, .. }
+            | Fact::Deleted { account, .. } => account,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod event;
 pub mod failure;
 pub mod final_codes;
 pub mod flow;
+pub mod gate;
 pub mod intern;
 pub mod machine;
 pub mod money;

@@ -117,15 +117,6 @@ pub fn export_out_of_window(from: Ts, to: Ts) -> String {
     format!("an export is accepted from {from} until before {to}")
 }
 
-/// `INTERNAL_ERROR` of the dataflow engine for DOMAIN.md §9's events, which only the
-/// reference engine implements so far.
-pub fn not_in_dataflow(kind: Kind) -> String {
-    format!(
-        "{} is not implemented by the dataflow engine yet; run with --engine reference",
-        kind.as_str()
-    )
-}
-
 /// Fragments of Rust's debug formatting that must not appear outside quoted values.
 pub const DEBUG_FRAGMENTS: [&str; 16] = [
     "{",

@@ -31,6 +31,7 @@ use markledger_operators::dedup::Dedup;
 use markledger_operators::final_codes::{worker_dir, FinalStore, Manifest, STATE_SUBDIR};
 use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
+use markledger_operators::gate::Gate;
 use markledger_operators::machine::{distinct, Machine};
 use markledger_operators::orders::Orders;
 use std::collections::BTreeMap;
@@ -48,8 +49,9 @@ pub use markledger_connectors::offsets::{PartitionShare, SourceShare, SOURCE};
 /// [`Machine::NAME`], and the source's. A checkpoint restores share by share under these
 /// keys, so they are constants of the machines' types, and no two may be equal (checked when
 /// this compiles).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     Dedup::NAME,
+    Gate::NAME,
     Orders::NAME,
     Codes::NAME,
     Accounts::NAME,
@@ -66,8 +68,10 @@ const MAGIC: &[u8; 8] = b"MLCKPT\0\0";
 /// Bumped whenever the body's encoding or any saved state's shape changes: a file of
 /// another version is refused (with its version named), never misread. Version 2: the
 /// national index saves its live codes and the manifest of its final-code store (issue 17).
-/// Version 3: the body opens with the run's [`OutputSettings`] (issue 19).
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 3: the body opens with the run's [`OutputSettings`] (issue 19). Version 4: the
+/// gate's terminated accounts, the accounts' terminations, the aggregates' kept final
+/// records and export deliveries (DOMAIN.md §9, issue 20).
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER: usize = 8 + 4 + 8 + 8;
 
 /// What writing a checkpoint took.

@@ -8,6 +8,7 @@
 //!               time; the held capability is the watermark) ── refused ────────────────────┐
 //!   ─► dedup::unique_events (by id) ──┬─ duplicates ─────────────────────────────────────┤
 //!       ├─ tariffs ─► tariff::tariffs_to_accounts (check, broadcast) ──── refusals ──────┤
+//!       └─ the rest ─► gate::gate (by account; terminations fed back) ─ refusals ────────┤
 //!       ├─ credits ───────────────────────────────────────────────┐                      │
 //!       ├─ order events ─► orders::order_book (by account) ─┬─ pending ─┤        refusals ┤
 //!       │                                                   ├─ codes ──┐│                 │
@@ -17,6 +18,7 @@
 //!          finality (fed back) ─► codes::national_index (by code) ◄──────┘│       refusals ┤
 //!                                      └─ to accounts ─► accounts::accounts (by account) ──┤
 //!                                                         ├─ finals ─► (feedback) ┘   outputs
+//!                                                         ├─ terminations ─► (feedback to the gate)
 //!                                                         └─ facts ─► aggregates::aggregates
 //!                                                                      (periods) ─────────┤
 //!                                                                         sink::write_outputs
@@ -37,6 +39,7 @@ use markledger_operators::dedup::{unique_events, Dedup};
 use markledger_operators::driver::Drive;
 use markledger_operators::final_codes::FinalCodes;
 use markledger_operators::flow::{AccountIn, CodesIn, Placed, Time};
+use markledger_operators::gate::{gate, Gate, GateIn};
 use markledger_operators::orders::{order_book, Orders};
 use markledger_operators::output::Output;
 use markledger_operators::tariffs::tariffs_to_accounts;
@@ -93,13 +96,23 @@ pub fn build<'scope>(
     let tiebreak = Box::new(|placed: &Placed| canonical_bytes(&placed.event));
     let unique = unique_events(source.events, Dedup::new(config.dedup_horizon_ms, tiebreak), drive);
     let tariffs = tariffs_to_accounts(unique.tariffs, scope.index());
-    let credits = unique.credits.map(|placed| AccountIn::Event(Box::new(placed)));
+    // Accepted terminations flow back from the accounts to the gate 1 ms after T: the gate
+    // decides an instant only once every termination before it is known (gate.rs).
+    let (termination_loop, terminations) = scope.feedback::<Vec<GateIn>>(1);
+    let gated = unique
+        .credits
+        .concat(unique.order_events)
+        .concat(unique.commands)
+        .map(|placed| GateIn::Event(Box::new(placed)))
+        .concat(terminations);
+    let gated = gate(gated, Gate::new(config.retention_ms), drive);
+    let credits = gated.credits.map(|placed| AccountIn::Event(Box::new(placed)));
     let orders = order_book(
-        unique.order_events,
+        gated.order_events,
         Orders::new(config.sla_ms, config.close_after_days),
         drive,
     );
-    let commands = command_codes(unique.commands, command_rules(config));
+    let commands = command_codes(gated.commands, command_rules(config));
     // Finality flows back from the accounts to the index (retention), the finality delay
     // later: the index can run that far ahead of the accounts.
     let (finality_loop, finals) = scope.feedback::<Vec<CodesIn>>(graph.finality_delay_ms as u64);
@@ -112,10 +125,12 @@ pub fn build<'scope>(
         .concat(tariffs.to_accounts);
     let accounts = accounts(account_inputs, Accounts::new(account_rules(graph)), drive);
     accounts.finals.connect_loop(finality_loop);
+    accounts.terminations.connect_loop(termination_loop);
     let periods = aggregates(orders.facts.concat(accounts.facts), config.close_after_days, drive);
     scope.concatenate([
         source.refused,
         unique.duplicates,
+        gated.refusals,
         tariffs.refusals,
         commands.refusals,
         orders.refusals,

@@ -37,11 +37,13 @@ pub fn write_outputs<S: Sink + 'static>(
                 failure::enter_stage(NAME);
                 let mut sink = sink.borrow_mut();
                 let sink = sink.as_mut().expect("sink lives until the run ends");
-                input.for_each_stamp(|cap, data| {
+                // In arrival order: `for_each_stamp` sorts containers by stamp unstably, which
+                // can swap two containers of one instant, so one key's records of an instant
+                // (a period's final revision and its deletion at D, DOMAIN.md §9; an export's
+                // lines) could reach the sink out of the order they were made in.
+                input.for_each(|cap, batch| {
                     let time = *cap.least().expect("a stamp has a time");
-                    for batch in data {
-                        sink.emit(time, batch);
-                    }
+                    sink.emit(time, batch);
                 });
                 sink.frontier(frontier.frontier().as_ref());
             }

@@ -7,10 +7,6 @@ use markledger_tests::compare::load_dataset;
 use markledger_tests::{default_config, multiset};
 use std::path::Path;
 
-/// Scenarios of DOMAIN.md §9, which the dataflow does not implement yet (it refuses
-/// `terminate` and `export`; tests/tests/domain_rules.rs pins that): reference only.
-const REFERENCE_ONLY: [&str; 1] = ["termination_export_deletion"];
-
 #[test]
 fn dataflow_equals_reference_on_golden_scenarios() {
     // Each scenario's input through both engines; equal multisets of outputs per worker count.
@@ -19,9 +15,6 @@ fn dataflow_equals_reference_on_golden_scenarios() {
     scenarios.sort();
     let config = default_config();
     for scenario in scenarios.iter().filter(|p| p.join("input").is_dir()) {
-        if REFERENCE_ONLY.iter().any(|name| scenario.ends_with(name)) {
-            continue;
-        }
         let partitions = load_dataset(&scenario.join("input"));
         let (_, reference) = markledger::reference::run(&config, partitions.clone(), Vec::new(), &mut |_, _| {});
         let expected = multiset(&reference);

@@ -1231,8 +1231,7 @@ fn s5_every_reason_code_is_produced() {
     config.quarantine = std::sync::Arc::new([("q1".to_string(), "a stage failed twice".to_string())].into());
     let out = run_with(&config, &[lines]);
     let produced: std::collections::BTreeSet<Reason> = out.rejections().iter().map(|r| r.reason).collect();
-    // §9's reasons have their own run (s9_every_reason_of_s9_is_produced): the dataflow
-    // does not implement §9 yet.
+    // §9's reasons have their own run (s9_every_reason_of_s9_is_produced).
     let all: std::collections::BTreeSet<Reason> = Reason::ALL.into_iter().filter(|r| !S9_REASONS.contains(r)).collect();
     assert_eq!(
         produced,
@@ -1244,8 +1243,8 @@ fn s5_every_reason_code_is_produced() {
 
 // ------------------------------------------------------- §9 termination, export, deletion
 //
-// The dataflow engine does not implement §9 yet (it refuses `terminate` and `export`
-// INTERNAL_ERROR), so these run the reference engine only.
+// Every §9 test runs the reference engine, then the dataflow on 1, 2 and 4 workers, and
+// requires the same records in the same per-key order (`both_engines`).
 
 /// The reasons DOMAIN.md §9 adds.
 const S9_REASONS: [Reason; 5] = [
@@ -1276,9 +1275,43 @@ fn s9_every_reason_of_s9_is_produced() {
 }
 
 fn go9(lines: Vec<String>) -> Outcome {
-    let outcome = run_reference_only(&config(), &[lines]);
-    let canonical = markledger_tests::compare::canonical(&outcome.outputs);
-    assert!(canonical.anomalies.is_empty(), "{:#?}", canonical.anomalies);
+    both_engines(&config(), lines)
+}
+
+/// The reference engine's outcome, after checking that the dataflow on 1, 2 and 4 workers
+/// gives the same records (as a multiset) in the same order per key, and that the
+/// reference's records have no anomaly (revisions in order, deletions after the key).
+fn both_engines(config: &Config, lines: Vec<String>) -> Outcome {
+    let partitions = [lines];
+    let outcome = run_reference_only(config, &partitions);
+    let reference = markledger_tests::compare::canonical(&outcome.outputs);
+    assert!(reference.anomalies.is_empty(), "{:#?}", reference.anomalies);
+    let expected = multiset(&outcome.outputs);
+    let decoded: Vec<Vec<_>> = partitions
+        .iter()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| markledger_connectors::codec::json::decode_event(l.as_bytes()))
+                .collect()
+        })
+        .collect();
+    for workers in [1, 2, 4] {
+        let outputs = markledger::runtime::run(config, decoded.clone(), workers);
+        let actual = multiset(&outputs);
+        if actual != expected {
+            let missing: Vec<_> = expected.iter().filter(|l| !actual.contains(l)).take(8).collect();
+            let extra: Vec<_> = actual.iter().filter(|l| !expected.contains(l)).take(8).collect();
+            panic!("dataflow on {workers} workers differs from the reference:\nmissing {missing:#?}\nextra {extra:#?}");
+        }
+        let dataflow = markledger_tests::compare::canonical(&outputs);
+        let differences = markledger_tests::compare::diff_strict(&reference, &dataflow, "reference", "dataflow");
+        assert!(
+            differences.is_empty(),
+            "dataflow on {workers} workers orders records differently:\n{}",
+            differences.join("\n")
+        );
+    }
     outcome
 }
 
@@ -1544,7 +1577,7 @@ fn s9_export_reaches_back_36_months_only() {
         export("x1", &jan("16T10:00:00"), A),
         payment("q1", "2026-02-10T10:00:00+05:00", B, "1.00", "Kaspi"),
     ];
-    let out = run_reference_only(&default_config(), &[lines]);
+    let out = both_engines(&default_config(), lines);
     let periods: BTreeSet<String> = out
         .exports()
         .into_iter()
@@ -1717,7 +1750,7 @@ fn s9_decision_deletion_at_the_close_emits_the_final_revision_first() {
         export("x1", &jan("02T00:00:00"), A),
         payment("q1", "2026-03-02T10:00:00+05:00", B, "1.00", "Kaspi"),
     ];
-    let out = run_reference_only(&config, &[lines]);
+    let out = both_engines(&config, lines);
     let d = at("2026-02-28T00:00:00+05:00");
     let exported: Vec<_> = out
         .exports()
@@ -1748,33 +1781,29 @@ fn s9_decision_deletion_at_the_close_emits_the_final_revision_first() {
 }
 
 #[test]
-fn s9_the_dataflow_refuses_terminate_and_export_until_it_implements_them() {
-    // The gap stated, not hidden: the dataflow refuses §9's events INTERNAL_ERROR with a
-    // detail naming the engine that implements them; the rest of the run is unaffected.
-    let lines = [
+fn s9_the_dataflow_gate_refuses_an_emission_after_termination_before_it_makes_codes() {
+    // The gate (operators/src/gate.rs) refuses a terminated account's emission before the
+    // national index sees it: A's emission 1 ms after T is ACCOUNT_TERMINATED (not
+    // UNKNOWN_ORDER, not a code), and B can then emit the same code. Both engines, 1/2/4
+    // workers.
+    let lines = vec![
         payment("p1", &jan("10T10:00:00"), A, "5.00", "Kaspi"),
         terminate("t1", &jan("15T10:00:00"), A),
-        export("x1", &jan("16T10:00:00"), A),
+        emission("e1", "2026-01-15T10:00:00.001+05:00", A, "OA", GTIN, &["X1"]),
+        order("ob", &jan("15T10:00:10"), B, "OB", GTIN, 1),
+        emission("eb", &jan("15T10:00:20"), B, "OB", GTIN, &["X1"]),
     ];
-    let decoded: Vec<Vec<_>> = vec![lines
+    let out = go9(lines);
+    assert_eq!(out.reasons(), vec![(Some("e1"), Reason::AccountTerminated)]);
+    let emitted: Vec<&str> = out
+        .outputs
         .iter()
-        .map(|l| markledger_connectors::codec::json::decode_event(l.as_bytes()))
-        .collect()];
-    for workers in [1, 2] {
-        let outputs = markledger::runtime::run(&config(), decoded.clone(), workers);
-        let refused: Vec<(Option<&str>, Reason, &str)> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Rejection(r) => Some((r.event.as_deref(), r.reason, r.detail.as_str())),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(refused.len(), 2, "{refused:?}");
-        assert!(refused
-            .iter()
-            .all(|(_, reason, detail)| *reason == Reason::InternalError && detail.contains("--engine reference")));
-        assert!(outputs.iter().any(|o| matches!(o, Output::Ledger(_))));
-    }
+        .filter_map(|o| match o {
+            Output::Status(s) if s.to == Status::Emitted => Some(s.account.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(emitted, vec![B]);
 }
 
 #[test]
@@ -1795,7 +1824,7 @@ fn s9_decision_the_termination_is_forgotten_a_retention_horizon_after_deletion()
         payment("p3", "2026-02-28T23:59:00+05:00", A, "1.00", "Kaspi"),
         payment("p4", "2026-03-01T00:00:00+05:00", A, "2.00", "Kaspi"),
     ];
-    let out = run_reference_only(&config, &[lines]);
+    let out = both_engines(&config, lines);
     assert_eq!(
         out.reasons(),
         vec![

@@ -8,7 +8,7 @@
 use markledger::config::Config;
 use markledger_connectors::codec::Decoded;
 use markledger_datasets::generator::{Format, GeneratorConfig};
-use markledger_operators::output::{Entry, Figures, Output};
+use markledger_operators::output::{Deletion, Entry, Figures, Output};
 use markledger_operators::{Body, Reason};
 use markledger_tests::compare::{
     assert_equivalent, canonical, diff, diff_final_values, diff_histories, diff_strict, generate_dataset,
@@ -30,7 +30,9 @@ enum Shape {
 
 const SHAPES: [Shape; 2] = [Shape::Narrow, Shape::Wide];
 
-/// Both shapes: 5 % bad input, 4 partitions, 3 months, seed 1.
+/// Both shapes: 5 % bad input, 4 partitions, 3 months, seed 1, and a tenth of the accounts
+/// ending their contract (DOMAIN.md §9: terminations refused then accepted, exports inside
+/// and outside the window, deletions a month later).
 fn dataset_config(shape: Shape, format: Format) -> GeneratorConfig {
     let accounts = match shape {
         Shape::Narrow => 40,
@@ -44,6 +46,7 @@ fn dataset_config(shape: Shape, format: Format) -> GeneratorConfig {
         bad_rate: 0.05,
         partitions: 4,
         months: 3,
+        terminate_rate: 0.1,
         ..GeneratorConfig::default()
     }
 }
@@ -115,7 +118,8 @@ fn datasets_exercise_every_category() {
             count(|o| matches!(o, Output::Rejection(_)))
         );
         assert!(c.codes.len() >= 50_000, "{shape:?}: {} codes", c.codes.len());
-        assert!(c.balances.len() >= 40, "{shape:?}: {} balances", c.balances.len());
+        // Deleted accounts (DOMAIN.md §9) have no balance left: a few of the 40 narrow ones.
+        assert!(c.balances.len() >= 35, "{shape:?}: {} balances", c.balances.len());
         assert!(
             c.ledger.len() >= 30,
             "{shape:?}: ledgers of {} accounts",
@@ -136,9 +140,10 @@ fn datasets_exercise_every_category() {
             in_histories(c.status_history.values().map(Vec::len).collect()),
             count(|o| matches!(o, Output::Status(_)))
         );
+        // A balance key's deletion (DOMAIN.md §9) takes its place in the key's history.
         assert_eq!(
             in_histories(c.balance_history.values().map(Vec::len).collect()),
-            count(|o| matches!(o, Output::Balance(_)))
+            count(|o| matches!(o, Output::Balance(_) | Output::Deleted(Deletion::Balance { .. })))
         );
         assert_eq!(
             in_histories(c.period_history.values().map(Vec::len).collect()),
@@ -170,6 +175,29 @@ fn datasets_exercise_every_category() {
             sla_late >= late_orders,
             "{shape:?}: SLA late {sla_late} < {late_orders}"
         );
+    }
+    // DOMAIN.md §9 is exercised: deletions of balance and period keys, export deliveries,
+    // and §9's refusals.
+    for shape in SHAPES {
+        let c = &base(shape).canonical;
+        let deleted_balances = c.deletions.keys().filter(|k| k.starts_with("balances/")).count();
+        let deleted_periods = c.deletions.keys().filter(|k| k.starts_with("periods/")).count();
+        eprintln!(
+            "{shape:?}: {deleted_balances} balance and {deleted_periods} period keys deleted, {} accounts exported",
+            c.exports.len()
+        );
+        assert!(deleted_balances >= 1, "{shape:?}: no account deleted");
+        assert!(deleted_periods >= 5, "{shape:?}: {deleted_periods} period keys deleted");
+        assert!(!c.exports.is_empty(), "{shape:?}: no export delivered");
+    }
+    let wide_reasons: BTreeSet<Reason> = base(Shape::Wide)
+        .canonical
+        .rejections
+        .keys()
+        .map(|k| k.reason)
+        .collect();
+    for reason in [Reason::AccountTerminated, Reason::TerminationPendingOrder] {
+        assert!(wide_reasons.contains(&reason), "wide: no {reason:?}");
     }
     let wide = &base(Shape::Wide).canonical;
     assert!(
@@ -442,7 +470,8 @@ fn spilling(config: &markledger::config::Config) -> markledger::config::Config {
 #[test]
 fn dataflow_equals_reference_on_1_2_4_workers() {
     // Checks that the dataflow engine on 1, 2 and 4 workers produces outputs equivalent to the
-    // reference engine's on both datasets, record for record: canonical forms compared
+    // reference engine's on both datasets (terminations, exports and deletions included),
+    // record for record: canonical forms compared
     // strictly, final values and histories (every balance and status record of each account
     // in order, every revision of each period record; rejection details included: both
     // engines word them the same), no anomalies within a run. Every final code goes to disk
@@ -492,6 +521,7 @@ fn large_dataflow_equals_reference() {
         codes,
         bad_rate: 0.05,
         partitions: 8,
+        terminate_rate: 0.1,
         ..GeneratorConfig::default()
     };
     let partitions = markledger_tests::compare::generate_dataset(&generator);

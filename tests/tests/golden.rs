@@ -83,3 +83,36 @@ fn every_golden_scenario_reproduces_its_expected_outputs() {
     }
     assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
 }
+
+#[test]
+fn the_termination_scenario_on_the_dataflow_has_the_expected_lines() {
+    // DOMAIN.md §9's golden scenario through `markledger run --engine dataflow` on 1, 2 and
+    // 4 workers: each of the six files holds exactly the reviewed expected/ lines (the
+    // reference engine writes in event order, the dataflow in its canonical order, so the
+    // lines are compared sorted), and the files are byte-identical across worker counts.
+    let scenario = scenarios_dir().join("termination_export_deletion");
+    let mut first: Option<Vec<String>> = None;
+    for workers in [1, 2, 4] {
+        let out = scratch(&format!("termination-dataflow-{workers}"));
+        let inputs = [scenario.join("input")];
+        let run = FileRun::new(&inputs, &out, Engine::Dataflow { workers });
+        run_files(&default_config(), &run).expect("run succeeds");
+        let mut files = Vec::new();
+        for file in OUTPUT_FILES {
+            let actual = fs::read_to_string(out.join(file)).expect("output written");
+            let expected = fs::read_to_string(scenario.join("expected").join(file)).expect("expected file");
+            let sorted = |text: &str| {
+                let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+                lines.sort();
+                lines
+            };
+            assert_eq!(sorted(&actual), sorted(&expected), "{file} on {workers} workers");
+            files.push(actual);
+        }
+        match &first {
+            None => first = Some(files),
+            Some(first) => assert!(*first == files, "files on {workers} workers differ from 1 worker's"),
+        }
+        let _ = fs::remove_dir_all(&out);
+    }
+}

@@ -31,6 +31,8 @@ struct Consumed {
     rejections: BTreeMap<String, usize>,
     ledger: BTreeMap<String, usize>,
     periods: BTreeMap<String, Value>,
+    /// Keys of `balances` and `periods` a deletion removed (DOMAIN.md §9).
+    deleted: BTreeSet<String>,
 }
 
 impl Consumed {
@@ -44,9 +46,39 @@ impl Consumed {
         }
     }
 
+    /// A deletion of a compacted key (a file's `"deleted": true` record, or a Kafka
+    /// tombstone with that key): the consumer drops the key.
+    fn delete(&mut self, output: &str, key: &str) {
+        // A repeated tombstone (a restart re-sends it) finds the key gone already.
+        match output {
+            "balances" => self.balances.remove(key),
+            "periods" => self.periods.remove(key),
+            other => panic!("a deletion on {other}"),
+        };
+        self.deleted.insert(format!("{output}/{key}"));
+    }
+
+    /// The key of a `periods` record as its Kafka key renders it: `kind/account/period[/sub]`.
+    fn period_key(value: &Value) -> String {
+        let text = |field: &str| value[field].as_str().expect("a key field").to_string();
+        let mut key = format!("{}/{}/{}", text("kind"), text("account"), text("period"));
+        if let Some(sub) = value["sub"].as_str() {
+            key.push('/');
+            key.push_str(sub);
+        }
+        key
+    }
+
     /// Folds records of one output, in their order within an account (key).
     fn add(&mut self, output: &str, line: &str) {
         let value: Value = serde_json::from_str(line).expect("an output is JSON");
+        if value["deleted"] == Value::Bool(true) {
+            let key = match output {
+                "balances" => value["account"].as_str().expect("account").to_string(),
+                _ => Self::period_key(&value),
+            };
+            return self.delete(output, &key);
+        }
         match output {
             // Compacted topics: the highest `rev` per key wins (a repeat may come late).
             "balances" => {
@@ -70,10 +102,7 @@ impl Consumed {
             "rejections" => *self.rejections.entry(value.to_string()).or_default() += 1,
             "ledger" => *self.ledger.entry(value.to_string()).or_default() += 1,
             "periods" => {
-                let key = format!(
-                    "{}/{}/{}/{}",
-                    value["kind"], value["account"], value["period"], value["sub"]
-                );
+                let key = Self::period_key(&value);
                 let newer = self
                     .periods
                     .get(&key)
@@ -147,7 +176,8 @@ fn settings(brokers: &str) -> KafkaSettings {
     settings
 }
 
-/// Every record of `topic` from the start: (payload, id header).
+/// Every record of `topic` from the start: (payload, id header); a tombstone (null value) as
+/// an empty payload, its id from the `markledger-id` header, and its key after a newline.
 fn read_topic(brokers: &str, topic: &str) -> Vec<(String, Option<String>)> {
     let settings = settings(brokers);
     let partitions = markledger_connectors::kafka::partition_count(&settings, topic).expect("topic exists");
@@ -159,6 +189,12 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, Option<String>)> {
     while at_end.len() < assignment.len() {
         assert!(Instant::now() < deadline, "reading {topic} timed out");
         match consumer.poll(Duration::from_millis(200)) {
+            Some(Polled::Record(record)) if record.payload.is_empty() => {
+                let header = record.headers.iter().find(|(name, _)| name == "markledger-id");
+                let id = header.map(|(_, id)| String::from_utf8_lossy(id).to_string());
+                let key = String::from_utf8(record.key.clone().unwrap_or_default()).expect("UTF-8 key");
+                records.push((format!("\n{key}"), id));
+            }
             Some(Polled::Record(record)) => {
                 let mut value: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
                 let id = value
@@ -226,7 +262,10 @@ fn consume_into(brokers: &str, prefix: &str, consumed: &mut Consumed) -> usize {
                     continue;
                 }
             }
-            consumed.add(output, &payload);
+            match payload.strip_prefix('\n') {
+                Some(key) => consumed.delete(output, key),
+                None => consumed.add(output, &payload),
+            }
         }
     }
     repeats
@@ -241,6 +280,8 @@ fn dataset(dir: &Path) -> u64 {
         bad_rate: 0.05,
         partitions: 4,
         months: 2,
+        // DOMAIN.md §9 in every stream test: terminations, exports and deletions.
+        terminate_rate: 0.15,
         ..GeneratorConfig::default()
     };
     let manifest = generate(&config, dir, &mut |_| {}).expect("generate");
@@ -331,6 +372,22 @@ fn stream_equals_the_file_run_through_sigterm_sigkill_and_a_broker_restart() {
     let (interrupted, _repeats) = consume(&brokers, "r.");
     let diff = differences(&expected, &interrupted);
     assert!(diff.is_empty(), "interrupted stream vs file run:\n{}", diff.join("\n"));
+    // Deletions survived the restarts: the same keys deleted, none of them back (a
+    // consumer applying tombstones holds no record of the deleted accounts, and every other
+    // record equals the file run's: `differences` above).
+    assert!(
+        expected.deleted.iter().any(|key| key.starts_with("balances/")),
+        "the dataset deletes no account (raise terminate_rate)"
+    );
+    assert_eq!(expected.deleted, interrupted.deleted);
+    for key in &interrupted.deleted {
+        let (output, key) = key.split_once('/').expect("output/key");
+        let back = match output {
+            "balances" => interrupted.balances.contains_key(key),
+            _ => interrupted.periods.contains_key(key),
+        };
+        assert!(!back, "{output}/{key} came back after its deletion");
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
 
