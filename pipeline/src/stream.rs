@@ -129,6 +129,8 @@ pub struct StreamReport {
     pub last_checkpoint: Option<(Time, u64, u64)>,
     /// The longest a machine's save held up its worker.
     pub longest_save: Duration,
+    /// Each machine's longest save, the longest first (`name 1.2 ms, …`).
+    pub pauses: String,
 }
 
 /// Runs `stream` until `stop` is set; then finishes what is before the watermark, commits,
@@ -187,6 +189,10 @@ pub fn run_stream(
         .checkpointing
         .as_ref()
         .map_or(Duration::ZERO, |checkpointing| checkpointing.longest_save());
+    report.pauses = run
+        .checkpointing
+        .as_ref()
+        .map_or_else(String::new, |checkpointing| checkpointing.pauses());
     Ok(report)
 }
 
@@ -476,6 +482,7 @@ impl StreamRun {
                 .as_ref()
                 .and_then(|checkpointing| checkpointing.last_written()),
             longest_save: Duration::ZERO,
+            pauses: String::new(),
         }
     }
 }
