@@ -47,6 +47,59 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Restor
         })
 }
 
+/// A machine's state as of a checkpoint, captured on its worker between two steps and
+/// encoded by whoever writes the checkpoint (`Durable::snapshot`).
+///
+/// Why: encoding a machine's whole state on its worker stops that worker for as long as the
+/// encoding takes (1.8 s at 10^7 codes, BENCHMARKS.md). A machine whose state is cheap to
+/// capture (structurally shared maps: a clone is O(1); or a log of what changed) hands over
+/// a [`Snapshot::of`] its capture instead, and the checkpoint writer's thread encodes it
+/// (Flink's asynchronous snapshots of its heap state backend).
+pub struct Snapshot(Captured);
+
+enum Captured {
+    /// Already encoded on the worker.
+    Encoded(Vec<u8>),
+    /// To be encoded off the worker.
+    Deferred(Box<dyn FnOnce() -> Vec<u8> + Send>),
+}
+
+impl Snapshot {
+    /// A state already encoded (with [`encode`]).
+    pub fn encoded(bytes: Vec<u8>) -> Snapshot {
+        Snapshot(Captured::Encoded(bytes))
+    }
+
+    /// `state`, to be encoded with [`encode`] when the checkpoint is written. `state` must
+    /// be a capture the worker no longer changes (an owned copy: with structurally shared
+    /// maps, a clone), and must encode to the bytes the machine's `restore` reads.
+    pub fn of<T: Serialize + Send + 'static>(state: T) -> Snapshot {
+        Snapshot(Captured::Deferred(Box::new(move || encode(&state))))
+    }
+
+    /// Whether encoding is left to the checkpoint's writer.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self.0, Captured::Deferred(_))
+    }
+
+    /// The encoded state (runs the deferred encoding, if any).
+    pub fn encode(self) -> Vec<u8> {
+        match self.0 {
+            Captured::Encoded(bytes) => bytes,
+            Captured::Deferred(encoder) => encoder(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Captured::Encoded(bytes) => write!(f, "Snapshot({} bytes)", bytes.len()),
+            Captured::Deferred(_) => f.write_str("Snapshot(deferred)"),
+        }
+    }
+}
+
 /// One operator's (or source's) share of a cut.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Share {
@@ -78,6 +131,44 @@ impl Cut {
     }
 }
 
+/// A cut with every share, some of whose states are still to be encoded (deferred
+/// [`Snapshot`]s): what [`Checkpoints::take_complete`] hands to the checkpoint's writer,
+/// which calls [`Complete::encode`] on its own thread.
+#[derive(Debug)]
+pub struct Complete {
+    cut: Cut,
+    deferred: Vec<((usize, String), Snapshot)>,
+}
+
+impl Complete {
+    /// The checkpoint time.
+    pub fn time(&self) -> Time {
+        self.cut.time
+    }
+
+    /// Shares whose state is still to be encoded.
+    pub fn deferred(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// The cut, every deferred state encoded into its share.
+    pub fn encode(self) -> Cut {
+        let Complete { mut cut, deferred } = self;
+        for (key, snapshot) in deferred {
+            let share = cut.shares.get_mut(&key).expect("a deferred state has its share");
+            share.state = snapshot.encode();
+        }
+        cut
+    }
+}
+
+/// A cut being assembled: its shares, and the states still to encode.
+#[derive(Debug)]
+struct Assembling {
+    cut: Cut,
+    deferred: BTreeMap<(usize, String), Snapshot>,
+}
+
 #[derive(Debug)]
 struct Inner {
     workers: usize,
@@ -94,8 +185,10 @@ struct Inner {
     seen: AtomicU64,
     /// The longest a machine's save has held up its worker, in microseconds.
     longest_save_us: AtomicU64,
+    /// The same, by machine.
+    longest_by_machine: Mutex<BTreeMap<String, std::time::Duration>>,
     /// Cuts being assembled.
-    pending: Mutex<BTreeMap<Time, Cut>>,
+    pending: Mutex<BTreeMap<Time, Assembling>>,
     /// Where the run starts from.
     restored: Option<Arc<Cut>>,
     /// The machines, woken when a checkpoint is asked for: one whose input has gone quiet
@@ -127,6 +220,7 @@ impl Checkpoints {
             stepped: AtomicU64::new(start.saturating_sub(1)),
             seen: AtomicU64::new(start),
             longest_save_us: AtomicU64::new(0),
+            longest_by_machine: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             restored: restored.map(Arc::new),
             machines: Mutex::new(Vec::new()),
@@ -191,10 +285,26 @@ impl Checkpoints {
         Some(time)
     }
 
-    /// A machine's save held up its worker for `took`.
-    pub fn note_save(&self, took: std::time::Duration) {
+    /// The machine `name`'s save held up its worker for `took`.
+    pub fn note_save(&self, name: &str, took: std::time::Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.0.longest_save_us.fetch_max(micros, Ordering::Relaxed);
+        let mut by_machine = self
+            .0
+            .longest_by_machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let longest = by_machine.entry(name.to_string()).or_default();
+        *longest = (*longest).max(took);
+    }
+
+    /// The longest each machine's save has held up its worker so far, by machine name.
+    pub fn longest_saves(&self) -> BTreeMap<String, std::time::Duration> {
+        self.0
+            .longest_by_machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The longest a machine's save has held up its worker so far.
@@ -254,6 +364,12 @@ impl Checkpoints {
 
     /// Adds a share to the cut at `time`.
     pub fn deposit(&self, time: Time, share: Share) {
+        self.deposit_snapshot(time, share, None);
+    }
+
+    /// Adds a share to the cut at `time` whose state is `snapshot`, encoded when the cut is
+    /// written ([`Complete::encode`]) if it is deferred (`share.state` is then ignored).
+    pub fn deposit_snapshot(&self, time: Time, mut share: Share, snapshot: Option<Snapshot>) {
         let mut pending = self.0.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Cuts given up or superseded never complete.
         let settled = self.0.settled.load(Ordering::SeqCst);
@@ -261,28 +377,49 @@ impl Checkpoints {
         if time <= settled {
             return;
         }
-        let cut = pending.entry(time).or_insert_with(|| Cut {
-            time,
-            workers: self.0.workers,
-            shares: BTreeMap::new(),
+        let assembling = pending.entry(time).or_insert_with(|| Assembling {
+            cut: Cut {
+                time,
+                workers: self.0.workers,
+                shares: BTreeMap::new(),
+            },
+            deferred: BTreeMap::new(),
         });
-        cut.shares.insert((share.worker, share.name.clone()), share);
+        let key = (share.worker, share.name.clone());
+        match snapshot {
+            Some(snapshot) if snapshot.is_deferred() => {
+                share.state = Vec::new();
+                assembling.deferred.insert(key.clone(), snapshot);
+            }
+            Some(snapshot) => {
+                share.state = snapshot.encode();
+                assembling.deferred.remove(&key);
+            }
+            None => {
+                assembling.deferred.remove(&key);
+            }
+        }
+        assembling.cut.shares.insert(key, share);
     }
 
     /// The newest cut that has every share, once (older incomplete ones are dropped: a
-    /// newer complete cut supersedes them).
-    pub fn take_complete(&self) -> Option<Cut> {
+    /// newer complete cut supersedes them). Its deferred states are encoded by the caller
+    /// ([`Complete::encode`]), on the writer's thread rather than a worker's.
+    pub fn take_complete(&self) -> Option<Complete> {
         let mut pending = self.0.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let expected = self.0.workers * self.0.names.len();
         let time = pending
             .iter()
             .rev()
-            .find(|(_, cut)| cut.shares.len() == expected)
+            .find(|(_, assembling)| assembling.cut.shares.len() == expected)
             .map(|(time, _)| *time)?;
-        let cut = pending.remove(&time);
+        let assembling = pending.remove(&time)?;
         pending.retain(|t, _| *t > time);
         self.0.settled.fetch_max(time, Ordering::SeqCst);
-        cut
+        Some(Complete {
+            cut: assembling.cut,
+            deferred: assembling.deferred.into_iter().collect(),
+        })
     }
 }
 
@@ -314,7 +451,7 @@ mod tests {
         checkpoints.deposit(11, share(0, "s"));
         assert!(checkpoints.take_complete().is_none(), "one share is missing");
         checkpoints.deposit(11, share(1, "s"));
-        let cut = checkpoints.take_complete().expect("complete");
+        let cut = checkpoints.take_complete().expect("complete").encode();
         assert_eq!((cut.time, cut.shares.len()), (11, 4));
         assert_eq!(checkpoints.pending(), None);
         // Idle: nothing stepped since, the frontier acted on is 13: a checkpoint at 13.
@@ -341,10 +478,54 @@ mod tests {
         checkpoints.stepping(5);
         assert_eq!(checkpoints.propose(), Some(6));
         checkpoints.deposit(6, share(0, "m"));
-        let cut = checkpoints.take_complete().expect("complete");
+        let cut = checkpoints.take_complete().expect("complete").encode();
         assert_eq!(cut.time, 6);
         // A late share of a settled time is ignored.
         checkpoints.deposit(6, share(0, "m"));
         assert!(checkpoints.take_complete().is_none());
+    }
+
+    #[test]
+    fn a_deferred_state_is_encoded_by_the_writer_not_when_deposited() {
+        // A deferred snapshot runs its encoding only in Complete::encode, and its bytes then
+        // land in its share; an encoded one is stored as it is.
+        use std::sync::atomic::AtomicBool;
+        let encoded = Arc::new(AtomicBool::new(false));
+        struct Flagged(Arc<AtomicBool>, Vec<u32>);
+        impl Serialize for Flagged {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.store(true, Ordering::SeqCst);
+                self.1.serialize(serializer)
+            }
+        }
+        let checkpoints = Checkpoints::new(2, &["m"], None);
+        checkpoints.stepping(5);
+        assert_eq!(checkpoints.propose(), Some(6));
+        let deferred = Snapshot::of(Flagged(encoded.clone(), vec![7, 8, 9]));
+        assert!(deferred.is_deferred());
+        checkpoints.deposit_snapshot(6, share(0, "m"), Some(deferred));
+        checkpoints.deposit_snapshot(6, share(1, "m"), Some(Snapshot::encoded(vec![42])));
+        let complete = checkpoints.take_complete().expect("complete");
+        assert_eq!((complete.time(), complete.deferred()), (6, 1));
+        assert!(
+            !encoded.load(Ordering::SeqCst),
+            "nothing encoded before the writer asks"
+        );
+        let cut = complete.encode();
+        assert!(encoded.load(Ordering::SeqCst));
+        assert_eq!(cut.share(0, "m").expect("share").state, encode(&vec![7u32, 8, 9]));
+        assert_eq!(cut.share(1, "m").expect("share").state, vec![42]);
+    }
+
+    #[test]
+    fn the_longest_save_is_kept_per_machine() {
+        let checkpoints = Checkpoints::new(1, &["a", "b"], None);
+        let ms = std::time::Duration::from_millis;
+        checkpoints.note_save("a", ms(3));
+        checkpoints.note_save("a", ms(1));
+        checkpoints.note_save("b", ms(2));
+        let longest = checkpoints.longest_saves();
+        assert_eq!((longest["a"], longest["b"]), (ms(3), ms(2)));
+        assert_eq!(checkpoints.longest_save(), ms(3));
     }
 }

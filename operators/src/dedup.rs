@@ -5,7 +5,12 @@
 //! credits, order events, code commands), and a `DUPLICATE` rejection for the rest.
 //! Within one instant the first is the least (kind rank, id, canonical bytes), so the winner
 //! depends only on the events. An id is remembered for `horizon_ms` after it took effect.
+//!
+//! State: the ids seen within the horizon, in a structurally shared ordered map (`imbl`),
+//! so a checkpoint captures it in O(1) on the worker and the writer's thread encodes it
+//! (`Durable::snapshot`); each id is kept with its key, so its key group is computable.
 
+use crate::checkpoint::Snapshot;
 use crate::driver::{run_machine, Drive};
 use crate::event::Kind;
 use crate::flow::{edges, route, take, ts_of, Edge, Placed, Time};
@@ -14,7 +19,6 @@ use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::time::Ts;
 use crate::wording;
-use std::collections::BTreeMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::StreamVec;
 
@@ -93,10 +97,15 @@ pub fn unique_events<'scope>(
 /// Orders same-id events deterministically (the engine passes bincode's canonical bytes).
 pub type Tiebreak = Box<dyn Fn(&Placed) -> Vec<u8>>;
 
+/// The ids seen, with when each first took effect: a persistent B-tree whose clone shares
+/// every node (O(1)); an insert after a clone copies only its path. Encoded as a
+/// `BTreeMap<String, Ts>` was (a map), so checkpoints read either.
+type Seen = imbl::OrdMap<String, Ts>;
+
 /// The de-duplication state of one worker.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Dedup {
-    seen: BTreeMap<String, Ts>,
+    seen: Seen,
     horizon_ms: i64,
     #[serde(skip, default = "no_tiebreak")]
     tiebreak: Tiebreak,
@@ -112,7 +121,7 @@ impl Dedup {
     /// Remembers ids for `horizon_ms`.
     pub fn new(horizon_ms: i64, tiebreak: Tiebreak) -> Dedup {
         Dedup {
-            seen: BTreeMap::new(),
+            seen: Seen::new(),
             horizon_ms,
             tiebreak,
             sweeper: Sweeper::default(),
@@ -125,6 +134,12 @@ impl crate::machine::Durable for Dedup {
         std::mem::swap(&mut restored.tiebreak, &mut self.tiebreak);
         restored.horizon_ms = self.horizon_ms;
     }
+
+    /// An O(1) capture: the map's clone shares its nodes with the live one.
+    fn snapshot(&mut self) -> Snapshot {
+        // The fields `Dedup` serializes, in its order (`tiebreak` is skipped): the same bytes.
+        Snapshot::of((self.seen.clone(), self.horizon_ms, self.sweeper.clone()))
+    }
 }
 
 impl Machine for Dedup {
@@ -136,7 +151,17 @@ impl Machine for Dedup {
         let now = ts_of(now);
         if self.sweeper.due(now) {
             let horizon_ms = self.horizon_ms;
-            self.seen.retain(|_, first| now < first.plus_millis(horizon_ms));
+            // A persistent map has no `retain`: the day's expired ids, then their removal
+            // (each copies only its path, so a capture a writer still encodes is untouched).
+            let expired: Vec<String> = self
+                .seen
+                .iter()
+                .filter(|(_, first)| now >= first.plus_millis(horizon_ms))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                self.seen.remove(&id);
+            }
         }
         inputs.sort_by(|a, b| {
             (a.event.kind(), &a.event.id)
@@ -166,4 +191,45 @@ impl Machine for Dedup {
     }
 
     fn finish(&mut self, _end: Time, _out: &mut Vec<Self::Out>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Durable;
+
+    fn dedup() -> Dedup {
+        Dedup::new(1_000, Box::new(|_| Vec::new()))
+    }
+
+    #[test]
+    fn a_snapshot_encodes_as_save_does_and_ignores_later_steps() {
+        // The capture is taken before more ids arrive; encoded afterwards, it still holds
+        // only what was seen before it, byte for byte what `save` gave at that moment.
+        let mut machine = dedup();
+        for (i, id) in ["b", "a", "c"].iter().enumerate() {
+            machine.seen.insert(id.to_string(), Ts(i as i64));
+        }
+        let saved = machine.save();
+        let snapshot = machine.snapshot();
+        assert!(snapshot.is_deferred());
+        machine.seen.insert("d".into(), Ts(9));
+        machine.seen.remove("a");
+        assert_eq!(snapshot.encode(), saved);
+        let mut restored = dedup();
+        restored.restore(&saved).expect("restores");
+        assert_eq!(restored.seen.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(restored.seen.get("c"), Some(&Ts(2)));
+    }
+
+    #[test]
+    fn the_encoding_is_that_of_the_ordered_map_it_replaced() {
+        // Checkpoints written before the persistent map (a std BTreeMap) still restore.
+        let mut before = std::collections::BTreeMap::new();
+        before.insert("x".to_string(), Ts(5));
+        let old = crate::checkpoint::encode(&(before, 1_000i64, Sweeper::default()));
+        let mut machine = dedup();
+        machine.seen.insert("x".into(), Ts(5));
+        assert_eq!(machine.save(), old);
+    }
 }

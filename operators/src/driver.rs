@@ -132,6 +132,14 @@ pub struct Drive {
     pub checkpoints: Option<Checkpoints>,
 }
 
+/// Whether every machine encodes its checkpoint share on its worker, as before
+/// `Durable::snapshot` (`MARKLEDGER_SNAPSHOT_ON_WORKER=1`): the benchmarks' "before" in the
+/// same binary (BENCHMARKS.md). Read once.
+fn encode_on_worker() -> bool {
+    static ON_WORKER: OnceLock<bool> = OnceLock::new();
+    *ON_WORKER.get_or_init(|| std::env::var_os("MARKLEDGER_SNAPSHOT_ON_WORKER").is_some_and(|v| v == "1"))
+}
+
 /// Outputs of an activation, each batch with the capability of the instant that made it.
 type Batches<O> = Vec<(Capability<Time>, Vec<O>)>;
 
@@ -354,15 +362,21 @@ where
                     .map(move |input| (*at, input.clone()))
             })
             .collect();
+        // The worker's pause for this checkpoint: the machine's capture of its state (the
+        // encoding may be left to the writer: Durable::snapshot).
         let started = std::time::Instant::now();
-        let state = self.machine.save();
-        checkpoints.note_save(started.elapsed());
+        let snapshot = if encode_on_worker() {
+            crate::checkpoint::Snapshot::encoded(self.machine.save())
+        } else {
+            self.machine.snapshot()
+        };
+        checkpoints.note_save(M::NAME, started.elapsed());
         let share = Share {
             worker: self.worker,
             name: M::NAME.to_string(),
-            state,
+            state: Vec::new(),
             carried: encode(&carried),
         };
-        checkpoints.deposit(time, share);
+        checkpoints.deposit_snapshot(time, share, Some(snapshot));
     }
 }

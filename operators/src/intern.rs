@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 /// Strings by dense id. Ids are worker-local and never leave the worker.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Interner {
     // Only looked up, never iterated: a HashMap cannot reach an output's order.
     ids: HashMap<String, u32>,

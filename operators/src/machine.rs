@@ -7,8 +7,12 @@
 //! shares. A checkpoint restores share by share under these names, so they are constants of
 //! the types, never labels chosen where the graph is wired, and no two may be equal
 //! ([`distinct`], checked at compile time where the checkpoint's list of names is built).
+//!
+//! What a checkpoint costs a worker is [`Durable::snapshot`]: by default the machine's whole
+//! state encoded on the worker; a machine whose state is cheap to capture (structurally
+//! shared maps) hands over the capture and the checkpoint writer's thread encodes it.
 
-use crate::checkpoint::{decode, encode, RestoreError};
+use crate::checkpoint::{decode, encode, RestoreError, Snapshot};
 use crate::flow::Time;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,6 +55,19 @@ where
     /// seals what it holds in RAM first).
     fn save(&mut self) -> Vec<u8> {
         encode(self)
+    }
+
+    /// What the driver calls at a checkpoint, on the worker, between two steps: the state
+    /// as [`Durable::save`] would encode it, captured now and possibly encoded later, off
+    /// the worker (checkpoint.rs, [`Snapshot`]). The worker is held up only for this call.
+    ///
+    /// The default encodes at once (`save`). A machine whose state clones in O(1) or O(what
+    /// changed) — fields in structurally shared maps (`imbl`), large immutable parts behind an
+    /// `Arc` — overrides it with `Snapshot::of(capture)`, where `capture` encodes to the
+    /// bytes `save` would give (for bincode: the same fields in the same order), so
+    /// `restore` reads either. Contract: `restore(snapshot().encode())` ≡ `restore(save())`.
+    fn snapshot(&mut self) -> Snapshot {
+        Snapshot::encoded(self.save())
     }
 
     /// Replaces the state with a saved one, keeping this run's configuration.

@@ -9,7 +9,12 @@
 //! at or after its own 4-hour deadline (it arrived over 4 h late) is late right after it is
 //! placed, before the instant's next input (an emission of it then is not "within 4 h"):
 //! each instant is stepped once.
+//!
+//! State: the books in structurally shared ordered maps (`imbl`), keyed by account and
+//! order id, so a checkpoint captures them in O(1) on the worker and the writer's thread
+//! encodes them (`Durable::snapshot`).
 
+use crate::checkpoint::Snapshot;
 use crate::driver::{run_machine, Drive};
 use crate::event::{Body, Kind};
 use crate::flow::{edges, route, take, ts_of, AccountIn, CodeIn, CodesIn, Edge, Fact, Header, Placed, Time};
@@ -21,7 +26,7 @@ use crate::rules;
 use crate::time::{Period, Ts};
 use crate::validate::is_gtin;
 use crate::wording;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::StreamVec;
@@ -108,7 +113,7 @@ pub fn order_book<'scope>(events: StreamVec<'scope, Time, Placed>, book: Orders,
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Order {
     gtin: String,
     quantity: u64,
@@ -124,17 +129,20 @@ impl Order {
     }
 }
 
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+// Persistent maps and sets (`imbl`): a clone shares every node, an update after it copies
+// only its path. They encode as the std `BTreeMap`/`BTreeSet` they replaced (a map, a
+// sequence), so checkpoints read either.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Book {
-    orders: BTreeMap<String, Order>,
+    orders: imbl::OrdMap<String, Order>,
     pending: u64,
 }
 
 /// The order books of one worker's accounts.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Orders {
-    books: BTreeMap<String, Book>,
-    deadlines: BTreeSet<(Ts, String, String)>,
+    books: imbl::OrdMap<String, Book>,
+    deadlines: imbl::OrdSet<(Ts, String, String)>,
     sla_ms: i64,
     close_after_days: u32,
 }
@@ -159,8 +167,8 @@ impl Orders {
     /// Empty books.
     pub fn new(sla_ms: i64, close_after_days: u32) -> Orders {
         Orders {
-            books: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            books: imbl::OrdMap::new(),
+            deadlines: imbl::OrdSet::new(),
             sla_ms,
             close_after_days,
         }
@@ -181,11 +189,11 @@ impl Orders {
     /// due then, after an order those it set at `max(deadline, now)` because its deadline had
     /// passed (DOMAIN.md §8: before the instant's later events).
     fn fire_deadlines(&mut self, now: Ts, out: &mut Vec<OrdersOut>) {
-        while let Some((at, _, _)) = self.deadlines.first() {
+        while let Some((at, _, _)) = self.deadlines.get_min() {
             if *at > now {
                 break;
             }
-            let (_, account, order) = self.deadlines.pop_first().expect("peeked");
+            let (_, account, order) = self.deadlines.remove_min().expect("peeked");
             let state = self
                 .books
                 .get_mut(&account)
@@ -332,6 +340,12 @@ impl crate::machine::Durable for Orders {
         restored.sla_ms = self.sla_ms;
         restored.close_after_days = self.close_after_days;
     }
+
+    /// An O(1) capture: every field is a persistent map or a number (`Orders` has nothing
+    /// `#[serde(skip)]`ped, so the clone encodes as the machine does).
+    fn snapshot(&mut self) -> Snapshot {
+        Snapshot::of(self.clone())
+    }
 }
 
 impl Machine for Orders {
@@ -353,7 +367,7 @@ impl Machine for Orders {
             // A late order's deadline that has already passed fires before the next input.
             self.fire_deadlines(now, out);
         }
-        debug_assert!(self.deadlines.first().is_none_or(|(at, _, _)| *at > now));
+        debug_assert!(self.deadlines.get_min().is_none_or(|(at, _, _)| *at > now));
         for (account, ts) in changed {
             let pending = self.books[&account].pending;
             out.push(OrdersOut::Pending(AccountIn::Pending { account, pending, ts }));
@@ -361,8 +375,74 @@ impl Machine for Orders {
     }
 
     fn next_timer(&self) -> Option<Time> {
-        self.deadlines.first().map(|(at, _, _)| crate::flow::time_of(*at))
+        self.deadlines.get_min().map(|(at, _, _)| crate::flow::time_of(*at))
     }
 
     fn finish(&mut self, _end: Time, _out: &mut Vec<OrdersOut>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Durable;
+
+    fn order(quantity: u64) -> Order {
+        Order {
+            gtin: "04600000000008".into(),
+            quantity,
+            emitted: 0,
+            cancelled: false,
+            period: Ts(0).period(),
+            late: false,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_encodes_as_save_does_and_ignores_later_changes() {
+        // The capture shares the books' nodes; changes after it copy their paths, so the
+        // deferred encoding is the state at the capture, byte for byte `save`'s.
+        let mut orders = Orders::new(4 * 3_600_000, 5);
+        let book = orders.books.entry("A".into()).or_default();
+        book.orders.insert("o1".into(), order(10));
+        book.pending = 1;
+        orders.deadlines.insert((Ts(5), "A".into(), "o1".into()));
+        let saved = orders.save();
+        let snapshot = orders.snapshot();
+        orders
+            .books
+            .get_mut("A")
+            .expect("book")
+            .orders
+            .get_mut("o1")
+            .expect("order")
+            .emitted = 10;
+        orders.books.entry("B".into()).or_default().pending = 3;
+        orders.deadlines.remove_min();
+        assert_eq!(snapshot.encode(), saved);
+        let mut restored = Orders::new(0, 0);
+        restored.restore(&saved).expect("restores");
+        assert_eq!(restored.books["A"].orders["o1"].emitted, 0);
+        assert_eq!(restored.deadlines.len(), 1);
+        assert_eq!(restored.sla_ms, 0, "the run's configuration, not the checkpoint's");
+    }
+
+    #[test]
+    fn the_encoding_is_that_of_the_std_collections_it_replaced() {
+        // Checkpoints written with std BTreeMap/BTreeSet books still restore.
+        let mut orders = Orders::new(7, 5);
+        orders
+            .books
+            .entry("A".into())
+            .or_default()
+            .orders
+            .insert("o1".into(), order(2));
+        orders.deadlines.insert((Ts(5), "A".into(), "o1".into()));
+        let mut books = std::collections::BTreeMap::new();
+        let mut book_orders = std::collections::BTreeMap::new();
+        book_orders.insert("o1".to_string(), order(2));
+        books.insert("A".to_string(), (book_orders, 0u64));
+        let deadlines: std::collections::BTreeSet<_> = [(Ts(5), "A".to_string(), "o1".to_string())].into();
+        let old = crate::checkpoint::encode(&(books, deadlines, 7i64, 5u32));
+        assert_eq!(orders.save(), old);
+    }
 }

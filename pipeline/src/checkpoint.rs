@@ -25,7 +25,7 @@ use markledger_connectors::kafka::{self, CheckpointHook, SharedProducer};
 use markledger_connectors::offsets::OffsetTracker;
 use markledger_operators::accounts::Accounts;
 use markledger_operators::aggregates::Revisions;
-use markledger_operators::checkpoint::{decode, encode, Checkpoints, Cut};
+use markledger_operators::checkpoint::{decode, encode, Checkpoints, Complete, Cut};
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
 use markledger_operators::final_codes::{worker_dir, FinalStore, Manifest, STATE_SUBDIR};
@@ -298,6 +298,17 @@ pub struct StreamCheckpointSettings {
     pub producer: Arc<SharedProducer>,
 }
 
+/// Each machine's longest pause to save, `name 1.2 ms, …`, the longest first.
+pub fn pauses_by_machine(checkpoints: &Checkpoints) -> String {
+    let mut pauses: Vec<_> = checkpoints.longest_saves().into_iter().collect();
+    pauses.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let pauses: Vec<String> = pauses
+        .iter()
+        .map(|(name, took)| format!("{name} {:.1} ms", took.as_secs_f64() * 1e3))
+        .collect();
+    pauses.join(", ")
+}
+
 /// What the writer thread wrote.
 #[derive(Debug, Default)]
 struct WriterLog {
@@ -314,8 +325,9 @@ pub struct StreamCheckpoints {
     settings: StreamCheckpointSettings,
     /// When the last checkpoint was asked for.
     last_request: Mutex<Instant>,
-    /// Complete cuts, acknowledged outputs behind them, to the writer thread.
-    writer: Mutex<Option<mpsc::Sender<Cut>>>,
+    /// Complete cuts, acknowledged outputs behind them, to the writer thread (which encodes
+    /// the states the machines left to it).
+    writer: Mutex<Option<mpsc::Sender<Complete>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     log: Arc<WriterLog>,
 }
@@ -323,7 +335,7 @@ pub struct StreamCheckpoints {
 impl StreamCheckpoints {
     /// Starts the writer thread: one checkpoint file at a time, off the workers' threads.
     pub fn start(store: Store, settings: StreamCheckpointSettings) -> Arc<StreamCheckpoints> {
-        let (send, receive) = mpsc::channel::<Cut>();
+        let (send, receive) = mpsc::channel::<Complete>();
         let log = Arc::new(WriterLog::default());
         // The stores may delete only what no checkpoint already on disk names.
         let mut cache = ManifestCache::new();
@@ -332,7 +344,10 @@ impl StreamCheckpoints {
             let log = log.clone();
             let checkpoints = settings.checkpoints.clone();
             std::thread::spawn(move || {
-                for cut in receive {
+                for complete in receive {
+                    // The machines' deferred encodings (Durable::snapshot) run here, off
+                    // the workers.
+                    let cut = complete.encode();
                     match store.write(&cut) {
                         Ok(written) => {
                             log.written.fetch_add(1, Ordering::Relaxed);
@@ -407,6 +422,11 @@ impl StreamCheckpoints {
     /// The longest a machine's save held up its worker.
     pub fn longest_save(&self) -> Duration {
         self.settings.checkpoints.longest_save()
+    }
+
+    /// Each machine's longest save, the longest first (`name 1.2 ms, …`).
+    pub fn pauses(&self) -> String {
+        pauses_by_machine(&self.settings.checkpoints)
     }
 }
 

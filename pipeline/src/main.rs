@@ -685,11 +685,12 @@ fn print_stream_summary(report: &StreamReport, took: Duration) {
     if let Some((time, bytes, millis)) = report.last_checkpoint {
         markledger_operators::say!(
             "  checkpoints {} written; the last at {} ({:.1} MB, {millis} ms to write); \
-             a worker paused at most {:.1} ms to save a machine",
+             a worker paused at most {:.1} ms to save a machine ({})",
             report.checkpoints,
             markledger_operators::flow::ts_of(time),
             bytes as f64 / 1e6,
-            report.longest_save.as_secs_f64() * 1e3
+            report.longest_save.as_secs_f64() * 1e3,
+            report.pauses
         );
     }
     if let Some(memory) = &report.memory {

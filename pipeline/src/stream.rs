@@ -132,6 +132,8 @@ pub struct StreamReport {
     pub longest_save: Duration,
     /// What the national index's state held and cost at the end (the memory line).
     pub memory: Option<CodesMemory>,
+    /// Each machine's longest save, the longest first (`name 1.2 ms, …`).
+    pub pauses: String,
 }
 
 /// Runs `stream` until `stop` is set; then finishes what is before the watermark, commits,
@@ -195,6 +197,10 @@ pub fn run_stream(
         .as_ref()
         .map_or(Duration::ZERO, |checkpointing| checkpointing.longest_save());
     report.memory = finished.final_codes;
+    report.pauses = run
+        .checkpointing
+        .as_ref()
+        .map_or_else(String::new, |checkpointing| checkpointing.pauses());
     Ok(report)
 }
 
@@ -487,6 +493,7 @@ impl StreamRun {
                 .and_then(|checkpointing| checkpointing.last_written()),
             longest_save: Duration::ZERO,
             memory: None,
+            pauses: String::new(),
         }
     }
 }
