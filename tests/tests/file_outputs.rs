@@ -85,8 +85,8 @@ fn spilled_runs_merge_into_the_in_memory_order() {
         total > 50 * run_bytes,
         "too little output ({total} bytes) to force spilling"
     );
-    // Every file but exports.jsonl (no terminations in this dataset: the dataflow does not
-    // implement DOMAIN.md §9 yet) has records.
+    // Every file but exports.jsonl (this dataset has no terminations, so no exports; the
+    // equivalence tests cover §9's outputs) has records.
     assert!(
         OutputFile::ALL
             .iter()
