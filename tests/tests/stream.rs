@@ -663,23 +663,15 @@ fn a_backfill_checkpoint_lets_stream_go_on() {
     let (history, live) = (work.join("history"), work.join("live"));
     split_at_a_clean_cut(&data, &history, &live);
     let state = work.join("state");
-    let out = work.join("history-out");
-    let status = Command::new(binary())
-        .args(["run", "--quiet", "--workers", "2", "--input"])
-        .arg(&history)
-        .arg("--out")
-        .arg(&out)
-        .arg("--state")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .status()
-        .expect("markledger run");
-    assert!(status.success());
-    assert_eq!(checkpoint_files(&state).len(), 1, "the backfill wrote its checkpoint");
-    let mut consumed = Consumed::default();
-    consumed.add_files(&out);
-    produce_dataset(&settings(&brokers), &live, "b.codes.events").expect("produce");
     let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    // The backfill: a file run that ends in a checkpoint.
+    let mut consumed = file_run_with(
+        &history,
+        &work.join("history-out"),
+        &["--workers", "2", "--state", &state_flag],
+    );
+    assert_eq!(checkpoint_files(&state).len(), 1, "the backfill wrote its checkpoint");
+    produce_dataset(&settings(&brokers), &live, "b.codes.events").expect("produce");
     let log = work.join("b.log");
     let mut child = stream_with(&brokers, "b.", &log, &["--state", &state_flag]);
     wait_for_progress(&brokers, "b.", end, &mut child);
@@ -705,20 +697,13 @@ fn a_backfill_with_other_settings_is_refused_and_goes_on_with_the_same() {
     let (history, live) = (work.join("history"), work.join("live"));
     split_at_a_clean_cut(&data, &history, &live);
     let state = work.join("state");
-    let out = work.join("history-out");
-    let status = Command::new(binary())
-        .args(["run", "--quiet", "--workers", "2", "--close-after-days", "5", "--input"])
-        .arg(&history)
-        .arg("--out")
-        .arg(&out)
-        .arg("--state")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .status()
-        .expect("markledger run");
-    assert!(status.success());
-    produce_dataset(&settings(&brokers), &live, "s.codes.events").expect("produce");
     let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    let mut consumed = file_run_with(
+        &history,
+        &work.join("history-out"),
+        &["--workers", "2", "--close-after-days", "5", "--state", &state_flag],
+    );
+    produce_dataset(&settings(&brokers), &live, "s.codes.events").expect("produce");
     let log = work.join("refused.log");
     let started = Instant::now();
     let status = stream_command(&brokers, "s.", &log, &["--state", &state_flag])
@@ -746,8 +731,6 @@ fn a_backfill_with_other_settings_is_refused_and_goes_on_with_the_same() {
     assert!(std::fs::read_to_string(&log)
         .expect("log")
         .contains("restored the checkpoint"));
-    let mut consumed = Consumed::default();
-    consumed.add_files(&out);
     consume_into(&brokers, "s.", &mut consumed);
     let diff = differences(&expected, &consumed);
     assert!(
