@@ -9,7 +9,9 @@
 //! Contract (what [`Machine::step`] may rely on):
 //! - `step(now, inputs)` is called once per instant that has inputs or a due timer, in
 //!   increasing `now`, only after the input frontier has passed `now`: no input at or
-//!   before `now` can arrive later. `inputs` are all inputs at `now`, unsorted.
+//!   before `now` can arrive later, and only once the machine says it is
+//!   [`ready`](Machine::ready) (what it listens to besides its input is complete; saves and
+//!   `finish` wait for that too). `inputs` are all inputs at `now`, unsorted.
 //! - Timers a machine reports via [`Machine::next_timer`] are at or after the instant being
 //!   stepped; a timer at `now` itself makes `step(now, [])` run again.
 //! - Nothing after the end ([`InputEnd`]: the watermark's final position of a file run) is
@@ -163,6 +165,7 @@ where
             checkpoints.wake_on_request(scope.worker().sync_activator_for(info.address.to_vec()));
         }
         let mut driver = Driver::new(machine, worker, end, checkpoints);
+        driver.machine.wake_with(scope.activator_for(info.address.clone()));
         driver.restore(&default);
         drop(default);
         move |(input, frontier), output| {
@@ -271,7 +274,7 @@ where
             let Some(now) = [next_input, next_timer].into_iter().flatten().min() else {
                 break;
             };
-            if frontier.less_equal(&now) {
+            if frontier.less_equal(&now) || !self.machine.ready() {
                 break;
             }
             // A pending checkpoint at or before `now` is saved before `now` is stepped
@@ -316,14 +319,16 @@ where
     fn save_when_frontier_reaches(&mut self, frontier: &MutableAntichain<Time>) {
         let due = self.checkpoints.as_ref().and_then(Checkpoints::pending);
         if let Some(time) = due.filter(|time| self.saved < *time && !frontier.less_than(time)) {
-            self.save(time);
+            if self.machine.ready() {
+                self.save(time);
+            }
         }
     }
 
     /// A backfill does not finish: it saves at end + 1 ms, once everything fed back to that
     /// instant has arrived, and a stream goes on from there.
     fn save_at_end(&mut self, end: Time, frontier: &MutableAntichain<Time>) {
-        if !self.finished && !frontier.less_equal(&(end + 1)) {
+        if !self.finished && !frontier.less_equal(&(end + 1)) && self.machine.ready() {
             self.finished = true;
             self.save(end + 1);
             self.timer_cap = None;
@@ -334,7 +339,11 @@ where
     /// Finishes once nothing at or before `end` can arrive (not once the input is empty: a
     /// feedback edge keeps inputs open until every machine has finished).
     fn finish(&mut self, end: Time, frontier: &MutableAntichain<Time>) -> Option<(Capability<Time>, Vec<M::Out>)> {
-        if self.finished || frontier.less_equal(&end) || self.pending.range(..=end).next().is_some() {
+        if self.finished
+            || frontier.less_equal(&end)
+            || self.pending.range(..=end).next().is_some()
+            || !self.machine.ready()
+        {
             return None;
         }
         self.finished = true;

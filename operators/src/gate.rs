@@ -1,8 +1,8 @@
 //! "Gate: terminated accounts" — DOMAIN.md §9's `ACCOUNT_TERMINATED`, right after
 //! de-duplication, before any stage acts on an account's event.
 //!
-//! In (exchanged by account): every unique event but tariffs, and, through the graph's
-//! second feedback edge, the accounts' acceptances of `terminate` (1 ms after T: only the
+//! In (exchanged by account): every unique event but tariffs; and, heard beside that
+//! stream, the accounts' acceptances of `terminate` (a feedback edge 1 ms after T: only the
 //! accounts can decide a termination, since the refusals depend on its FIFO queue and
 //! pending orders). Out: `ACCOUNT_TERMINATED` rejections (one per event, `code: null`), and
 //! every other event on the edge of the stage that takes its kind (credits, refunds,
@@ -11,11 +11,21 @@
 //!
 //! Why it must sit here: an emission or a command of a terminated account must be refused
 //! before the order book and the national index act on it (an emission would otherwise
-//! create codes nobody could emit again). Why it is correct with a 1 ms feedback: the
-//! driver steps an instant `t` only once its input frontier, the accounts' frontier plus
-//! 1 ms, has passed `t`, so every termination at `T < t` has arrived before `t` is decided.
-//! Events at `T` itself pass: in account order only `terminate` and `export` come after a
-//! `terminate` (their kind ranks are the last), and the accounts refuse those themselves.
+//! create codes nobody could emit again).
+//!
+//! Why it is correct without waiting for the accounts at every instant: an account can only
+//! be terminated by a `terminate` that passed this gate. So the gate steps its instants as
+//! soon as its event stream is complete, like every other machine, and waits for the
+//! accounts only after it has passed a `terminate` at T: then it steps nothing after T (and
+//! saves no checkpoint) until the feedback edge is complete past T + 1 ms, when every
+//! answer to that `terminate` has been heard ([`Machine::ready`]). `terminate`s are rare, so
+//! the cycle's lockstep (one round trip of the graph per instant, ~30 % of a file run's
+//! time when the feedback was one of the gate's inputs) is paid once per termination, not
+//! once per instant. The answers come through a listener operator (a sink: the feedback
+//! edge is not an input of the gate's operator, so its frontier never holds the gate back)
+//! that shares what it heard with the gate on the same worker. Events at T itself pass: in
+//! account order only `terminate` and `export` come after a `terminate` (their kind ranks
+//! are the last), and the accounts refuse those themselves.
 //!
 //! State per terminated account: its [`Termination`] (T, D), kept until the retention
 //! horizon after D (not before the end of D's month), as the reference engine keeps it;
@@ -30,16 +40,22 @@ use crate::reason::Reason;
 use crate::rules::Termination;
 use crate::time::Ts;
 use crate::wording;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
+use timely::scheduling::Activator;
 
 /// What the gate takes in.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum GateIn {
     /// A unique event (not a tariff).
     Event(Box<Placed>),
-    /// The accounts accepted `account`'s `terminate` (fed back, 1 ms after T).
+    /// The accounts accepted `account`'s `terminate` (fed back, 1 ms after T, to the
+    /// gate's listener; as an input of the gate itself only from a checkpoint written before
+    /// the listener, which carried it).
     Terminated {
         /// The account.
         account: String,
@@ -95,10 +111,35 @@ pub struct GateEdges<'scope> {
     pub commands: StreamVec<'scope, Time, Placed>,
 }
 
-/// "Gate: terminated accounts" over the unique events and the fed-back terminations
-/// (module docs), exchanged by account.
-pub fn gate<'scope>(inputs: StreamVec<'scope, Time, GateIn>, gate: Gate, drive: &Drive) -> GateEdges<'scope> {
-    let mut parts = edges(run_machine(inputs, Exchange::new(GateIn::route), gate, drive));
+/// "Gate: terminated accounts" over the unique events (`GateIn::Event`), with the
+/// accounts' accepted `terminations` fed back (module docs), both exchanged by account.
+pub fn gate<'scope>(
+    events: StreamVec<'scope, Time, GateIn>,
+    terminations: StreamVec<'scope, Time, GateIn>,
+    gate: Gate,
+    drive: &Drive,
+) -> GateEdges<'scope> {
+    let heard = Rc::clone(&gate.heard);
+    terminations.sink(Exchange::new(GateIn::route), LISTENER, move |(input, frontier)| {
+        let mut heard = heard.borrow_mut();
+        let mut news = false;
+        input.for_each(|_time, batch| {
+            for input in batch.drain(..) {
+                if let GateIn::Terminated { account, termination } = input {
+                    heard.terminations.push((account, termination));
+                    news = true;
+                }
+            }
+        });
+        let before = frontier.frontier().iter().copied().min().unwrap_or(Time::MAX);
+        if news || before != heard.before {
+            heard.before = before;
+            if let Some(wake) = &heard.wake {
+                wake.activate();
+            }
+        }
+    });
+    let mut parts = edges(run_machine(events, Exchange::new(GateIn::route), gate, drive));
     let placed = |out| match out {
         GateOut::Credit(placed) | GateOut::Order(placed) | GateOut::Command(placed) => Some(*placed),
         GateOut::Refused(_) => None,
@@ -112,6 +153,22 @@ pub fn gate<'scope>(inputs: StreamVec<'scope, Time, GateIn>, gate: Gate, drive: 
         order_events: take(parts.next(), placed),
         commands: take(parts.next(), placed),
     }
+}
+
+/// The name of the operator that hears the accounts' answers for the gate.
+const LISTENER: &str = "Gate: terminations heard";
+
+/// What the gate's listener has heard from the accounts, shared with the gate of the same
+/// worker (one thread: the two operators are scheduled by the same worker).
+#[derive(Default)]
+struct Heard {
+    /// Accepted terminations not yet taken by the gate.
+    terminations: Vec<(String, Termination)>,
+    /// Every termination fed back before this instant has been heard (the feedback edge's
+    /// frontier; `Time::MAX` once it is closed).
+    before: Time,
+    /// Schedules the gate's operator (set when it is built).
+    wake: Option<Activator>,
 }
 
 /// When a deleted account's termination is forgotten (as the reference engine does: the
@@ -128,6 +185,13 @@ pub struct Gate {
     retention_ms: i64,
     ended: BTreeMap<String, Termination>,
     sweeper: Sweeper,
+    /// The last instant at which this worker passed a `terminate` whose answers are not all
+    /// heard yet. Not saved: a checkpoint is taken only when there is none.
+    #[serde(skip)]
+    unanswered: Option<Time>,
+    /// What the listener heard (this run's, kept across a restore).
+    #[serde(skip)]
+    heard: Rc<RefCell<Heard>>,
 }
 
 impl Gate {
@@ -138,6 +202,8 @@ impl Gate {
             retention_ms,
             ended: BTreeMap::new(),
             sweeper: Sweeper::default(),
+            unanswered: None,
+            heard: Rc::default(),
         }
     }
 
@@ -168,6 +234,7 @@ impl Gate {
 impl crate::machine::Durable for Gate {
     fn keep_configuration(&mut self, restored: &mut Gate) {
         restored.retention_ms = self.retention_ms;
+        restored.heard = Rc::clone(&self.heard);
     }
 
     fn carried(input: &GateIn) -> bool {
@@ -200,7 +267,11 @@ impl Machine for Gate {
         }
         for placed in events {
             crate::failure::processing(&placed.event.id);
-            out.push(self.pass(placed, now));
+            let passed = self.pass(placed, now);
+            if matches!(&passed, GateOut::Credit(placed) if placed.event.kind() == Kind::Terminate) {
+                self.unanswered = Some(crate::flow::time_of(now));
+            }
+            out.push(passed);
         }
     }
 
@@ -209,6 +280,23 @@ impl Machine for Gate {
     }
 
     fn finish(&mut self, _end: Time, _out: &mut Vec<GateOut>) {}
+
+    /// Takes what the listener heard; ready once every `terminate` passed is answered: the
+    /// feedback edge is complete past its instant + 1 ms (module docs).
+    fn ready(&mut self) -> bool {
+        let mut heard = self.heard.borrow_mut();
+        for (account, termination) in heard.terminations.drain(..) {
+            self.ended.insert(account, termination);
+        }
+        if self.unanswered.is_some_and(|at| heard.before > at + 1) {
+            self.unanswered = None;
+        }
+        self.unanswered.is_none()
+    }
+
+    fn wake_with(&mut self, activator: Activator) {
+        self.heard.borrow_mut().wake = Some(activator);
+    }
 }
 
 #[cfg(test)]
@@ -284,5 +372,40 @@ mod tests {
         gate.step(crate::flow::time_of(later), vec![GateIn::Event(payment)], &mut out);
         assert!(matches!(out[0], GateOut::Credit(_)));
         assert!(gate.ended.is_empty());
+    }
+
+    #[test]
+    fn after_passing_a_terminate_the_gate_waits_until_every_answer_is_heard() {
+        // The gate passes A's terminate at T, then is not ready until the listener's
+        // frontier is past T + 1 ms; an accepted termination heard before then refuses A's
+        // next event, and a gate that passed no terminate never waits.
+        let mut gate = Gate::new(1000);
+        let at = ts("2025-01-10T10:00:00Z");
+        let t = crate::flow::time_of(at);
+        assert!(gate.ready(), "nothing passed, nothing to wait for");
+        let mut out = Vec::new();
+        let terminate = event("e1", "A", Body::Terminate, "2025-01-10T10:00:00Z");
+        gate.step(t, vec![GateIn::Event(terminate)], &mut out);
+        assert!(matches!(out[0], GateOut::Credit(_)));
+        assert!(!gate.ready(), "the answer to the terminate at T is not heard yet");
+        gate.heard.borrow_mut().before = t + 1;
+        assert!(!gate.ready(), "answers fed back at T + 1 ms may still come");
+        let termination = Termination::at(at, 5);
+        gate.heard.borrow_mut().terminations.push(("A".into(), termination));
+        gate.heard.borrow_mut().before = t + 2;
+        assert!(
+            gate.ready(),
+            "every answer to T is heard once the edge is past T + 1 ms"
+        );
+        assert_eq!(gate.ended.get("A"), Some(&termination));
+        out.clear();
+        let payment = event("e2", "A", Body::Export, "2025-01-10T10:00:00.002Z");
+        gate.step(t + 2, vec![GateIn::Event(payment)], &mut out);
+        assert!(matches!(out[0], GateOut::Credit(_)), "an export passes until D");
+        let order = event("e3", "A", Body::Terminate, "2025-01-10T10:00:00.002Z");
+        out.clear();
+        gate.step(t + 2, vec![GateIn::Event(order)], &mut out);
+        assert!(matches!(out[0], GateOut::Refused(_)));
+        assert!(gate.ready(), "a refused terminate is not waited for");
     }
 }

@@ -32,6 +32,17 @@ pub trait Machine: 'static {
     fn next_timer(&self) -> Option<Time>;
     /// The input is exhausted and every instant up to the end has been stepped.
     fn finish(&mut self, end: Time, out: &mut Vec<Self::Out>);
+    /// Whether the machine may step its next instant (or save a checkpoint) once its input
+    /// frontier has passed it. Always, for a machine whose decisions depend only on its
+    /// input stream. A machine that also listens to something outside that stream (the
+    /// gate: the accounts' answers to a `terminate`, gate.rs) says "not yet" until what it
+    /// heard is complete, and wakes its operator through [`Machine::wake_with`] then.
+    fn ready(&mut self) -> bool {
+        true
+    }
+    /// Called once, when the operator is built, with what schedules it again: kept by a
+    /// machine whose [`Machine::ready`] can turn true without an input arriving.
+    fn wake_with(&mut self, _activator: timely::scheduling::Activator) {}
 }
 
 /// A [`Machine`] whose state can be saved in a checkpoint and restored from it.

@@ -8,7 +8,7 @@
 //!               time; the held capability is the watermark) ── refused ────────────────────┐
 //!   ─► dedup::unique_events (by id) ──┬─ duplicates ─────────────────────────────────────┤
 //!       ├─ tariffs ─► tariff::tariffs_to_accounts (check, broadcast) ──── refusals ──────┤
-//!       └─ the rest ─► gate::gate (by account; terminations fed back) ─ refusals ────────┤
+//!       └─ the rest ─► gate::gate (by account; terminations heard) ─ refusals ─────────┤
 //!       ├─ credits ───────────────────────────────────────────────┐                      │
 //!       ├─ order events ─► orders::order_book (by account) ─┬─ pending ─┤        refusals ┤
 //!       │                                                   ├─ codes ──┐│                 │
@@ -96,16 +96,15 @@ pub fn build<'scope>(
     let tiebreak = Box::new(|placed: &Placed| canonical_bytes(&placed.event));
     let unique = unique_events(source.events, Dedup::new(config.dedup_horizon_ms, tiebreak), drive);
     let tariffs = tariffs_to_accounts(unique.tariffs, scope.index());
-    // Accepted terminations flow back from the accounts to the gate 1 ms after T: the gate
-    // decides an instant only once every termination before it is known (gate.rs).
+    // Accepted terminations flow back from the accounts to the gate 1 ms after T: after
+    // passing a `terminate` the gate waits for its answers before its next instant (gate.rs).
     let (termination_loop, terminations) = scope.feedback::<Vec<GateIn>>(1);
-    let gated = unique
+    let events = unique
         .credits
         .concat(unique.order_events)
         .concat(unique.commands)
-        .map(|placed| GateIn::Event(Box::new(placed)))
-        .concat(terminations);
-    let gated = gate(gated, Gate::new(config.retention_ms), drive);
+        .map(|placed| GateIn::Event(Box::new(placed)));
+    let gated = gate(events, terminations, Gate::new(config.retention_ms), drive);
     let credits = gated.credits.map(|placed| AccountIn::Event(Box::new(placed)));
     let orders = order_book(
         gated.order_events,

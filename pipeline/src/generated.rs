@@ -3,7 +3,8 @@
 //! needs no 77 GB of input files.
 //!
 //! In: a spec of `KEY=VALUE` pairs, the flags of `markledger generate` without their
-//! dashes (`codes`, `accounts`, `seed`, `bad-rate`, `partitions`, `months`, `start`).
+//! dashes (`codes`, `accounts`, `seed`, `bad-rate`, `terminate-rate`, `partitions`, `months`,
+//! `start`).
 //! Out: one [`PartitionInput`] per generated partition ([`pipe::PipeReader`]), fed by a
 //! generator thread that writes each partition's JSON lines exactly as `generate` writes
 //! `pNNN.jsonl`: partition `i` is read by worker `i mod workers` like file `i`, and the
@@ -48,23 +49,25 @@ pub fn parse(spec: &str) -> Result<GeneratorConfig> {
         let small = || -> Result<u32> {
             u32::try_from(number()?).with_context(|| format!("{PREFIX}{spec}: {key}={value} is too large"))
         };
+        let fraction = || -> Result<f64> {
+            value
+                .parse()
+                .with_context(|| format!("{PREFIX}{spec}: {key}={value:?} is not a number"))
+        };
         match key {
             "codes" => config.codes = number()?,
             "accounts" => config.accounts = small()?,
             "seed" => config.seed = number()?,
             "partitions" => config.partitions = small()?,
             "months" => config.months = small()?,
-            "bad-rate" | "bad_rate" => {
-                config.bad_rate = value
-                    .parse()
-                    .with_context(|| format!("{PREFIX}{spec}: bad-rate={value:?} is not a number"))?
-            }
+            "bad-rate" | "bad_rate" => config.bad_rate = fraction()?,
+            "terminate-rate" | "terminate_rate" => config.terminate_rate = fraction()?,
             "start" => {
                 config.start = Period::parse(value)
                     .with_context(|| format!("{PREFIX}{spec}: start={value:?} is not YYYY-MM"))?
             }
             other => bail!(
-                "{PREFIX}{spec}: unknown key {other:?} (known: codes, accounts, seed, bad-rate, partitions, months, start)"
+                "{PREFIX}{spec}: unknown key {other:?} (known: codes, accounts, seed, bad-rate, terminate-rate, partitions, months, start)"
             ),
         }
     }
@@ -132,13 +135,16 @@ mod tests {
 
     #[test]
     fn specs_read_like_the_generate_flags() {
-        let config = parse("codes=1_000,seed=7,bad-rate=0.05,partitions=3,months=2,start=2026-03,accounts=9").unwrap();
+        let config =
+            parse("codes=1_000,seed=7,bad-rate=0.05,terminate-rate=0.1,partitions=3,months=2,start=2026-03,accounts=9")
+                .unwrap();
         assert_eq!(
             config,
             GeneratorConfig {
                 codes: 1_000,
                 seed: 7,
                 bad_rate: 0.05,
+                terminate_rate: 0.1,
                 partitions: 3,
                 months: 2,
                 start: Period::new(2026, 3),
@@ -153,6 +159,8 @@ mod tests {
             "colour=red",
             "partitions=0",
             "bad-rate=0.9",
+            "terminate-rate=2",
+            "terminate-rate=x",
             "start=2026",
         ] {
             assert!(parse(bad).is_err(), "{bad} accepted");
