@@ -283,16 +283,19 @@ impl<'a> FileRun<'a> {
 }
 
 /// A run's inputs: partition files, or the generator (`gen:…`, see [`crate::generated`]).
-struct Inputs {
+pub struct Inputs {
     /// This process's partitions, each with its index among all of the run's.
-    inputs: Vec<(usize, Box<dyn PartitionInput>)>,
-    names: Vec<PathBuf>,
-    generator: Option<Generated>,
+    pub inputs: Vec<(usize, Box<dyn PartitionInput>)>,
+    /// Every partition's name, in partition order.
+    pub names: Vec<PathBuf>,
+    /// The generator feeding the partitions, when the input is `gen:…` (finish it after
+    /// the run: [`Generated::finish`]).
+    pub generator: Option<Generated>,
 }
 
 /// Opens the partitions `inputs` name that `owned` (by index) says are this process's:
 /// files and directories, or one generator spec (one process only).
-fn open_inputs(inputs: &[PathBuf], owned: &dyn Fn(usize) -> bool, single: bool) -> Result<Inputs> {
+pub fn open_inputs(inputs: &[PathBuf], owned: &dyn Fn(usize) -> bool, single: bool) -> Result<Inputs> {
     let specs: Vec<&str> = inputs.iter().filter_map(|input| generated::spec_of(input)).collect();
     if let Some(spec) = specs.first() {
         if inputs.len() > 1 {

@@ -16,11 +16,9 @@
 //! horizon in a dataset of months), and of them the live ones (not yet final, also held by
 //! their accounts) — and the peak divided by each.
 
-use markledger::generated;
+use markledger::runner::open_inputs;
 use markledger::runtime::{run_inputs, RunSettings};
-use markledger_benches::dataset::partition_paths;
 use markledger_benches::scenario::config;
-use markledger_connectors::file::PartitionReader;
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::flow::Time;
 use markledger_operators::output::Sink;
@@ -69,20 +67,10 @@ fn proc_status(name: &str) -> Result<u64, String> {
 }
 
 fn run(dir: &Path, workers: usize) -> Result<(), String> {
-    let mut generator = None;
-    let mut inputs: Vec<Box<dyn PartitionInput>> = Vec::new();
-    if let Some(spec) = generated::spec_of(dir) {
-        let config = generated::parse(spec).map_err(|error| format!("{error:#}"))?;
-        let mut started = generated::start(config).map_err(|error| format!("{error:#}"))?;
-        inputs = started.take_inputs();
-        generator = Some(started);
-    } else {
-        let paths = partition_paths(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
-        for path in &paths {
-            let reader = PartitionReader::open(path).map_err(|error| error.to_string())?;
-            inputs.push(Box::new(reader));
-        }
-    }
+    // The run's own opening of `--input`: files and directories, or the generator.
+    let opened = open_inputs(&[dir.to_path_buf()], &|_| true, true).map_err(|error| format!("{error:#}"))?;
+    let inputs: Vec<Box<dyn PartitionInput>> = opened.inputs.into_iter().map(|(_, input)| input).collect();
+    let generator = opened.generator;
     let partitions = inputs.len();
     // Linux ≥ 4.0: "5" resets the peak (VmHWM) to the current resident set.
     std::fs::write("/proc/self/clear_refs", "5").map_err(|error| format!("/proc/self/clear_refs: {error}"))?;
