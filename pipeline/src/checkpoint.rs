@@ -258,11 +258,7 @@ impl Store {
         for (time, path) in kept {
             let manifests = cache.entry(time).or_insert_with(|| {
                 Store::read(&path)
-                    .and_then(|cut| {
-                        let mut both: Vec<(usize, Manifest)> = final_code_manifests(&cut)?.into_iter().collect();
-                        both.extend(emission_text_manifests(&cut)?);
-                        Ok(both)
-                    })
+                    .and_then(|cut| file_manifests(&cut))
                     .unwrap_or_default()
             });
             for (worker, manifest) in manifests.iter() {
@@ -276,6 +272,13 @@ impl Store {
 /// Final-code and emission-text manifests of checkpoint files already read, by checkpoint
 /// time: (worker, manifest), each store deleting only files none of its worker's names.
 pub type ManifestCache = BTreeMap<Time, Vec<(usize, Manifest)>>;
+
+/// Every manifest of files in `cut`, by worker: final-code runs and emission-text segments.
+pub fn file_manifests(cut: &Cut) -> Result<Vec<(usize, Manifest)>> {
+    let mut manifests: Vec<(usize, Manifest)> = final_code_manifests(cut)?.into_iter().collect();
+    manifests.extend(emission_text_manifests(cut)?);
+    Ok(manifests)
+}
 
 /// The emission-text manifest of each worker's accounts in `cut`.
 pub fn emission_text_manifests(cut: &Cut) -> Result<BTreeMap<usize, Manifest>> {
@@ -384,7 +387,7 @@ impl StreamCheckpoints {
                             log.written.fetch_add(1, Ordering::Relaxed);
                             *log.last.lock().expect("written lock") =
                                 Some((cut.time, written.bytes, written.took.as_millis() as u64));
-                            if let Ok(manifests) = final_code_manifests(&cut) {
+                            if let Ok(manifests) = file_manifests(&cut) {
                                 cache.insert(cut.time, manifests);
                             }
                             keep_manifests(&store, &checkpoints, &mut cache);
