@@ -96,6 +96,9 @@ fn run(dir: &Path, workers: usize, backfill_checkpoint: bool) -> Result<(), Stri
     // does, so the longest worker pause at this many codes held is measured.
     let checkpoints = backfill_checkpoint.then(|| Checkpoints::backfill(workers, &NAMES));
     if let Some(checkpoints) = &checkpoints {
+        // No checkpoint file is kept: the stores may collect their garbage from the start
+        // (`run --state` names the files already on disk the same way).
+        checkpoints.keep_manifests(std::collections::BTreeMap::new());
         settings.mode = Mode::Backfill(checkpoints.clone());
     }
     let result =
