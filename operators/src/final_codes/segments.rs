@@ -352,7 +352,8 @@ impl EmissionText {
     pub fn open<'a>(&mut self, manifest: &Manifest, live: impl Iterator<Item = &'a TextRef>) -> Result<(), StoreError> {
         let dir = self.dir();
         verify_segments(&dir, manifest)?;
-        self.created = true;
+        // A worker that never sealed a segment has no directory yet.
+        self.created = dir.is_dir();
         self.active.clear();
         self.active_entries = 0;
         self.active_live = 0;
@@ -395,11 +396,20 @@ impl EmissionText {
             self.dead.insert(sequence);
             self.dead_added = true;
         }
-        for name in fs::read_dir(&dir)
-            .map_err(|error| io_error(&dir, ".", "listing", error))?
+        let listing = match fs::read_dir(&dir) {
+            Ok(listing) => Some(listing),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && manifest.runs.is_empty() => None,
+            Err(error) => return Err(io_error(&dir, ".", "listing", error)),
+        };
+        for name in listing
+            .into_iter()
+            .flatten()
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         {
             if let Some(sequence) = sequence_of(&name) {
+                // New segments are numbered past every file here: a file a crashed run
+                // wrote after this checkpoint is garbage, never overwritten by a live one.
+                self.next_sequence = self.next_sequence.max(sequence + 1);
                 if !self.sealed.contains_key(&sequence) {
                     self.dead.insert(sequence);
                     self.dead_added = true;
@@ -442,7 +452,10 @@ impl EmissionText {
             .dead
             .iter()
             .copied()
-            .filter(|&sequence| !referenced.contains(segment_name(sequence).as_str()))
+            .filter(|&sequence| {
+                debug_assert!(!self.sealed.contains_key(&sequence) && sequence < self.next_sequence);
+                !referenced.contains(segment_name(sequence).as_str())
+            })
             .collect();
         for sequence in deletable {
             let name = segment_name(sequence);
@@ -591,6 +604,19 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_that_never_sealed_a_segment_restores() {
+        // Its checkpoint names no segment and it has no directory: nothing to verify.
+        let place = place("empty", false);
+        let mut text = EmissionText::new(place.clone());
+        let manifest = text.checkpoint();
+        assert!(manifest.runs.is_empty() && !text.dir().exists());
+        let mut reopened = EmissionText::new(place);
+        reopened.open(&manifest, std::iter::empty()).expect("restores");
+        let reference = reopened.append("KZ-1", "04601234567893", &codes("a", 1));
+        assert_eq!(reopened.take(reference).codes, codes("a", 1));
+    }
+
+    #[test]
     fn a_restore_verifies_segments_and_counts_live_entries() {
         // A checkpoint's segments reopen with the live references; a corrupt segment is
         // refused by name, and a corrupt entry is caught by its own checksum on read.
@@ -601,8 +627,16 @@ mod tests {
             .collect();
         let manifest = text.checkpoint();
         assert_eq!(manifest.runs.len(), 3, "spilling seals every entry");
+        // A file written after the checkpoint (a crashed run's) is garbage and numbered past.
+        let orphan = text.append("KZ-9", "04601234567893", &codes("late", 1));
         let mut reopened = EmissionText::new(place.clone());
         reopened.open(&manifest, refs[1..].iter()).expect("verifies");
+        let fresh = reopened.append("KZ-1", "04601234567893", &codes("new", 1));
+        assert!(
+            fresh.segment > orphan.segment,
+            "a restored store never reuses a file's number"
+        );
+        assert_eq!(reopened.take(fresh).codes, codes("new", 1));
         assert_eq!(reopened.read(refs[2]).expect("reads").codes, codes("c2", 2));
         let path = reopened.dir().join(segment_name(refs[1].segment));
         let mut bytes = std::fs::read(&path).expect("segment");
