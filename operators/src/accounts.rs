@@ -14,8 +14,10 @@
 //! next: each instant is stepped once. Invariants: the balance never goes negative and the
 //! FIFO head is never affordable while unpaid.
 
+use crate::checkpoint::{decode, encode, RestoreError, Snapshot};
 use crate::driver::{run_machine, Drive};
 use crate::event::{Body, DecimalField, Kind};
+use crate::final_codes::{EmissionText, FinalCodes, Manifest, TextRef};
 use crate::flow::Time;
 use crate::flow::{
     code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact, Header,
@@ -40,7 +42,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::StreamVec;
 
 /// One of the account's codes: 8 bytes, keyed by the code's 16-byte fingerprint.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Code {
     gtin: u32,
     status: Status,
@@ -48,7 +50,7 @@ struct Code {
 
 /// A run of the FIFO queue: unpaid applied codes, in queue order, of one product applied at
 /// one `ts` at one tariff (an application's codes of a product are one run, however many).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Unpaid {
     codes: VecDeque<String>,
     gtin: u32,
@@ -65,7 +67,7 @@ impl Unpaid {
 }
 
 /// The FIFO queue of unpaid codes, as runs.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Queue {
     runs: VecDeque<Unpaid>,
     codes: u64,
@@ -120,7 +122,7 @@ impl Queue {
     }
 }
 
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Account {
     balance: Money,
     queue: Queue,
@@ -171,50 +173,27 @@ impl AccountRules {
     }
 }
 
-/// An emission's codes, kept until its expiry fires, packed into one string (a code never
-/// holds a newline: `validate::is_code`): about 86 bytes a code instead of a `String`'s
-/// 24-byte header and allocation per code, the largest part of the state per code held
-/// (BENCHMARKS.md "Memory"). Serialized as the list of codes, as a `Vec<String>` was.
-#[derive(Debug, Default)]
-struct CodeList(Box<str>);
-
-impl CodeList {
-    fn of(codes: &[String]) -> CodeList {
-        debug_assert!(codes.iter().all(|code| !code.is_empty() && !code.contains('\n')));
-        CodeList(codes.join("\n").into_boxed_str())
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.split('\n').filter(|code| !code.is_empty())
-    }
-}
-
-impl serde::Serialize for CodeList {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = serializer.serialize_seq(Some(self.iter().count()))?;
-        for code in self.iter() {
-            seq.serialize_element(code)?;
-        }
-        seq.end()
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for CodeList {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<CodeList, D::Error> {
-        Vec::<String>::deserialize(deserializer).map(|codes| CodeList::of(&codes))
-    }
+/// An emission waiting for its expiry: its codes' text is in the worker's
+/// [`EmissionText`] on disk, RAM keeps where (issue 17: the text was ~86 bytes a code held).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Emission {
+    account: String,
+    gtin: String,
+    text: TextRef,
 }
 
 /// The accounts of one worker.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Accounts {
+    /// The emission-text segments at the last save. The first field: a checkpoint loader
+    /// reads it alone ([`Accounts::segments_of`]) to verify the files before a restore.
+    emission_segments: Option<Manifest>,
     #[serde(skip, default = "AccountRules::placeholder")]
     rules: AccountRules,
     tariffs: TariffHistory,
     gtins: Interner,
     accounts: BTreeMap<String, Account>,
-    emissions: BTreeMap<u64, (String, String, CodeList)>,
+    emissions: BTreeMap<u64, Emission>,
     next_emission: u64,
     timers: BTreeSet<(Ts, Timer)>,
     month_end_scheduled: bool,
@@ -225,6 +204,9 @@ pub struct Accounts {
     /// Terminated accounts until their deletion (DOMAIN.md §9; the gate refuses their
     /// events from the instant after T, these are refused here at T itself).
     ended: BTreeMap<String, Termination>,
+    /// Emissions' code text (configuration and files: not saved; the manifest above is).
+    #[serde(skip)]
+    text: Option<EmissionText>,
 }
 
 /// Sort key of a unit of work within an instant (see the module docs).
@@ -303,6 +285,10 @@ pub fn accounts<'scope>(
     accounts: Accounts,
     drive: &Drive,
 ) -> AccountsEdges<'scope> {
+    let mut accounts = accounts;
+    accounts
+        .text()
+        .attach(inputs.scope().index(), drive.checkpoints.clone());
     let mut parts = edges(run_machine(inputs, Exchange::new(AccountIn::route), accounts, drive));
     AccountsEdges {
         outputs: take(parts.next(), |out| {
@@ -345,6 +331,7 @@ impl Accounts {
     /// Empty accounts with the built-in tariff.
     pub fn new(rules: AccountRules) -> Accounts {
         Accounts {
+            emission_segments: None,
             rules,
             tariffs: TariffHistory::built_in(),
             gtins: Interner::default(),
@@ -356,7 +343,31 @@ impl Accounts {
             touched: BTreeSet::new(),
             retiring: VecDeque::new(),
             ended: BTreeMap::new(),
+            text: None,
         }
+    }
+
+    /// Emissions' code text goes to `place` (one directory per worker under it).
+    pub fn with_emission_text(mut self, place: FinalCodes) -> Accounts {
+        self.text = Some(EmissionText::new(place));
+        self
+    }
+
+    /// The emission-text store, in a temporary directory if none was given.
+    fn text(&mut self) -> &mut EmissionText {
+        self.text
+            .get_or_insert_with(|| EmissionText::new(FinalCodes::temporary(&std::env::temp_dir())))
+    }
+
+    /// The emission-text manifest in a saved accounts' state (read without decoding the
+    /// rest).
+    pub fn segments_of(state: &[u8]) -> Result<Option<Manifest>, RestoreError> {
+        decode("the accounts' emission-text manifest", state)
+    }
+
+    /// Bytes of emission text in RAM (the active buffer) and on disk (live segments).
+    pub fn emission_text_bytes(&self) -> (u64, u64) {
+        self.text.as_ref().map_or((0, 0), EmissionText::bytes)
     }
 
     /// Tells the index that `finals` of `account` became final now, and forgets them once
@@ -666,23 +677,24 @@ impl Accounts {
         let ids: Vec<u64> = self
             .emissions
             .iter()
-            .filter(|(_, (account, _, _))| *account == header.account)
+            .filter(|(_, emission)| emission.account == header.account)
             .map(|(id, _)| *id)
             .collect();
         let mut by_gtin: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut finals = Vec::new();
-        let account = self
-            .accounts
-            .get_mut(&header.account)
-            .expect("terminating a known account");
         for id in ids {
-            let (_, gtin, codes) = self.emissions.remove(&id).expect("listed");
-            for code in codes.iter() {
-                let key = code_key(code);
+            let emission = self.emissions.remove(&id).expect("listed");
+            let codes = self.text().take(emission.text).codes;
+            let account = self
+                .accounts
+                .get_mut(&header.account)
+                .expect("terminating a known account");
+            for code in codes {
+                let key = code_key(&code);
                 if let Some(state) = account.codes.get_mut(&key).filter(|c| c.status == Status::Emitted) {
                     state.status = Status::Expired;
                     finals.push((key, Status::Expired));
-                    by_gtin.entry(gtin.clone()).or_default().push(code.to_string());
+                    by_gtin.entry(emission.gtin.clone()).or_default().push(code);
                 }
             }
         }
@@ -769,7 +781,7 @@ impl Accounts {
             gtin: header.gtin.clone(),
             count: created.len() as u64,
         }));
-        let list = CodeList::of(&created);
+        let text = self.text().append(&header.account, &header.gtin, &created);
         let mut groups = BTreeMap::new();
         groups.insert((header.gtin.clone(), None, Status::Emitted), created);
         Self::status(header, groups, out);
@@ -779,8 +791,12 @@ impl Accounts {
             .deadline_after(header.ts.local_date(), self.rules.expiry_working_days);
         let id = self.next_emission;
         self.next_emission += 1;
-        self.emissions
-            .insert(id, (header.account.clone(), header.gtin.clone(), list));
+        let emission = Emission {
+            account: header.account.clone(),
+            gtin: header.gtin.clone(),
+            text,
+        };
+        self.emissions.insert(id, emission);
         self.timers.insert((expiry.max(now), Timer::Expiry(id)));
     }
 
@@ -908,19 +924,22 @@ impl Accounts {
                     .insert((period.next().end(), Timer::MonthEnd(period.next())));
             }
             Timer::Expiry(id) => {
-                let Some((name, gtin, codes)) = self.emissions.remove(&id) else {
+                let Some(emission) = self.emissions.remove(&id) else {
                     return;
                 };
+                let entry = self.text().take(emission.text);
+                debug_assert_eq!(entry.account, emission.account);
+                let (name, gtin) = (emission.account, emission.gtin);
                 let account = self.accounts.get_mut(&name).expect("emitting account");
                 let mut expired = Vec::new();
                 let mut finals = Vec::new();
-                for code in codes.iter() {
-                    let key = code_key(code);
+                for code in entry.codes {
+                    let key = code_key(&code);
                     let state = account.codes.get_mut(&key);
                     if let Some(state) = state.filter(|c| c.status == Status::Emitted) {
                         state.status = Status::Expired;
                         finals.push((key, Status::Expired));
-                        expired.push(code.to_string());
+                        expired.push(code);
                     }
                 }
                 self.finalize(&name, finals, now, out);
@@ -1024,6 +1043,55 @@ impl Accounts {
 impl crate::machine::Durable for Accounts {
     fn keep_configuration(&mut self, restored: &mut Accounts) {
         std::mem::swap(&mut restored.rules, &mut self.rules);
+        restored.text = self.text.take();
+    }
+
+    /// Seals the emission text's active buffer into a segment file and records the
+    /// manifest: earlier segments are shared with earlier checkpoints, never copied.
+    fn save(&mut self) -> Vec<u8> {
+        self.emission_segments = Some(self.text().checkpoint());
+        encode(self)
+    }
+
+    /// Seals the emission text's buffer on the worker, then hands the writer a copy of the
+    /// state to encode: with the code text on disk what is left is the live codes' flat
+    /// maps (16-byte keys, 8-byte values: copied without allocating per code, several
+    /// times faster than bincode encodes them), queues and per-emission references.
+    fn snapshot(&mut self) -> Snapshot {
+        self.emission_segments = Some(self.text().checkpoint());
+        // The fields `Accounts` serializes, in its order (`rules`, `text` are skipped).
+        Snapshot::of((
+            self.emission_segments.clone(),
+            self.tariffs.clone(),
+            self.gtins.clone(),
+            self.accounts.clone(),
+            self.emissions.clone(),
+            self.next_emission,
+            self.timers.clone(),
+            self.month_end_scheduled,
+            self.touched.clone(),
+            self.retiring.clone(),
+            self.ended.clone(),
+        ))
+    }
+
+    /// Restores the accounts and opens the emission-text segments the saved manifest names
+    /// (each file verified: a torn or corrupt one refuses the restore, naming it).
+    fn restore(&mut self, state: &[u8]) -> Result<(), RestoreError> {
+        let mut restored: Accounts = decode(std::any::type_name::<Accounts>(), state)?;
+        self.keep_configuration(&mut restored);
+        if let Some(manifest) = restored.emission_segments.clone() {
+            let live: Vec<TextRef> = restored.emissions.values().map(|emission| emission.text).collect();
+            restored
+                .text()
+                .open(&manifest, live.iter())
+                .map_err(|error| RestoreError {
+                    what: "the accounts' emission text".into(),
+                    detail: error.to_string(),
+                })?;
+        }
+        *self = restored;
+        Ok(())
     }
 }
 
@@ -1035,6 +1103,9 @@ impl Machine for Accounts {
     fn step(&mut self, now: Time, inputs: Vec<AccountIn>, out: &mut Vec<AccountsOut>) {
         let now = ts_of(now);
         self.retire(now);
+        if let Some(text) = &mut self.text {
+            text.collect_garbage();
+        }
         if !self.month_end_scheduled {
             self.month_end_scheduled = true;
             let period = now.period();
@@ -1112,21 +1183,48 @@ impl Machine for Accounts {
 
 #[cfg(test)]
 mod tests {
-    use super::CodeList;
-    use crate::checkpoint::{decode, encode};
+    use super::{AccountRules, Accounts, Code, Emission, Timer};
+    use crate::flow::code_key;
+    use crate::machine::Durable;
+    use crate::status::Status;
+    use crate::time::Ts;
 
     #[test]
-    fn a_code_list_saves_as_the_list_of_its_codes() {
-        // Checkpoints written when emissions kept a Vec<String> restore, and new ones keep
-        // the same bytes; the GS separator inside a code survives the packing.
-        let codes: Vec<String> = vec!["0104601234567893215abc".into(), "01\u{1d}21x\"y\\z".into(), "c".into()];
-        let list = CodeList::of(&codes);
-        assert_eq!(list.iter().collect::<Vec<_>>(), codes);
-        assert_eq!(encode(&list), encode(&codes));
-        let restored: CodeList = decode("codes", &encode(&codes)).unwrap();
-        assert_eq!(restored.iter().collect::<Vec<_>>(), codes);
-        let empty = CodeList::of(&[]);
-        assert_eq!(empty.iter().count(), 0);
-        assert_eq!(encode(&empty), encode(&Vec::<String>::new()));
+    fn a_snapshot_encodes_as_save_does_and_the_text_reads_back_after_a_restore() {
+        // The copy handed to the writer is byte for byte `save`'s, changes after it do not
+        // reach it, and a restore reopens the emission text the manifest names.
+        let base = std::env::temp_dir().join(format!("markledger-accounts-snapshot-{}", std::process::id()));
+        std::fs::create_dir_all(&base).expect("test dir");
+        let place = crate::final_codes::FinalCodes::temporary(&base);
+        let mut accounts = Accounts::new(AccountRules::placeholder()).with_emission_text(place.clone());
+        let codes: Vec<String> = vec!["0104601234567893215abc".into(), "01\u{1d}21x\"y\\z".into()];
+        let text = accounts.text().append("KZ-1", "04601234567893", &codes);
+        let gtin = accounts.gtins.intern("04601234567893");
+        for code in &codes {
+            let state = Code {
+                gtin,
+                status: Status::Emitted,
+            };
+            accounts.account("KZ-1").codes.insert(code_key(code), state);
+        }
+        let emission = Emission {
+            account: "KZ-1".into(),
+            gtin: "04601234567893".into(),
+            text,
+        };
+        accounts.emissions.insert(0, emission);
+        accounts.timers.insert((Ts(1_000), Timer::Expiry(0)));
+        let saved = accounts.save();
+        let snapshot = accounts.snapshot();
+        accounts.account("KZ-2").balance_revs = 3;
+        accounts.emissions.clear();
+        assert_eq!(snapshot.encode(), saved);
+        let mut restored = Accounts::new(AccountRules::placeholder()).with_emission_text(place);
+        restored.restore(&saved).expect("restores");
+        let reference = restored.emissions[&0].text;
+        assert_eq!(restored.text().take(reference).codes, codes);
+        assert_eq!(restored.accounts["KZ-1"].codes.len(), 2);
+        assert!(!restored.accounts.contains_key("KZ-2"));
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -28,7 +28,9 @@ use markledger_operators::aggregates::Revisions;
 use markledger_operators::checkpoint::{decode, encode, Checkpoints, Complete, Cut};
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
-use markledger_operators::final_codes::{worker_dir, FinalStore, Manifest, STATE_SUBDIR};
+use markledger_operators::final_codes::{
+    segments_dir, verify_segments, worker_dir, FinalStore, Manifest, STATE_SUBDIR,
+};
 use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
 use markledger_operators::gate::Gate;
@@ -70,8 +72,9 @@ const MAGIC: &[u8; 8] = b"MLCKPT\0\0";
 /// national index saves its live codes and the manifest of its final-code store (issue 17).
 /// Version 3: the body opens with the run's [`OutputSettings`] (issue 19). Version 4: the
 /// gate's terminated accounts, the accounts' terminations, the aggregates' kept final
-/// records and export deliveries (DOMAIN.md §9, issue 20).
-pub const FORMAT_VERSION: u32 = 4;
+/// records and export deliveries (DOMAIN.md §9, issue 20). Version 5: the accounts keep
+/// emissions' code text in segment files and save their manifest (issue 17).
+pub const FORMAT_VERSION: u32 = 5;
 const HEADER: usize = 8 + 4 + 8 + 8;
 
 /// What writing a checkpoint took.
@@ -221,14 +224,23 @@ impl Store {
         self.dir.join(STATE_SUBDIR)
     }
 
-    /// Reads and checks every run file the cut's final-code manifests name (a torn or
-    /// corrupt one refuses the checkpoint, naming the file).
+    /// Reads and checks every run file the cut's final-code manifests name, and every
+    /// emission-text segment its accounts name (a torn or corrupt one refuses the
+    /// checkpoint, naming the file).
     pub fn verify_final_codes(&self, cut: &Cut) -> Result<()> {
         let root = self.final_codes_dir();
         for (worker, manifest) in final_code_manifests(cut)? {
             FinalStore::verify(&worker_dir(&root, worker), &manifest).with_context(|| {
                 format!(
                     "the checkpoint at {} names final-code files that do not verify",
+                    ts_of(cut.time)
+                )
+            })?;
+        }
+        for (worker, manifest) in emission_text_manifests(cut)? {
+            verify_segments(&segments_dir(&root, worker), &manifest).with_context(|| {
+                format!(
+                    "the checkpoint at {} names emission-text segments that do not verify",
                     ts_of(cut.time)
                 )
             })?;
@@ -246,7 +258,7 @@ impl Store {
         for (time, path) in kept {
             let manifests = cache.entry(time).or_insert_with(|| {
                 Store::read(&path)
-                    .and_then(|cut| final_code_manifests(&cut))
+                    .and_then(|cut| file_manifests(&cut))
                     .unwrap_or_default()
             });
             for (worker, manifest) in manifests.iter() {
@@ -257,8 +269,30 @@ impl Store {
     }
 }
 
-/// Final-code manifests of checkpoint files already read, by checkpoint time.
-pub type ManifestCache = BTreeMap<Time, BTreeMap<usize, Manifest>>;
+/// Final-code and emission-text manifests of checkpoint files already read, by checkpoint
+/// time: (worker, manifest), each store deleting only files none of its worker's names.
+pub type ManifestCache = BTreeMap<Time, Vec<(usize, Manifest)>>;
+
+/// Every manifest of files in `cut`, by worker: final-code runs and emission-text segments.
+pub fn file_manifests(cut: &Cut) -> Result<Vec<(usize, Manifest)>> {
+    let mut manifests: Vec<(usize, Manifest)> = final_code_manifests(cut)?.into_iter().collect();
+    manifests.extend(emission_text_manifests(cut)?);
+    Ok(manifests)
+}
+
+/// The emission-text manifest of each worker's accounts in `cut`.
+pub fn emission_text_manifests(cut: &Cut) -> Result<BTreeMap<usize, Manifest>> {
+    let mut manifests = BTreeMap::new();
+    for worker in 0..cut.workers {
+        let Some(share) = cut.share(worker, Accounts::NAME) else {
+            continue;
+        };
+        if let Some(manifest) = Accounts::segments_of(&share.state)? {
+            manifests.insert(worker, manifest);
+        }
+    }
+    Ok(manifests)
+}
 
 /// The final-code manifest of each worker's national index in `cut` (a worker with no
 /// final code yet has none).
@@ -353,7 +387,7 @@ impl StreamCheckpoints {
                             log.written.fetch_add(1, Ordering::Relaxed);
                             *log.last.lock().expect("written lock") =
                                 Some((cut.time, written.bytes, written.took.as_millis() as u64));
-                            if let Ok(manifests) = final_code_manifests(&cut) {
+                            if let Ok(manifests) = file_manifests(&cut) {
                                 cache.insert(cut.time, manifests);
                             }
                             keep_manifests(&store, &checkpoints, &mut cache);

@@ -122,7 +122,8 @@ pub fn build<'scope>(
         .concat(orders.pending)
         .concat(index.to_accounts)
         .concat(tariffs.to_accounts);
-    let accounts = accounts(account_inputs, Accounts::new(account_rules(graph)), drive);
+    let account_state = Accounts::new(account_rules(graph)).with_emission_text(graph.final_codes.clone());
+    let accounts = accounts(account_inputs, account_state, drive);
     accounts.finals.connect_loop(finality_loop);
     accounts.terminations.connect_loop(termination_loop);
     let periods = aggregates(orders.facts.concat(accounts.facts), config.close_after_days, drive);

@@ -532,14 +532,41 @@ fn a_torn_newest_checkpoint_falls_back_to_the_one_before() {
 /// any kept checkpoint names), and the outputs are still exact.
 #[test]
 fn a_corrupt_final_code_file_refuses_its_checkpoint_and_falls_back() {
-    use markledger::checkpoint::{final_code_manifests, Store};
-    let (work, data, end, expected, broker) = setup("corrupt");
+    use markledger::checkpoint::final_code_manifests;
+    let manifests = |cut: &_| final_code_manifests(cut).expect("manifests");
+    corrupt_a_file_and_fall_back("corrupt", &manifests, |state, worker| {
+        state.join("final-codes").join(format!("worker-{worker}"))
+    });
+}
+
+/// Issue 17: the same for the accounts' emission-text segments (the codes' text waiting
+/// for expiry): a corrupt segment refuses its checkpoint by name and the one before is
+/// restored, outputs exact.
+#[test]
+fn a_corrupt_emission_text_segment_refuses_its_checkpoint_and_falls_back() {
+    use markledger::checkpoint::emission_text_manifests;
+    let manifests = |cut: &_| emission_text_manifests(cut).expect("manifests");
+    corrupt_a_file_and_fall_back("corrupt-text", &manifests, |state, worker| {
+        state
+            .join("final-codes")
+            .join("emission-text")
+            .join(format!("worker-{worker}"))
+    });
+}
+
+/// A checkpoint's manifests of one kind of state file, by worker.
+type ManifestsOf<'a> =
+    &'a dyn Fn(&markledger_operators::checkpoint::Cut) -> BTreeMap<usize, markledger_operators::final_codes::Manifest>;
+
+fn corrupt_a_file_and_fall_back(name: &str, manifests_of: ManifestsOf, dir_of: fn(&Path, usize) -> PathBuf) {
+    use markledger::checkpoint::Store;
+    let (work, data, end, expected, broker) = setup(name);
     let brokers = broker.brokers();
     produce_dataset(&settings(&brokers), &data, "k.codes.events").expect("produce");
     let state = work.join("state");
     let state_flag = state.to_str().expect("UTF-8 path").to_string();
     let flags = ["--state", state_flag.as_str(), "--checkpoint-interval", "200ms"];
-    // Run until the newest checkpoint names a run file no older kept one names.
+    // Run until the newest checkpoint names a file no older kept one names.
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut attempt = 0;
     let (newest, victim) = loop {
@@ -558,7 +585,7 @@ fn a_corrupt_final_code_file_refuses_its_checkpoint_and_falls_back() {
         let files = checkpoint_files(&state);
         let manifests: Vec<_> = files
             .iter()
-            .map(|path| final_code_manifests(&Store::read(path).expect("a whole checkpoint")).expect("manifests"))
+            .map(|path| manifests_of(&Store::read(path).expect("a whole checkpoint")))
             .collect();
         let (newest, older) = manifests.split_last().expect("checkpoints");
         let named_before = |worker: &usize, file: &str| {
@@ -568,19 +595,15 @@ fn a_corrupt_final_code_file_refuses_its_checkpoint_and_falls_back() {
         };
         let own = newest.iter().find_map(|(worker, manifest)| {
             let run = manifest.runs.iter().find(|run| !named_before(worker, &run.file))?;
-            Some(
-                state
-                    .join("final-codes")
-                    .join(format!("worker-{worker}"))
-                    .join(&run.file),
-            )
+            Some(dir_of(&state, *worker).join(&run.file))
         });
         if let Some(victim) = own {
             break (files.last().expect("newest").clone(), victim);
         }
     };
-    let mut bytes = std::fs::read(&victim).expect("run file");
-    bytes[100] ^= 0x40;
+    let mut bytes = std::fs::read(&victim).expect("state file");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
     std::fs::write(&victim, &bytes).expect("corrupt");
     let log = work.join("k-restart.log");
     let mut child = stream_with(&brokers, "k.", &log, &flags);
@@ -600,7 +623,7 @@ fn a_corrupt_final_code_file_refuses_its_checkpoint_and_falls_back() {
     );
     let (consumed, _) = consume(&brokers, "k.");
     let diff = differences(&expected, &consumed);
-    assert!(diff.is_empty(), "after a corrupt final-code file:\n{}", diff.join("\n"));
+    assert!(diff.is_empty(), "after a corrupt state file:\n{}", diff.join("\n"));
     let _ = std::fs::remove_dir_all(&work);
 }
 

@@ -16,10 +16,12 @@
 //! horizon in a dataset of months), and of them the live ones (not yet final, also held by
 //! their accounts) — and the peak divided by each.
 
+use markledger::checkpoint::NAMES;
 use markledger::runner::open_inputs;
-use markledger::runtime::{run_inputs, RunSettings};
+use markledger::runtime::{run_inputs, Mode, RunSettings};
 use markledger_benches::scenario::config;
 use markledger_connectors::partition::PartitionInput;
+use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::flow::Time;
 use markledger_operators::output::Sink;
 use markledger_operators::{Output, Status};
@@ -66,7 +68,7 @@ fn proc_status(name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {name} in /proc/self/status"))
 }
 
-fn run(dir: &Path, workers: usize) -> Result<(), String> {
+fn run(dir: &Path, workers: usize, backfill_checkpoint: bool) -> Result<(), String> {
     // The run's own opening of `--input`: files and directories, or the generator.
     let opened = open_inputs(&[dir.to_path_buf()], &|_| true, true).map_err(|error| format!("{error:#}"))?;
     let inputs: Vec<Box<dyn PartitionInput>> = opened.inputs.into_iter().map(|(_, input)| input).collect();
@@ -77,13 +79,18 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
     let before = proc_status("VmRSS:")?;
     let started = Instant::now();
     let config = config();
-    let result = run_inputs(
-        RunSettings::files(&config, workers),
-        inputs,
-        |_| StatusTally::default(),
-        &mut |_| {},
-    )
-    .map_err(|failure| failure.to_string())?;
+    let mut settings = RunSettings::files(&config, workers);
+    // A backfill's checkpoint at the end: every machine saves its share as `run --state`
+    // does, so the longest worker pause at this many codes held is measured.
+    let checkpoints = backfill_checkpoint.then(|| Checkpoints::backfill(workers, &NAMES));
+    if let Some(checkpoints) = &checkpoints {
+        // No checkpoint file is kept: the stores may collect their garbage from the start
+        // (`run --state` names the files already on disk the same way).
+        checkpoints.keep_manifests(std::collections::BTreeMap::new());
+        settings.mode = Mode::Backfill(checkpoints.clone());
+    }
+    let result =
+        run_inputs(settings, inputs, |_| StatusTally::default(), &mut |_| {}).map_err(|failure| failure.to_string())?;
     let took = started.elapsed().as_secs_f64();
     let peak = proc_status("VmHWM:")?;
     if !result.stats.errors.is_empty() {
@@ -148,6 +155,27 @@ fn run(dir: &Path, workers: usize) -> Result<(), String> {
         }
         None => (0, 0, 0),
     };
+    if let Some(checkpoints) = &checkpoints {
+        let pauses: Vec<String> = checkpoints
+            .longest_saves()
+            .iter()
+            .map(|(name, took)| format!("{name} {:.1} ms", took.as_secs_f64() * 1e3))
+            .collect();
+        println!(
+            "  checkpoint    longest worker pause {:.1} ms: {}",
+            checkpoints.longest_save().as_secs_f64() * 1e3,
+            pauses.join(", ")
+        );
+        if let Some(complete) = checkpoints.take_complete() {
+            let cut = complete.encode();
+            let shares: Vec<String> = cut
+                .shares
+                .values()
+                .map(|share| format!("{}#{} {} B", share.name, share.worker, share.state.len()))
+                .collect();
+            println!("  checkpoint    shares: {}", shares.join(", "));
+        }
+    }
     // One line for scripts.
     println!(
         "  machine       peak_bytes={peak} codes_held={known} live_codes={live} code_events={code_events} \
@@ -166,11 +194,15 @@ struct Args {
     /// Worker threads of the dataflow.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     workers: u64,
+    /// Save a backfill checkpoint at the end (not written) and print each machine's
+    /// longest worker pause for it.
+    #[arg(long)]
+    backfill_checkpoint: bool,
 }
 
 fn main() -> ExitCode {
     let args = <Args as clap::Parser>::parse();
-    match run(&args.dir, args.workers as usize) {
+    match run(&args.dir, args.workers as usize, args.backfill_checkpoint) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("state-memory: {error}");

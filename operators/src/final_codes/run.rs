@@ -79,7 +79,7 @@ pub(crate) struct Run {
     lookups_read: AtomicU64,
 }
 
-fn io_error(dir: &Path, file: &str, action: &'static str, source: std::io::Error) -> StoreError {
+pub(super) fn io_error(dir: &Path, file: &str, action: &'static str, source: std::io::Error) -> StoreError {
     StoreError::Io {
         dir: dir.to_path_buf(),
         file: file.to_string(),
