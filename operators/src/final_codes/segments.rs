@@ -559,26 +559,28 @@ fn decode_entry(bytes: &[u8]) -> Result<EmissionEntry, String> {
 #[cfg(test)]
 mod tests {
     use super::{segment_name, EmissionText, TextRef};
+    use crate::final_codes::tests::TempDir;
     use crate::final_codes::{FinalCodes, StoreError};
 
     fn codes(prefix: &str, n: usize) -> Vec<String> {
         (0..n).map(|i| format!("{prefix}\u{1d}21{i:05}")).collect()
     }
 
-    fn place(name: &str, spill_all: bool) -> FinalCodes {
-        let base = std::env::temp_dir().join(format!("markledger-segments-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(&base).expect("test dir");
-        let mut place = FinalCodes::temporary(&base);
+    /// A place for segments under a directory removed when the test ends (hold the guard).
+    fn place(name: &str, spill_all: bool) -> (TempDir, FinalCodes) {
+        let base = TempDir::new(&format!("segments-{name}"));
+        std::fs::create_dir_all(base.path()).expect("test dir");
+        let mut place = FinalCodes::temporary(base.path());
         place.spill_all = spill_all;
-        place
+        (base, place)
     }
 
     #[test]
     fn text_reads_back_from_the_buffer_and_from_sealed_segments() {
         // Entries read back equal what was appended, before and after their segment is
         // sealed; a dead segment's file is deleted at once unless a save names it.
-        let mut text = EmissionText::new(place("roundtrip", false));
+        let (_dir, place_a) = place("roundtrip", false);
+        let mut text = EmissionText::new(place_a);
         let a = text.append("KZ-1", "04601234567893", &codes("a", 3));
         let b = text.append("KZ-2", "04601234567894", &codes("b", 1));
         let entry = text.read(a).expect("from the buffer");
@@ -595,7 +597,8 @@ mod tests {
         assert_eq!(text.take(a).codes, codes("a", 3));
         assert!(file.exists(), "a saved manifest names it: kept");
         assert_eq!(text.bytes().1, 0);
-        let mut spilled = EmissionText::new(place("spilled", true));
+        let (_spilled_dir, place_b) = place("spilled", true);
+        let mut spilled = EmissionText::new(place_b);
         let c = spilled.append("KZ-3", "04601234567893", &codes("c", 2));
         let file = spilled.dir().join(segment_name(c.segment));
         assert!(file.exists(), "spilling seals at once");
@@ -606,7 +609,7 @@ mod tests {
     #[test]
     fn a_worker_that_never_sealed_a_segment_restores() {
         // Its checkpoint names no segment and it has no directory: nothing to verify.
-        let place = place("empty", false);
+        let (_dir, place) = place("empty", false);
         let mut text = EmissionText::new(place.clone());
         let manifest = text.checkpoint();
         assert!(manifest.runs.is_empty() && !text.dir().exists());
@@ -620,7 +623,7 @@ mod tests {
     fn a_restore_verifies_segments_and_counts_live_entries() {
         // A checkpoint's segments reopen with the live references; a corrupt segment is
         // refused by name, and a corrupt entry is caught by its own checksum on read.
-        let place = place("restore", true);
+        let (_dir, place) = place("restore", true);
         let mut text = EmissionText::new(place.clone());
         let refs: Vec<TextRef> = (0..3)
             .map(|i| text.append("KZ-1", "04601234567893", &codes(&format!("c{i}"), 2)))

@@ -8,17 +8,17 @@ use crate::time::Ts;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A directory removed when the test ends.
-struct TempDir(PathBuf);
+/// A directory removed when the test ends (the segments' tests use it too).
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(super) fn new(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("markledger-final-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         TempDir(dir)
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }
