@@ -365,11 +365,6 @@ impl Accounts {
         decode("the accounts' emission-text manifest", state)
     }
 
-    /// Bytes of emission text in RAM (the active buffer) and on disk (live segments).
-    pub fn emission_text_bytes(&self) -> (u64, u64) {
-        self.text.as_ref().map_or((0, 0), EmissionText::bytes)
-    }
-
     /// Tells the index that `finals` of `account` became final now, and forgets them once
     /// the index knows (`finality_delay_ms` later).
     fn finalize(&mut self, account: &str, finals: Vec<(CodeKey, Status)>, now: Ts, out: &mut Vec<AccountsOut>) {

@@ -25,7 +25,7 @@ use markledger_connectors::kafka::{self, CheckpointHook, SharedProducer};
 use markledger_connectors::offsets::OffsetTracker;
 use markledger_operators::accounts::Accounts;
 use markledger_operators::aggregates::Revisions;
-use markledger_operators::checkpoint::{decode, encode, Checkpoints, Complete, Cut};
+use markledger_operators::checkpoint::{decode, encode, Checkpoints, Complete, Cut, RestoreError};
 use markledger_operators::codes::Codes;
 use markledger_operators::dedup::Dedup;
 use markledger_operators::final_codes::{
@@ -282,27 +282,28 @@ pub fn file_manifests(cut: &Cut) -> Result<Vec<(usize, Manifest)>> {
 
 /// The emission-text manifest of each worker's accounts in `cut`.
 pub fn emission_text_manifests(cut: &Cut) -> Result<BTreeMap<usize, Manifest>> {
-    let mut manifests = BTreeMap::new();
-    for worker in 0..cut.workers {
-        let Some(share) = cut.share(worker, Accounts::NAME) else {
-            continue;
-        };
-        if let Some(manifest) = Accounts::segments_of(&share.state)? {
-            manifests.insert(worker, manifest);
-        }
-    }
-    Ok(manifests)
+    manifests_by_worker(cut, Accounts::NAME, Accounts::segments_of)
 }
 
 /// The final-code manifest of each worker's national index in `cut` (a worker with no
 /// final code yet has none).
 pub fn final_code_manifests(cut: &Cut) -> Result<BTreeMap<usize, Manifest>> {
+    manifests_by_worker(cut, Codes::NAME, Codes::manifest_of)
+}
+
+/// The manifest of files that each worker's share of `machine` in `cut` names, read from the
+/// share by `manifest_of` (a worker whose machine wrote no file yet has none).
+fn manifests_by_worker(
+    cut: &Cut,
+    machine: &str,
+    manifest_of: fn(&[u8]) -> Result<Option<Manifest>, RestoreError>,
+) -> Result<BTreeMap<usize, Manifest>> {
     let mut manifests = BTreeMap::new();
     for worker in 0..cut.workers {
-        let Some(share) = cut.share(worker, Codes::NAME) else {
+        let Some(share) = cut.share(worker, machine) else {
             continue;
         };
-        if let Some(manifest) = Codes::manifest_of(&share.state)? {
+        if let Some(manifest) = manifest_of(&share.state)? {
             manifests.insert(worker, manifest);
         }
     }
