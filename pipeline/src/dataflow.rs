@@ -8,7 +8,7 @@
 //!               time; the held capability is the watermark) ── refused ────────────────────┐
 //!   ─► dedup::unique_events (by id) ──┬─ duplicates ─────────────────────────────────────┤
 //!       ├─ tariffs ─► tariff::tariffs_to_accounts (check, broadcast) ──── refusals ──────┤
-//!       └─ the rest ─► gate::gate (by account; terminations heard) ─ refusals ─────────┤
+//!       └─ the rest ─► gate::gate (by account; terminations heard) ─ refusals ───────────┤
 //!       ├─ credits ───────────────────────────────────────────────┐                      │
 //!       ├─ order events ─► orders::order_book (by account) ─┬─ pending ─┤        refusals ┤
 //!       │                                                   ├─ codes ──┐│                 │
