@@ -17,7 +17,7 @@
 use crate::checkpoint::{decode, encode, RestoreError, Snapshot};
 use crate::driver::{run_machine, Drive};
 use crate::event::{Body, DecimalField, Kind};
-use crate::final_codes::{EmissionText, FinalCodes, Manifest, TextRef};
+use crate::final_codes::{EmissionText, FinalCodes, Manifest, TextRef, Unsynced};
 use crate::flow::Time;
 use crate::flow::{
     code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact, Header,
@@ -1045,15 +1045,20 @@ impl crate::machine::Durable for Accounts {
     /// manifest: earlier segments are shared with earlier checkpoints, never copied.
     fn save(&mut self) -> Vec<u8> {
         self.emission_segments = Some(self.text().checkpoint());
+        if let Some(unsynced) = self.text().take_unsynced() {
+            unsynced.settle_or_end();
+        }
         encode(self)
     }
 
-    /// Seals the emission text's buffer on the worker, then hands the writer a copy of the
-    /// state to encode: with the code text on disk what is left is the live codes' flat
-    /// maps (16-byte keys, 8-byte values: copied without allocating per code, several
-    /// times faster than bincode encodes them), queues and per-emission references.
+    /// Seals the emission text's buffer on the worker (not fsynced), then hands the writer
+    /// the segments to fsync and a copy of the state to encode: with the code text on disk
+    /// what is left is the live codes' flat maps (16-byte keys, 8-byte values: copied
+    /// without allocating per code, several times faster than bincode encodes them),
+    /// queues and per-emission references.
     fn snapshot(&mut self) -> Snapshot {
         self.emission_segments = Some(self.text().checkpoint());
+        let unsynced = self.text().take_unsynced();
         // The fields `Accounts` serializes, in its order (`rules`, `text` are skipped).
         Snapshot::of((
             self.emission_segments.clone(),
@@ -1068,6 +1073,7 @@ impl crate::machine::Durable for Accounts {
             self.retiring.clone(),
             self.ended.clone(),
         ))
+        .after(move || unsynced.into_iter().for_each(Unsynced::settle_or_end))
     }
 
     /// Restores the accounts and opens the emission-text segments the saved manifest names

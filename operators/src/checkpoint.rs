@@ -77,6 +77,20 @@ impl Snapshot {
         Snapshot(Captured::Deferred(Box::new(move || encode(&state))))
     }
 
+    /// This snapshot, encoded only after `first` has run where the encoding runs (the
+    /// checkpoint's writer: the files the state names, written by the worker without
+    /// fsync, are synced there, before the cut that names them is written).
+    pub fn after(self, first: impl FnOnce() + Send + 'static) -> Snapshot {
+        let encode: Box<dyn FnOnce() -> Vec<u8> + Send> = match self.0 {
+            Captured::Encoded(bytes) => Box::new(move || bytes),
+            Captured::Deferred(encoder) => encoder,
+        };
+        Snapshot(Captured::Deferred(Box::new(move || {
+            first();
+            encode()
+        })))
+    }
+
     /// Whether encoding is left to the checkpoint's writer.
     pub fn is_deferred(&self) -> bool {
         matches!(self.0, Captured::Deferred(_))
@@ -515,6 +529,33 @@ mod tests {
         assert!(encoded.load(Ordering::SeqCst));
         assert_eq!(cut.share(0, "m").expect("share").state, encode(&vec![7u32, 8, 9]));
         assert_eq!(cut.share(1, "m").expect("share").state, vec![42]);
+    }
+
+    #[test]
+    fn what_a_snapshot_runs_first_runs_on_the_writer_before_it_encodes() {
+        // `after` (files to fsync before a cut names them) runs where the encoding runs,
+        // first; the bytes are the snapshot's own, deferred or already encoded.
+        use std::sync::Mutex;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        struct Logged(Arc<Mutex<Vec<&'static str>>>);
+        impl Serialize for Logged {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.lock().expect("log").push("encode");
+                5u8.serialize(serializer)
+            }
+        }
+        let first = |log: &Arc<Mutex<Vec<&'static str>>>| {
+            let log = log.clone();
+            move || log.lock().expect("log").push("sync")
+        };
+        let deferred = Snapshot::of(Logged(log.clone())).after(first(&log));
+        let encoded = Snapshot::encoded(vec![1, 2]).after(first(&log));
+        assert!(deferred.is_deferred() && encoded.is_deferred());
+        assert!(log.lock().expect("log").is_empty(), "nothing runs on the worker");
+        assert_eq!(deferred.encode(), encode(&5u8));
+        assert_eq!(*log.lock().expect("log"), ["sync", "encode"]);
+        assert_eq!(encoded.encode(), vec![1, 2]);
+        assert_eq!(*log.lock().expect("log"), ["sync", "encode", "sync"]);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use crate::checkpoint::{decode, encode, RestoreError, Snapshot};
 use crate::driver::{run_machine, Drive};
 use crate::event::Kind;
-use crate::final_codes::{CodesMemory, FinalCodes, FinalRecord, Manifest, Tier};
+use crate::final_codes::{CodesMemory, FinalCodes, FinalRecord, Manifest, Tier, Unsynced};
 use crate::flow::Time;
 use crate::flow::{
     code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Header,
@@ -192,16 +192,21 @@ impl Codes {
             final_codes: 0,
             ram_bytes: (self.owners.capacity() * entry) as u64,
             disk_bytes: 0,
+            emission_text: Default::default(),
         }
     }
 
     /// Seals the final-code store's memtable and records its manifest (the run files are
-    /// shared with earlier checkpoints, never copied).
-    fn seal_for_checkpoint(&mut self) {
+    /// shared with earlier checkpoints, never copied); returns the files written since the
+    /// last checkpoint that are not fsynced yet.
+    fn seal_for_checkpoint(&mut self) -> Option<Unsynced> {
+        let mut unsynced = None;
         if let Some(tier) = &mut self.tier {
             self.final_codes = tier.checkpoint();
+            unsynced = tier.take_unsynced();
         }
         self.publish_memory();
+        unsynced
     }
 
     fn publish_memory(&self) {
@@ -313,16 +318,19 @@ impl crate::machine::Durable for Codes {
     /// Seals the final-code store's memtable and records its manifest: the run files are
     /// shared with earlier checkpoints, never copied.
     fn save(&mut self) -> Vec<u8> {
-        self.seal_for_checkpoint();
+        if let Some(unsynced) = self.seal_for_checkpoint() {
+            unsynced.settle_or_end();
+        }
         encode(self)
     }
 
-    /// Seals the memtable on the worker (a run file of ≤ 65,536 records), then hands the
-    /// writer a copy of the live state to encode: live codes are bounded by the expiry
-    /// window, and their map (16-byte keys, 4-byte owners) copies without allocating per
-    /// code, several times faster than bincode encodes it.
+    /// Seals the memtable on the worker (a run file of ≤ 65,536 records, not fsynced),
+    /// then hands the writer the files to fsync and a copy of the live state to encode:
+    /// live codes are bounded by the expiry window, and their map (16-byte keys, 4-byte
+    /// owners) copies without allocating per code, several times faster than bincode
+    /// encodes it.
     fn snapshot(&mut self) -> Snapshot {
-        self.seal_for_checkpoint();
+        let unsynced = self.seal_for_checkpoint();
         // The fields `Codes` serializes, in its order (`tier` is skipped): the same bytes.
         Snapshot::of((
             self.final_codes.clone(),
@@ -333,6 +341,7 @@ impl crate::machine::Durable for Codes {
             self.deadlines.clone(),
             self.hold_ms,
         ))
+        .after(move || unsynced.into_iter().for_each(Unsynced::settle_or_end))
     }
 
     /// Restores the live codes and opens the store the saved manifest names (each file

@@ -429,6 +429,7 @@ mod tests {
                 final_codes: 32,
                 ram_bytes: 4096,
                 disk_bytes: 2048,
+                ..CodesMemory::default()
             }),
             kafka: Some(BrokerFigures {
                 reachable: false,

@@ -630,13 +630,17 @@ pub fn render_summary(report: &RunReport, out: &Path) -> String {
 /// (an estimate from its tables' sizes) and its files on disk.
 pub fn render_memory(memory: &CodesMemory) -> String {
     let held = memory.live_codes + memory.final_codes;
+    let text = &memory.emission_text;
     format!(
-        "codes held {held} ({} live in RAM, {} final on disk); code state ~{:.1} MB of RAM ({:.1} B per code held), {:.1} MB on disk",
+        "codes held {held} ({} live in RAM, {} final on disk); code state ~{:.1} MB of RAM ({:.1} B per code held), {:.1} MB on disk; emission text of {} emissions ~{:.1} MB of RAM, {:.1} MB on disk",
         memory.live_codes,
         memory.final_codes,
         memory.ram_bytes as f64 / 1e6,
         memory.ram_bytes as f64 / held.max(1) as f64,
-        memory.disk_bytes as f64 / 1e6
+        memory.disk_bytes as f64 / 1e6,
+        text.emissions,
+        text.ram_bytes as f64 / 1e6,
+        text.disk_bytes as f64 / 1e6
     )
 }
 

@@ -151,6 +151,13 @@ fn run(dir: &Path, workers: usize, backfill_checkpoint: bool) -> Result<(), Stri
                 memory.disk_bytes as f64 / MIB,
                 per_final(memory.disk_bytes),
             );
+            let text = &memory.emission_text;
+            println!(
+                "  emission text {} emissions waiting for expiry: {:.1} MiB in RAM (unsealed buffer), {:.1} MiB of segment files",
+                text.emissions,
+                text.ram_bytes as f64 / MIB,
+                text.disk_bytes as f64 / MIB,
+            );
             (memory.ram_bytes, memory.disk_bytes, memory.final_codes)
         }
         None => (0, 0, 0),

@@ -39,13 +39,13 @@ mod tier;
 
 pub use manifest::{Manifest, RunRef, MANIFEST_FORMAT_VERSION};
 pub use record::{FinalRecord, RECORD_BYTES};
-pub use run::{BLOCK_BYTES, RECORDS_PER_BLOCK, RUN_FORMAT_VERSION};
+pub use run::{Unsynced, BLOCK_BYTES, RECORDS_PER_BLOCK, RUN_FORMAT_VERSION};
 pub use segments::{
     segment_name, segments_dir, verify_segments, EmissionEntry, EmissionText, TextRef, SEGMENTS_SUBDIR,
     SEGMENT_BYTES_MAX,
 };
 pub use store::{FinalStore, GarbageReport, Stats};
-pub use tier::{worker_dir, CodesMemory, FinalCodes, Tier, STATE_SUBDIR};
+pub use tier::{worker_dir, CodesMemory, FinalCodes, TextMemory, Tier, STATE_SUBDIR};
 
 use crate::time::MILLIS_PER_DAY;
 use std::path::PathBuf;

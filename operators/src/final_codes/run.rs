@@ -298,6 +298,83 @@ impl RunWriter {
     }
 }
 
+/// Files a worker wrote and renamed into place without fsync, whose durability is owed
+/// before a checkpoint names them. The store hands them to the checkpoint
+/// ([`crate::checkpoint::Snapshot::after`]), whose writer thread settles them before it
+/// writes the cut: the worker never waits for the disk at a checkpoint, and a crash before
+/// the cut is durable loses only files no durable cut names (a later run writes past their
+/// sequence numbers, and garbage collection deletes them).
+#[derive(Debug)]
+pub struct Unsynced {
+    dir: PathBuf,
+    files: Vec<String>,
+}
+
+impl Unsynced {
+    /// More files than this are settled on the worker at once, so a run without
+    /// checkpoints keeps a bounded list (and pays the fsyncs it paid before, in batches).
+    pub const MAX_FILES: usize = 64;
+
+    /// None owed yet, in `dir`.
+    pub fn new(dir: &Path) -> Unsynced {
+        Unsynced {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+        }
+    }
+
+    /// `name` was written and renamed into place without fsync.
+    pub fn push(&mut self, name: String) {
+        self.files.push(name);
+    }
+
+    /// The files owed, oldest first.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Whether the list is long enough to settle now.
+    pub fn is_full(&self) -> bool {
+        self.files.len() >= Unsynced::MAX_FILES
+    }
+
+    /// Takes the list, leaving an empty one for the same directory.
+    pub fn take(&mut self) -> Unsynced {
+        Unsynced {
+            dir: self.dir.clone(),
+            files: std::mem::take(&mut self.files),
+        }
+    }
+
+    /// fsyncs every file, then the directory (their renames). A file gone meanwhile was
+    /// merged or expired away after it was written: no checkpoint names it, so it is
+    /// skipped.
+    pub fn settle(self) -> Result<(), StoreError> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        for name in &self.files {
+            match File::open(self.dir.join(name)) {
+                Ok(file) => file
+                    .sync_all()
+                    .map_err(|error| io_error(&self.dir, name, "syncing", error))?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(io_error(&self.dir, name, "opening to sync", error)),
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// [`Unsynced::settle`], ending the process with the error (it names the directory
+    /// and the file) as every other store failure does: a checkpoint is never written
+    /// over files that did not reach the disk.
+    pub fn settle_or_end(self) {
+        if let Err(error) = self.settle() {
+            panic!("{error}")
+        }
+    }
+}
+
 /// Syncs a directory (a rename or removal in it is then durable).
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)

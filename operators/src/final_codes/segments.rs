@@ -28,7 +28,8 @@
 //! - **Failures.** A write that fails (a full disk) or an entry that does not verify ends
 //!   the process with the store's message, which names the directory and the file.
 
-use super::run::{io_error, sync_dir};
+use super::run::{io_error, Unsynced};
+use super::tier::TextMemory;
 use super::{FinalCodes, Manifest, RunRef, StoreError, MANIFEST_FORMAT_VERSION};
 use crate::checkpoint::Checkpoints;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -122,6 +123,9 @@ pub struct EmissionText {
     kept: Vec<Manifest>,
     saved: VecDeque<Manifest>,
     reader: Option<(u64, File)>,
+    /// Segments sealed since the last checkpoint, not yet fsynced ([`Unsynced`]); made
+    /// with the directory.
+    unsynced: Option<Unsynced>,
 }
 
 impl std::fmt::Debug for EmissionText {
@@ -153,6 +157,7 @@ impl EmissionText {
             kept: Vec::new(),
             saved: VecDeque::new(),
             reader: None,
+            unsynced: None,
         }
     }
 
@@ -290,13 +295,14 @@ impl EmissionText {
             File::create(dir.join(&temporary)).map_err(|error| io_error(&dir, &temporary, "creating", error))?;
         file.write_all(&self.active)
             .map_err(|error| io_error(&dir, &temporary, "writing", error))?;
-        if sync {
-            file.sync_all()
-                .map_err(|error| io_error(&dir, &temporary, "syncing", error))?;
-        }
         fs::rename(dir.join(&temporary), dir.join(&name)).map_err(|error| io_error(&dir, &name, "renaming", error))?;
         if sync {
-            sync_dir(&dir)?;
+            // Not fsynced here: a checkpoint's writer settles it (`take_unsynced`).
+            let unsynced = self.unsynced.get_or_insert_with(|| Unsynced::new(&dir));
+            unsynced.push(name);
+            if unsynced.is_full() {
+                unsynced.take().settle()?;
+            }
         }
         self.sealed.insert(
             sequence,
@@ -311,12 +317,20 @@ impl EmissionText {
         self.active.clear();
         self.active_entries = 0;
         self.active_live = 0;
+        self.publish_memory();
         Ok(())
+    }
+
+    /// The segments sealed since the last call and not yet fsynced: settled before a
+    /// checkpoint naming them is written.
+    pub fn take_unsynced(&mut self) -> Option<Unsynced> {
+        self.unsynced.as_mut().map(Unsynced::take)
     }
 
     /// Seals the active buffer and gives the manifest a checkpoint records.
     pub fn checkpoint(&mut self) -> Manifest {
         self.seal().unwrap_or_else(|error| fail(error));
+        self.publish_memory();
         let manifest = self.manifest();
         self.saved.push_back(manifest.clone());
         if self.saved.len() > SAVED_KEPT {
@@ -475,10 +489,25 @@ impl EmissionText {
         let disk = self.sealed.values().map(|segment| segment.bytes).sum();
         (self.active.capacity() as u64, disk)
     }
+
+    /// Reports what this worker's text holds now to the run's memory line.
+    fn publish_memory(&self) {
+        let (ram_bytes, disk_bytes) = self.bytes();
+        let emissions = self.active_live + self.sealed.values().map(|segment| segment.live).sum::<u64>();
+        self.place.publish_text(
+            self.worker,
+            TextMemory {
+                emissions,
+                ram_bytes,
+                disk_bytes,
+            },
+        );
+    }
 }
 
 impl Drop for EmissionText {
     fn drop(&mut self) {
+        self.publish_memory();
         if self.place.is_temporary() {
             self.reader = None;
             let _ = fs::remove_dir_all(self.dir());
@@ -593,6 +622,11 @@ mod tests {
         assert_eq!(manifest.runs.len(), 1);
         let file = text.dir().join(&manifest.runs[0].file);
         assert!(file.exists());
+        // Sealed without fsync: the checkpoint's writer is handed the file, once.
+        let owed = text.take_unsynced().expect("a segment was sealed");
+        assert_eq!(owed.files(), [manifest.runs[0].file.clone()]);
+        owed.settle().expect("synced");
+        assert!(text.take_unsynced().expect("the list").files().is_empty());
         assert_eq!(text.take(b).codes, codes("b", 1));
         assert_eq!(text.take(a).codes, codes("a", 3));
         assert!(file.exists(), "a saved manifest names it: kept");
@@ -602,6 +636,7 @@ mod tests {
         let c = spilled.append("KZ-3", "04601234567893", &codes("c", 2));
         let file = spilled.dir().join(segment_name(c.segment));
         assert!(file.exists(), "spilling seals at once");
+        assert!(spilled.take_unsynced().is_none(), "a spill-only store owes no fsync");
         assert_eq!(spilled.take(c).codes, codes("c", 2));
         assert!(!file.exists(), "every entry released, no checkpoint names it: deleted");
     }

@@ -5,7 +5,7 @@ use super::compaction::{self, Plan};
 use super::filter::{EpochFilter, TAGS};
 use super::manifest::{Manifest, RunRef, MANIFEST_FORMAT_VERSION};
 use super::record::FinalRecord;
-use super::run::{self, Run, RunMeta, RunWriter};
+use super::run::{self, Run, RunMeta, RunWriter, Unsynced};
 use super::{Compaction, Settings, StoreError};
 use crate::flow::{CodeKey, CodeMap};
 use crate::time::Ts;
@@ -96,6 +96,8 @@ pub struct FinalStore {
     next_sequence: u64,
     now: Ts,
     merging: Option<Merging>,
+    /// Run files sealed since the last checkpoint, not yet fsynced ([`Unsynced`]).
+    unsynced: Unsynced,
 }
 
 fn tag_of(epoch: i64) -> u8 {
@@ -178,6 +180,7 @@ impl FinalStore {
             accounts: HashSet::new(),
             now: Ts::MIN,
             merging: None,
+            unsynced: Unsynced::new(dir),
         })
     }
 
@@ -522,19 +525,23 @@ impl FinalStore {
             let sequence = self.next_sequence;
             self.next_sequence += 1;
             let name = run::file_name(sequence);
+            // Written without fsync: a checkpoint's writer settles it (`take_unsynced`).
             let mut writer = RunWriter::create(
                 &self.dir,
-                name,
+                name.clone(),
                 epoch,
                 sequence,
                 self.settings.write_limit.clone(),
-                self.settings.sync,
+                false,
             )?;
             for (_, key) in group {
                 let record = &self.memtable[key];
                 writer.push(*key, record.final_at, record.status, &record.account)?;
             }
             let run = writer.finish()?;
+            if self.settings.sync {
+                self.unsynced.push(name);
+            }
             for (_, key) in group {
                 self.memtable.remove(key);
             }
@@ -542,6 +549,10 @@ impl FinalStore {
                 .get_mut(&epoch)
                 .expect("a memtable record's epoch is live")
                 .push(Arc::new(run));
+        }
+        if self.unsynced.is_full() {
+            // No checkpoint came for a while (or none will: a run without `--state`).
+            self.unsynced.take().settle()?;
         }
         Ok(())
     }
@@ -553,6 +564,13 @@ impl FinalStore {
     pub fn checkpoint(&mut self) -> Result<Manifest, StoreError> {
         self.seal()?;
         Ok(self.manifest())
+    }
+
+    /// The run files sealed since the last call and not yet fsynced: what must be settled
+    /// before a checkpoint naming them is written (on the writer's thread, not the
+    /// worker's).
+    pub fn take_unsynced(&mut self) -> Unsynced {
+        self.unsynced.take()
     }
 
     /// The manifest of the live run files (the memtable is not in it).

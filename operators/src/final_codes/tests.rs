@@ -289,6 +289,46 @@ fn a_checkpoint_restores_and_writes_only_what_changed() {
 }
 
 #[test]
+fn a_checkpoint_leaves_its_new_files_to_sync_and_settling_skips_one_merged_away() {
+    // The worker seals without fsync; the files a checkpoint names that no earlier one
+    // did are handed over to be synced (by the checkpoint's writer) exactly once.
+    let dir = TempDir::new("unsynced");
+    let mut store = FinalStore::create(dir.path(), settings(10_000)).expect("create");
+    fill(&mut store, 0..3_000);
+    let first = store.checkpoint().expect("checkpoint 1");
+    let owed = store.take_unsynced();
+    let mut named: Vec<&str> = first.runs.iter().map(|run| run.file.as_str()).collect();
+    let mut listed: Vec<&str> = owed.files().iter().map(String::as_str).collect();
+    named.sort_unstable();
+    listed.sort_unstable();
+    assert!(!listed.is_empty());
+    assert_eq!(listed, named, "every new run file, and only those");
+    assert!(store.take_unsynced().files().is_empty(), "handed over once");
+    fill(&mut store, 3_000..3_100);
+    let second = store.checkpoint().expect("checkpoint 2");
+    let owed_next = store.take_unsynced();
+    assert!(owed_next.files().iter().all(|file| !named.contains(&file.as_str())));
+    assert_eq!(owed_next.files().len(), second.runs.len() - first.runs.len());
+    // A file gone before the writer gets to it (merged or expired away) is skipped.
+    std::fs::remove_file(dir.path().join(&owed.files()[0])).expect("remove");
+    owed.settle().expect("the others synced");
+    owed_next.settle().expect("synced");
+    // Without durability (spill-only tests) nothing is owed.
+    let quick = TempDir::new("unsynced-quick");
+    let mut store = FinalStore::create(
+        quick.path(),
+        Settings {
+            sync: false,
+            ..settings(10_000)
+        },
+    )
+    .expect("create");
+    fill(&mut store, 0..1_000);
+    store.checkpoint().expect("checkpoint");
+    assert!(store.take_unsynced().files().is_empty());
+}
+
+#[test]
 fn garbage_collection_keeps_exactly_what_kept_manifests_and_live_state_name() {
     // Merges replace runs; garbage collection with an old manifest kept leaves its files
     // (it still opens), without it deletes them (opening it then fails naming a file), and

@@ -19,7 +19,9 @@
 //!   the store's message, which names the directory (STYLE.md "A failure ends the process"):
 //!   a code the index cannot look up must never be taken for an unknown one.
 
-use super::{Compaction, FinalRecord, FinalStore, Manifest, Settings, StoreError, WriteLimit, EPOCH_DEFAULT_MS};
+use super::{
+    Compaction, FinalRecord, FinalStore, Manifest, Settings, StoreError, Unsynced, WriteLimit, EPOCH_DEFAULT_MS,
+};
 use crate::checkpoint::Checkpoints;
 use crate::flow::CodeKey;
 use crate::time::Ts;
@@ -55,6 +57,28 @@ pub struct CodesMemory {
     pub ram_bytes: u64,
     /// Bytes of the store's live run files.
     pub disk_bytes: u64,
+    /// The accounts' emission code text waiting for expiry (its own figures).
+    pub emission_text: TextMemory,
+}
+
+/// What the emission code text waiting for expiry holds and costs (the accounts keep a
+/// 24-byte reference per emission besides; segments.rs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextMemory {
+    /// Emissions whose code text is held.
+    pub emissions: u64,
+    /// Bytes in RAM: the buffer of text not sealed into a segment yet.
+    pub ram_bytes: u64,
+    /// Bytes of the live segment files.
+    pub disk_bytes: u64,
+}
+
+impl std::ops::AddAssign for TextMemory {
+    fn add_assign(&mut self, other: TextMemory) {
+        self.emissions += other.emissions;
+        self.ram_bytes += other.ram_bytes;
+        self.disk_bytes += other.disk_bytes;
+    }
 }
 
 impl std::ops::AddAssign for CodesMemory {
@@ -63,6 +87,7 @@ impl std::ops::AddAssign for CodesMemory {
         self.final_codes += other.final_codes;
         self.ram_bytes += other.ram_bytes;
         self.disk_bytes += other.disk_bytes;
+        self.emission_text += other.emission_text;
     }
 }
 
@@ -77,6 +102,8 @@ pub struct FinalCodes {
     /// Fault injection: the stores' writes fail once this is used up (a full disk).
     pub write_limit: Option<WriteLimit>,
     memory: Arc<Mutex<BTreeMap<usize, CodesMemory>>>,
+    /// What every worker's emission text reported last.
+    text_memory: Arc<Mutex<BTreeMap<usize, TextMemory>>>,
 }
 
 static TEMPORARY: AtomicU64 = AtomicU64::new(0);
@@ -101,6 +128,7 @@ impl FinalCodes {
             spill_all: false,
             write_limit: None,
             memory: Arc::default(),
+            text_memory: Arc::default(),
         }
     }
 
@@ -114,14 +142,24 @@ impl FinalCodes {
         self.temporary
     }
 
-    /// What every worker's index reported last, summed.
+    /// What every worker's index and emission text reported last, summed.
     pub fn memory(&self) -> Option<CodesMemory> {
         let memory = self.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut total: Option<CodesMemory> = None;
         for worker in memory.values() {
             *total.get_or_insert_with(CodesMemory::default) += *worker;
         }
+        let text = self.text_memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for worker in text.values() {
+            total.get_or_insert_with(CodesMemory::default).emission_text += *worker;
+        }
         total
+    }
+
+    /// Records what `worker`'s emission text holds now (segments.rs).
+    pub fn publish_text(&self, worker: usize, memory: TextMemory) {
+        let mut board = self.text_memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        board.insert(worker, memory);
     }
 
     /// Removes a temporary directory (and everything in it); a kept one is left alone.
@@ -305,6 +343,12 @@ impl Tier {
             self.saved.pop_front();
         }
         Some(manifest)
+    }
+
+    /// The run files sealed since the last call and not yet fsynced: settled before a
+    /// checkpoint naming them is written.
+    pub fn take_unsynced(&mut self) -> Option<Unsynced> {
+        self.store.as_mut().map(FinalStore::take_unsynced)
     }
 
     /// Opens the store a checkpoint's manifest describes (its files verified).
