@@ -40,6 +40,17 @@ const WRITER_WAIT: Duration = Duration::from_micros(200);
 #[derive(Debug, Default)]
 pub struct Pipes {
     hungry: AtomicUsize,
+    /// Bytes written into every pipe and not yet taken by its reader, and their peak.
+    queued_bytes: AtomicUsize,
+    peak_bytes: AtomicUsize,
+}
+
+impl Pipes {
+    /// The most bytes the run's pipes held at once: what the workload's skew between
+    /// partitions cost in memory (see the module docs).
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes.load(Ordering::Relaxed) as u64
+    }
 }
 
 /// The writing end.
@@ -105,6 +116,8 @@ impl Write for PipeWriter {
         }
         let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "the run stopped reading");
         self.queued.fetch_add(1, Ordering::SeqCst);
+        let held = self.pipes.queued_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        self.pipes.peak_bytes.fetch_max(held, Ordering::Relaxed);
         self.to_reader.send(bytes.to_vec()).map_err(|_| stopped())?;
         while self.queued.load(Ordering::SeqCst) > PIPE_CHUNKS_MAX && self.pipes.hungry.load(Ordering::SeqCst) == 0 {
             // The reader's drop sets `closed` before it gives up its hunger, so a writer
@@ -166,6 +179,7 @@ impl PartitionInput for PipeReader {
             match self.from_writer.try_recv() {
                 Ok(chunk) => {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.pipes.queued_bytes.fetch_sub(chunk.len(), Ordering::Relaxed);
                     self.set_hungry(false);
                     self.held.extend_from_slice(&chunk);
                 }
@@ -222,6 +236,23 @@ mod tests {
         assert!(matches!(reader.next_record(), Next::Record(Decoded::Refused(_))));
         assert!(matches!(reader.next_record(), Next::Finished));
         assert_eq!(reader.bytes_read(), text.len() as u64);
+    }
+
+    #[test]
+    fn the_pipes_peak_is_the_most_bytes_waiting_at_once() {
+        let pipes: Arc<Pipes> = Arc::default();
+        let (mut a, mut reader_a) = pipe("a".into(), &pipes, Arc::new(Mutex::new(None)));
+        let (mut b, _reader_b) = pipe("b".into(), &pipes, Arc::new(Mutex::new(None)));
+        a.write_all(b"12345\n").unwrap();
+        b.write_all(b"123\n").unwrap();
+        assert_eq!(pipes.peak_bytes(), 10, "both pipes count");
+        assert!(matches!(reader_a.next_record(), Next::Record(_)));
+        a.write_all(b"1\n").unwrap();
+        assert_eq!(
+            pipes.peak_bytes(),
+            10,
+            "6 bytes taken, 2 more: 6 waiting, under the peak"
+        );
     }
 
     #[test]

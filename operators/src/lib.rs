@@ -28,6 +28,7 @@ pub mod orders;
 pub mod output;
 pub mod reason;
 pub mod rules;
+pub mod spill;
 pub mod status;
 pub mod tariff;
 pub mod tariffs;

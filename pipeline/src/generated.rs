@@ -82,6 +82,7 @@ pub struct Generated {
     /// Partition names for the summary (`gen:p000`, …).
     pub names: Vec<String>,
     thread: JoinHandle<std::io::Result<Manifest>>,
+    pipes: Arc<pipe::Pipes>,
 }
 
 /// Starts the generator on its own thread.
@@ -110,10 +111,21 @@ pub fn start(config: GeneratorConfig) -> Result<Generated> {
             result
         })
         .context("starting the generator thread")?;
-    Ok(Generated { inputs, names, thread })
+    Ok(Generated {
+        inputs,
+        names,
+        thread,
+        pipes,
+    })
 }
 
 impl Generated {
+    /// The most bytes of generated records waiting in the pipes at once
+    /// ([`pipe::Pipes::peak_bytes`]).
+    pub fn pipes_peak_bytes(&self) -> u64 {
+        self.pipes.peak_bytes()
+    }
+
     /// Takes the inputs, leaving the handle to finish.
     pub fn take_inputs(&mut self) -> Vec<Box<dyn PartitionInput>> {
         std::mem::take(&mut self.inputs)

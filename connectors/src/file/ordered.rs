@@ -61,8 +61,14 @@ pub struct SpillDir {
 }
 
 impl SpillDir {
-    /// A spill directory `name` inside `parent` (not created yet).
+    /// A spill directory `name` inside `parent` (not created yet). `name` ends with the
+    /// process id; the directories of dead processes named alike are removed first
+    /// (markledger_operators::spill).
     pub fn new(parent: &Path, name: &str) -> Arc<SpillDir> {
+        let pid = std::process::id().to_string();
+        if let Some(prefix) = name.strip_suffix(pid.as_str()) {
+            markledger_operators::spill::remove_stale(parent, prefix);
+        }
         Arc::new(SpillDir {
             path: parent.join(name),
             created: AtomicBool::new(false),

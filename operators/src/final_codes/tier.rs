@@ -114,9 +114,13 @@ impl FinalCodes {
         FinalCodes::at(state.join(STATE_SUBDIR), false)
     }
 
-    /// Stores under a new directory in `base`, removed when the run ends.
+    /// Stores under a new directory in `base`, removed when the run ends (and the ones of
+    /// runs that died, by the next run: crate::spill).
     pub fn temporary(base: &Path) -> FinalCodes {
         let n = TEMPORARY.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            crate::spill::remove_stale(base, "markledger-spill-");
+        }
         let name = format!("markledger-spill-{}-{n}", std::process::id());
         FinalCodes::at(base.join(name), true)
     }
