@@ -14,9 +14,13 @@
 //! before it into the other partitions. So a writer waits while its pipe holds more than
 //! [`PIPE_CHUNKS_MAX`] chunks *only while no reader of the same run is hungry* (found its
 //! pipe empty and has not been fed since): a hungry reader means the run needs the
-//! generator to go on, and the full pipe then grows instead. Memory is therefore bounded
-//! by the workload's skew between partitions (what the generator writes elsewhere while a
-//! partition is quiet), not by a constant; BENCHMARKS.md measures it. With nothing to read
+//! generator to go on, and the full pipe then grows instead, by the workload's skew between
+//! partitions (what the generator writes elsewhere while a partition is quiet: at 10^8 code
+//! events, 850 MiB; BENCHMARKS.md). So RAM stays bounded, once the pipes together hold
+//! [`Pipes::overflowing`]'s budget, a writer appends further chunks to its pipe's overflow
+//! file and sends only where they are (the reader reads them back in order, and the file
+//! starts again from empty each time the reader has caught up): the skew goes to disk.
+//! With nothing to read
 //! a reader answers [`Next::Pending`] and never blocks. When the writer is dropped the
 //! partition finishes once read out; when the reader is dropped (the run ended, failed or
 //! stopped early, e.g. at the calendar's end) a write fails with `BrokenPipe`, also one
@@ -24,7 +28,11 @@
 
 use crate::codec::json::decode_event;
 use crate::partition::{Next, PartitionInput};
+use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -43,9 +51,38 @@ pub struct Pipes {
     /// Bytes written into every pipe and not yet taken by its reader, and their peak.
     queued_bytes: AtomicUsize,
     peak_bytes: AtomicUsize,
+    /// Past this many bytes in RAM, chunks go to overflow files in `overflow_dir`.
+    overflow: Option<(usize, PathBuf)>,
+    /// Bytes written to overflow files in all.
+    overflowed_bytes: AtomicU64,
+}
+
+/// Bytes the generator's pipes hold in RAM before they overflow to disk
+/// ([`Pipes::overflowing`]).
+pub const PIPE_BYTES_IN_RAM_MAX: usize = 64 * 1024 * 1024;
+
+impl Drop for Pipes {
+    fn drop(&mut self) {
+        if let Some((_, dir)) = &self.overflow {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl Pipes {
+    /// Pipes that keep at most `budget` bytes in RAM together and put the rest in files
+    /// under `dir` (created when first needed, removed with the pipes).
+    pub fn overflowing(budget: usize, dir: PathBuf) -> Pipes {
+        let mut pipes = Pipes::default();
+        pipes.overflow = Some((budget, dir));
+        pipes
+    }
+
+    /// Bytes that went through overflow files.
+    pub fn overflowed_bytes(&self) -> u64 {
+        self.overflowed_bytes.load(Ordering::Relaxed)
+    }
+
     /// The most bytes the run's pipes held at once: what the workload's skew between
     /// partitions cost in memory (see the module docs).
     pub fn peak_bytes(&self) -> u64 {
@@ -53,10 +90,31 @@ impl Pipes {
     }
 }
 
+/// What goes through a pipe's channel: a chunk, or where the writer put one in its
+/// overflow file.
+#[derive(Debug)]
+enum Chunk {
+    Bytes(Vec<u8>),
+    Overflowed { offset: u64, len: usize },
+}
+
+/// A pipe's overflow file: appended by the writer, read at offsets by the reader; emptied
+/// by the writer when the reader has read all of it.
+#[derive(Debug)]
+struct Overflow {
+    path: PathBuf,
+    /// The writer's append offset.
+    written: u64,
+    /// Up to where the reader has read (set by the reader).
+    read: Arc<AtomicU64>,
+    file: Option<File>,
+}
+
 /// The writing end.
 #[derive(Debug)]
 pub struct PipeWriter {
-    to_reader: Sender<Vec<u8>>,
+    to_reader: Sender<Chunk>,
+    overflow: Overflow,
     /// Chunks sent and not yet received.
     queued: Arc<AtomicUsize>,
     /// Set when the reader is dropped.
@@ -68,7 +126,11 @@ pub struct PipeWriter {
 #[derive(Debug)]
 pub struct PipeReader {
     name: String,
-    from_writer: Receiver<Vec<u8>>,
+    from_writer: Receiver<Chunk>,
+    /// The overflow file (opened at its first use) and how far it was read.
+    overflow_path: PathBuf,
+    overflow: Option<File>,
+    overflow_read: Arc<AtomicU64>,
     queued: Arc<AtomicUsize>,
     closed: Arc<AtomicBool>,
     pipes: Arc<Pipes>,
@@ -88,9 +150,17 @@ pub fn pipe(name: String, pipes: &Arc<Pipes>, error: Arc<Mutex<Option<String>>>)
     let (to_reader, from_writer) = mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let closed = Arc::new(AtomicBool::new(false));
+    let overflow_path = match &pipes.overflow {
+        Some((_, dir)) => dir.join(format!("{}.overflow", name.replace(['/', ':'], "_"))),
+        None => PathBuf::new(),
+    };
+    let overflow_read = Arc::new(AtomicU64::new(0));
     let reader = PipeReader {
         name,
         from_writer,
+        overflow_path: overflow_path.clone(),
+        overflow: None,
+        overflow_read: overflow_read.clone(),
         queued: queued.clone(),
         closed: closed.clone(),
         pipes: pipes.clone(),
@@ -102,6 +172,12 @@ pub fn pipe(name: String, pipes: &Arc<Pipes>, error: Arc<Mutex<Option<String>>>)
     };
     let writer = PipeWriter {
         to_reader,
+        overflow: Overflow {
+            path: overflow_path,
+            written: 0,
+            read: overflow_read,
+            file: None,
+        },
         queued,
         closed,
         pipes: pipes.clone(),
@@ -116,9 +192,19 @@ impl Write for PipeWriter {
         }
         let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "the run stopped reading");
         self.queued.fetch_add(1, Ordering::SeqCst);
-        let held = self.pipes.queued_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-        self.pipes.peak_bytes.fetch_max(held, Ordering::Relaxed);
-        self.to_reader.send(bytes.to_vec()).map_err(|_| stopped())?;
+        let over_budget = self
+            .pipes
+            .overflow
+            .as_ref()
+            .is_some_and(|(budget, _)| self.pipes.queued_bytes.load(Ordering::Relaxed) + bytes.len() > *budget);
+        let chunk = if over_budget {
+            self.overflow(bytes)?
+        } else {
+            let held = self.pipes.queued_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+            self.pipes.peak_bytes.fetch_max(held, Ordering::Relaxed);
+            Chunk::Bytes(bytes.to_vec())
+        };
+        self.to_reader.send(chunk).map_err(|_| stopped())?;
         while self.queued.load(Ordering::SeqCst) > PIPE_CHUNKS_MAX && self.pipes.hungry.load(Ordering::SeqCst) == 0 {
             // The reader's drop sets `closed` before it gives up its hunger, so a writer
             // that sees no hungry reader here sees the close at the latest on its next look.
@@ -135,6 +221,38 @@ impl Write for PipeWriter {
     }
 }
 
+impl PipeWriter {
+    /// Appends `bytes` to the overflow file (emptied first when the reader has read all of
+    /// it) and says where they are.
+    fn overflow(&mut self, bytes: &[u8]) -> io::Result<Chunk> {
+        let overflow = &mut self.overflow;
+        let named = |error: io::Error| io::Error::new(error.kind(), format!("{}: {error}", overflow.path.display()));
+        if overflow.file.is_none() {
+            if let Some(dir) = overflow.path.parent() {
+                fs::create_dir_all(dir).map_err(named)?;
+            }
+            overflow.file = Some(File::create(&overflow.path).map_err(named)?);
+        }
+        let file = overflow.file.as_ref().expect("opened");
+        if overflow.written > 0 && overflow.read.load(Ordering::SeqCst) == overflow.written {
+            // Every chunk in the file was read: nothing in the channel points into it.
+            file.set_len(0).map_err(named)?;
+            overflow.written = 0;
+            overflow.read.store(0, Ordering::SeqCst);
+        }
+        let offset = overflow.written;
+        file.write_all_at(bytes, offset).map_err(named)?;
+        overflow.written += bytes.len() as u64;
+        self.pipes
+            .overflowed_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(Chunk::Overflowed {
+            offset,
+            len: bytes.len(),
+        })
+    }
+}
+
 impl Drop for PipeReader {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -143,6 +261,19 @@ impl Drop for PipeReader {
 }
 
 impl PipeReader {
+    /// Appends the chunk at `offset` of the overflow file to what is held.
+    fn read_overflow(&mut self, offset: u64, len: usize) -> io::Result<()> {
+        if self.overflow.is_none() {
+            self.overflow = Some(File::open(&self.overflow_path)?);
+        }
+        let start = self.held.len();
+        self.held.resize(start + len, 0);
+        let file = self.overflow.as_ref().expect("opened");
+        file.read_exact_at(&mut self.held[start..], offset)?;
+        self.overflow_read.store(offset + len as u64, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn set_hungry(&mut self, hungry: bool) {
         if hungry != self.hungry {
             self.hungry = hungry;
@@ -177,11 +308,21 @@ impl PartitionInput for PipeReader {
             self.held.drain(..self.at);
             self.at = 0;
             match self.from_writer.try_recv() {
-                Ok(chunk) => {
+                Ok(Chunk::Bytes(chunk)) => {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
                     self.pipes.queued_bytes.fetch_sub(chunk.len(), Ordering::Relaxed);
                     self.set_hungry(false);
                     self.held.extend_from_slice(&chunk);
+                }
+                Ok(Chunk::Overflowed { offset, len }) => {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.set_hungry(false);
+                    if let Err(error) = self.read_overflow(offset, len) {
+                        if let Ok(mut slot) = self.error.lock() {
+                            slot.get_or_insert(format!("{}: {error}", self.overflow_path.display()));
+                        }
+                        return Next::Finished;
+                    }
                 }
                 Err(TryRecvError::Empty) => {
                     self.set_hungry(true);
@@ -253,6 +394,41 @@ mod tests {
             10,
             "6 bytes taken, 2 more: 6 waiting, under the peak"
         );
+    }
+
+    #[test]
+    fn past_the_budget_chunks_wait_on_disk_and_read_back_in_order() {
+        // A budget of 40 bytes: the first lines stay in RAM, the rest go to the pipe's
+        // overflow file; lines read back whole and in order, and the file starts again
+        // from empty once the reader has caught up.
+        let dir = std::env::temp_dir().join(format!("markledger-pipe-test-{}", std::process::id()));
+        let pipes = Arc::new(Pipes::overflowing(40, dir.clone()));
+        let (mut writer, mut reader) = pipe("gen:p000".into(), &pipes, Arc::new(Mutex::new(None)));
+        let line = |i: usize| format!("not json, line e{i:02}\n");
+        for i in 0..6 {
+            writer.write_all(line(i).as_bytes()).unwrap();
+        }
+        assert!(
+            pipes.peak_bytes() <= 40,
+            "RAM within the budget: {}",
+            pipes.peak_bytes()
+        );
+        assert!(pipes.overflowed_bytes() > 0);
+        let file = dir.join("gen_p000.overflow");
+        let full = std::fs::metadata(&file).expect("overflow file").len();
+        assert_eq!(full, pipes.overflowed_bytes());
+        let mut ids = Vec::new();
+        while let Next::Record(Decoded::Refused(refusal)) = reader.next_record() {
+            ids.push(refusal.raw.clone());
+        }
+        let expected: Vec<Option<String>> = (0..6).map(|i| Some(line(i).trim_end().to_string())).collect();
+        assert_eq!(ids, expected, "every line, in order");
+        // Caught up: the next overflowing chunk starts the file again.
+        writer.write_all(&vec![b' '; 50]).unwrap();
+        assert_eq!(std::fs::metadata(&file).expect("overflow file").len(), 50);
+        drop((writer, reader));
+        drop(pipes);
+        assert!(!dir.exists(), "removed with the pipes");
     }
 
     #[test]

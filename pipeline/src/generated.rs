@@ -88,7 +88,12 @@ pub struct Generated {
 /// Starts the generator on its own thread.
 pub fn start(config: GeneratorConfig) -> Result<Generated> {
     let error = Arc::new(Mutex::new(None));
-    let pipes = Arc::new(pipe::Pipes::default());
+    // The skew between partitions beyond the pipes' RAM budget waits on disk, in the
+    // system's temporary directory (removed with the pipes; a killed run's by the next).
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let overflow = std::env::temp_dir().join(format!("markledger-spill-{}-pipes-{n}", std::process::id()));
+    let pipes = Arc::new(pipe::Pipes::overflowing(pipe::PIPE_BYTES_IN_RAM_MAX, overflow));
     let mut writers = Vec::with_capacity(config.partitions as usize);
     let mut inputs: Vec<Box<dyn PartitionInput>> = Vec::with_capacity(config.partitions as usize);
     let mut names = Vec::with_capacity(config.partitions as usize);
@@ -124,6 +129,12 @@ impl Generated {
     /// ([`pipe::Pipes::peak_bytes`]).
     pub fn pipes_peak_bytes(&self) -> u64 {
         self.pipes.peak_bytes()
+    }
+
+    /// Bytes of generated records that waited on disk instead
+    /// ([`pipe::Pipes::overflowed_bytes`]).
+    pub fn pipes_overflowed_bytes(&self) -> u64 {
+        self.pipes.overflowed_bytes()
     }
 
     /// Takes the inputs, leaving the handle to finish.

@@ -96,7 +96,9 @@ fn run(dir: &Path, workers: usize, backfill_checkpoint: bool) -> Result<(), Stri
     if !result.stats.errors.is_empty() {
         return Err(format!("reading input: {}", result.stats.errors.join("; ")));
     }
-    let pipes_peak = generator.as_ref().map(|generator| generator.pipes_peak_bytes());
+    let pipes_peak = generator
+        .as_ref()
+        .map(|generator| (generator.pipes_peak_bytes(), generator.pipes_overflowed_bytes()));
     if let Some(generator) = generator {
         generator.finish().map_err(|error| format!("{error:#}"))?;
     }
@@ -133,10 +135,11 @@ fn run(dir: &Path, workers: usize, backfill_checkpoint: bool) -> Result<(), Stri
         peak.saturating_sub(before) as f64 / MIB
     );
     println!("  codes         {}", statuses.join(", "));
-    if let Some(bytes) = pipes_peak {
+    if let Some((peak, overflowed)) = pipes_peak {
         println!(
-            "  generator     its pipes held at most {:.1} MiB of records at once (waiting while another partition was quiet: in the peak above)",
-            bytes as f64 / MIB
+            "  generator     its pipes held at most {:.1} MiB of records in RAM at once (waiting while another partition was quiet: in the peak above); {:.1} MiB more waited in their overflow files",
+            peak as f64 / MIB,
+            overflowed as f64 / MIB
         );
     }
     println!("  codes held    {known} in the index (every code emitted), {live} of them live (not final)");
