@@ -424,7 +424,7 @@ mod tests {
         let expected: Vec<Option<String>> = (0..6).map(|i| Some(line(i).trim_end().to_string())).collect();
         assert_eq!(ids, expected, "every line, in order");
         // Caught up: the next overflowing chunk starts the file again.
-        writer.write_all(&vec![b' '; 50]).unwrap();
+        writer.write_all(&[b' '; 50]).unwrap();
         assert_eq!(std::fs::metadata(&file).expect("overflow file").len(), 50);
         drop((writer, reader));
         drop(pipes);
