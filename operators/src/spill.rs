@@ -10,7 +10,9 @@
 //! A directory is removed only when its name is `PREFIX<pid>` or `PREFIX<pid>-<anything>`
 //! and `/proc/<pid>` does not exist: a live process's directory is never touched (a reused
 //! process id keeps a dead run's directory until that process ends: a leak, never a loss).
-//! Where `/proc` is not mounted nothing is removed.
+//! Where `/proc` is not mounted nothing is removed. The one assumption: the spill base is
+//! not shared with runs in another PID namespace (two containers mounting one `/tmp`),
+//! whose live process ids this process cannot see; give each its own `--spill-dir`.
 
 use std::fs;
 use std::path::Path;
