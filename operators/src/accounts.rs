@@ -17,11 +17,11 @@
 use crate::checkpoint::{decode, encode, RestoreError, Snapshot};
 use crate::driver::{run_machine, Drive};
 use crate::event::{Body, DecimalField, Kind};
-use crate::final_codes::{EmissionText, FinalCodes, Manifest, TextRef};
+use crate::final_codes::{segments_dir, EmissionText, FinalCodes, Manifest, SegmentReader, StoreError, TextRef};
 use crate::flow::Time;
 use crate::flow::{
-    code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact, Header,
-    Placed,
+    code_key, edges, route, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact,
+    Header, Placed,
 };
 use crate::gate::GateIn;
 use crate::intern::Interner;
@@ -1085,6 +1085,100 @@ impl crate::machine::Durable for Accounts {
                     detail: error.to_string(),
                 })?;
         }
+        *self = restored;
+        Ok(())
+    }
+
+    /// Accounts, their emissions, timers, retiring codes and terminations by the account's
+    /// key group. Tariffs (a copy on every worker), the interned GTINs and the month's
+    /// clock are the worker's: kept whole.
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        let mine = |account: &str| owned(route(account));
+        self.accounts.retain(|name, _| mine(name));
+        self.emissions.retain(|_, emission| mine(&emission.account));
+        let emissions = &self.emissions;
+        self.timers.retain(|(_, timer)| match timer {
+            Timer::MonthEnd(_) => true,
+            Timer::Expiry(id) => emissions.contains_key(id),
+            Timer::Dormant(account, _) | Timer::Delete(account) => mine(account),
+        });
+        self.touched.retain(|name| mine(name));
+        self.retiring.retain(|(_, account, _)| mine(account));
+        self.ended.retain(|name, _| mine(name));
+    }
+
+    /// `other`'s accounts with their GTIN ids re-interned here, its emissions renumbered
+    /// after this one's (in their order: an account's emissions keep theirs), its timers
+    /// re-pointed at them; retiring codes merged in time order.
+    fn absorb(&mut self, other: Accounts) {
+        let gtins: Vec<u32> = (0..other.gtins.len())
+            .map(|id| self.gtins.intern(other.gtins.name(id as u32)))
+            .collect();
+        for (name, mut account) in other.accounts {
+            for code in account.codes.values_mut() {
+                code.gtin = gtins[code.gtin as usize];
+            }
+            for run in account.queue.runs.iter_mut() {
+                run.gtin = gtins[run.gtin as usize];
+            }
+            self.accounts.insert(name, account);
+        }
+        let offset = self.next_emission;
+        for (id, emission) in other.emissions {
+            self.emissions.insert(id + offset, emission);
+        }
+        self.next_emission += other.next_emission;
+        for (at, timer) in other.timers {
+            let timer = match timer {
+                Timer::Expiry(id) => Timer::Expiry(id + offset),
+                timer => timer,
+            };
+            self.timers.insert((at, timer));
+        }
+        self.month_end_scheduled |= other.month_end_scheduled;
+        self.touched.extend(other.touched);
+        let mut retiring: Vec<_> = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .chain(other.retiring)
+            .collect();
+        retiring.sort_by_key(|(at, _, _)| *at);
+        self.retiring = retiring.into();
+        self.ended.extend(other.ended);
+    }
+
+    /// Every old worker's share, each keeping this worker's groups; the text of each kept
+    /// emission is read from its old worker's segments and written into this worker's
+    /// store (its `TextRef` re-pointed), then the shares are merged.
+    fn restore_rescaled(&mut self, shares: &[(usize, &[u8])], owned: &dyn Fn(u64) -> bool) -> Result<(), RestoreError> {
+        let failed = |error: StoreError| RestoreError {
+            what: "the accounts' emission text".into(),
+            detail: error.to_string(),
+        };
+        self.text();
+        let mut text = self.text.take().expect("made");
+        text.open(&Manifest::empty(), std::iter::empty()).map_err(failed)?;
+        let mut merged: Option<Accounts> = None;
+        for (old_worker, state) in shares {
+            let mut part: Accounts = decode(std::any::type_name::<Accounts>(), state)?;
+            part.retain_groups(owned);
+            let old_dir = segments_dir(text.place().root(), *old_worker);
+            let mut reader = SegmentReader::new(old_dir);
+            for emission in part.emissions.values_mut() {
+                let entry = reader.read(emission.text).map_err(failed)?;
+                emission.text = text.append(&entry.account, &entry.gtin, &entry.codes);
+            }
+            part.emission_segments = None;
+            match &mut merged {
+                Some(merged) => merged.absorb(part),
+                None => merged = Some(part),
+            }
+        }
+        let Some(mut restored) = merged else {
+            self.text = Some(text);
+            return Ok(());
+        };
+        self.keep_configuration(&mut restored);
+        restored.text = Some(text);
         *self = restored;
         Ok(())
     }

@@ -16,7 +16,8 @@ use crate::event::Kind;
 use crate::final_codes::{CodesMemory, FinalCodes, FinalRecord, Manifest, Tier};
 use crate::flow::Time;
 use crate::flow::{
-    code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Header,
+    code_key, edges, group_of_hash, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge,
+    Header,
 };
 use crate::intern::Interner;
 use crate::machine::Machine;
@@ -171,6 +172,13 @@ impl Codes {
     /// The final-code manifest in a saved index's state (read without decoding the rest).
     pub fn manifest_of(state: &[u8]) -> Result<Option<Manifest>, RestoreError> {
         decode("the national index's final-code manifest", state)
+    }
+
+    /// The live codes in a saved index's state, counted without opening its final-code
+    /// store (reports on a checkpoint file, which may have been copied away from it).
+    pub fn live_codes_of(state: &[u8]) -> Result<usize, RestoreError> {
+        let saved: Codes = decode(std::any::type_name::<Codes>(), state)?;
+        Ok(saved.owners.len())
     }
 
     /// Live codes the index holds in RAM (for memory measurements).
@@ -357,6 +365,65 @@ impl crate::machine::Durable for Codes {
         // Fed back by the accounts from the instant before: not produced again after a
         // restore.
         matches!(input, CodesIn::Final { .. })
+    }
+
+    fn input_group(input: &CodesIn) -> Option<u64> {
+        Some(input.route())
+    }
+
+    /// Live codes and holds by their code's key group (the names interned stay: ids are
+    /// only looked up).
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        let mine = |key: CodeKey| owned(group_of_hash(key as u64));
+        self.owners.retain(|key, _| mine(*key));
+        self.held.retain(|code, _| mine(code_key(code)));
+        self.deadlines.retain(|(_, _, code)| mine(code_key(code)));
+    }
+
+    /// Live codes of `other` with their owners re-interned here; its final codes are
+    /// rebuilt into this worker's store by [`Durable::restore_rescaled`].
+    fn absorb(&mut self, other: Codes) {
+        for (key, owner) in other.owners {
+            let account = self.accounts.intern(other.accounts.name(owner.account));
+            self.owners.insert(key, Owner { account });
+        }
+        self.held.extend(other.held);
+        self.deadlines.extend(other.deadlines);
+    }
+
+    /// Every old worker's share, each keeping this worker's groups, merged; then this
+    /// worker's final-code store is built anew from the old stores' run files, keeping the
+    /// records of its groups (final_codes::Tier::rebuild).
+    fn restore_rescaled(&mut self, shares: &[(usize, &[u8])], owned: &dyn Fn(u64) -> bool) -> Result<(), RestoreError> {
+        let mut merged: Option<Codes> = None;
+        let mut stores: Vec<(usize, Manifest)> = Vec::new();
+        for (old_worker, state) in shares {
+            let mut part: Codes = decode(std::any::type_name::<Codes>(), state)?;
+            if let Some(manifest) = part.final_codes.take() {
+                stores.push((*old_worker, manifest));
+            }
+            part.retain_groups(owned);
+            match &mut merged {
+                Some(merged) => merged.absorb(part),
+                None => merged = Some(part),
+            }
+        }
+        let Some(mut restored) = merged else {
+            return Ok(());
+        };
+        self.keep_configuration(&mut restored);
+        let retention_ms = restored.retention_ms;
+        if !stores.is_empty() {
+            let tier = restored.tier();
+            tier.set_retention(retention_ms);
+            tier.rebuild(&stores, &|key| owned(group_of_hash(key as u64)))
+                .map_err(|error| RestoreError {
+                    what: "the national index's final codes".into(),
+                    detail: error.to_string(),
+                })?;
+        }
+        *self = restored;
+        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@
 //! where it stopped.
 
 use crate::checkpoint::{decode, encode, Checkpoints, Share};
-use crate::flow::Time;
+use crate::flow::{worker_of_group, Time};
 use crate::machine::{Durable, Machine};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -158,13 +158,13 @@ where
     P: ParallelizationContract<Time, Vec<M::In>>,
 {
     let scope = stream.scope();
-    let worker = scope.index();
+    let (worker, workers) = (scope.index(), scope.peers());
     let Drive { end, checkpoints } = drive.clone();
     stream.unary_frontier::<CapacityContainerBuilder<Vec<M::Out>>, _, _, _>(pact, M::NAME, move |default, info| {
         if let Some(checkpoints) = &checkpoints {
             checkpoints.wake_on_request(scope.worker().sync_activator_for(info.address.to_vec()));
         }
-        let mut driver = Driver::new(machine, worker, end, checkpoints);
+        let mut driver = Driver::new(machine, (worker, workers), end, checkpoints);
         driver.machine.wake_with(scope.activator_for(info.address.clone()));
         driver.restore(&default);
         drop(default);
@@ -189,6 +189,9 @@ where
 struct Driver<M: Machine> {
     machine: M,
     worker: usize,
+    /// The run's worker count (every process's): a restored cut written by another count
+    /// is split by key group (`Durable::restore_rescaled`).
+    workers: usize,
     end: InputEnd,
     checkpoints: Option<Checkpoints>,
     /// A backfill saves at the end instead of finishing.
@@ -207,11 +210,17 @@ where
     M: Durable,
     M::In: Serialize + DeserializeOwned,
 {
-    fn new(machine: M, worker: usize, end: InputEnd, checkpoints: Option<Checkpoints>) -> Driver<M> {
+    fn new(
+        machine: M,
+        (worker, workers): (usize, usize),
+        end: InputEnd,
+        checkpoints: Option<Checkpoints>,
+    ) -> Driver<M> {
         let backfill = checkpoints.as_ref().is_some_and(Checkpoints::is_backfill);
         Driver {
             machine,
             worker,
+            workers,
             end,
             checkpoints,
             backfill,
@@ -222,20 +231,47 @@ where
         }
     }
 
-    /// Starts from this worker's share of the restored cut, if the run restores one: its
-    /// state, and the inputs that were waiting at the cut (fed back from before it).
+    /// Starts from the restored cut, if the run restores one: its state, and the inputs
+    /// that were waiting at the cut (fed back from before it). A cut of the same worker
+    /// count gives this worker its own share; one of another count gives it every old
+    /// worker's, of which it keeps the key groups it owns (docs/ARCHITECTURE.md, "Key
+    /// groups").
     fn restore(&mut self, default: &Capability<Time>) {
         let restored = self.checkpoints.as_ref().and_then(Checkpoints::restored);
         let Some(cut) = restored else { return };
-        let (time, name, worker) = (cut.time, M::NAME, self.worker);
-        let share = cut
-            .share(worker, name)
-            .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {worker}"));
-        self.machine
-            .restore(&share.state)
-            .unwrap_or_else(|error| panic!("{name}: {error}"));
-        let carried: Vec<(Time, M::In)> =
-            decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"));
+        let (time, name, worker, workers) = (cut.time, M::NAME, self.worker, self.workers);
+        let carried: Vec<(Time, M::In)> = if cut.workers == workers {
+            let share = cut
+                .share(worker, name)
+                .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {worker}"));
+            self.machine
+                .restore(&share.state)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"))
+        } else {
+            let shares: Vec<&Share> = (0..cut.workers)
+                .map(|old| {
+                    cut.share(old, name)
+                        .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {old}"))
+                })
+                .collect();
+            let owned = move |group: u64| worker_of_group(group, workers) == worker;
+            let states: Vec<(usize, &[u8])> = shares.iter().map(|share| (share.worker, &share.state[..])).collect();
+            self.machine
+                .restore_rescaled(&states, &owned)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            let mut carried = Vec::new();
+            for share in shares {
+                let inputs: Vec<(Time, M::In)> =
+                    decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"));
+                carried.extend(
+                    inputs
+                        .into_iter()
+                        .filter(|(_, input)| M::input_group(input).map_or(worker == 0, owned)),
+                );
+            }
+            carried
+        };
         for (at, input) in carried {
             self.pending_at(at, || default.delayed(&at)).push(input);
         }

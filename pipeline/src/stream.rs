@@ -48,8 +48,8 @@ use markledger_connectors::kafka::{
 };
 use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::final_codes::CodesMemory;
-use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
+use markledger_operators::flow::{ts_of, KEY_GROUPS};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -295,38 +295,52 @@ fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)
     })
 }
 
-/// Where each partition resumes after `cut`, checking that the cut was written by as many
-/// workers and that each of its partitions is still the same worker's.
+/// Where each partition resumes after `cut`, whatever worker count wrote it: machine state
+/// is split by key group (on another count each worker keeps the groups it owns,
+/// `Durable::restore_rescaled`), and a partition's offsets go with the partition to the
+/// worker that reads it now. Refused, with what to do: a checkpoint of another number of key
+/// groups, or of other input partitions than this run's.
 fn resume_offsets(cut: &Cut, assignment: &[(String, i32)], workers: usize) -> Result<ResumeAt> {
-    if cut.workers != workers {
+    if cut.key_groups != KEY_GROUPS {
         anyhow::bail!(
-            "the checkpoint at {} was written by {} workers; run with --workers {} (state is \
-             partitioned by worker), or move the state directory away to rebuild from the inputs",
+            "the checkpoint at {} splits state into {} key groups, this build into {KEY_GROUPS}: \
+             restore it with a build of the same number, or move the state directory away to \
+             rebuild from the inputs",
             ts_of(cut.time),
-            cut.workers,
-            cut.workers
+            cut.key_groups
         );
     }
     let mut resume_at = ResumeAt::new();
-    for worker in 0..workers {
+    for worker in 0..cut.workers {
         for partition in SourceShare::of(cut, worker)?.partitions {
-            let mine = assignment
-                .iter()
-                .position(|p| *p == (partition.topic.clone(), partition.partition))
-                .is_some_and(|i| worker_of(i, workers) == worker);
-            if !mine {
-                anyhow::bail!(
-                    "the checkpoint's partition {}/{} is not worker {worker}'s in this run: the input \
-                     topics or their partitions changed; move the state directory away to rebuild",
-                    partition.topic,
-                    partition.partition
-                );
-            }
             resume_at.insert((partition.topic.clone(), partition.partition), partition);
         }
     }
+    // A backfill's checkpoint read files, not these topics: it names no partition.
+    if !resume_at.is_empty() {
+        let saved: Vec<&(String, i32)> = resume_at.keys().collect();
+        let mut now: Vec<&(String, i32)> = assignment.iter().collect();
+        now.sort();
+        if saved.iter().any(|partition| !now.contains(partition)) {
+            let name = |parts: &[&(String, i32)]| {
+                parts
+                    .iter()
+                    .map(|(topic, partition)| format!("{topic}/{partition}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            anyhow::bail!(
+                "the checkpoint at {} read the input partitions [{}], this run has [{}]: the input \
+                 topics or their partitions changed; run on the same partitions, or move the state \
+                 directory away to rebuild from the inputs",
+                ts_of(cut.time),
+                name(&saved),
+                name(&now)
+            );
+        }
+    }
     markledger_operators::note!(
-        "markledger stream: restored the checkpoint at {} ({} workers)",
+        "markledger stream: restored the checkpoint at {} (written by {} workers, restored on {workers})",
         ts_of(cut.time),
         cut.workers
     );
