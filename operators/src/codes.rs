@@ -482,3 +482,72 @@ impl Machine for Codes {
         self.publish_memory();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{group_of_hash, worker_of_group};
+    use crate::machine::Durable;
+
+    /// Issue 18: the index saved by 2 workers restores on 1, 3 and 4: each new worker knows
+    /// exactly the codes of its key groups, live ones with their owner (re-interned) and
+    /// final ones from its rebuilt store.
+    #[test]
+    fn an_index_saved_by_two_workers_restores_its_groups_on_any_count() {
+        let root = std::env::temp_dir().join(format!("markledger-codes-rescale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let place = FinalCodes::in_state(&root);
+        let (hold_ms, retention_ms) = (60_000, 400 * crate::time::MILLIS_PER_DAY);
+        let key_of = |i: usize| code_key(&format!("code-{i}"));
+        let account_of = |i: usize| format!("KZ-{:03}", i % 7);
+        let owner = |key: CodeKey, workers: usize| worker_of_group(group_of_hash(key as u64), workers);
+        let mut saved = Vec::new();
+        for worker in 0..2 {
+            let mut index = Codes::new(hold_ms, retention_ms).with_final_codes(place.clone());
+            index.tier().attach(worker, None);
+            // Interned in another order on each worker: ids differ between them.
+            if worker == 1 {
+                for i in (0..7).rev() {
+                    index.accounts.intern(&account_of(i));
+                }
+            }
+            for i in (0..600).filter(|i| owner(key_of(*i), 2) == worker) {
+                let account = index.accounts.intern(&account_of(i));
+                index.owners.insert(key_of(i), Owner { account });
+                if i % 2 == 0 {
+                    index.finalize(key_of(i), Ts(1_000), Status::AppliedPaid);
+                }
+            }
+            saved.push((worker, index.save()));
+        }
+        let shares: Vec<(usize, &[u8])> = saved.iter().map(|(worker, state)| (*worker, &state[..])).collect();
+        for workers in [1usize, 3, 4] {
+            for worker in 0..workers {
+                let mut index = Codes::new(hold_ms, retention_ms).with_final_codes(place.clone());
+                index.tier().attach(worker, None);
+                index
+                    .restore_rescaled(&shares, &|group| worker_of_group(group, workers) == worker)
+                    .expect("restored");
+                for i in 0..600 {
+                    let known = index.known(key_of(i), Ts(2_000));
+                    let mine = owner(key_of(i), workers) == worker;
+                    match known {
+                        Some(Known::Live(id)) => {
+                            assert!(mine && i % 2 == 1, "code {i} on worker {worker} of {workers}");
+                            assert_eq!(index.accounts.name(id), account_of(i));
+                        }
+                        Some(Known::Final(record)) => {
+                            assert!(mine && i % 2 == 0, "code {i} on worker {worker} of {workers}");
+                            assert_eq!(
+                                (&*record.account, record.status),
+                                (&*account_of(i), Status::AppliedPaid)
+                            );
+                        }
+                        None => assert!(!mine, "worker {worker} of {workers} lost code {i}"),
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -257,9 +257,16 @@ where
                 .collect();
             let owned = move |group: u64| worker_of_group(group, workers) == worker;
             let states: Vec<(usize, &[u8])> = shares.iter().map(|share| (share.worker, &share.state[..])).collect();
+            let started = std::time::Instant::now();
             self.machine
                 .restore_rescaled(&states, &owned)
                 .unwrap_or_else(|error| panic!("{name}: {error}"));
+            // A rescale is rare and its cost grows with the state: said, per machine.
+            crate::note!(
+                "markledger: {name}: worker {worker} of {workers} kept its key groups of {} old workers' shares in {} ms",
+                cut.workers,
+                started.elapsed().as_millis()
+            );
             let mut carried = Vec::new();
             for share in shares {
                 let inputs: Vec<(Time, M::In)> =
