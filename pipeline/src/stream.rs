@@ -511,3 +511,78 @@ impl StreamRun {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::SOURCE;
+    use markledger_connectors::offsets::PartitionShare;
+    use std::collections::BTreeMap;
+
+    /// A cut of `workers` workers whose sources read `partitions` (partition i on worker
+    /// i mod workers), split into `key_groups` groups.
+    fn cut(workers: usize, partitions: &[(&str, i32)], key_groups: u64) -> Cut {
+        let mut shares = BTreeMap::new();
+        for worker in 0..workers {
+            let share = SourceShare {
+                read_max: 0,
+                partitions: partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| worker_of(*i, workers) == worker)
+                    .map(|(i, (topic, partition))| PartitionShare {
+                        topic: topic.to_string(),
+                        partition: *partition,
+                        resume: 10 + i as i64,
+                        known: Vec::new(),
+                        high_water: None,
+                    })
+                    .collect(),
+            };
+            shares.insert((worker, SOURCE.to_string()), share.share(worker));
+        }
+        Cut {
+            time: 1_000,
+            workers,
+            key_groups,
+            shares,
+        }
+    }
+
+    fn assignment(partitions: &[(&str, i32)]) -> Vec<(String, i32)> {
+        partitions.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn offsets_go_with_their_partitions_on_any_worker_count() {
+        // Written by 2 workers, restored on 1, 3 and 4: every partition resumes where it
+        // was, whichever worker read it.
+        let partitions = [("in", 0), ("in", 1), ("in", 2), ("in", 3)];
+        let saved = cut(2, &partitions, KEY_GROUPS);
+        for workers in [1, 2, 3, 4] {
+            let resume = resume_offsets(&saved, &assignment(&partitions), workers).expect("restored");
+            let offsets: Vec<i64> = resume.values().map(|share| share.resume).collect();
+            assert_eq!(offsets, [10, 11, 12, 13], "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn another_number_of_key_groups_or_lost_partitions_are_refused_saying_what_to_do() {
+        let partitions = [("in", 0), ("in", 1)];
+        let refused = resume_offsets(&cut(2, &partitions, 128), &assignment(&partitions), 3).expect_err("refused");
+        let text = format!("{refused:#}");
+        assert!(
+            text.contains("128 key groups") && text.contains("move the state directory away"),
+            "{text}"
+        );
+        let refused =
+            resume_offsets(&cut(2, &partitions, KEY_GROUPS), &assignment(&partitions[..1]), 2).expect_err("refused");
+        let text = format!("{refused:#}");
+        assert!(
+            text.contains("[in/0, in/1]")
+                && text.contains("this run has [in/0]")
+                && text.contains("run on the same partitions"),
+            "{text}"
+        );
+    }
+}
