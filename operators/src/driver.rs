@@ -20,12 +20,13 @@
 //!   dropped. A stream has no end: its machines never finish.
 //!
 //! With checkpoints (checkpoint.rs), the machine starts from its share of the restored cut
-//! and saves a share of every checkpoint asked for: at time `T`, once every instant before
+//! (of a cut written by another worker count: the key groups it owns of every old share,
+//! `Durable::restore_rescaled`) and saves a share of every checkpoint asked for: at time `T`, once every instant before
 //! `T` is stepped and before any at or after it. A backfill (a file run that ends in a
 //! checkpoint) saves at the end + 1 ms instead of finishing, so a stream can go on from
 //! where it stopped.
 
-use crate::checkpoint::{decode, encode, Checkpoints, Share};
+use crate::checkpoint::{decode, encode, Checkpoints, Cut, Share};
 use crate::flow::{worker_of_group, Time};
 use crate::machine::{Durable, Machine};
 use serde::de::DeserializeOwned;
@@ -237,53 +238,68 @@ where
     /// worker's, of which it keeps the key groups it owns (docs/ARCHITECTURE.md, "Key
     /// groups").
     fn restore(&mut self, default: &Capability<Time>) {
-        let restored = self.checkpoints.as_ref().and_then(Checkpoints::restored);
-        let Some(cut) = restored else { return };
-        let (time, name, worker, workers) = (cut.time, M::NAME, self.worker, self.workers);
-        let carried: Vec<(Time, M::In)> = if cut.workers == workers {
-            let share = cut
-                .share(worker, name)
-                .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {worker}"));
-            self.machine
-                .restore(&share.state)
-                .unwrap_or_else(|error| panic!("{name}: {error}"));
-            decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"))
+        let restored = self.checkpoints.clone();
+        let Some(cut) = restored.as_ref().and_then(Checkpoints::restored) else {
+            return;
+        };
+        let carried = if cut.workers == self.workers {
+            self.restore_own_share(cut)
         } else {
-            let shares: Vec<&Share> = (0..cut.workers)
-                .map(|old| {
-                    cut.share(old, name)
-                        .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {old}"))
-                })
-                .collect();
-            let owned = move |group: u64| worker_of_group(group, workers) == worker;
-            let states: Vec<(usize, &[u8])> = shares.iter().map(|share| (share.worker, &share.state[..])).collect();
-            let started = std::time::Instant::now();
-            self.machine
-                .restore_rescaled(&states, &owned)
-                .unwrap_or_else(|error| panic!("{name}: {error}"));
-            // A rescale is rare and its cost grows with the state: said, per machine.
-            crate::note!(
-                "markledger: {name}: worker {worker} of {workers} kept its key groups of {} old workers' shares in {} ms",
-                cut.workers,
-                started.elapsed().as_millis()
-            );
-            let mut carried = Vec::new();
-            for share in shares {
-                let inputs: Vec<(Time, M::In)> =
-                    decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"));
-                carried.extend(
-                    inputs
-                        .into_iter()
-                        .filter(|(_, input)| M::input_group(input).map_or(worker == 0, owned)),
-                );
-            }
-            carried
+            self.restore_rescaled(cut)
         };
         for (at, input) in carried {
             self.pending_at(at, || default.delayed(&at)).push(input);
         }
-        self.timer_cap = self.machine.next_timer().map(|t| default.delayed(&t.max(time)));
-        self.saved = time;
+        self.timer_cap = self.machine.next_timer().map(|t| default.delayed(&t.max(cut.time)));
+        self.saved = cut.time;
+    }
+
+    /// A cut of this run's worker count: this worker's share, and its carried inputs.
+    fn restore_own_share(&mut self, cut: &Cut) -> Vec<(Time, M::In)> {
+        let (name, worker) = (M::NAME, self.worker);
+        let share = cut
+            .share(worker, name)
+            .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {worker}"));
+        self.machine
+            .restore(&share.state)
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"))
+    }
+
+    /// A cut of another worker count: the key groups this worker owns of every old share,
+    /// and the carried inputs of those groups.
+    fn restore_rescaled(&mut self, cut: &Cut) -> Vec<(Time, M::In)> {
+        let (name, worker, workers) = (M::NAME, self.worker, self.workers);
+        let shares: Vec<&Share> = (0..cut.workers)
+            .map(|old| {
+                cut.share(old, name)
+                    .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {old}"))
+            })
+            .collect();
+        let owned = move |group: u64| worker_of_group(group, workers) == worker;
+        let states: Vec<(usize, &[u8])> = shares.iter().map(|share| (share.worker, &share.state[..])).collect();
+        let started = std::time::Instant::now();
+        self.machine
+            .restore_rescaled(&states, &owned)
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        // A rescale is rare and its cost grows with the state: said, per machine.
+        crate::note!(
+            "markledger: {name}: worker {worker} of {workers} kept its key groups of {} old workers' shares in {} ms",
+            cut.workers,
+            started.elapsed().as_millis()
+        );
+        let mut carried = Vec::new();
+        for share in shares {
+            let inputs: Vec<(Time, M::In)> =
+                decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"));
+            // An input of no group stays on worker 0 (every machine that carries inputs names one).
+            carried.extend(
+                inputs
+                    .into_iter()
+                    .filter(|(_, input)| M::input_group(input).map_or(worker == 0, owned)),
+            );
+        }
+        carried
     }
 
     /// The inputs waiting at `time`, holding `cap()` for it if none were.
