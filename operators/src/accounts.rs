@@ -1316,4 +1316,74 @@ mod tests {
         assert!(!restored.accounts.contains_key("KZ-2"));
         let _ = std::fs::remove_dir_all(&base);
     }
+    /// Issue 18: accounts saved by 2 workers restore on 1 and on 3: each new worker holds
+    /// exactly the accounts of its key groups, their codes' GTINs re-interned (the old
+    /// workers interned them in other orders), their emissions renumbered with their expiry
+    /// timers, and each emission's text copied from its old worker's segments into its own.
+    #[test]
+    fn accounts_saved_by_two_workers_restore_their_groups_on_one_and_three() {
+        use crate::flow::{route, worker_of_group};
+        let root = std::env::temp_dir().join(format!("markledger-accounts-rescale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let place = crate::final_codes::FinalCodes::in_state(&root);
+        let name = |i: usize| format!("KZ-{i:02}");
+        let gtin_of = |i: usize| format!("0460123456789{}", i % 3);
+        let codes_of = |i: usize| -> Vec<String> { (0..3).map(|c| format!("code-{i}-{c}")).collect() };
+        let owner = |i: usize, workers: usize| worker_of_group(route(&name(i)), workers);
+        let mut saved = Vec::new();
+        for worker in 0..2 {
+            let mut accounts = Accounts::new(AccountRules::placeholder()).with_emission_text(place.clone());
+            accounts.text().attach(worker, None);
+            if worker == 1 {
+                accounts.gtins.intern("00000000000000");
+            }
+            for i in (0..24).filter(|i| owner(*i, 2) == worker) {
+                let gtin = accounts.gtins.intern(&gtin_of(i));
+                let text = accounts.text().append(&name(i), &gtin_of(i), &codes_of(i));
+                for code in codes_of(i) {
+                    let state = Code {
+                        gtin,
+                        status: Status::Emitted,
+                    };
+                    accounts.account(&name(i)).codes.insert(code_key(&code), state);
+                }
+                let id = accounts.next_emission;
+                accounts.next_emission += 1;
+                let emission = Emission {
+                    account: name(i),
+                    gtin: gtin_of(i),
+                    text,
+                };
+                accounts.emissions.insert(id, emission);
+                accounts.timers.insert((Ts(1_000 + i as i64), Timer::Expiry(id)));
+            }
+            saved.push((worker, accounts.save()));
+        }
+        let shares: Vec<(usize, &[u8])> = saved.iter().map(|(worker, state)| (*worker, &state[..])).collect();
+        for workers in [1usize, 3] {
+            for worker in 0..workers {
+                let mut accounts = Accounts::new(AccountRules::placeholder()).with_emission_text(place.clone());
+                accounts.text().attach(worker, None);
+                accounts
+                    .restore_rescaled(&shares, &|group| worker_of_group(group, workers) == worker)
+                    .expect("restored");
+                let mine: Vec<usize> = (0..24).filter(|i| owner(*i, workers) == worker).collect();
+                let held: Vec<String> = accounts.accounts.keys().cloned().collect();
+                assert_eq!(held, mine.iter().map(|i| name(*i)).collect::<Vec<_>>());
+                assert_eq!(accounts.emissions.len(), mine.len());
+                for (at, timer) in accounts.timers.clone() {
+                    let Timer::Expiry(id) = timer else { continue };
+                    let emission = accounts.emissions[&id].clone();
+                    let i: usize = emission.account[3..].parse().expect("KZ-NN");
+                    assert_eq!(at, Ts(1_000 + i as i64), "the expiry of {}", emission.account);
+                    assert_eq!(accounts.text().take(emission.text).codes, codes_of(i));
+                    for code in codes_of(i) {
+                        let gtin = accounts.accounts[&name(i)].codes[&code_key(&code)].gtin;
+                        assert_eq!(accounts.gtins.name(gtin), gtin_of(i));
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
