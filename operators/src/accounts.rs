@@ -17,11 +17,13 @@
 use crate::checkpoint::{decode, encode, RestoreError, Snapshot};
 use crate::driver::{run_machine, Drive};
 use crate::event::{Body, DecimalField, Kind};
-use crate::final_codes::{EmissionText, FinalCodes, Manifest, TextRef, Unsynced};
+use crate::final_codes::{
+    segments_dir, EmissionText, FinalCodes, Manifest, SegmentReader, StoreError, TextRef, Unsynced,
+};
 use crate::flow::Time;
 use crate::flow::{
-    code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact, Header,
-    Placed,
+    code_key, edges, route, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Fact,
+    Header, Placed,
 };
 use crate::gate::GateIn;
 use crate::intern::Interner;
@@ -1094,6 +1096,100 @@ impl crate::machine::Durable for Accounts {
         *self = restored;
         Ok(())
     }
+
+    /// Accounts, their emissions, timers, retiring codes and terminations by the account's
+    /// key group. Tariffs (a copy on every worker), the interned GTINs and the month's
+    /// clock are the worker's: kept whole.
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        let mine = |account: &str| owned(route(account));
+        self.accounts.retain(|name, _| mine(name));
+        self.emissions.retain(|_, emission| mine(&emission.account));
+        let emissions = &self.emissions;
+        self.timers.retain(|(_, timer)| match timer {
+            Timer::MonthEnd(_) => true,
+            Timer::Expiry(id) => emissions.contains_key(id),
+            Timer::Dormant(account, _) | Timer::Delete(account) => mine(account),
+        });
+        self.touched.retain(|name| mine(name));
+        self.retiring.retain(|(_, account, _)| mine(account));
+        self.ended.retain(|name, _| mine(name));
+    }
+
+    /// `other`'s accounts with their GTIN ids re-interned here, its emissions renumbered
+    /// after this one's (in their order: an account's emissions keep theirs), its timers
+    /// re-pointed at them; retiring codes merged in time order.
+    fn absorb(&mut self, other: Accounts) {
+        let gtins: Vec<u32> = (0..other.gtins.len())
+            .map(|id| self.gtins.intern(other.gtins.name(id as u32)))
+            .collect();
+        for (name, mut account) in other.accounts {
+            for code in account.codes.values_mut() {
+                code.gtin = gtins[code.gtin as usize];
+            }
+            for run in account.queue.runs.iter_mut() {
+                run.gtin = gtins[run.gtin as usize];
+            }
+            self.accounts.insert(name, account);
+        }
+        let offset = self.next_emission;
+        for (id, emission) in other.emissions {
+            self.emissions.insert(id + offset, emission);
+        }
+        self.next_emission += other.next_emission;
+        for (at, timer) in other.timers {
+            let timer = match timer {
+                Timer::Expiry(id) => Timer::Expiry(id + offset),
+                timer => timer,
+            };
+            self.timers.insert((at, timer));
+        }
+        self.month_end_scheduled |= other.month_end_scheduled;
+        self.touched.extend(other.touched);
+        let mut retiring: Vec<_> = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .chain(other.retiring)
+            .collect();
+        retiring.sort_by_key(|(at, _, _)| *at);
+        self.retiring = retiring.into();
+        self.ended.extend(other.ended);
+    }
+
+    /// Every old worker's share, each keeping this worker's groups; the text of each kept
+    /// emission is read from its old worker's segments and written into this worker's
+    /// store (its `TextRef` re-pointed), then the shares are merged.
+    fn restore_rescaled(&mut self, shares: &[(usize, &[u8])], owned: &dyn Fn(u64) -> bool) -> Result<(), RestoreError> {
+        let failed = |error: StoreError| RestoreError {
+            what: "the accounts' emission text".into(),
+            detail: error.to_string(),
+        };
+        self.text();
+        let mut text = self.text.take().expect("made");
+        text.open(&Manifest::empty(), std::iter::empty()).map_err(failed)?;
+        let mut merged: Option<Accounts> = None;
+        for (old_worker, state) in shares {
+            let mut part: Accounts = decode(std::any::type_name::<Accounts>(), state)?;
+            part.retain_groups(owned);
+            let old_dir = segments_dir(text.place().root(), *old_worker);
+            let mut reader = SegmentReader::new(old_dir);
+            for emission in part.emissions.values_mut() {
+                let entry = reader.read(emission.text).map_err(failed)?;
+                emission.text = text.append(&entry.account, &entry.gtin, &entry.codes);
+            }
+            part.emission_segments = None;
+            match &mut merged {
+                Some(merged) => merged.absorb(part),
+                None => merged = Some(part),
+            }
+        }
+        let Some(mut restored) = merged else {
+            self.text = Some(text);
+            return Ok(());
+        };
+        self.keep_configuration(&mut restored);
+        restored.text = Some(text);
+        *self = restored;
+        Ok(())
+    }
 }
 
 impl Machine for Accounts {
@@ -1227,5 +1323,75 @@ mod tests {
         assert_eq!(restored.accounts["KZ-1"].codes.len(), 2);
         assert!(!restored.accounts.contains_key("KZ-2"));
         let _ = std::fs::remove_dir_all(&base);
+    }
+    /// Issue 18: accounts saved by 2 workers restore on 1 and on 3: each new worker holds
+    /// exactly the accounts of its key groups, their codes' GTINs re-interned (the old
+    /// workers interned them in other orders), their emissions renumbered with their expiry
+    /// timers, and each emission's text copied from its old worker's segments into its own.
+    #[test]
+    fn accounts_saved_by_two_workers_restore_their_groups_on_one_and_three() {
+        use crate::flow::{route, worker_of_group};
+        let root = std::env::temp_dir().join(format!("markledger-accounts-rescale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let place = crate::final_codes::FinalCodes::in_state(&root);
+        let name = |i: usize| format!("KZ-{i:02}");
+        let gtin_of = |i: usize| format!("0460123456789{}", i % 3);
+        let codes_of = |i: usize| -> Vec<String> { (0..3).map(|c| format!("code-{i}-{c}")).collect() };
+        let owner = |i: usize, workers: usize| worker_of_group(route(&name(i)), workers);
+        let mut saved = Vec::new();
+        for worker in 0..2 {
+            let mut accounts = Accounts::new(AccountRules::placeholder()).with_emission_text(place.clone());
+            accounts.text().attach(worker, None);
+            if worker == 1 {
+                accounts.gtins.intern("00000000000000");
+            }
+            for i in (0..24).filter(|i| owner(*i, 2) == worker) {
+                let gtin = accounts.gtins.intern(&gtin_of(i));
+                let text = accounts.text().append(&name(i), &gtin_of(i), &codes_of(i));
+                for code in codes_of(i) {
+                    let state = Code {
+                        gtin,
+                        status: Status::Emitted,
+                    };
+                    accounts.account(&name(i)).codes.insert(code_key(&code), state);
+                }
+                let id = accounts.next_emission;
+                accounts.next_emission += 1;
+                let emission = Emission {
+                    account: name(i),
+                    gtin: gtin_of(i),
+                    text,
+                };
+                accounts.emissions.insert(id, emission);
+                accounts.timers.insert((Ts(1_000 + i as i64), Timer::Expiry(id)));
+            }
+            saved.push((worker, accounts.save()));
+        }
+        let shares: Vec<(usize, &[u8])> = saved.iter().map(|(worker, state)| (*worker, &state[..])).collect();
+        for workers in [1usize, 3] {
+            for worker in 0..workers {
+                let mut accounts = Accounts::new(AccountRules::placeholder()).with_emission_text(place.clone());
+                accounts.text().attach(worker, None);
+                accounts
+                    .restore_rescaled(&shares, &|group| worker_of_group(group, workers) == worker)
+                    .expect("restored");
+                let mine: Vec<usize> = (0..24).filter(|i| owner(*i, workers) == worker).collect();
+                let held: Vec<String> = accounts.accounts.keys().cloned().collect();
+                assert_eq!(held, mine.iter().map(|i| name(*i)).collect::<Vec<_>>());
+                assert_eq!(accounts.emissions.len(), mine.len());
+                for (at, timer) in accounts.timers.clone() {
+                    let Timer::Expiry(id) = timer else { continue };
+                    let emission = accounts.emissions[&id].clone();
+                    let i: usize = emission.account[3..].parse().expect("KZ-NN");
+                    assert_eq!(at, Ts(1_000 + i as i64), "the expiry of {}", emission.account);
+                    assert_eq!(accounts.text().take(emission.text).codes, codes_of(i));
+                    for code in codes_of(i) {
+                        let gtin = accounts.accounts[&name(i)].codes[&code_key(&code)].gtin;
+                        assert_eq!(accounts.gtins.name(gtin), gtin_of(i));
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

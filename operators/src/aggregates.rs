@@ -1013,6 +1013,46 @@ impl crate::machine::Durable for Revisions {
     fn keep_configuration(&mut self, restored: &mut Revisions) {
         restored.close_after_days = self.close_after_days;
     }
+
+    /// Records, money, history and deliveries by their account's key group (`"*"`, the
+    /// totals and registers, is one account like the others, and so are the balances
+    /// forgotten into its carried balance). The month's clock and the close timers are the
+    /// worker's: kept whole (a close with nothing of its period left does nothing).
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        let mine = |account: &str| owned(route(account));
+        self.figures.retain(|key, _| mine(&key.account));
+        self.money.retain(|account, _| mine(account));
+        self.emitted.retain(|key, _| mine(&key.account));
+        for keys in self.by_period.values_mut() {
+            keys.retain(|key| mine(&key.account));
+        }
+        self.by_period.retain(|_, keys| !keys.is_empty());
+        self.dirty.retain(|key| mine(&key.account));
+        self.timers.retain(|(_, timer)| match timer {
+            Timer::Deliver { account, .. } => mine(account),
+            Timer::MonthStart(_) | Timer::Close(_) => true,
+        });
+        self.history.retain(|account, _| mine(account));
+        if !mine("*") {
+            self.forgotten.clear();
+        }
+    }
+
+    fn absorb(&mut self, other: Revisions) {
+        self.figures.extend(other.figures);
+        self.money.extend(other.money);
+        self.emitted.extend(other.emitted);
+        for (period, keys) in other.by_period {
+            self.by_period.entry(period).or_default().extend(keys);
+        }
+        self.dirty.extend(other.dirty);
+        self.current = self.current.max(other.current);
+        self.timers.extend(other.timers);
+        self.history.extend(other.history);
+        for (period, amount) in other.forgotten {
+            *self.forgotten.entry(period).or_default() += amount;
+        }
+    }
 }
 
 impl Machine for Revisions {

@@ -14,7 +14,7 @@
 //! and operator, so a cut is complete when every expected share has arrived.
 
 use crate::final_codes::Manifest;
-use crate::flow::Time;
+use crate::flow::{Time, KEY_GROUPS};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,8 +132,13 @@ pub struct Share {
 pub struct Cut {
     /// The checkpoint time: the state covers every instant before it.
     pub time: Time,
-    /// The worker count that saved it (restoring needs the same: shares are per worker).
+    /// The worker count that saved it: shares are per worker. A restore on the same count
+    /// gives each worker its own share; on another, each worker reads every share and keeps
+    /// the key groups it owns (`Durable::restore_rescaled`).
     pub workers: usize,
+    /// The number of key groups state was split into ([`KEY_GROUPS`] when it was saved): a
+    /// checkpoint of another number cannot be split by group and is refused.
+    pub key_groups: u64,
     /// Shares, by (worker, name).
     pub shares: BTreeMap<(usize, String), Share>,
 }
@@ -395,6 +400,7 @@ impl Checkpoints {
             cut: Cut {
                 time,
                 workers: self.0.workers,
+                key_groups: KEY_GROUPS,
                 shares: BTreeMap::new(),
             },
             deferred: BTreeMap::new(),
@@ -478,6 +484,7 @@ mod tests {
         let cut = Cut {
             time: 100,
             workers: 1,
+            key_groups: KEY_GROUPS,
             shares: BTreeMap::new(),
         };
         let checkpoints = Checkpoints::new(1, &["m"], Some(cut));

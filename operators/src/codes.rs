@@ -16,7 +16,8 @@ use crate::event::Kind;
 use crate::final_codes::{CodesMemory, FinalCodes, FinalRecord, Manifest, Tier, Unsynced};
 use crate::flow::Time;
 use crate::flow::{
-    code_key, edges, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge, Header,
+    code_key, edges, group_of_hash, take, time_of, ts_of, AccountIn, CodeIn, CodeKey, CodeMap, CodeOut, CodesIn, Edge,
+    Header,
 };
 use crate::intern::Interner;
 use crate::machine::Machine;
@@ -171,6 +172,13 @@ impl Codes {
     /// The final-code manifest in a saved index's state (read without decoding the rest).
     pub fn manifest_of(state: &[u8]) -> Result<Option<Manifest>, RestoreError> {
         decode("the national index's final-code manifest", state)
+    }
+
+    /// The live codes in a saved index's state, counted without opening its final-code
+    /// store (reports on a checkpoint file, which may have been copied away from it).
+    pub fn live_codes_of(state: &[u8]) -> Result<usize, RestoreError> {
+        let saved: Codes = decode(std::any::type_name::<Codes>(), state)?;
+        Ok(saved.owners.len())
     }
 
     /// Live codes the index holds in RAM (for memory measurements).
@@ -367,6 +375,65 @@ impl crate::machine::Durable for Codes {
         // restore.
         matches!(input, CodesIn::Final { .. })
     }
+
+    fn input_group(input: &CodesIn) -> Option<u64> {
+        Some(input.route())
+    }
+
+    /// Live codes and holds by their code's key group (the names interned stay: ids are
+    /// only looked up).
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        let mine = |key: CodeKey| owned(group_of_hash(key as u64));
+        self.owners.retain(|key, _| mine(*key));
+        self.held.retain(|code, _| mine(code_key(code)));
+        self.deadlines.retain(|(_, _, code)| mine(code_key(code)));
+    }
+
+    /// Live codes of `other` with their owners re-interned here; its final codes are
+    /// rebuilt into this worker's store by [`Durable::restore_rescaled`].
+    fn absorb(&mut self, other: Codes) {
+        for (key, owner) in other.owners {
+            let account = self.accounts.intern(other.accounts.name(owner.account));
+            self.owners.insert(key, Owner { account });
+        }
+        self.held.extend(other.held);
+        self.deadlines.extend(other.deadlines);
+    }
+
+    /// Every old worker's share, each keeping this worker's groups, merged; then this
+    /// worker's final-code store is built anew from the old stores' run files, keeping the
+    /// records of its groups (final_codes::Tier::rebuild).
+    fn restore_rescaled(&mut self, shares: &[(usize, &[u8])], owned: &dyn Fn(u64) -> bool) -> Result<(), RestoreError> {
+        let mut merged: Option<Codes> = None;
+        let mut stores: Vec<(usize, Manifest)> = Vec::new();
+        for (old_worker, state) in shares {
+            let mut part: Codes = decode(std::any::type_name::<Codes>(), state)?;
+            if let Some(manifest) = part.final_codes.take() {
+                stores.push((*old_worker, manifest));
+            }
+            part.retain_groups(owned);
+            match &mut merged {
+                Some(merged) => merged.absorb(part),
+                None => merged = Some(part),
+            }
+        }
+        let Some(mut restored) = merged else {
+            return Ok(());
+        };
+        self.keep_configuration(&mut restored);
+        let retention_ms = restored.retention_ms;
+        if !stores.is_empty() {
+            let tier = restored.tier();
+            tier.set_retention(retention_ms);
+            tier.rebuild(&stores, &|key| owned(group_of_hash(key as u64)))
+                .map_err(|error| RestoreError {
+                    what: "the national index's final codes".into(),
+                    detail: error.to_string(),
+                })?;
+        }
+        *self = restored;
+        Ok(())
+    }
 }
 
 impl Machine for Codes {
@@ -422,5 +489,74 @@ impl Machine for Codes {
         // The watermark stopped: commands still waiting are refused.
         self.end_holds(None, out);
         self.publish_memory();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{group_of_hash, worker_of_group};
+    use crate::machine::Durable;
+
+    /// Issue 18: the index saved by 2 workers restores on 1, 3 and 4: each new worker knows
+    /// exactly the codes of its key groups, live ones with their owner (re-interned) and
+    /// final ones from its rebuilt store.
+    #[test]
+    fn an_index_saved_by_two_workers_restores_its_groups_on_any_count() {
+        let root = std::env::temp_dir().join(format!("markledger-codes-rescale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let place = FinalCodes::in_state(&root);
+        let (hold_ms, retention_ms) = (60_000, 400 * crate::time::MILLIS_PER_DAY);
+        let key_of = |i: usize| code_key(&format!("code-{i}"));
+        let account_of = |i: usize| format!("KZ-{:03}", i % 7);
+        let owner = |key: CodeKey, workers: usize| worker_of_group(group_of_hash(key as u64), workers);
+        let mut saved = Vec::new();
+        for worker in 0..2 {
+            let mut index = Codes::new(hold_ms, retention_ms).with_final_codes(place.clone());
+            index.tier().attach(worker, None);
+            // Interned in another order on each worker: ids differ between them.
+            if worker == 1 {
+                for i in (0..7).rev() {
+                    index.accounts.intern(&account_of(i));
+                }
+            }
+            for i in (0..600).filter(|i| owner(key_of(*i), 2) == worker) {
+                let account = index.accounts.intern(&account_of(i));
+                index.owners.insert(key_of(i), Owner { account });
+                if i % 2 == 0 {
+                    index.finalize(key_of(i), Ts(1_000), Status::AppliedPaid);
+                }
+            }
+            saved.push((worker, index.save()));
+        }
+        let shares: Vec<(usize, &[u8])> = saved.iter().map(|(worker, state)| (*worker, &state[..])).collect();
+        for workers in [1usize, 3, 4] {
+            for worker in 0..workers {
+                let mut index = Codes::new(hold_ms, retention_ms).with_final_codes(place.clone());
+                index.tier().attach(worker, None);
+                index
+                    .restore_rescaled(&shares, &|group| worker_of_group(group, workers) == worker)
+                    .expect("restored");
+                for i in 0..600 {
+                    let known = index.known(key_of(i), Ts(2_000));
+                    let mine = owner(key_of(i), workers) == worker;
+                    match known {
+                        Some(Known::Live(id)) => {
+                            assert!(mine && i % 2 == 1, "code {i} on worker {worker} of {workers}");
+                            assert_eq!(index.accounts.name(id), account_of(i));
+                        }
+                        Some(Known::Final(record)) => {
+                            assert!(mine && i % 2 == 0, "code {i} on worker {worker} of {workers}");
+                            assert_eq!(
+                                (&*record.account, record.status),
+                                (&*account_of(i), Status::AppliedPaid)
+                            );
+                        }
+                        None => assert!(!mine, "worker {worker} of {workers} lost code {i}"),
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

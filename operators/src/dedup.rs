@@ -135,6 +135,22 @@ impl crate::machine::Durable for Dedup {
         restored.horizon_ms = self.horizon_ms;
     }
 
+    fn input_group(placed: &Placed) -> Option<u64> {
+        Some(route(&placed.event.id))
+    }
+
+    /// Ids are routed by their own key group.
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        self.seen = std::mem::take(&mut self.seen)
+            .into_iter()
+            .filter(|(id, _)| owned(route(id)))
+            .collect();
+    }
+
+    fn absorb(&mut self, other: Dedup) {
+        self.seen = self.seen.clone().union(other.seen);
+    }
+
     /// An O(1) capture: the map's clone shares its nodes with the live one.
     fn snapshot(&mut self) -> Snapshot {
         // The fields `Dedup` serializes, in its order (`tiebreak` is skipped): the same bytes.

@@ -20,13 +20,14 @@
 //!   dropped. A stream has no end: its machines never finish.
 //!
 //! With checkpoints (checkpoint.rs), the machine starts from its share of the restored cut
-//! and saves a share of every checkpoint asked for: at time `T`, once every instant before
+//! (of a cut written by another worker count: the key groups it owns of every old share,
+//! `Durable::restore_rescaled`) and saves a share of every checkpoint asked for: at time `T`, once every instant before
 //! `T` is stepped and before any at or after it. A backfill (a file run that ends in a
 //! checkpoint) saves at the end + 1 ms instead of finishing, so a stream can go on from
 //! where it stopped.
 
-use crate::checkpoint::{decode, encode, Checkpoints, Share};
-use crate::flow::Time;
+use crate::checkpoint::{decode, encode, Checkpoints, Cut, Share};
+use crate::flow::{worker_of_group, Time};
 use crate::machine::{Durable, Machine};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -158,13 +159,13 @@ where
     P: ParallelizationContract<Time, Vec<M::In>>,
 {
     let scope = stream.scope();
-    let worker = scope.index();
+    let (worker, workers) = (scope.index(), scope.peers());
     let Drive { end, checkpoints } = drive.clone();
     stream.unary_frontier::<CapacityContainerBuilder<Vec<M::Out>>, _, _, _>(pact, M::NAME, move |default, info| {
         if let Some(checkpoints) = &checkpoints {
             checkpoints.wake_on_request(scope.worker().sync_activator_for(info.address.to_vec()));
         }
-        let mut driver = Driver::new(machine, worker, end, checkpoints);
+        let mut driver = Driver::new(machine, (worker, workers), end, checkpoints);
         driver.machine.wake_with(scope.activator_for(info.address.clone()));
         driver.restore(&default);
         drop(default);
@@ -189,6 +190,9 @@ where
 struct Driver<M: Machine> {
     machine: M,
     worker: usize,
+    /// The run's worker count (every process's): a restored cut written by another count
+    /// is split by key group (`Durable::restore_rescaled`).
+    workers: usize,
     end: InputEnd,
     checkpoints: Option<Checkpoints>,
     /// A backfill saves at the end instead of finishing.
@@ -207,11 +211,17 @@ where
     M: Durable,
     M::In: Serialize + DeserializeOwned,
 {
-    fn new(machine: M, worker: usize, end: InputEnd, checkpoints: Option<Checkpoints>) -> Driver<M> {
+    fn new(
+        machine: M,
+        (worker, workers): (usize, usize),
+        end: InputEnd,
+        checkpoints: Option<Checkpoints>,
+    ) -> Driver<M> {
         let backfill = checkpoints.as_ref().is_some_and(Checkpoints::is_backfill);
         Driver {
             machine,
             worker,
+            workers,
             end,
             checkpoints,
             backfill,
@@ -222,25 +232,74 @@ where
         }
     }
 
-    /// Starts from this worker's share of the restored cut, if the run restores one: its
-    /// state, and the inputs that were waiting at the cut (fed back from before it).
+    /// Starts from the restored cut, if the run restores one: its state, and the inputs
+    /// that were waiting at the cut (fed back from before it). A cut of the same worker
+    /// count gives this worker its own share; one of another count gives it every old
+    /// worker's, of which it keeps the key groups it owns (docs/ARCHITECTURE.md, "Key
+    /// groups").
     fn restore(&mut self, default: &Capability<Time>) {
-        let restored = self.checkpoints.as_ref().and_then(Checkpoints::restored);
-        let Some(cut) = restored else { return };
-        let (time, name, worker) = (cut.time, M::NAME, self.worker);
+        let restored = self.checkpoints.clone();
+        let Some(cut) = restored.as_ref().and_then(Checkpoints::restored) else {
+            return;
+        };
+        let carried = if cut.workers == self.workers {
+            self.restore_own_share(cut)
+        } else {
+            self.restore_rescaled(cut)
+        };
+        for (at, input) in carried {
+            self.pending_at(at, || default.delayed(&at)).push(input);
+        }
+        self.timer_cap = self.machine.next_timer().map(|t| default.delayed(&t.max(cut.time)));
+        self.saved = cut.time;
+    }
+
+    /// A cut of this run's worker count: this worker's share, and its carried inputs.
+    fn restore_own_share(&mut self, cut: &Cut) -> Vec<(Time, M::In)> {
+        let (name, worker) = (M::NAME, self.worker);
         let share = cut
             .share(worker, name)
             .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {worker}"));
         self.machine
             .restore(&share.state)
             .unwrap_or_else(|error| panic!("{name}: {error}"));
-        let carried: Vec<(Time, M::In)> =
-            decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"));
-        for (at, input) in carried {
-            self.pending_at(at, || default.delayed(&at)).push(input);
+        decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"))
+    }
+
+    /// A cut of another worker count: the key groups this worker owns of every old share,
+    /// and the carried inputs of those groups.
+    fn restore_rescaled(&mut self, cut: &Cut) -> Vec<(Time, M::In)> {
+        let (name, worker, workers) = (M::NAME, self.worker, self.workers);
+        let shares: Vec<&Share> = (0..cut.workers)
+            .map(|old| {
+                cut.share(old, name)
+                    .unwrap_or_else(|| panic!("{name}: the checkpoint has no share of worker {old}"))
+            })
+            .collect();
+        let owned = move |group: u64| worker_of_group(group, workers) == worker;
+        let states: Vec<(usize, &[u8])> = shares.iter().map(|share| (share.worker, &share.state[..])).collect();
+        let started = std::time::Instant::now();
+        self.machine
+            .restore_rescaled(&states, &owned)
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        // A rescale is rare and its cost grows with the state: said, per machine.
+        crate::note!(
+            "markledger: {name}: worker {worker} of {workers} kept its key groups of {} old workers' shares in {} ms",
+            cut.workers,
+            started.elapsed().as_millis()
+        );
+        let mut carried = Vec::new();
+        for share in shares {
+            let inputs: Vec<(Time, M::In)> =
+                decode(name, &share.carried).unwrap_or_else(|error| panic!("{name}: {error}"));
+            // An input of no group stays on worker 0 (every machine that carries inputs names one).
+            carried.extend(
+                inputs
+                    .into_iter()
+                    .filter(|(_, input)| M::input_group(input).map_or(worker == 0, owned)),
+            );
         }
-        self.timer_cap = self.machine.next_timer().map(|t| default.delayed(&t.max(time)));
-        self.saved = time;
+        carried
     }
 
     /// The inputs waiting at `time`, holding `cap()` for it if none were.

@@ -240,6 +240,19 @@ impl crate::machine::Durable for Gate {
     fn carried(input: &GateIn) -> bool {
         matches!(input, GateIn::Terminated { .. })
     }
+
+    fn input_group(input: &GateIn) -> Option<u64> {
+        Some(input.route())
+    }
+
+    /// Terminated accounts by their key group.
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        self.ended.retain(|account, _| owned(route(account)));
+    }
+
+    fn absorb(&mut self, other: Gate) {
+        self.ended.extend(other.ended);
+    }
 }
 
 impl Machine for Gate {

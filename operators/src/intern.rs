@@ -23,6 +23,16 @@ impl Interner {
         id
     }
 
+    /// How many names it holds (ids are `0..len`).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether it holds no name.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// The name of an id this interner gave out.
     pub fn name(&self, id: u32) -> &str {
         &self.names[id as usize]

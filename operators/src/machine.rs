@@ -94,6 +94,45 @@ where
     fn carried(_input: &Self::In) -> bool {
         false
     }
+
+    /// The key group of an input [`Durable::carried`] says belongs to a checkpoint: on a
+    /// restore at another worker count it goes to the worker that owns that group. A
+    /// machine that carries inputs must say (`None` keeps it on new worker 0).
+    fn input_group(_input: &Self::In) -> Option<u64> {
+        None
+    }
+
+    /// Keeps only the state of the key groups `owned` says are this worker's (a restore at
+    /// another worker count, docs/ARCHITECTURE.md "Key groups"). State that is not keyed
+    /// (copies every worker holds, worker-wide clocks) is kept whole.
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool);
+
+    /// Merges `other`, a machine of the same checkpoint holding other key groups (after
+    /// [`Durable::retain_groups`] on both, their keyed state is disjoint). Worker-local ids
+    /// (interned names, counters) of `other` are re-issued in this machine's.
+    fn absorb(&mut self, other: Self);
+
+    /// Restores from every share of a checkpoint written by another worker count
+    /// (`shares`: each old worker's state, in worker order): each is decoded, keeps the
+    /// groups this worker owns, and they are merged in worker order. A machine with state
+    /// on disk overrides it to rebuild its files too.
+    fn restore_rescaled(&mut self, shares: &[(usize, &[u8])], owned: &dyn Fn(u64) -> bool) -> Result<(), RestoreError> {
+        let mut merged: Option<Self> = None;
+        for (_, state) in shares {
+            let mut part: Self = decode(std::any::type_name::<Self>(), state)?;
+            part.retain_groups(owned);
+            match &mut merged {
+                Some(merged) => merged.absorb(part),
+                None => merged = Some(part),
+            }
+        }
+        let Some(mut restored) = merged else {
+            return Ok(());
+        };
+        self.keep_configuration(&mut restored);
+        *self = restored;
+        Ok(())
+    }
 }
 
 /// Whether no two of `names` are equal: a `const` check of the checkpoint keys.

@@ -346,6 +346,27 @@ impl crate::machine::Durable for Orders {
     fn snapshot(&mut self) -> Snapshot {
         Snapshot::of(self.clone())
     }
+
+    fn input_group(placed: &Placed) -> Option<u64> {
+        Some(route(&placed.event.account))
+    }
+
+    /// Books and deadlines by their account's key group.
+    fn retain_groups(&mut self, owned: &dyn Fn(u64) -> bool) {
+        self.books = std::mem::take(&mut self.books)
+            .into_iter()
+            .filter(|(account, _)| owned(route(account)))
+            .collect();
+        self.deadlines = std::mem::take(&mut self.deadlines)
+            .into_iter()
+            .filter(|(_, account, _)| owned(route(account)))
+            .collect();
+    }
+
+    fn absorb(&mut self, other: Orders) {
+        self.books = self.books.clone().union(other.books);
+        self.deadlines = self.deadlines.clone().union(other.deadlines);
+    }
 }
 
 impl Machine for Orders {

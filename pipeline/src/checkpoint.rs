@@ -73,8 +73,9 @@ const MAGIC: &[u8; 8] = b"MLCKPT\0\0";
 /// Version 3: the body opens with the run's [`OutputSettings`] (issue 19). Version 4: the
 /// gate's terminated accounts, the accounts' terminations, the aggregates' kept final
 /// records and export deliveries (DOMAIN.md §9, issue 20). Version 5: the accounts keep
-/// emissions' code text in segment files and save their manifest (issue 17).
-pub const FORMAT_VERSION: u32 = 5;
+/// emissions' code text in segment files and save their manifest (issue 17). Version 6:
+/// the cut records its number of key groups, and restores on any worker count (issue 18).
+pub const FORMAT_VERSION: u32 = 6;
 const HEADER: usize = 8 + 4 + 8 + 8;
 
 /// What writing a checkpoint took.
@@ -537,6 +538,7 @@ mod tests {
         Cut {
             time,
             workers: 1,
+            key_groups: markledger_operators::flow::KEY_GROUPS,
             shares,
         }
     }

@@ -48,8 +48,8 @@ use markledger_connectors::kafka::{
 };
 use markledger_operators::checkpoint::{Checkpoints, Cut};
 use markledger_operators::final_codes::CodesMemory;
-use markledger_operators::flow::ts_of;
 use markledger_operators::flow::Time;
+use markledger_operators::flow::{ts_of, KEY_GROUPS};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -295,38 +295,52 @@ fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)
     })
 }
 
-/// Where each partition resumes after `cut`, checking that the cut was written by as many
-/// workers and that each of its partitions is still the same worker's.
+/// Where each partition resumes after `cut`, whatever worker count wrote it: machine state
+/// is split by key group (on another count each worker keeps the groups it owns,
+/// `Durable::restore_rescaled`), and a partition's offsets go with the partition to the
+/// worker that reads it now. Refused, with what to do: a checkpoint of another number of key
+/// groups, or of other input partitions than this run's.
 fn resume_offsets(cut: &Cut, assignment: &[(String, i32)], workers: usize) -> Result<ResumeAt> {
-    if cut.workers != workers {
+    if cut.key_groups != KEY_GROUPS {
         anyhow::bail!(
-            "the checkpoint at {} was written by {} workers; run with --workers {} (state is \
-             partitioned by worker), or move the state directory away to rebuild from the inputs",
+            "the checkpoint at {} splits state into {} key groups, this build into {KEY_GROUPS}: \
+             restore it with a build of the same number, or move the state directory away to \
+             rebuild from the inputs",
             ts_of(cut.time),
-            cut.workers,
-            cut.workers
+            cut.key_groups
         );
     }
     let mut resume_at = ResumeAt::new();
-    for worker in 0..workers {
+    for worker in 0..cut.workers {
         for partition in SourceShare::of(cut, worker)?.partitions {
-            let mine = assignment
-                .iter()
-                .position(|p| *p == (partition.topic.clone(), partition.partition))
-                .is_some_and(|i| worker_of(i, workers) == worker);
-            if !mine {
-                anyhow::bail!(
-                    "the checkpoint's partition {}/{} is not worker {worker}'s in this run: the input \
-                     topics or their partitions changed; move the state directory away to rebuild",
-                    partition.topic,
-                    partition.partition
-                );
-            }
             resume_at.insert((partition.topic.clone(), partition.partition), partition);
         }
     }
+    // A backfill's checkpoint read files, not these topics: it names no partition.
+    if !resume_at.is_empty() {
+        let saved: Vec<&(String, i32)> = resume_at.keys().collect();
+        let mut now: Vec<&(String, i32)> = assignment.iter().collect();
+        now.sort();
+        if saved.iter().any(|partition| !now.contains(partition)) {
+            let name = |parts: &[&(String, i32)]| {
+                parts
+                    .iter()
+                    .map(|(topic, partition)| format!("{topic}/{partition}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            anyhow::bail!(
+                "the checkpoint at {} read the input partitions [{}], this run has [{}]: the input \
+                 topics or their partitions changed; run on the same partitions, or move the state \
+                 directory away to rebuild from the inputs",
+                ts_of(cut.time),
+                name(&saved),
+                name(&now)
+            );
+        }
+    }
     markledger_operators::note!(
-        "markledger stream: restored the checkpoint at {} ({} workers)",
+        "markledger stream: restored the checkpoint at {} (written by {} workers, restored on {workers})",
         ts_of(cut.time),
         cut.workers
     );
@@ -495,5 +509,80 @@ impl StreamRun {
             memory: None,
             pauses: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::SOURCE;
+    use markledger_connectors::offsets::PartitionShare;
+    use std::collections::BTreeMap;
+
+    /// A cut of `workers` workers whose sources read `partitions` (partition i on worker
+    /// i mod workers), split into `key_groups` groups.
+    fn cut(workers: usize, partitions: &[(&str, i32)], key_groups: u64) -> Cut {
+        let mut shares = BTreeMap::new();
+        for worker in 0..workers {
+            let share = SourceShare {
+                read_max: 0,
+                partitions: partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| worker_of(*i, workers) == worker)
+                    .map(|(i, (topic, partition))| PartitionShare {
+                        topic: topic.to_string(),
+                        partition: *partition,
+                        resume: 10 + i as i64,
+                        known: Vec::new(),
+                        high_water: None,
+                    })
+                    .collect(),
+            };
+            shares.insert((worker, SOURCE.to_string()), share.share(worker));
+        }
+        Cut {
+            time: 1_000,
+            workers,
+            key_groups,
+            shares,
+        }
+    }
+
+    fn assignment(partitions: &[(&str, i32)]) -> Vec<(String, i32)> {
+        partitions.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn offsets_go_with_their_partitions_on_any_worker_count() {
+        // Written by 2 workers, restored on 1, 3 and 4: every partition resumes where it
+        // was, whichever worker read it.
+        let partitions = [("in", 0), ("in", 1), ("in", 2), ("in", 3)];
+        let saved = cut(2, &partitions, KEY_GROUPS);
+        for workers in [1, 2, 3, 4] {
+            let resume = resume_offsets(&saved, &assignment(&partitions), workers).expect("restored");
+            let offsets: Vec<i64> = resume.values().map(|share| share.resume).collect();
+            assert_eq!(offsets, [10, 11, 12, 13], "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn another_number_of_key_groups_or_lost_partitions_are_refused_saying_what_to_do() {
+        let partitions = [("in", 0), ("in", 1)];
+        let refused = resume_offsets(&cut(2, &partitions, 128), &assignment(&partitions), 3).expect_err("refused");
+        let text = format!("{refused:#}");
+        assert!(
+            text.contains("128 key groups") && text.contains("move the state directory away"),
+            "{text}"
+        );
+        let refused =
+            resume_offsets(&cut(2, &partitions, KEY_GROUPS), &assignment(&partitions[..1]), 2).expect_err("refused");
+        let text = format!("{refused:#}");
+        assert!(
+            text.contains("[in/0, in/1]")
+                && text.contains("this run has [in/0]")
+                && text.contains("run on the same partitions"),
+            "{text}"
+        );
     }
 }

@@ -862,3 +862,142 @@ fn an_event_failing_twice_in_a_row_is_quarantined_and_billing_goes_on() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// The final-code store directories under a state directory (`worker-N`, sorted).
+fn final_code_stores(state: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state.join("final-codes"))
+        .map(|dir| {
+            dir.filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with("worker-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Issue 18: a checkpoint restores at any worker count. A backfill on 1 × 2 workers, then
+/// `stream --state` on a copy of its state with 1 worker, with 3 (not a power of two: key
+/// groups move between workers unevenly) and with 4; each backfill + stream, consumed
+/// together, equals the file run over everything, and each new worker has built its
+/// final-code store from the old ones'.
+#[test]
+fn a_backfill_on_two_workers_goes_on_with_one_three_and_four() {
+    let (work, data, end, expected, broker) = setup("rescale");
+    let brokers = broker.brokers();
+    let (history, live) = (work.join("history"), work.join("live"));
+    split_at_a_clean_cut(&data, &history, &live);
+    let state = work.join("state");
+    let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    let history_out = work.join("history-out");
+    file_run_with(&history, &history_out, &["--workers", "2", "--state", &state_flag]);
+    assert_eq!(checkpoint_files(&state).len(), 1, "the backfill wrote its checkpoint");
+    assert_eq!(final_code_stores(&state), ["worker-0", "worker-1"]);
+    for store in final_code_stores(&state) {
+        let files = std::fs::read_dir(state.join("final-codes").join(&store))
+            .expect("store")
+            .count();
+        assert!(
+            files > 0,
+            "{store} holds final codes: the restores below rebuild from them"
+        );
+    }
+    for workers in [1usize, 3, 4] {
+        let prefix = format!("r{workers}.");
+        let copy = work.join(format!("state-{workers}"));
+        let copied = Command::new("cp")
+            .arg("-r")
+            .arg(&state)
+            .arg(&copy)
+            .status()
+            .expect("cp");
+        assert!(copied.success());
+        produce_dataset(&settings(&brokers), &live, &format!("{prefix}codes.events")).expect("produce");
+        let copy_flag = copy.to_str().expect("UTF-8 path").to_string();
+        let count = workers.to_string();
+        let log = work.join(format!("r{workers}.log"));
+        let mut child = stream_with(&brokers, &prefix, &log, &["--state", &copy_flag, "--workers", &count]);
+        wait_for_progress(&brokers, &prefix, end, &mut child);
+        terminate(child);
+        let text = std::fs::read_to_string(&log).expect("log");
+        assert!(
+            text.contains(&format!("written by 2 workers, restored on {workers}")),
+            "{text}"
+        );
+        // Every new worker has a store (rebuilt from both old ones: its groups' final codes).
+        let expected_stores: Vec<String> = (0..workers.max(2)).map(|w| format!("worker-{w}")).collect();
+        assert_eq!(final_code_stores(&copy), expected_stores);
+        // The consumer read the backfill's files, then the stream's topics.
+        let mut consumed = Consumed::default();
+        consumed.add_files(&history_out);
+        consume_into(&brokers, &prefix, &mut consumed);
+        let diff = differences(&expected, &consumed);
+        assert!(
+            diff.is_empty(),
+            "backfill on 2 workers + stream on {workers} vs file run:\n{}",
+            diff.join("\n")
+        );
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Issue 18: a stream's own checkpoints (machine state and each partition's offsets)
+/// restore at another worker count: `stream --state` on 2 workers is SIGKILLed once it has
+/// written a checkpoint, restarted on 3 workers (each partition's offsets go to the worker
+/// that reads it now), SIGKILLed again once that run has written a newer checkpoint, and
+/// restarted on 1 worker to the end. Consumed, the outputs equal the file run.
+#[test]
+fn a_stream_checkpoint_restores_on_three_workers_then_on_one() {
+    let (work, data, end, expected, broker) = setup("rescale-stream");
+    let brokers = broker.brokers();
+    produce_dataset(&settings(&brokers), &data, "s.codes.events").expect("produce");
+    let state = work.join("state");
+    let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    let newest = |state: &Path| checkpoint_files(state).last().cloned();
+    let mut previous: Option<PathBuf> = None;
+    for (hop, workers) in [2usize, 3].into_iter().enumerate() {
+        let count = workers.to_string();
+        let log = work.join(format!("s{hop}.log"));
+        let flags = [
+            "--state",
+            state_flag.as_str(),
+            "--checkpoint-interval",
+            "250ms",
+            "--workers",
+            &count,
+        ];
+        let mut child = stream_with(&brokers, "s.", &log, &flags);
+        // Killed as soon as it has written a checkpoint of its own (a newer file).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while newest(&state) == previous {
+            assert!(child.try_wait().expect("child").is_none(), "stream exited early");
+            assert!(Instant::now() < deadline, "no checkpoint written on {workers} workers");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        previous = newest(&state);
+        if hop > 0 {
+            let text = std::fs::read_to_string(&log).expect("log");
+            assert!(text.contains("written by 2 workers, restored on 3"), "{text}");
+        }
+    }
+    assert!(
+        progress(&brokers, "s.") < end,
+        "the kills came before the end (the restores below have work left)"
+    );
+    let log = work.join("s-final.log");
+    let mut child = stream_with(&brokers, "s.", &log, &["--state", &state_flag, "--workers", "1"]);
+    wait_for_progress(&brokers, "s.", end, &mut child);
+    terminate(child);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("written by 3 workers, restored on 1"), "{text}");
+    let (consumed, _) = consume(&brokers, "s.");
+    let diff = differences(&expected, &consumed);
+    assert!(
+        diff.is_empty(),
+        "stream on 2, then 3, then 1 workers vs file run:\n{}",
+        diff.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -43,6 +43,16 @@ pub struct RunRef {
 }
 
 impl Manifest {
+    /// The manifest of a store with no file.
+    pub fn empty() -> Manifest {
+        Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            epoch_ms: 0,
+            runs: Vec::new(),
+            next_sequence: 0,
+        }
+    }
+
     /// Records in every run.
     pub fn records(&self) -> u64 {
         self.runs.iter().map(|run| run.records).sum()

@@ -41,7 +41,7 @@ pub use manifest::{Manifest, RunRef, MANIFEST_FORMAT_VERSION};
 pub use record::{FinalRecord, RECORD_BYTES};
 pub use run::{Unsynced, BLOCK_BYTES, RECORDS_PER_BLOCK, RUN_FORMAT_VERSION};
 pub use segments::{
-    segment_name, segments_dir, verify_segments, EmissionEntry, EmissionText, TextRef, SEGMENTS_SUBDIR,
+    segment_name, segments_dir, verify_segments, EmissionEntry, EmissionText, SegmentReader, TextRef, SEGMENTS_SUBDIR,
     SEGMENT_BYTES_MAX,
 };
 pub use store::{FinalStore, GarbageReport, Stats};

@@ -172,6 +172,11 @@ impl EmissionText {
         segments_dir(self.place.root(), self.worker)
     }
 
+    /// The run's place (where every worker's directory is).
+    pub fn place(&self) -> &FinalCodes {
+        &self.place
+    }
+
     /// Appends an emission's text; where to read it back.
     pub fn append(&mut self, account: &str, gtin: &str, codes: &[String]) -> TextRef {
         debug_assert!(codes.iter().all(|code| !code.is_empty() && !code.contains('\n')));
@@ -515,6 +520,45 @@ impl Drop for EmissionText {
             let _ = fs::remove_dir(self.place.root().join(SEGMENTS_SUBDIR));
             let _ = fs::remove_dir(self.place.root());
         }
+    }
+}
+
+/// Reads entries from another worker's sealed segments (a restore at another worker count
+/// moves each kept emission's text into its new worker's store), one file handle cached:
+/// an old worker's emissions are read in their order, so mostly sequentially.
+#[derive(Debug)]
+pub struct SegmentReader {
+    dir: PathBuf,
+    file: Option<(u64, File)>,
+}
+
+impl SegmentReader {
+    /// A reader of the segments in `dir`.
+    pub fn new(dir: PathBuf) -> SegmentReader {
+        SegmentReader { dir, file: None }
+    }
+
+    /// The entry `reference` points at, its checksum verified.
+    pub fn read(&mut self, reference: TextRef) -> Result<EmissionEntry, StoreError> {
+        let dir = &self.dir;
+        let name = segment_name(reference.segment);
+        if self
+            .file
+            .as_ref()
+            .is_none_or(|(segment, _)| *segment != reference.segment)
+        {
+            let file = File::open(dir.join(&name)).map_err(|error| io_error(dir, &name, "opening", error))?;
+            self.file = Some((reference.segment, file));
+        }
+        let (_, file) = self.file.as_ref().expect("opened");
+        let mut bytes = vec![0; reference.len as usize];
+        file.read_exact_at(&mut bytes, reference.offset)
+            .map_err(|error| io_error(dir, &name, "reading", error))?;
+        decode_entry(&bytes).map_err(|detail| StoreError::Corrupt {
+            dir: dir.clone(),
+            file: name,
+            detail: format!("the entry at {}: {detail}", reference.offset),
+        })
     }
 }
 

@@ -253,6 +253,48 @@ impl FinalStore {
         Ok(records)
     }
 
+    /// Inserts the records of the run files `manifest` names in `dir` (another store's,
+    /// each file verified as [`FinalStore::open`] does) whose key `keep` accepts: a restore
+    /// at another worker count builds a worker's store from the old workers' (tier.rs).
+    pub fn absorb_runs(
+        &mut self,
+        dir: &Path,
+        manifest: &Manifest,
+        keep: &dyn Fn(CodeKey) -> bool,
+    ) -> Result<(), StoreError> {
+        if manifest.format_version != MANIFEST_FORMAT_VERSION {
+            return Err(StoreError::Manifest {
+                dir: dir.to_path_buf(),
+                detail: format!(
+                    "format {}, this build reads {MANIFEST_FORMAT_VERSION}",
+                    manifest.format_version
+                ),
+            });
+        }
+        for entry in &manifest.runs {
+            let accounts = &mut self.accounts;
+            let run = Run::open(
+                dir,
+                &RunMeta::from(entry),
+                &mut |name| intern(accounts, name),
+                &mut |_, _| {},
+            )?;
+            let mut scan = run.scan();
+            while let Some(found) = scan.next_record()? {
+                if !keep(found.key) {
+                    continue;
+                }
+                let record = FinalRecord {
+                    account: found.account,
+                    status: found.status,
+                    final_at: found.final_at,
+                };
+                self.insert(found.key, record)?;
+            }
+        }
+        Ok(())
+    }
+
     fn with_capacity(mut settings: Settings, capacity: u64) -> Settings {
         settings.expected_codes = capacity;
         settings

@@ -671,3 +671,69 @@ fn the_store_answers_as_a_btreemap_model_on_seeded_random_operations() {
         model_run(seed);
     }
 }
+
+/// Issue 18: a restore at another worker count builds each new worker's store from the old
+/// workers' run files, keeping exactly the records of the key groups it owns, their
+/// accounts and statuses; the old files, in the same directories, are left as they were
+/// (the restored checkpoint still names them).
+#[test]
+fn a_store_rebuilt_from_other_workers_stores_keeps_exactly_its_groups() {
+    use crate::flow::{group_of_hash, worker_of_group};
+    let root = TempDir::new("rebuild");
+    let place = FinalCodes::in_state(root.path());
+    let retention = 400 * crate::time::MILLIS_PER_DAY;
+    let owner = |key: CodeKey, workers: usize| worker_of_group(group_of_hash(key as u64), workers);
+    let keys: Vec<CodeKey> = (0..3_000).map(key).collect();
+    let status_of = |i: usize| {
+        if i % 3 == 0 {
+            Status::Expired
+        } else {
+            Status::AppliedPaid
+        }
+    };
+    // Two old workers, each with its groups' final codes, sealed by a checkpoint.
+    let mut stores = Vec::new();
+    for worker in 0..2 {
+        let mut tier = Tier::new(place.clone(), retention);
+        tier.attach(worker, None);
+        for (i, key) in keys.iter().enumerate().filter(|(_, key)| owner(**key, 2) == worker) {
+            tier.insert(*key, record(&account_of(i as u64), status_of(i), 1_000 + i as i64));
+        }
+        stores.push((worker, tier.checkpoint().expect("a store with codes")));
+    }
+    let now = Ts(5_000);
+    for workers in [1usize, 3, 4] {
+        for worker in 0..workers {
+            let mut tier = Tier::new(place.clone(), retention);
+            tier.attach(worker, None);
+            tier.rebuild(&stores, &|key| owner(key, workers) == worker)
+                .expect("rebuilt");
+            for (i, key) in keys.iter().enumerate() {
+                let found = tier.get(*key, now);
+                if owner(*key, workers) == worker {
+                    let found = found.unwrap_or_else(|| panic!("{workers} workers: worker {worker} lost key {i}"));
+                    assert_eq!(*found.account, *account_of(i as u64));
+                    assert_eq!((found.status, found.final_at), (status_of(i), Ts(1_000 + i as i64)));
+                } else {
+                    assert!(
+                        found.is_none(),
+                        "{workers} workers: worker {worker} holds another's key {i}"
+                    );
+                }
+            }
+            // A checkpoint of the rebuilt store names only new files.
+            let manifest = tier.checkpoint().expect("a store");
+            for (old, old_manifest) in &stores {
+                if *old == worker {
+                    assert!(manifest
+                        .runs
+                        .iter()
+                        .all(|run| old_manifest.runs.iter().all(|o| o.file != run.file)));
+                }
+            }
+        }
+    }
+    for (worker, manifest) in &stores {
+        FinalStore::verify(&worker_dir(place.root(), *worker), manifest).expect("the old files are intact");
+    }
+}

@@ -364,6 +364,24 @@ impl Tier {
         Ok(())
     }
 
+    /// Builds this worker's store anew from the stores of a checkpoint written by another
+    /// worker count (`stores`: each old worker's manifest, its files in that worker's
+    /// directory), keeping the records `owned` says are this worker's (a record's key group
+    /// is its code's). The new store is in this worker's directory: files already there
+    /// (an old worker's of the same number, named by the restored checkpoint) are left
+    /// alone, new runs are numbered past them, and they become garbage once no kept
+    /// checkpoint names them. Every file read is verified as [`FinalStore::open`] does.
+    pub fn rebuild(&mut self, stores: &[(usize, Manifest)], owned: &dyn Fn(CodeKey) -> bool) -> Result<(), StoreError> {
+        self.store = None;
+        let settings = self.place.settings(self.retention_ms);
+        let mut store = FinalStore::create(&self.dir(), settings)?;
+        for (old_worker, manifest) in stores {
+            store.absorb_runs(&worker_dir(&self.place.root, *old_worker), manifest, owned)?;
+        }
+        self.store = Some(store);
+        Ok(())
+    }
+
     /// Reports what the index's state holds and costs; `live` is the index's own part.
     pub fn publish(&self, live: CodesMemory) {
         let mut memory = live;
