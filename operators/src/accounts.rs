@@ -27,7 +27,7 @@ use crate::flow::{
 };
 use crate::gate::GateIn;
 use crate::intern::Interner;
-use crate::machine::Machine;
+use crate::machine::{merge_shares, Machine};
 use crate::money::Money;
 use crate::movements::Movements;
 use crate::output::{BalanceRecord, Deletion, Entry, LedgerEntry, Output, RefundReason, Rejection, StatusChange};
@@ -1165,22 +1165,16 @@ impl crate::machine::Durable for Accounts {
         self.text();
         let mut text = self.text.take().expect("made");
         text.open(&Manifest::empty(), std::iter::empty()).map_err(failed)?;
-        let mut merged: Option<Accounts> = None;
-        for (old_worker, state) in shares {
-            let mut part: Accounts = decode(std::any::type_name::<Accounts>(), state)?;
-            part.retain_groups(owned);
-            let old_dir = segments_dir(text.place().root(), *old_worker);
-            let mut reader = SegmentReader::new(old_dir);
+        let merged = merge_shares::<Accounts>(shares, owned, |old_worker, part| {
+            // Each kept emission's text moves into this worker's segments.
+            let mut reader = SegmentReader::new(segments_dir(text.place().root(), old_worker));
             for emission in part.emissions.values_mut() {
                 let entry = reader.read(emission.text).map_err(failed)?;
                 emission.text = text.append(&entry.account, &entry.gtin, &entry.codes);
             }
             part.emission_segments = None;
-            match &mut merged {
-                Some(merged) => merged.absorb(part),
-                None => merged = Some(part),
-            }
-        }
+            Ok(())
+        })?;
         let Some(mut restored) = merged else {
             self.text = Some(text);
             return Ok(());

@@ -20,7 +20,7 @@ use crate::flow::{
     Header,
 };
 use crate::intern::Interner;
-use crate::machine::Machine;
+use crate::machine::{merge_shares, Machine};
 use crate::output::{Output, Rejection};
 use crate::reason::Reason;
 use crate::status::Status;
@@ -404,19 +404,11 @@ impl crate::machine::Durable for Codes {
     /// worker's final-code store is built anew from the old stores' run files, keeping the
     /// records of its groups (final_codes::Tier::rebuild).
     fn restore_rescaled(&mut self, shares: &[(usize, &[u8])], owned: &dyn Fn(u64) -> bool) -> Result<(), RestoreError> {
-        let mut merged: Option<Codes> = None;
         let mut stores: Vec<(usize, Manifest)> = Vec::new();
-        for (old_worker, state) in shares {
-            let mut part: Codes = decode(std::any::type_name::<Codes>(), state)?;
-            if let Some(manifest) = part.final_codes.take() {
-                stores.push((*old_worker, manifest));
-            }
-            part.retain_groups(owned);
-            match &mut merged {
-                Some(merged) => merged.absorb(part),
-                None => merged = Some(part),
-            }
-        }
+        let merged = merge_shares::<Codes>(shares, owned, |old_worker, part| {
+            stores.extend(part.final_codes.take().map(|manifest| (old_worker, manifest)));
+            Ok(())
+        })?;
         let Some(mut restored) = merged else {
             return Ok(());
         };

@@ -117,22 +117,39 @@ where
     /// groups this worker owns, and they are merged in worker order. A machine with state
     /// on disk overrides it to rebuild its files too.
     fn restore_rescaled(&mut self, shares: &[(usize, &[u8])], owned: &dyn Fn(u64) -> bool) -> Result<(), RestoreError> {
-        let mut merged: Option<Self> = None;
-        for (_, state) in shares {
-            let mut part: Self = decode(std::any::type_name::<Self>(), state)?;
-            part.retain_groups(owned);
-            match &mut merged {
-                Some(merged) => merged.absorb(part),
-                None => merged = Some(part),
-            }
-        }
-        let Some(mut restored) = merged else {
+        let Some(mut restored) = merge_shares::<Self>(shares, owned, |_, _| Ok(()))? else {
             return Ok(());
         };
         self.keep_configuration(&mut restored);
         *self = restored;
         Ok(())
     }
+}
+
+/// What every restore at another worker count does with a machine's shares: decodes each
+/// old worker's (`shares`, in worker order), keeps the key groups `owned` says are this
+/// worker's, lets `each` move what the part keeps on disk (it is told the old worker), and
+/// merges the parts in worker order ([`Durable::absorb`]). `None` without shares.
+pub fn merge_shares<M>(
+    shares: &[(usize, &[u8])],
+    owned: &dyn Fn(u64) -> bool,
+    mut each: impl FnMut(usize, &mut M) -> Result<(), RestoreError>,
+) -> Result<Option<M>, RestoreError>
+where
+    M: Durable,
+    M::In: Serialize + DeserializeOwned,
+{
+    let mut merged: Option<M> = None;
+    for (old_worker, state) in shares {
+        let mut part: M = decode(std::any::type_name::<M>(), state)?;
+        part.retain_groups(owned);
+        each(*old_worker, &mut part)?;
+        match &mut merged {
+            Some(merged) => merged.absorb(part),
+            None => merged = Some(part),
+        }
+    }
+    Ok(merged)
 }
 
 /// Whether no two of `names` are equal: a `const` check of the checkpoint keys.

@@ -62,6 +62,21 @@ impl Manifest {
     pub fn bytes(&self) -> u64 {
         self.runs.iter().map(|run| run.bytes).sum()
     }
+
+    /// Refuses a manifest of another format than this build's, naming `what` (the kind of
+    /// files) and `dir`.
+    pub fn check_format(&self, what: &str, dir: &std::path::Path) -> Result<(), super::StoreError> {
+        if self.format_version == MANIFEST_FORMAT_VERSION {
+            return Ok(());
+        }
+        Err(super::StoreError::Manifest {
+            dir: dir.to_path_buf(),
+            detail: format!(
+                "{what} manifest format {}, this build reads {MANIFEST_FORMAT_VERSION}",
+                self.format_version
+            ),
+        })
+    }
 }
 
 impl From<&RunMeta> for RunRef {

@@ -565,15 +565,7 @@ impl SegmentReader {
 /// Reads and checks every segment file `manifest` names in `dir` (size and checksum): a
 /// torn or corrupt one is refused by name. The bytes checked.
 pub fn verify_segments(dir: &Path, manifest: &Manifest) -> Result<u64, StoreError> {
-    if manifest.format_version != MANIFEST_FORMAT_VERSION {
-        return Err(StoreError::Manifest {
-            dir: dir.to_path_buf(),
-            detail: format!(
-                "emission-text manifest format {}, this build reads {MANIFEST_FORMAT_VERSION}",
-                manifest.format_version
-            ),
-        });
-    }
+    manifest.check_format("emission-text", dir)?;
     let mut total = 0;
     for run in &manifest.runs {
         let bytes = fs::read(dir.join(&run.file)).map_err(|error| io_error(dir, &run.file, "reading", error))?;

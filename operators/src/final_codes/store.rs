@@ -193,12 +193,7 @@ impl FinalStore {
             dir: dir.to_path_buf(),
             detail,
         };
-        if manifest.format_version != MANIFEST_FORMAT_VERSION {
-            return Err(refuse(format!(
-                "format {}, this build reads {MANIFEST_FORMAT_VERSION}",
-                manifest.format_version
-            )));
-        }
+        manifest.check_format("final-code", dir)?;
         if manifest.epoch_ms != settings.epoch_ms {
             return Err(refuse(format!(
                 "its runs are grouped by epochs of {} ms, the settings say {} ms",
@@ -236,15 +231,7 @@ impl FinalStore {
     /// checksum). A checkpoint loader calls it to refuse a checkpoint whose files are torn or
     /// corrupt before any worker starts from it. Returns the records of the runs.
     pub fn verify(dir: &Path, manifest: &Manifest) -> Result<u64, StoreError> {
-        if manifest.format_version != MANIFEST_FORMAT_VERSION {
-            return Err(StoreError::Manifest {
-                dir: dir.to_path_buf(),
-                detail: format!(
-                    "format {}, this build reads {MANIFEST_FORMAT_VERSION}",
-                    manifest.format_version
-                ),
-            });
-        }
+        manifest.check_format("final-code", dir)?;
         let mut records = 0;
         for entry in &manifest.runs {
             let run = Run::open(dir, &RunMeta::from(entry), &mut |name| Arc::from(name), &mut |_, _| {})?;
@@ -262,15 +249,7 @@ impl FinalStore {
         manifest: &Manifest,
         keep: &dyn Fn(CodeKey) -> bool,
     ) -> Result<(), StoreError> {
-        if manifest.format_version != MANIFEST_FORMAT_VERSION {
-            return Err(StoreError::Manifest {
-                dir: dir.to_path_buf(),
-                detail: format!(
-                    "format {}, this build reads {MANIFEST_FORMAT_VERSION}",
-                    manifest.format_version
-                ),
-            });
-        }
+        manifest.check_format("final-code", dir)?;
         for entry in &manifest.runs {
             let accounts = &mut self.accounts;
             let run = Run::open(
