@@ -16,7 +16,7 @@
 //! pipe empty and has not been fed since): a hungry reader means the run needs the
 //! generator to go on, and the full pipe then grows instead, by the workload's skew between
 //! partitions (what the generator writes elsewhere while a partition is quiet: at 10^8 code
-//! events, 850 MiB; BENCHMARKS.md). So RAM stays bounded, once the pipes together hold
+//! events, 850 MiB; BENCHMARKS.md). To keep RAM bounded, once the pipes together hold
 //! [`Pipes::overflowing`]'s budget, a writer appends further chunks to its pipe's overflow
 //! file and sends only where they are (the reader reads them back in order, and the file
 //! starts again from empty each time the reader has caught up): the skew goes to disk.
@@ -51,7 +51,8 @@ pub struct Pipes {
     /// Bytes written into every pipe and not yet taken by its reader, and their peak.
     queued_bytes: AtomicUsize,
     peak_bytes: AtomicUsize,
-    /// Past this many bytes in RAM, chunks go to overflow files in `overflow_dir`.
+    /// The RAM budget of all the pipes together and the directory of their overflow files:
+    /// past the budget, a writer's chunks go to its pipe's file there.
     overflow: Option<(usize, PathBuf)>,
     /// Bytes written to overflow files in all.
     overflowed_bytes: AtomicU64,
