@@ -190,7 +190,20 @@ struct Assembling {
 
 #[derive(Debug)]
 struct Inner {
+    /// Workers of this process (each deposits its shares here).
     workers: usize,
+    /// Global index of this process's first worker, and workers of the whole run: on a
+    /// cluster (pipeline/src/cluster.rs) each process assembles the part of a cut its own
+    /// workers save, and the cut records the run's worker count.
+    first: usize,
+    total: usize,
+    /// On a cluster, the sources of process 0 do not move their watermark past this while
+    /// a request is on its way to the other processes (u64::MAX: no hold). See
+    /// [`Checkpoints::propose_at_least`].
+    hold: AtomicU64,
+    /// The watermark of this process's first worker's source, as of its last activation
+    /// (what process 0's worker 0 proposes at least, on a cluster).
+    source_at: AtomicU64,
     /// Names of the operators that save a share on every worker.
     names: BTreeSet<String>,
     /// The time of the checkpoint asked for (0: none yet); only ever increases.
@@ -233,6 +246,10 @@ impl Checkpoints {
         let start = restored.as_ref().map_or(0, |cut| cut.time);
         Checkpoints(Arc::new(Inner {
             workers,
+            first: 0,
+            total: workers,
+            hold: AtomicU64::new(u64::MAX),
+            source_at: AtomicU64::new(0),
             names: names.iter().map(|name| name.to_string()).collect(),
             requested: AtomicU64::new(start),
             settled: AtomicU64::new(start),
@@ -246,6 +263,33 @@ impl Checkpoints {
             backfill: false,
             kept: Mutex::new((0, BTreeMap::new())),
         }))
+    }
+
+    /// The checkpoints of one process of a cluster: its `workers` workers are global workers
+    /// `first..first + workers` of `total`; its cuts hold their shares only (a part of the
+    /// cluster's cut), and record `total` as the cut's worker count.
+    pub fn in_cluster(
+        first: usize,
+        workers: usize,
+        total: usize,
+        names: &[&str],
+        restored: Option<Cut>,
+    ) -> Checkpoints {
+        let mut checkpoints = Checkpoints::new(workers, names, restored);
+        let inner = Arc::get_mut(&mut checkpoints.0).expect("a new handle");
+        inner.first = first;
+        inner.total = total.max(workers);
+        checkpoints
+    }
+
+    /// Global index of this process's first worker.
+    pub fn first_worker(&self) -> usize {
+        self.0.first
+    }
+
+    /// Workers of the whole run (of every process, on a cluster).
+    pub fn total_workers(&self) -> usize {
+        self.0.total
     }
 
     /// Checkpoints of a backfill: a file run whose machines save at its end + 1 ms instead
@@ -272,6 +316,16 @@ impl Checkpoints {
     /// request up (settles it unwritten; a later one is asked for instead). The same for
     /// sources and the frontiers they act on ([`Checkpoints::acting_on`]).
     pub fn propose(&self) -> Option<Time> {
+        self.propose_at_least(0)
+    }
+
+    /// [`Checkpoints::propose`], at `floor` or later. On a cluster process 0's worker 0
+    /// proposes at least its own source's watermark `floor` and holds that source there
+    /// ([`Checkpoints::hold_at`]) until every other process has taken the request in
+    /// ([`Checkpoints::request`]): every machine of the cluster reads that source's events,
+    /// so none has stepped an instant at or after `floor`, and none can before the hold is
+    /// released; nor can the output frontier any source acts on pass it.
+    pub fn propose_at_least(&self, floor: Time) -> Option<Time> {
         let inner = &self.0;
         let settled = inner.settled.load(Ordering::SeqCst);
         if inner.requested.load(Ordering::SeqCst) > settled {
@@ -283,7 +337,7 @@ impl Checkpoints {
         // frontier stays where it is).
         let stepped = || inner.stepped.load(Ordering::SeqCst);
         let seen = || inner.seen.load(Ordering::SeqCst);
-        let time = (stepped() + 1).max(seen());
+        let time = (stepped() + 1).max(seen()).max(floor);
         if time <= settled.max(inner.requested.load(Ordering::SeqCst)) {
             return None;
         }
@@ -302,6 +356,54 @@ impl Checkpoints {
             let _ = machine.activate();
         }
         Some(time)
+    }
+
+    /// Another process's request for a checkpoint at `time` (a cluster: process 0
+    /// proposed it and holds its sources until every process has taken it in, so no
+    /// machine here has stepped `time` yet). Returns whether it is new here.
+    pub fn request(&self, time: Time) -> bool {
+        let inner = &self.0;
+        if time <= inner.settled.load(Ordering::SeqCst) {
+            return false;
+        }
+        if inner.requested.fetch_max(time, Ordering::SeqCst) >= time {
+            return false;
+        }
+        for machine in inner
+            .machines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            let _ = machine.activate();
+        }
+        true
+    }
+
+    /// Holds process 0's sources at or before `time` (see [`Checkpoints::propose_at_least`]).
+    pub fn hold_at(&self, time: Time) {
+        self.0.hold.store(time, Ordering::SeqCst);
+    }
+
+    /// Releases the hold.
+    pub fn release_hold(&self) {
+        self.0.hold.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// The first worker's source holds its watermark at `time` (told by that source at
+    /// each activation, before its partitions act on the output frontier).
+    pub fn note_source_at(&self, time: Time) {
+        self.0.source_at.store(time, Ordering::SeqCst);
+    }
+
+    /// What [`Checkpoints::note_source_at`] was last told.
+    pub fn source_at(&self) -> Time {
+        self.0.source_at.load(Ordering::SeqCst)
+    }
+
+    /// How far the sources may move their watermark (u64::MAX: as far as they like).
+    pub fn hold(&self) -> Time {
+        self.0.hold.load(Ordering::SeqCst)
     }
 
     /// The machine `name`'s save held up its worker for `took`.
@@ -399,7 +501,7 @@ impl Checkpoints {
         let assembling = pending.entry(time).or_insert_with(|| Assembling {
             cut: Cut {
                 time,
-                workers: self.0.workers,
+                workers: self.0.total,
                 key_groups: KEY_GROUPS,
                 shares: BTreeMap::new(),
             },

@@ -20,8 +20,9 @@
 //! whoever completes a cut flushes the producer and hands the cut to the writer thread.
 
 use crate::config::OutputSettings;
+use crate::control::{Control, Message};
 use anyhow::{bail, Context, Result};
-use markledger_connectors::kafka::{self, CheckpointHook, SharedProducer};
+use markledger_connectors::kafka::{self, CheckpointHook, ProgressTopic, SharedProducer};
 use markledger_connectors::offsets::OffsetTracker;
 use markledger_operators::accounts::Accounts;
 use markledger_operators::aggregates::Revisions;
@@ -87,6 +88,39 @@ pub struct Written {
     pub bytes: u64,
     /// Encoding, writing and syncing.
     pub took: Duration,
+    /// The xxh3-64 of its body.
+    pub checksum: u64,
+}
+
+/// Checkpoint times whose parts a process of a cluster keeps: more than [`KEEP`], since
+/// process 0 completes a cut (its manifest) only after every process has written its part.
+pub const KEEP_PARTS: usize = KEEP + 2;
+
+/// The manifest of a cluster's cut (process 0 writes it once every process has written its
+/// part; a cut without one is not restored).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterManifest {
+    /// The checkpoint time.
+    pub time: Time,
+    /// Processes that wrote it.
+    pub processes: usize,
+    /// Workers of the whole run that wrote it.
+    pub workers: usize,
+    /// Each process's part.
+    pub parts: Vec<PartFile>,
+}
+
+/// One process's part of a cluster's cut.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartFile {
+    /// The process that wrote it.
+    pub process: usize,
+    /// Its file name in that process's state directory.
+    pub file: String,
+    /// Its size.
+    pub bytes: u64,
+    /// The xxh3-64 of its body.
+    pub checksum: u64,
 }
 
 /// The checkpoint directory, and the settings of the run that writes and reads it.
@@ -132,15 +166,25 @@ impl Store {
 
     /// Writes `cut` atomically, then prunes all but the newest [`KEEP`].
     pub fn write(&self, cut: &Cut) -> Result<Written> {
+        let written = self.write_file(&self.path_of(cut.time), cut)?;
+        for (_, old) in self.files()?.into_iter().skip(KEEP) {
+            let _ = fs::remove_file(old);
+        }
+        Ok(written)
+    }
+
+    /// Writes `cut` to `path` atomically (a temporary file, fsync, rename, fsync of the
+    /// directory).
+    fn write_file(&self, path: &Path, cut: &Cut) -> Result<Written> {
         let started = Instant::now();
         let body = encode(&(&self.settings, cut));
+        let checksum = xxhash_rust::xxh3::xxh3_64(&body);
         let mut bytes = Vec::with_capacity(HEADER + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+        bytes.extend_from_slice(&checksum.to_le_bytes());
         bytes.extend_from_slice(&body);
-        let path = self.path_of(cut.time);
         let temporary = path.with_extension("mlck.tmp");
         {
             let mut file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
@@ -149,18 +193,149 @@ impl Store {
             file.sync_all()
                 .with_context(|| format!("syncing {}", temporary.display()))?;
         }
-        fs::rename(&temporary, &path).with_context(|| format!("renaming to {}", path.display()))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("syncing {}", self.dir.display()))?;
-        for (_, old) in self.files()?.into_iter().skip(KEEP) {
-            let _ = fs::remove_file(old);
-        }
+        fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))?;
+        self.sync_dir()?;
         Ok(Written {
-            path,
+            path: path.to_path_buf(),
             bytes: bytes.len() as u64,
             took: started.elapsed(),
+            checksum,
         })
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("syncing {}", self.dir.display()))
+    }
+
+    /// On a cluster: writes process `process`'s part of the cut (its workers' shares) as
+    /// `checkpoint-<time>.part-<process>-of-<processes>.mlck`, then prunes this process's
+    /// parts to the newest [`KEEP_PARTS`] times.
+    pub fn write_part(&self, cut: &Cut, process: usize, processes: usize) -> Result<Written> {
+        let path = self.dir.join(format!(
+            "checkpoint-{:020}.part-{process}-of-{processes}.mlck",
+            cut.time
+        ));
+        let written = self.write_file(&path, cut)?;
+        let mut times: Vec<Time> = self.parts()?.iter().map(|part| part.0).collect();
+        times.dedup();
+        if let Some(oldest_kept) = times.get(KEEP_PARTS.saturating_sub(1)).copied() {
+            for (time, part_process, _, path) in self.parts()? {
+                if time < oldest_kept && part_process == process {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Parts of cluster cuts in this directory, newest first: (time, process, processes,
+    /// file).
+    pub fn parts(&self) -> Result<Vec<(Time, usize, usize, PathBuf)>> {
+        let mut parts = Vec::new();
+        for entry in fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
+            let path = entry?.path();
+            let parsed = path.file_name().and_then(|name| name.to_str()).and_then(|name| {
+                let rest = name.strip_prefix("checkpoint-")?.strip_suffix(".mlck")?;
+                let (time, part) = rest.split_once(".part-")?;
+                let (process, processes) = part.split_once("-of-")?;
+                Some((time.parse().ok()?, process.parse().ok()?, processes.parse().ok()?))
+            });
+            if let Some((time, process, processes)) = parsed {
+                parts.push((time, process, processes, path));
+            }
+        }
+        parts.sort_by_key(|(time, process, _, _)| (std::cmp::Reverse(*time), *process));
+        Ok(parts)
+    }
+
+    /// Process 0 of a cluster: every process has written its part of the cut at
+    /// `manifest.time`; writes the cut's manifest (`checkpoint-<time>.cluster.json`,
+    /// atomically), which makes it complete, and prunes manifests to the newest [`KEEP`].
+    pub fn write_manifest(&self, manifest: &ClusterManifest) -> Result<PathBuf> {
+        let path = self.dir.join(format!("checkpoint-{:020}.cluster.json", manifest.time));
+        let temporary = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(manifest).context("encoding the cluster manifest")?;
+        {
+            let mut file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+            file.write_all(text.as_bytes())
+                .with_context(|| format!("writing {}", temporary.display()))?;
+            file.sync_all()
+                .with_context(|| format!("syncing {}", temporary.display()))?;
+        }
+        fs::rename(&temporary, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        self.sync_dir()?;
+        for (_, old) in self.manifests()?.into_iter().skip(KEEP) {
+            let _ = fs::remove_file(old);
+        }
+        Ok(path)
+    }
+
+    /// Cluster manifests in this directory, newest first.
+    pub fn manifests(&self) -> Result<Vec<(Time, PathBuf)>> {
+        let mut manifests = Vec::new();
+        for entry in fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
+            let path = entry?.path();
+            let time = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.strip_prefix("checkpoint-"))
+                .and_then(|name| name.strip_suffix(".cluster.json"))
+                .and_then(|time| time.parse::<Time>().ok());
+            if let Some(time) = time {
+                manifests.push((time, path));
+            }
+        }
+        manifests.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
+        Ok(manifests)
+    }
+
+    /// The cut at `time` as far as this directory has it: its one-process checkpoint file,
+    /// or every part of it found here merged (all of them when the directory is shared or
+    /// holds copies of every process's; only this process's otherwise). None: no file of
+    /// that time. The caller checks the shares it needs are there.
+    pub fn read_at(&self, time: Time) -> Result<Option<(OutputSettings, Cut)>> {
+        let single = self.path_of(time);
+        if single.exists() {
+            return Ok(Some(Store::read_with_settings(&single)?));
+        }
+        let mut merged: Option<(OutputSettings, Cut)> = None;
+        for (_, _, _, path) in self.parts()?.into_iter().filter(|part| part.0 == time) {
+            let (settings, part) = Store::read_with_settings(&path)?;
+            match &mut merged {
+                None => merged = Some((settings, part)),
+                Some((_, cut)) => cut.shares.extend(part.shares),
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The cut a cluster manifest names, every part read and checked against it.
+    fn read_manifest(path: &Path) -> Result<(OutputSettings, Cut)> {
+        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let manifest: ClusterManifest =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a cluster manifest", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut merged: Option<(OutputSettings, Cut)> = None;
+        for part in &manifest.parts {
+            let file = dir.join(&part.file);
+            if !file.exists() {
+                bail!(
+                    "{} names {}, not in {}: restoring a cluster's checkpoint on other processes needs \
+                     every process's part (a shared state directory, or copies of each)",
+                    path.display(),
+                    part.file,
+                    dir.display()
+                );
+            }
+            let (settings, cut) = Store::read_with_settings(&file)?;
+            match &mut merged {
+                None => merged = Some((settings, cut)),
+                Some((_, all)) => all.shares.extend(cut.shares),
+            }
+        }
+        merged.with_context(|| format!("{} names no part", path.display()))
     }
 
     /// Reads and verifies one checkpoint file: its cut.
@@ -197,27 +372,50 @@ impl Store {
     /// reporting every newer one that does not; an
     /// error naming each difference when it was made under other settings than this run's.
     pub fn load(&self, report: &mut dyn FnMut(String)) -> Result<Option<Cut>> {
-        for (_, path) in self.files()? {
-            match Store::read_with_settings(&path)
-                .and_then(|(settings, cut)| self.verify_final_codes(&cut).map(|()| (settings, cut)))
-            {
+        // One-process checkpoints and cluster manifests (every part read), newest first.
+        let mut candidates: Vec<(Time, PathBuf, bool)> = self
+            .files()?
+            .into_iter()
+            .map(|(time, path)| (time, path, false))
+            .collect();
+        candidates.extend(self.manifests()?.into_iter().map(|(time, path)| (time, path, true)));
+        candidates.sort_by_key(|(time, _, _)| std::cmp::Reverse(*time));
+        for (_, path, manifest) in candidates {
+            let read = if manifest {
+                Store::read_manifest(&path)
+            } else {
+                Store::read_with_settings(&path)
+            };
+            match read.and_then(|(settings, cut)| self.verify_final_codes(&cut).map(|()| (settings, cut))) {
                 Ok((settings, cut)) => {
-                    let differences = settings.differences(&self.settings);
-                    if !differences.is_empty() {
-                        bail!(
-                            "the checkpoint {} was made with other settings than this run's, which \
-                             would change what its outputs mean:\n  - {}\nrun with the checkpoint's \
-                             settings, or move the state directory away to rebuild from the inputs",
-                            path.display(),
-                            differences.join("\n  - ")
-                        );
-                    }
+                    self.check_settings(&settings, &path)?;
                     return Ok(Some(cut));
                 }
                 Err(error) => report(format!("skipping a checkpoint: {error:#}")),
             }
         }
         Ok(None)
+    }
+
+    /// Refuses a checkpoint (`path`) made under other settings than this run's, naming each
+    /// difference.
+    pub fn check_settings(&self, settings: &OutputSettings, path: &Path) -> Result<()> {
+        let differences = settings.differences(&self.settings);
+        if !differences.is_empty() {
+            bail!(
+                "the checkpoint {} was made with other settings than this run's, which \
+                 would change what its outputs mean:\n  - {}\nrun with the checkpoint's \
+                 settings, or move the state directory away to rebuild from the inputs",
+                path.display(),
+                differences.join("\n  - ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The directory holding the checkpoint files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The directory of the final-code stores (`DIR/final-codes`).
@@ -253,11 +451,22 @@ impl Store {
     /// worker: what no store may delete. `cache` holds those already read, by time (a
     /// file that does not read is left out: it cannot be restored anyway).
     pub fn kept_manifests(&self, cache: &mut ManifestCache) -> Result<BTreeMap<usize, Vec<Manifest>>> {
-        let kept: Vec<(Time, PathBuf)> = self.files()?.into_iter().take(KEEP).collect();
-        cache.retain(|time, _| kept.iter().any(|(kept, _)| kept == time));
+        let mut kept: Vec<(Time, PathBuf)> = self.files()?.into_iter().take(KEEP).collect();
+        // A cluster's parts: this process's, and with a shared directory the others' too
+        // (each store only looks at its own worker's manifests).
+        let mut part_times: Vec<Time> = self.parts()?.iter().map(|part| part.0).collect();
+        part_times.dedup();
+        part_times.truncate(KEEP_PARTS);
+        kept.extend(
+            self.parts()?
+                .into_iter()
+                .filter(|part| part_times.contains(&part.0))
+                .map(|(time, _, _, path)| (time, path)),
+        );
+        cache.retain(|path, _| kept.iter().any(|(_, kept)| kept == path));
         let mut by_worker: BTreeMap<usize, Vec<Manifest>> = BTreeMap::new();
-        for (time, path) in kept {
-            let manifests = cache.entry(time).or_insert_with(|| {
+        for (_, path) in kept {
+            let manifests = cache.entry(path.clone()).or_insert_with(|| {
                 Store::read(&path)
                     .and_then(|cut| file_manifests(&cut))
                     .unwrap_or_default()
@@ -270,9 +479,9 @@ impl Store {
     }
 }
 
-/// Final-code and emission-text manifests of checkpoint files already read, by checkpoint
-/// time: (worker, manifest), each store deleting only files none of its worker's names.
-pub type ManifestCache = BTreeMap<Time, Vec<(usize, Manifest)>>;
+/// Final-code and emission-text manifests of checkpoint files already read, by file:
+/// (worker, manifest), each store deleting only files none of its worker's names.
+pub type ManifestCache = BTreeMap<PathBuf, Vec<(usize, Manifest)>>;
 
 /// Every manifest of files in `cut`, by worker: final-code runs and emission-text segments.
 pub fn file_manifests(cut: &Cut) -> Result<Vec<(usize, Manifest)>> {
@@ -332,6 +541,17 @@ pub struct StreamCheckpointSettings {
     /// Flushed before a complete cut is written: every output before it is then
     /// acknowledged by the broker.
     pub producer: Arc<SharedProducer>,
+    /// A stream on a cluster: the control messages, and the progress topic on which
+    /// process 0 records each complete cut.
+    pub cluster: Option<(Arc<Control>, Arc<ProgressTopic>)>,
+}
+
+/// What the writer thread writes.
+enum Job {
+    /// A complete cut (of this process's workers, on a cluster: its part).
+    Cut(Complete),
+    /// Process 0 of a cluster: every process has written its part of a cut.
+    Manifest(ClusterManifest),
 }
 
 /// Each machine's longest pause to save, `name 1.2 ms, …`, the longest first.
@@ -362,16 +582,20 @@ pub struct StreamCheckpoints {
     /// When the last checkpoint was asked for.
     last_request: Mutex<Instant>,
     /// Complete cuts, acknowledged outputs behind them, to the writer thread (which encodes
-    /// the states the machines left to it).
-    writer: Mutex<Option<mpsc::Sender<Complete>>>,
+    /// the states the machines left to it), and a cluster's manifests.
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     log: Arc<WriterLog>,
+    /// Process 0 of a cluster: which processes have taken in each request, and the parts
+    /// written of each cut.
+    registered: Mutex<BTreeMap<Time, usize>>,
+    parts: Mutex<BTreeMap<Time, Vec<PartFile>>>,
 }
 
 impl StreamCheckpoints {
     /// Starts the writer thread: one checkpoint file at a time, off the workers' threads.
     pub fn start(store: Store, settings: StreamCheckpointSettings) -> Arc<StreamCheckpoints> {
-        let (send, receive) = mpsc::channel::<Complete>();
+        let (send, receive) = mpsc::channel::<Job>();
         let log = Arc::new(WriterLog::default());
         // The stores may delete only what no checkpoint already on disk names.
         let mut cache = ManifestCache::new();
@@ -379,34 +603,32 @@ impl StreamCheckpoints {
         let thread = {
             let log = log.clone();
             let checkpoints = settings.checkpoints.clone();
+            let cluster = settings.cluster.clone();
+            let producer = settings.producer.clone();
             std::thread::spawn(move || {
-                for complete in receive {
-                    // The machines' deferred encodings (Durable::snapshot) run here, off
-                    // the workers.
-                    let cut = complete.encode();
-                    match store.write(&cut) {
-                        Ok(written) => {
-                            log.written.fetch_add(1, Ordering::Relaxed);
-                            *log.last.lock().expect("written lock") =
-                                Some((cut.time, written.bytes, written.took.as_millis() as u64));
-                            if let Ok(manifests) = file_manifests(&cut) {
-                                cache.insert(cut.time, manifests);
-                            }
+                for job in receive {
+                    match job {
+                        Job::Cut(complete) => {
+                            write_cut(&store, complete, cluster.as_ref().map(|c| &*c.0), &log, &mut cache);
                             keep_manifests(&store, &checkpoints, &mut cache);
-                            *log.last_at.lock().expect("written lock") = Some(Instant::now());
-                            // One event per checkpoint (issue 19's logs); dropped without a
-                            // log subscriber.
-                            tracing::info!(
-                                target: "markledger",
-                                bytes = written.bytes,
-                                millis = written.took.as_millis() as u64,
-                                "markledger stream: checkpoint written at {}",
-                                markledger_operators::flow::ts_of(cut.time)
-                            );
                         }
-                        // Not fatal: the previous checkpoint stays the one to restore.
-                        Err(error) => {
-                            markledger_operators::note!("markledger stream: checkpoint not written: {error:#}")
+                        Job::Manifest(manifest) => {
+                            let Some((_, progress)) = &cluster else { continue };
+                            let recorded = store
+                                .write_manifest(&manifest)
+                                .and_then(|_| Ok(progress.publish_checkpoint(&producer, manifest.time)?));
+                            match recorded {
+                                Ok(()) => tracing::info!(
+                                    target: "markledger",
+                                    "markledger stream: the cluster's checkpoint at {} is complete ({} parts)",
+                                    ts_of(manifest.time),
+                                    manifest.parts.len()
+                                ),
+                                Err(error) => markledger_operators::note!(
+                                    "markledger stream: the cluster's checkpoint at {} not completed: {error:#}",
+                                    ts_of(manifest.time)
+                                ),
+                            }
                         }
                     }
                 }
@@ -418,7 +640,53 @@ impl StreamCheckpoints {
             writer: Mutex::new(Some(send)),
             thread: Mutex::new(Some(thread)),
             log,
+            registered: Mutex::default(),
+            parts: Mutex::default(),
         })
+    }
+
+    /// Process 0 of a cluster: `process` has taken in the request for a checkpoint at
+    /// `time`; once every other process has, process 0's sources are released.
+    pub fn registered(&self, time: Time) {
+        let Some((control, _)) = &self.settings.cluster else {
+            return;
+        };
+        let mut registered = self.registered.lock().expect("registered lock");
+        let count = registered.entry(time).or_default();
+        *count += 1;
+        if *count + 1 >= control.processes {
+            registered.retain(|t, _| *t > time);
+            if self.settings.checkpoints.hold() == time {
+                self.settings.checkpoints.release_hold();
+            }
+        }
+    }
+
+    /// Process 0 of a cluster: `part` of the cut at `time` is written; once every process's
+    /// is, the writer writes the cut's manifest.
+    pub fn part_written(&self, time: Time, part: PartFile) {
+        let Some((control, _)) = &self.settings.cluster else {
+            return;
+        };
+        let mut parts = self.parts.lock().expect("parts lock");
+        let written = parts.entry(time).or_default();
+        written.push(part);
+        if written.len() < control.processes {
+            return;
+        }
+        let mut written = parts.remove(&time).unwrap_or_default();
+        // Older cuts some process skipped never complete.
+        parts.retain(|t, _| *t > time);
+        written.sort_by_key(|part| part.process);
+        let manifest = ClusterManifest {
+            time,
+            processes: control.processes,
+            workers: self.settings.checkpoints.total_workers(),
+            parts: written,
+        };
+        if let Some(writer) = self.writer.lock().expect("writer lock").as_ref() {
+            let _ = writer.send(Job::Manifest(manifest));
+        }
     }
 
     /// The hook of `worker`'s source, in a run restored from a checkpoint at
@@ -466,6 +734,53 @@ impl StreamCheckpoints {
     }
 }
 
+/// The writer thread's part of a complete cut: encodes it (the machines' deferred states)
+/// and writes it, on a cluster as this process's part, then tells process 0.
+fn write_cut(store: &Store, complete: Complete, control: Option<&Control>, log: &WriterLog, cache: &mut ManifestCache) {
+    let cut = complete.encode();
+    let written = match control {
+        None => store.write(&cut),
+        Some(control) => store.write_part(&cut, control.process, control.processes),
+    };
+    match written {
+        Ok(written) => {
+            log.written.fetch_add(1, Ordering::Relaxed);
+            *log.last.lock().expect("written lock") = Some((cut.time, written.bytes, written.took.as_millis() as u64));
+            if let Ok(manifests) = file_manifests(&cut) {
+                cache.insert(written.path.clone(), manifests);
+            }
+            *log.last_at.lock().expect("written lock") = Some(Instant::now());
+            if let Some(control) = control {
+                let file = written
+                    .path
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                control.send(
+                    0,
+                    Message::Written {
+                        process: control.process,
+                        time: cut.time,
+                        file,
+                        bytes: written.bytes,
+                        checksum: written.checksum,
+                    },
+                );
+            }
+            // One event per checkpoint (issue 19's logs); dropped without a log subscriber.
+            tracing::info!(
+                target: "markledger",
+                bytes = written.bytes,
+                millis = written.took.as_millis() as u64,
+                "markledger stream: checkpoint written at {}",
+                ts_of(cut.time)
+            );
+        }
+        // Not fatal: the previous checkpoint stays the one to restore.
+        Err(error) => markledger_operators::note!("markledger stream: checkpoint not written: {error:#}"),
+    }
+}
+
 /// One worker's source in a stream run's checkpoints: told each output frontier by its
 /// connector, it deposits where the worker's partitions resume ([`OffsetTracker::share`]).
 pub struct SourceCheckpoint {
@@ -487,14 +802,32 @@ impl CheckpointHook for SourceCheckpoint {
         let checkpoints = &shared.settings.checkpoints;
         if self.worker == 0 {
             let mut last = shared.last_request.lock().expect("request lock");
-            if last.elapsed() >= shared.settings.interval && checkpoints.propose().is_some() {
-                *last = Instant::now();
+            if last.elapsed() >= shared.settings.interval {
+                match &shared.settings.cluster {
+                    None => {
+                        if checkpoints.propose().is_some() {
+                            *last = Instant::now();
+                        }
+                    }
+                    // At least this source's watermark, which it holds there until every
+                    // process has the request (Checkpoints::propose_at_least).
+                    Some((control, _)) => {
+                        if let Some(time) = checkpoints.propose_at_least(checkpoints.source_at()) {
+                            checkpoints.hold_at(time);
+                            control.to_others(Message::Request(time));
+                            if control.processes == 1 {
+                                checkpoints.release_hold();
+                            }
+                            *last = Instant::now();
+                        }
+                    }
+                }
             }
         }
         if let Some(time) = checkpoints.acting_on(frontier) {
             if time > self.saved && frontier >= time {
                 checkpoints.deposit(time, offsets.share(time).share(self.worker));
-                if self.worker == 0 {
+                if self.worker == checkpoints.first_worker() {
                     for worker in &shared.settings.idle_workers {
                         checkpoints.deposit(time, SourceShare::default().share(*worker));
                     }
@@ -508,7 +841,7 @@ impl CheckpointHook for SourceCheckpoint {
                 .producer
                 .acknowledge("waiting for the broker to acknowledge outputs before a checkpoint")?;
             if let Some(writer) = shared.writer.lock().expect("writer lock").as_ref() {
-                let _ = writer.send(cut);
+                let _ = writer.send(Job::Cut(cut));
             }
         }
         Ok(())

@@ -149,6 +149,7 @@ fn source_settings(graph: &GraphSettings) -> SourceSettings {
         end: graph.drive.end.clone(),
         start: graph.start,
         stop: graph.stop.clone(),
+        checkpoints: graph.drive.checkpoints.clone(),
     }
 }
 

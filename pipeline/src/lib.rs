@@ -6,7 +6,8 @@
 //! - [`dataflow`]: the timely dataflow engine (multi-worker), checked against the reference.
 //! - [`config`]: every tunable of DOMAIN.md with its default.
 //! - [`demo`]: the `demo` command: generate, run, and show the results to a person.
-//! - [`cluster`]: a run on several processes (timely's cluster mode).
+//! - [`cluster`]: a run on several processes (timely's cluster mode); [`control`]: what
+//!   the processes of a stream tell each other (checkpoints, the stop).
 //! - [`runner`]: reading partitions from files, running an engine, writing the outputs
 //!   (in their canonical order, spilled to disk and merged: [`summary`]) and the closing
 //!   summary.
@@ -17,6 +18,7 @@
 pub mod checkpoint;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod dataflow;
 pub mod demo;
 pub mod documents;

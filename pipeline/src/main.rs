@@ -94,9 +94,20 @@ struct StreamArgs {
     /// Consumer group the input offsets are committed to.
     #[arg(long)]
     group: Option<String>,
-    /// Worker threads of the dataflow (1 to 64).
+    /// Worker threads of the dataflow (1 to 64), per process on a cluster.
     #[arg(long, value_parser = workers_in_range)]
     workers: Option<usize>,
+    /// Processes of a cluster stream (timely's cluster mode; needs --hostfile). Every
+    /// process is given the same flags but its own --process (and, with --state, its own
+    /// state directory or a shared one).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// This process of the cluster, 0-based.
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// One host:port per line, process i on line i (with --processes above 1).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
     /// Input topics (repeatable; default codes.events).
     #[arg(long = "input-topic")]
     input_topics: Vec<String>,
@@ -615,6 +626,8 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
                 .or(file.topic_prefix.clone())
                 .unwrap_or_default()
         ),
+        cluster: Cluster::from_hostfile(args.hostfile.as_deref(), args.processes, args.process)
+            .map_err(|why| anyhow::anyhow!(why))?,
     };
     Ok((config, options))
 }

@@ -19,6 +19,7 @@
 
 use crate::cluster::{self, Cluster, Totals};
 use crate::config::Config;
+use crate::control::Control;
 use crate::dataflow::{self, finality_delay_ms, GraphSettings};
 use crate::failure::WorkerFailure;
 use crate::sink::{self, Shared};
@@ -76,6 +77,8 @@ pub struct RunSettings<'c> {
     pub mode: Mode,
     /// The processes of the run (one by default).
     pub cluster: Cluster,
+    /// A stream on a cluster: the processes' control messages (control.rs).
+    pub control: Option<Arc<Control>>,
 }
 
 impl<'c> RunSettings<'c> {
@@ -87,6 +90,7 @@ impl<'c> RunSettings<'c> {
             batching: Batching::default(),
             mode: Mode::Files,
             cluster: Cluster::single(),
+            control: None,
         }
     }
 
@@ -217,6 +221,11 @@ struct RunShared {
     workers: usize,
     /// A file run on more than one process: outputs go to process 0 (cluster.rs).
     outputs_to_process_zero: bool,
+    /// A run on more than one process: the sources tell each other how far they read
+    /// (cluster.rs, `agree_on_end`).
+    on_cluster: bool,
+    /// A stream on a cluster: the control messages (the stop, checkpoints).
+    control: Option<Arc<Control>>,
     /// Where each worker's source holds the watermark once stopped (MAX: not yet).
     stopped: Vec<Arc<AtomicU64>>,
     records_read: Arc<AtomicU64>,
@@ -244,12 +253,7 @@ where
         .check_workers(workers)
         .map_err(|why| WorkerFailure::here(&why, None))?;
     let file_run = !matches!(settings.mode, Mode::Stream { .. });
-    if !cluster.is_single() && !file_run {
-        return Err(WorkerFailure::here(
-            "a stream on a cluster: not yet (run it on one process)",
-            None,
-        ));
-    }
+    let control = settings.control.clone();
     let graph = graph_settings(settings, cluster.processes() * workers);
     let end = graph.drive.end.clone();
     let final_codes = graph.final_codes.clone();
@@ -258,7 +262,9 @@ where
     let shared = Arc::new(RunShared {
         graph,
         workers,
-        outputs_to_process_zero: !cluster.is_single(),
+        outputs_to_process_zero: !cluster.is_single() && file_run,
+        on_cluster: !cluster.is_single(),
+        control,
         stopped: (0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect(),
         records_read: Arc::new(AtomicU64::new(0)),
         failed: OnceLock::new(),
@@ -398,9 +404,12 @@ where
             };
             let mut outputs = dataflow::build(scope, inputs, &shared.graph, reports);
             // One process shares the end through memory (each source reports to it at
-            // once); a cluster agrees on it in the dataflow.
-            if shared.outputs_to_process_zero {
+            // once); a cluster agrees on it in the dataflow (a stream: how far each source
+            // has read, which its idle watermark goes to).
+            if shared.on_cluster {
                 let end = shared.graph.drive.end.clone();
+                // A restored run has read up to its checkpoint's largest instant.
+                finish.borrow_mut().read = end.read_max();
                 cluster::agree_on_end(
                     scope,
                     shared.workers,
@@ -409,10 +418,15 @@ where
                     end,
                     totals.clone(),
                 );
+            }
+            if shared.outputs_to_process_zero {
                 outputs = cluster::to_process_zero(outputs, shared.workers);
             }
             sink::write_outputs(outputs, sink.clone(), &done);
         });
+        if let Some(control) = &shared.control {
+            crate::control::build(worker, control, shared.workers);
+        }
         step_until_done(worker, shared, &done);
         let sink = sink.borrow_mut().take().expect("sink taken once");
         WorkerResult {
@@ -460,7 +474,15 @@ fn step_until_done(worker: &mut Worker, shared: &RunShared, done: &ProbeHandle<T
             .map(|s| s.load(Ordering::SeqCst))
             .min()
             .unwrap_or(0);
-        if held != u64::MAX && done.with_frontier(|f| f.iter().all(|t| *t >= held)) {
+        if held == u64::MAX {
+            continue;
+        }
+        // On a cluster, the lowest of every process's: each tells the others once.
+        let held = match &shared.control {
+            None => Some(held),
+            Some(control) => control.stopping(held),
+        };
+        if held.is_some_and(|held| done.with_frontier(|f| f.iter().all(|t| *t >= held))) {
             break;
         }
     }

@@ -28,6 +28,7 @@
 
 use markledger_connectors::codec::Decoded;
 use markledger_connectors::partition::{Next, PartitionInput};
+use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::driver::InputEnd;
 use markledger_operators::event::Kind;
 use markledger_operators::failure;
@@ -252,6 +253,9 @@ pub struct SourceSettings {
     pub start: Time,
     /// Set to stop reading (a stream's orderly stop).
     pub stop: Option<Arc<AtomicBool>>,
+    /// A stream's checkpoints: on a cluster, process 0's sources hold their watermark
+    /// while a checkpoint request travels to the other processes ([`Checkpoints::hold`]).
+    pub checkpoints: Option<Checkpoints>,
 }
 
 /// What a worker's source reports back, and what it watches.
@@ -338,6 +342,11 @@ fn read_partitions<'scope>(
     const NAME: &str = "Source: partitions";
     source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, NAME, move |mut cap, info| {
         let activator = scope.activator_for(info.address);
+        // Its process's first worker tells the checkpoints where its watermark is.
+        let first_worker = settings
+            .checkpoints
+            .as_ref()
+            .is_some_and(|checkpoints| scope.index() == checkpoints.first_worker());
         // A run restored from a checkpoint at `start` places nothing before it.
         cap.downgrade(&settings.start.max(*cap.time()));
         let mut held: Option<Capability<Time>> = Some(cap);
@@ -361,6 +370,9 @@ fn read_partitions<'scope>(
             reports.records_read.fetch_add(records, Ordering::Relaxed);
             for (time, records) in std::mem::take(&mut reader.batch) {
                 output.session(&cap.delayed(&time)).give_iterator(records.into_iter());
+            }
+            if let Some(checkpoints) = settings.checkpoints.as_ref().filter(|_| first_worker) {
+                checkpoints.note_source_at(*cap.time());
             }
             reader.completed(&reports.done);
             if settings.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
@@ -398,7 +410,10 @@ fn read_partitions<'scope>(
                     reports.stopped.store(u64::MAX - 1, Ordering::SeqCst);
                 }
                 Some(floor) => {
-                    reader.advance(cap, floor);
+                    // A checkpoint request on its way to the other processes of a cluster
+                    // holds the watermark (Checkpoints::propose_at_least).
+                    let hold = settings.checkpoints.as_ref().map_or(Time::MAX, Checkpoints::hold);
+                    reader.advance(cap, floor.map(|floor| floor.min(hold)));
                     if reader.all_waiting() {
                         activator.activate_after(std::time::Duration::from_millis(1));
                     } else {

@@ -34,7 +34,9 @@
 //!   that, and only that, makes outputs depend on timing.
 
 use crate::checkpoint::{SourceShare, Store, StreamCheckpointSettings, StreamCheckpoints, NAMES};
+use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::control::{Control, Message};
 use crate::failure;
 use crate::metrics::{MetricsServer, Snapshot};
 use crate::quarantine::FailureRecord;
@@ -105,6 +107,8 @@ pub struct StreamOptions {
     pub max_ahead: Duration,
     /// Where to serve Prometheus metrics (`HOST:PORT`; crate::metrics).
     pub metrics_addr: Option<String>,
+    /// The processes of the run (one by default; cluster.rs, control.rs).
+    pub cluster: Cluster,
 }
 
 /// What a stream run did, for its summary.
@@ -148,9 +152,18 @@ pub fn run_stream(
     // With a state directory, final codes live in it (its checkpoints name their files).
     config.final_codes.state = options.state.clone();
     let config = &config;
+    let cluster = options.cluster.clone();
+    // A cluster's processes tell each other of checkpoints and the stop (control.rs).
+    let control = (!cluster.is_single()).then(|| Control::new(cluster.process, cluster.processes(), stop.clone()));
     let assignment = create_topics(options)?;
     let restored = restore(config, options, &assignment)?;
-    let run = Arc::new(StreamRun::start(config, options, assignment, restored)?);
+    let run = Arc::new(StreamRun::start(
+        config,
+        options,
+        assignment,
+        restored,
+        control.clone(),
+    )?);
     let metrics = match &options.metrics_addr {
         Some(address) => {
             let (run, lateness_ms, codes) = (run.clone(), config.lateness_ms, config.final_codes.clone());
@@ -181,7 +194,8 @@ pub fn run_stream(
         workers: run.workers,
         batching: Batching::default(),
         mode,
-        cluster: crate::cluster::Cluster::single(),
+        cluster,
+        control,
     };
     let finished = run_dataflow(settings, make_inputs, make_sink, &mut |records| {
         run.records.store(records, Ordering::Relaxed);
@@ -252,20 +266,32 @@ struct Restored {
     /// Outputs before this were produced and acknowledged by an earlier run: the larger of
     /// the progress topic's frontier and the checkpoint's time.
     resume: Time,
+    /// The progress topic's frontier.
+    on_topic: Time,
 }
 
 /// Reads where an earlier run got to: the group's frontier on the progress topic, and the
 /// newest checkpoint that verifies with the offsets its partitions resume at.
 fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)]) -> Result<Restored> {
-    // Where an earlier run of the group got to (outputs before it are acknowledged).
-    let progress_frontier = ProgressTopic::read(&options.kafka, &options.progress_topic)?;
+    // Where an earlier run of the group got to (outputs before it are acknowledged), and
+    // its cluster's last complete checkpoint.
+    let (progress_frontier, cluster_checkpoint) =
+        ProgressTopic::read_with_checkpoint(&options.kafka, &options.progress_topic)?;
     let settings = config.output_settings();
     let store = options
         .state
         .as_deref()
         .map(|dir| Store::open(dir, &settings))
         .transpose()?;
+    let cluster = &options.cluster;
     let cut = match &store {
+        // Every process of a cluster restores the same cut: the last one process 0
+        // recorded complete; without one, the newest in its directory (a backfill's,
+        // copied to each).
+        Some(store) if !cluster.is_single() => match cluster_checkpoint {
+            Some(time) => Some(cluster_cut(store, time, cluster, options.workers.max(1))?),
+            None => store.load(&mut |why| markledger_operators::note!("markledger stream: {why}"))?,
+        },
         Some(store) => store.load(&mut |why| markledger_operators::note!("markledger stream: {why}"))?,
         None => None,
     };
@@ -276,7 +302,7 @@ fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)
         );
     }
     let resume_at = match &cut {
-        Some(cut) => resume_offsets(cut, assignment, options.workers.max(1))?,
+        Some(cut) => resume_offsets(cut, assignment, cluster.processes() * options.workers.max(1))?,
         None => ResumeAt::new(),
     };
     let resume = progress_frontier.max(cut.as_ref().map_or(0, |cut| cut.time));
@@ -292,7 +318,45 @@ fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)
         cut,
         resume_at,
         resume,
+        on_topic: progress_frontier,
     })
+}
+
+/// A cluster's cut at `time` (recorded complete by process 0) as this process restores it:
+/// its own workers' shares when the worker count is the one that wrote it, every share
+/// otherwise; refused, saying what to do, when the state directory lacks what is needed.
+fn cluster_cut(store: &Store, time: Time, cluster: &Cluster, workers: usize) -> Result<Cut> {
+    let missing = |what: String| {
+        anyhow::anyhow!(
+            "the progress topic names the cluster's checkpoint at {} as complete, but {} lacks {what}: \
+             give each process its state directory (or, restoring on another worker count, a shared \
+             one or copies of every process's), or start with a new --group to rebuild from the inputs",
+            ts_of(time),
+            store.dir().display()
+        )
+    };
+    let Some((settings, cut)) = store.read_at(time)? else {
+        return Err(missing("every file of it".into()));
+    };
+    store.check_settings(&settings, store.dir())?;
+    let total = cluster.processes() * workers;
+    let needed: Vec<usize> = if cut.workers == total {
+        (0..total).filter(|worker| cluster.is_local(*worker, workers)).collect()
+    } else {
+        (0..cut.workers).collect()
+    };
+    let absent: Vec<String> = needed
+        .iter()
+        .filter(|worker| cut.share(**worker, crate::checkpoint::SOURCE).is_none())
+        .map(|worker| worker.to_string())
+        .collect();
+    if !absent.is_empty() {
+        return Err(missing(format!("the shares of workers {}", absent.join(", "))));
+    }
+    store
+        .verify_final_codes(&cut)
+        .with_context(|| format!("restoring the cluster's checkpoint at {}", ts_of(time)))?;
+    Ok(cut)
 }
 
 /// Where each partition resumes after `cut`, whatever worker count wrote it: machine state
@@ -311,7 +375,8 @@ fn resume_offsets(cut: &Cut, assignment: &[(String, i32)], workers: usize) -> Re
         );
     }
     let mut resume_at = ResumeAt::new();
-    for worker in 0..cut.workers {
+    // A cluster's process may hold only its own workers' shares (cluster_cut).
+    for worker in (0..cut.workers).filter(|worker| cut.share(*worker, crate::checkpoint::SOURCE).is_some()) {
         for partition in SourceShare::of(cut, worker)?.partitions {
             resume_at.insert((partition.topic.clone(), partition.partition), partition);
         }
@@ -347,10 +412,82 @@ fn resume_offsets(cut: &Cut, assignment: &[(String, i32)], workers: usize) -> Re
     Ok(resume_at)
 }
 
+/// What a process of a cluster does with the control messages for it (control.rs):
+/// takes in process 0's checkpoint requests and answers; on process 0, counts the answers
+/// (releasing its sources), the parts written (completing the cut), and each process's
+/// committed frontier (recording the lowest, the cluster's, on the progress topic).
+fn handle_control(
+    control: &Arc<Control>,
+    progress: &Arc<ProgressTopic>,
+    producer: &Arc<SharedProducer>,
+    checkpoints: Option<Checkpoints>,
+    checkpointing: Option<Arc<StreamCheckpoints>>,
+) {
+    let process = control.process;
+    let processes = control.processes;
+    {
+        let control = Arc::downgrade(control);
+        progress.relay_to(move |frontier| {
+            if let Some(control) = control.upgrade() {
+                control.send(0, Message::Covered { process, frontier });
+            }
+        });
+    }
+    let covered = Mutex::new(vec![0 as Time; processes]);
+    let (weak, progress, producer) = (Arc::downgrade(control), progress.clone(), producer.clone());
+    control.handle_with(move |message| match message {
+        Message::Request(time) => {
+            if let Some(checkpoints) = &checkpoints {
+                checkpoints.request(time);
+            }
+            if let Some(control) = weak.upgrade() {
+                control.send(0, Message::Registered { process, time });
+            }
+        }
+        Message::Registered { time, .. } => {
+            if let Some(checkpointing) = &checkpointing {
+                checkpointing.registered(time);
+            }
+        }
+        Message::Written {
+            process,
+            time,
+            file,
+            bytes,
+            checksum,
+        } => {
+            if let Some(checkpointing) = &checkpointing {
+                let part = crate::checkpoint::PartFile {
+                    process,
+                    file,
+                    bytes,
+                    checksum,
+                };
+                checkpointing.part_written(time, part);
+            }
+        }
+        Message::Covered { process, frontier } => {
+            let lowest = {
+                let mut covered = covered.lock().expect("covered lock");
+                covered[process] = covered[process].max(frontier);
+                covered.iter().copied().min().unwrap_or(0)
+            };
+            if lowest > 0 {
+                if let Err(error) = progress.publish(&producer, lowest) {
+                    markledger_operators::note!("markledger stream: {error}");
+                }
+            }
+        }
+        Message::Stop | Message::Held { .. } => {}
+    });
+}
+
 /// What every worker of a run shares: the producer, the progress topic, the checkpoints,
 /// and each worker's input (for the final commit).
 struct StreamRun {
+    /// Workers of this process, and of the whole run.
     workers: usize,
+    total: usize,
     assignment: Vec<(String, i32)>,
     input: InputSettings,
     producer: Arc<SharedProducer>,
@@ -377,30 +514,61 @@ impl StreamRun {
         options: &StreamOptions,
         assignment: Vec<(String, i32)>,
         restored: Restored,
+        control: Option<Arc<Control>>,
     ) -> Result<Self> {
         let workers = options.workers.max(1);
+        let cluster = &options.cluster;
+        let total = cluster.processes() * workers;
+        let first = cluster.process * workers;
+        if assignment.len() <= first {
+            anyhow::bail!(
+                "process {} of {} has no input partition to read ({} partitions for {total} workers): \
+                 run fewer processes or workers, or give the input topics more partitions",
+                cluster.process,
+                cluster.processes(),
+                assignment.len()
+            );
+        }
         let producer = Arc::new(SharedProducer::new(&options.kafka).context("creating the producer")?);
         let progress = Arc::new(ProgressTopic::new(
             &options.kafka,
             &options.progress_topic,
             restored.resume,
         ));
+        // A checkpoint beyond the topic's frontier: its outputs were all acknowledged (a
+        // cluster's cut is complete only then), so the group's frontier is at least its time;
+        // recorded now, so a reader of the topic knows it even if nothing comes after it.
+        if restored.resume > restored.on_topic && cluster.process == 0 {
+            progress
+                .publish(&producer, restored.resume)
+                .context("recording the restored checkpoint's frontier")?;
+        }
         let restored_from = restored.cut.as_ref().map(|cut| cut.time);
         let checkpoints = restored
             .store
             .as_ref()
-            .map(|_| Checkpoints::new(workers, &NAMES, restored.cut));
+            .map(|_| Checkpoints::in_cluster(first, workers, total, &NAMES, restored.cut));
         let checkpointing = restored.store.zip(checkpoints.clone()).map(|(store, checkpoints)| {
             let settings = StreamCheckpointSettings {
                 checkpoints,
                 interval: options.checkpoint_interval,
-                idle_workers: (0..workers)
-                    .filter(|worker| !(0..assignment.len()).any(|i| worker_of(i, workers) == *worker))
+                idle_workers: (first..first + workers)
+                    .filter(|worker| !(0..assignment.len()).any(|i| worker_of(i, total) == *worker))
                     .collect(),
                 producer: producer.clone(),
+                cluster: control.clone().map(|control| (control, progress.clone())),
             };
             StreamCheckpoints::start(store, settings)
         });
+        if let Some(control) = &control {
+            handle_control(
+                control,
+                &progress,
+                &producer,
+                checkpoints.clone(),
+                checkpointing.clone(),
+            );
+        }
         let input = InputSettings {
             kafka: options.kafka.clone(),
             idle_timeout: options.idle_timeout,
@@ -414,6 +582,7 @@ impl StreamRun {
         };
         Ok(StreamRun {
             workers,
+            total,
             assignment,
             input,
             producer,
@@ -434,7 +603,7 @@ impl StreamRun {
             .assignment
             .iter()
             .enumerate()
-            .filter(|(i, _)| worker_of(*i, self.workers) == worker)
+            .filter(|(i, _)| worker_of(*i, self.total) == worker)
             .map(|(_, p)| p.clone())
             .collect();
         if mine.is_empty() {

@@ -232,6 +232,7 @@ pub fn run_summarized(
         batching: Batching::default(),
         mode,
         cluster,
+        control: None,
     };
     let (dir, run_bytes) = (spill.dir.clone(), spill.run_bytes);
     let make_sink = move |worker| FileRunSink {

@@ -224,9 +224,11 @@ fn progress(brokers: &str, prefix: &str) -> u64 {
     if markledger_connectors::kafka::partition_count(&settings(brokers), &topic).is_err() {
         return 0;
     }
+    // The last frontier (a cluster's checkpoint records, `checkpoint T`, are not one).
     read_topic(brokers, &topic)
-        .last()
-        .and_then(|(text, _)| text.parse().ok())
+        .iter()
+        .rev()
+        .find_map(|(text, _)| text.parse().ok())
         .unwrap_or(0)
 }
 
@@ -999,6 +1001,170 @@ fn a_stream_checkpoint_restores_on_three_workers_then_on_one() {
     assert!(
         diff.is_empty(),
         "stream on 2, then 3, then 1 workers vs file run:\n{}",
+        diff.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A hostfile of `n` free loopback ports (all bound at once, so they differ, then released).
+fn hostfile(dir: &Path, n: usize) -> PathBuf {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    let text: String = listeners
+        .iter()
+        .map(|l| format!("127.0.0.1:{}\n", l.local_addr().expect("address").port()))
+        .collect();
+    let path = dir.join(format!(
+        "hostfile-{n}-{}",
+        listeners[0].local_addr().expect("address").port()
+    ));
+    std::fs::write(&path, text).expect("hostfile");
+    path
+}
+
+/// `stream` on `processes` × `workers` on loopback (one process: no cluster flags), each
+/// process with `extra` flags and its log in `work/NAME-pI.log`.
+fn stream_cluster(
+    brokers: &str,
+    prefix: &str,
+    work: &Path,
+    name: &str,
+    (processes, workers): (usize, usize),
+    extra: &[&str],
+) -> Vec<Child> {
+    let hosts = hostfile(work, processes);
+    let hosts_flag = hosts.to_str().expect("UTF-8 path").to_string();
+    (0..processes)
+        .map(|process| {
+            let (count, of, me) = (workers.to_string(), processes.to_string(), process.to_string());
+            let mut flags: Vec<&str> = vec!["--workers", &count];
+            if processes > 1 {
+                flags.extend(["--processes", &of, "--process", &me, "--hostfile", &hosts_flag]);
+            }
+            flags.extend(extra);
+            stream_with(brokers, prefix, &work.join(format!("{name}-p{process}.log")), &flags)
+        })
+        .collect()
+}
+
+/// Stops every process of a cluster with SIGTERM at once; each must exit successfully
+/// within the bound [`terminate`] allows.
+fn terminate_all(children: Vec<Child>) {
+    for child in &children {
+        markledger_tests::process::sigterm(child);
+    }
+    for child in children {
+        terminate(child);
+    }
+}
+
+/// Issue 18: a stream on 2 processes × 1 worker (timely's cluster mode on loopback) equals
+/// the file run as a consumer sees it: each process reads its partitions and produces what
+/// its workers make; the progress topic's frontier is the cluster's (process 0 records the
+/// lowest every process's commits cover).
+#[test]
+fn a_stream_on_two_processes_equals_the_file_run() {
+    let (work, data, end, expected, broker) = setup("cluster-e2e");
+    let brokers = broker.brokers();
+    produce_dataset(&settings(&brokers), &data, "c.codes.events").expect("produce");
+    let mut children = stream_cluster(&brokers, "c.", &work, "c", (2, 1), &[]);
+    wait_for_progress(&brokers, "c.", end, &mut children[0]);
+    for child in children.iter_mut() {
+        assert!(child.try_wait().expect("child").is_none(), "a process exited early");
+    }
+    terminate_all(children);
+    let (consumed, repeats) = consume(&brokers, "c.");
+    assert_eq!(repeats, 0, "an uninterrupted run repeats nothing");
+    let diff = differences(&expected, &consumed);
+    assert!(diff.is_empty(), "stream on 2 × 1 vs file run:\n{}", diff.join("\n"));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The cluster manifests in a state directory (`checkpoint-T.cluster.json`), sorted.
+fn cluster_manifests(state: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state)
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|path| path.to_string_lossy().ends_with(".cluster.json"));
+    files.sort();
+    files
+}
+
+/// Issue 18: checkpoints of a cluster, restored at any process and worker count. One state
+/// directory shared by every process (each writes its part of a cut,
+/// `checkpoint-T.part-P-of-N.mlck`; process 0 completes it with `checkpoint-T.cluster.json`
+/// and records it on the progress topic). The first half of the input is produced; a
+/// stream on 1 × 2 is SIGKILLed once it has written a checkpoint; restarted on 2 × 2, which
+/// restores it and is SIGKILLed (both processes) once it has completed a cluster checkpoint
+/// of its own; restarted on 2 × 1, likewise; then the second half is produced and 1 × 3
+/// restores the 2 × 1 cut and runs to the end. Consumed, the outputs equal the file run.
+#[test]
+fn cluster_checkpoints_restore_on_other_process_and_worker_counts() {
+    let (work, data, end, expected, broker) = setup("cluster-rescale");
+    let brokers = broker.brokers();
+    let (first, second) = (work.join("first"), work.join("second"));
+    split_at_a_clean_cut(&data, &first, &second);
+    produce_dataset(&settings(&brokers), &first, "k.codes.events").expect("produce");
+    let state = work.join("state");
+    let state_flag = state.to_str().expect("UTF-8 path").to_string();
+    let flags = ["--state", state_flag.as_str(), "--checkpoint-interval", "250ms"];
+    // Hop 1: 1 × 2 until its first checkpoint.
+    let mut children = stream_cluster(&brokers, "k.", &work, "h1", (1, 2), &flags);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while checkpoint_files(&state).is_empty() {
+        assert!(children[0].try_wait().expect("child").is_none(), "stream exited early");
+        assert!(Instant::now() < deadline, "no checkpoint written on 1 × 2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for child in children.iter_mut() {
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    // Hops 2 and 3: clusters, each until it has completed a cut of its own.
+    for (hop, shape, restored) in [
+        (2, (2usize, 2usize), "written by 2 workers, restored on 4"),
+        (3, (2, 1), "written by 4 workers, restored on 2"),
+    ] {
+        let before = cluster_manifests(&state).last().cloned();
+        let name = format!("h{hop}");
+        let mut children = stream_cluster(&brokers, "k.", &work, &name, shape, &flags);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while cluster_manifests(&state).last().cloned() == before {
+            for child in children.iter_mut() {
+                assert!(
+                    child.try_wait().expect("child").is_none(),
+                    "hop {hop}: a process exited early"
+                );
+            }
+            assert!(Instant::now() < deadline, "hop {hop}: no cluster checkpoint completed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for child in children.iter_mut() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+        for process in 0..shape.0 {
+            let text = std::fs::read_to_string(work.join(format!("{name}-p{process}.log"))).expect("log");
+            assert!(text.contains(restored), "hop {hop}, process {process}: {text}");
+        }
+    }
+    assert!(
+        progress(&brokers, "k.") < end,
+        "the kills came before the end (the restores have work left)"
+    );
+    // Hop 4: one process of 3 workers restores the 2 × 1 cluster's cut, to the end.
+    produce_dataset(&settings(&brokers), &second, "k.codes.events").expect("produce");
+    let mut children = stream_cluster(&brokers, "k.", &work, "h4", (1, 3), &flags);
+    wait_for_progress(&brokers, "k.", end, &mut children[0]);
+    terminate_all(children);
+    let text = std::fs::read_to_string(work.join("h4-p0.log")).expect("log");
+    assert!(text.contains("written by 2 workers, restored on 3"), "{text}");
+    let (consumed, _) = consume(&brokers, "k.");
+    let diff = differences(&expected, &consumed);
+    assert!(
+        diff.is_empty(),
+        "stream on 1 × 2, 2 × 2, 2 × 1, then 1 × 3 vs file run:\n{}",
         diff.join("\n")
     );
     let _ = std::fs::remove_dir_all(&work);

@@ -55,7 +55,7 @@ pub use config::{
 pub use metrics::{InputMetrics, PartitionSnapshot};
 pub use offsets::{PartitionOffsets, WorkerOffsets};
 pub use partition::{CheckpointHook, InputSettings, KafkaInput, ResumeAt};
-pub use progress::ProgressTopic;
+pub use progress::{checkpoint_key, ProgressTopic};
 pub use publish::{produce_dataset, ProduceReport};
 pub use sink::{output_route, KafkaSink, OutputFigures, OutputProducer, SharedProducer, ID_HEADER};
 pub use source::{PartitionConsumer, Polled, Record, Start};

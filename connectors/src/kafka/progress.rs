@@ -25,7 +25,6 @@ pub const READ_WAIT_MAX: Duration = Duration::from_secs(30);
 const POLL_WAIT: Duration = Duration::from_millis(200);
 
 /// A group's progress record: what it has recorded, and the commits it counted.
-#[derive(Debug)]
 pub struct ProgressTopic {
     topic: String,
     group: String,
@@ -33,12 +32,45 @@ pub struct ProgressTopic {
     recorded: AtomicU64,
     /// Offset commits of this run.
     commits: AtomicU64,
+    /// On a cluster, where each commit's frontier goes instead of the topic (to process 0,
+    /// which records the lowest of every process's: [`ProgressTopic::publish`]).
+    relay: std::sync::OnceLock<Box<dyn Fn(Time) + Send + Sync>>,
+    /// The cluster's frontier as published by process 0.
+    published: AtomicU64,
+}
+
+impl std::fmt::Debug for ProgressTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgressTopic")
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("recorded", &self.recorded)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the value of a cluster's checkpoint record starts (then the time as decimal text):
+/// never read as a frontier by a reader that ignores keys.
+pub const CHECKPOINT_VALUE: &str = "checkpoint ";
+
+/// The key of a cluster's last complete checkpoint on the progress topic (its value:
+/// [`CHECKPOINT_VALUE`] and the checkpoint's time), next to the group's frontier.
+pub fn checkpoint_key(group: &str) -> String {
+    format!("{group}/checkpoint")
 }
 
 impl ProgressTopic {
     /// Creates the progress topic when it is missing and reads the frontier the group's
     /// last commit covered (0: none).
     pub fn read(settings: &KafkaSettings, topic: &str) -> Result<Time> {
+        Ok(ProgressTopic::read_with_checkpoint(settings, topic)?.0)
+    }
+
+    /// [`ProgressTopic::read`], and the time of the group's last complete cluster
+    /// checkpoint (None: none recorded; [`checkpoint_key`]).
+    pub fn read_with_checkpoint(settings: &KafkaSettings, topic: &str) -> Result<(Time, Option<Time>)> {
+        let checkpoint_key = checkpoint_key(&settings.group_id);
+        let mut checkpoint = None;
         ensure_topics(settings, &[TopicSpec::compacted(topic.to_string(), 1)])
             .map_err(|error| Error::during("creating the progress topic", error))?;
         let mut consumer = PartitionConsumer::starting(settings, &[(topic.to_string(), 0)], Start::Earliest)
@@ -53,7 +85,14 @@ impl ProgressTopic {
                         .and_then(|text| text.parse().ok())
                         .unwrap_or(frontier);
                 }
-                Some(Polled::PartitionEof { .. }) => return Ok(frontier),
+                Some(Polled::Record(record)) if record.key.as_deref() == Some(checkpoint_key.as_bytes()) => {
+                    checkpoint = std::str::from_utf8(&record.payload)
+                        .ok()
+                        .and_then(|text| text.strip_prefix(CHECKPOINT_VALUE))
+                        .and_then(|text| text.parse().ok())
+                        .or(checkpoint);
+                }
+                Some(Polled::PartitionEof { .. }) => return Ok((frontier, checkpoint)),
                 _ => {}
             }
         }
@@ -71,7 +110,45 @@ impl ProgressTopic {
             group: settings.group_id.clone(),
             recorded: AtomicU64::new(recorded),
             commits: AtomicU64::new(0),
+            relay: std::sync::OnceLock::new(),
+            published: AtomicU64::new(0),
         }
+    }
+
+    /// On a cluster: each commit's frontier goes to `relay` instead of the topic (set once,
+    /// before the run).
+    pub fn relay_to(&self, relay: impl Fn(Time) + Send + Sync + 'static) {
+        let _ = self.relay.set(Box::new(relay));
+    }
+
+    /// Records `frontier` when beyond what this run published so far (flushed by the
+    /// producer's next flush): on a cluster, process 0 with the lowest frontier every
+    /// process's commits cover; at the start, the frontier of a restored checkpoint.
+    pub fn publish(&self, producer: &super::sink::SharedProducer, frontier: Time) -> Result<()> {
+        if self.published.fetch_max(frontier, Ordering::SeqCst) >= frontier {
+            return Ok(());
+        }
+        producer
+            .lock()
+            .send(&self.topic, self.group.as_bytes(), frontier.to_string().as_bytes(), &[])
+            .map_err(|error| Error::during("recording the committed frontier", error))
+    }
+
+    /// Process 0 of a cluster: records that the checkpoint at `time` is complete (every
+    /// process wrote its part, and the manifest is written), and waits for the broker.
+    pub fn publish_checkpoint(&self, producer: &super::sink::SharedProducer, time: Time) -> Result<()> {
+        let mut producer = producer.lock();
+        producer
+            .send(
+                &self.topic,
+                checkpoint_key(&self.group).as_bytes(),
+                format!("{CHECKPOINT_VALUE}{time}").as_bytes(),
+                &[],
+            )
+            .map_err(|error| Error::during("recording the cluster's checkpoint", error))?;
+        producer
+            .flush(Duration::from_secs(30))
+            .map_err(|error| Error::during("recording the cluster's checkpoint", error))
     }
 
     /// A commit covered every output before `frontier`: sends it to the topic when it is
@@ -82,6 +159,10 @@ impl ProgressTopic {
         // with less than that would otherwise produce them again for nothing.
         let recorded = self.recorded.fetch_max(frontier, Ordering::SeqCst);
         if frontier <= recorded {
+            return Ok(());
+        }
+        if let Some(relay) = self.relay.get() {
+            relay(frontier);
             return Ok(());
         }
         producer
