@@ -300,6 +300,14 @@ impl Checkpoints {
         checkpoints
     }
 
+    /// The checkpoints of a backfill on one process of a cluster (see
+    /// [`Checkpoints::in_cluster`] and [`Checkpoints::backfill`]).
+    pub fn backfill_in_cluster(first: usize, workers: usize, total: usize, names: &[&str]) -> Checkpoints {
+        let mut checkpoints = Checkpoints::in_cluster(first, workers, total, names, None);
+        Arc::get_mut(&mut checkpoints.0).expect("a new handle").backfill = true;
+        checkpoints
+    }
+
     /// Whether this is a backfill's.
     pub fn is_backfill(&self) -> bool {
         self.0.backfill

@@ -811,7 +811,9 @@ impl CheckpointHook for SourceCheckpoint {
                     }
                     // At least this source's watermark, which it holds there until every
                     // process has the request (Checkpoints::propose_at_least).
-                    Some((control, _)) => {
+                    // Not while a hold is in place (the start, until every process has
+                    // restored the same cut; or a request on its way).
+                    Some((control, _)) if checkpoints.hold() == Time::MAX => {
                         if let Some(time) = checkpoints.propose_at_least(checkpoints.source_at()) {
                             checkpoints.hold_at(time);
                             control.to_others(Message::Request(time));
@@ -821,6 +823,7 @@ impl CheckpointHook for SourceCheckpoint {
                             *last = Instant::now();
                         }
                     }
+                    Some(_) => {}
                 }
             }
         }

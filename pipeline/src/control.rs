@@ -47,6 +47,15 @@ pub enum Message {
         /// The xxh3-64 of its body.
         checksum: u64,
     },
+    /// A process restored the cut at `time` (0: none): every process must have restored
+    /// the same one, or the run stops (each process's sources hold at the start until
+    /// every process has told).
+    Restored {
+        /// The process.
+        process: usize,
+        /// The cut's time (0: none).
+        time: Time,
+    },
     /// A process was asked to stop: every process stops.
     Stop,
     /// A process has stopped: its sources hold still.
@@ -128,12 +137,7 @@ impl Control {
         }
         // Not before this process's own messages have left (a process that drops its
         // dataflow with its Held still in the outbox would leave the others waiting).
-        let sent = self
-            .outbox
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .is_empty();
-        if !sent {
+        if !self.sent() {
             return None;
         }
         held.iter().copied().collect::<Option<Vec<Time>>>()?.into_iter().min()
@@ -159,6 +163,14 @@ impl Control {
             // A sender gone away has finished the run: nothing is waiting for the message.
             let _ = sender.activate();
         }
+    }
+
+    /// Whether every message handed to [`Control::send`] has left this process's outbox.
+    pub fn sent(&self) -> bool {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_empty()
     }
 
     /// Sends `message` to every process but this one.

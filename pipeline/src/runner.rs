@@ -1,12 +1,16 @@
 //! File runs: read partitions, run an engine, write the five outputs, and tell a person
 //! what happened (a progress line on long work, a summary at the end).
 
-use crate::checkpoint::{keep_manifests, pauses_by_machine, ManifestCache, SourceShare, Store, NAMES};
+use crate::checkpoint::{
+    keep_manifests, pauses_by_machine, ClusterManifest, ManifestCache, PartFile, SourceShare, Store, NAMES,
+};
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::control::{Control, Message};
 use crate::generated::{self, Generated};
 use crate::reference;
 use crate::runtime::worker_of;
+use crate::runtime::BackfillParts;
 use crate::summary::{Spill, Summarized, Summary};
 use anyhow::{Context, Result};
 use markledger_connectors::codec::Decoded;
@@ -16,10 +20,11 @@ use markledger_connectors::file::{
 use markledger_connectors::partition::PartitionInput;
 use markledger_operators::checkpoint::Checkpoints;
 use markledger_operators::final_codes::CodesMemory;
-use markledger_operators::flow::time_of;
+use markledger_operators::flow::{time_of, Time};
 use markledger_operators::money::render;
 use markledger_operators::Ts;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Prints a progress line at most once per interval, to stderr; on a terminal, with a
@@ -371,9 +376,6 @@ fn run_dataflow_files(
     progress: &mut ProgressLine,
 ) -> Result<RunReport> {
     let cluster = &run.cluster;
-    if !cluster.is_single() && run.state.is_some() {
-        anyhow::bail!("--state with --processes: checkpoints on a cluster: not yet (run the backfill on one process)");
-    }
     let total = cluster.processes() * workers.max(1);
     let owned = |i: usize| cluster.is_local(worker_of(i, total), workers);
     let Inputs {
@@ -383,7 +385,18 @@ fn run_dataflow_files(
     } = open_inputs(run.inputs, &owned, cluster.is_single())?;
     let settings = config.output_settings();
     let store = run.state.map(|dir| Store::open(dir, &settings)).transpose()?;
-    let backfill = store.as_ref().map(|_| Checkpoints::backfill(workers, &NAMES));
+    // On a cluster each process assembles its workers' shares, and writes them as its part
+    // of the checkpoint; process 0 completes it with the manifest (runtime.rs, BackfillParts).
+    let backfill = store.as_ref().map(|_| match cluster.is_single() {
+        true => Checkpoints::backfill(workers, &NAMES),
+        false => Checkpoints::backfill_in_cluster(cluster.process * workers.max(1), workers.max(1), total, &NAMES),
+    });
+    let parts = match (&store, &backfill) {
+        (Some(store), Some(checkpoints)) if !cluster.is_single() => {
+            Some(backfill_parts(store, checkpoints, cluster, workers.max(1)))
+        }
+        _ => None,
+    };
     if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
         // Final codes under the state directory: its kept checkpoints' files stay.
         keep_manifests(store, checkpoints, &mut ManifestCache::new());
@@ -396,7 +409,9 @@ fn run_dataflow_files(
         inputs,
         workers,
         cluster.clone(),
-        backfill.clone(),
+        backfill
+            .clone()
+            .map(|checkpoints| crate::summary::Backfill { checkpoints, parts }),
         &spill,
         &mut |records| {
             if let Some(read) = &run.records_read {
@@ -414,7 +429,7 @@ fn run_dataflow_files(
         generator.finish()?;
     }
     let runs = runs.with_context(|| format!("spilling outputs under {}", spill.dir.path().display()))?;
-    if let (Some(store), Some(checkpoints)) = (&store, &backfill) {
+    if let (Some(store), Some(checkpoints), true) = (&store, &backfill, cluster.is_single()) {
         write_backfill_checkpoint(store, checkpoints, workers, summary.last_ts)?;
     }
     // Process 0 writes the outputs (its workers hold all of them); the others write none.
@@ -457,8 +472,31 @@ fn write_backfill_checkpoint(
     workers: usize,
     last_ts: Option<Ts>,
 ) -> Result<()> {
-    let read_max = last_ts.map_or(0, time_of);
-    for worker in 0..workers {
+    let (written, encoded_ms) = backfill_cut(store, checkpoints, 0..workers, last_ts.map_or(0, time_of), None)?;
+    markledger_operators::note!(
+        "markledger run: backfill checkpoint {} ({:.1} MB, {} ms to encode deferred states and {} ms to write, off the workers; a worker paused at most {:.1} ms to save a machine: {})",
+        written.path.display(),
+        written.bytes as f64 / 1e6,
+        encoded_ms,
+        written.took.as_millis(),
+        checkpoints.longest_save().as_secs_f64() * 1e3,
+        pauses_by_machine(checkpoints)
+    );
+    Ok(())
+}
+
+/// Completes a backfill's cut (the sources' shares of `workers`: files are not Kafka
+/// partitions, only how far they read, `read_max`) and writes it, or on a cluster this
+/// process's part of it (`part`: process, processes). The file written, and the
+/// milliseconds taken to encode the machines' deferred states.
+fn backfill_cut(
+    store: &Store,
+    checkpoints: &Checkpoints,
+    workers: std::ops::Range<usize>,
+    read_max: Time,
+    part: Option<(usize, usize)>,
+) -> Result<(crate::checkpoint::Written, u128)> {
+    for worker in workers {
         let share = SourceShare {
             read_max,
             partitions: Vec::new(),
@@ -472,17 +510,101 @@ fn write_backfill_checkpoint(
     let encoding = std::time::Instant::now();
     let cut = complete.encode();
     let encoded_ms = encoding.elapsed().as_millis();
-    let written = store.write(&cut).context("writing the backfill's checkpoint")?;
-    markledger_operators::note!(
-        "markledger run: backfill checkpoint {} ({:.1} MB, {} ms to encode deferred states and {} ms to write, off the workers; a worker paused at most {:.1} ms to save a machine: {})",
-        written.path.display(),
-        written.bytes as f64 / 1e6,
-        encoded_ms,
-        written.took.as_millis(),
-        checkpoints.longest_save().as_secs_f64() * 1e3,
-        pauses_by_machine(checkpoints)
-    );
-    Ok(())
+    let written = match part {
+        None => store.write(&cut),
+        Some((process, processes)) => store.write_part(&cut, process, processes),
+    }
+    .context("writing the backfill's checkpoint")?;
+    Ok((written, encoded_ms))
+}
+
+/// A backfill on a cluster: each process writes its part of the cut once the dataflow is
+/// complete, and process 0 the manifest once every part is written (runtime.rs,
+/// [`BackfillParts`]).
+fn backfill_parts(
+    store: &Store,
+    checkpoints: &Checkpoints,
+    cluster: &Cluster,
+    workers: usize,
+) -> (Arc<Control>, Arc<BackfillParts>) {
+    let (process, processes) = (cluster.process, cluster.processes());
+    let first = process * workers;
+    let control = Control::new(process, processes, Arc::default());
+    let write_part = {
+        let (store, checkpoints) = (store.clone(), checkpoints.clone());
+        move |end: Time| -> std::result::Result<Message, String> {
+            let (written, _) = backfill_cut(
+                &store,
+                &checkpoints,
+                first..first + workers,
+                end,
+                Some((process, processes)),
+            )
+            .map_err(|error| format!("{error:#}"))?;
+            Ok(Message::Written {
+                process,
+                time: end + 1,
+                file: written
+                    .path
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bytes: written.bytes,
+                checksum: written.checksum,
+            })
+        }
+    };
+    let write_manifest = {
+        let store = store.clone();
+        let total = processes * workers;
+        move |messages: Vec<Message>| -> std::result::Result<(), String> {
+            let mut parts = Vec::new();
+            let mut time = 0;
+            for message in messages {
+                if let Message::Written {
+                    process,
+                    time: at,
+                    file,
+                    bytes,
+                    checksum,
+                } = message
+                {
+                    time = at;
+                    parts.push(PartFile {
+                        process,
+                        file,
+                        bytes,
+                        checksum,
+                    });
+                }
+            }
+            parts.sort_by_key(|part| part.process);
+            let manifest = ClusterManifest {
+                time,
+                processes,
+                workers: total,
+                parts,
+            };
+            let path = store.write_manifest(&manifest).map_err(|error| format!("{error:#}"))?;
+            markledger_operators::note!(
+                "markledger run: backfill checkpoint of {processes} processes complete: {} (each process's part in its state directory)",
+                path.display()
+            );
+            Ok(())
+        }
+    };
+    let parts = Arc::new(BackfillParts {
+        write_part: Box::new(write_part),
+        write_manifest: Box::new(write_manifest),
+        written: Mutex::default(),
+    });
+    let collected = Arc::downgrade(&parts);
+    control.handle_with(move |message| {
+        if let (Message::Written { .. }, Some(parts)) = (&message, collected.upgrade()) {
+            parts.written.lock().expect("parts lock").push(message);
+        }
+    });
+    (control, parts)
 }
 
 /// The reference engine reads every partition first, then applies the events in account

@@ -77,8 +77,33 @@ pub struct RunSettings<'c> {
     pub mode: Mode,
     /// The processes of the run (one by default).
     pub cluster: Cluster,
-    /// A stream on a cluster: the processes' control messages (control.rs).
+    /// A run on a cluster that needs the processes' control messages (control.rs): a
+    /// stream, or a backfill (with `backfill_parts`).
     pub control: Option<Arc<Control>>,
+    /// A backfill on a cluster: how each process writes its part of the checkpoint once
+    /// the dataflow is complete, and process 0 the cut's manifest (runner.rs).
+    pub backfill_parts: Option<Arc<BackfillParts>>,
+}
+
+/// A backfill's checkpoint on a cluster, written in two phases once the dataflow is
+/// complete: the first worker of each process writes its process's part and tells process
+/// 0 ([`Message::Written`](crate::control::Message)); process 0's, once every process's has
+/// come, writes the cut's manifest. A failure panics that worker (the run fails, and the
+/// other processes with it: no process waits for ever).
+pub struct BackfillParts {
+    /// Writes this process's part of the cut of a run whose input ended at the given
+    /// instant; the message that tells process 0.
+    pub write_part: Box<dyn Fn(Time) -> Result<crate::control::Message, String> + Send + Sync>,
+    /// Process 0: writes the manifest of every process's part (their messages).
+    pub write_manifest: Box<dyn Fn(Vec<crate::control::Message>) -> Result<(), String> + Send + Sync>,
+    /// The parts' messages process 0 has received (its control handler adds them).
+    pub written: Mutex<Vec<crate::control::Message>>,
+}
+
+impl std::fmt::Debug for BackfillParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackfillParts")
+    }
 }
 
 impl<'c> RunSettings<'c> {
@@ -91,6 +116,7 @@ impl<'c> RunSettings<'c> {
             mode: Mode::Files,
             cluster: Cluster::single(),
             control: None,
+            backfill_parts: None,
         }
     }
 
@@ -224,8 +250,10 @@ struct RunShared {
     /// A run on more than one process: the sources tell each other how far they read
     /// (cluster.rs, `agree_on_end`).
     on_cluster: bool,
-    /// A stream on a cluster: the control messages (the stop, checkpoints).
+    /// A stream on a cluster: the control messages (the stop, checkpoints); a backfill on
+    /// a cluster: the same, and how it writes its checkpoint.
     control: Option<Arc<Control>>,
+    backfill_parts: Option<Arc<BackfillParts>>,
     /// Where each worker's source holds the watermark once stopped (MAX: not yet).
     stopped: Vec<Arc<AtomicU64>>,
     records_read: Arc<AtomicU64>,
@@ -254,6 +282,7 @@ where
         .map_err(|why| WorkerFailure::here(&why, None))?;
     let file_run = !matches!(settings.mode, Mode::Stream { .. });
     let control = settings.control.clone();
+    let backfill_parts = settings.backfill_parts.clone();
     let graph = graph_settings(settings, cluster.processes() * workers);
     let end = graph.drive.end.clone();
     let final_codes = graph.final_codes.clone();
@@ -265,6 +294,7 @@ where
         outputs_to_process_zero: !cluster.is_single() && file_run,
         on_cluster: !cluster.is_single(),
         control,
+        backfill_parts,
         stopped: (0..workers).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect(),
         records_read: Arc::new(AtomicU64::new(0)),
         failed: OnceLock::new(),
@@ -424,10 +454,17 @@ where
             }
             sink::write_outputs(outputs, sink.clone(), &done);
         });
-        if let Some(control) = &shared.control {
+        // A stream's control messages flow while it runs; a backfill's once it is complete
+        // (a control dataflow never completes: the file run's end would never come).
+        if let (Some(control), None) = (&shared.control, &shared.backfill_parts) {
             crate::control::build(worker, control, shared.workers);
         }
         step_until_done(worker, shared, &done);
+        if let (Some(control), Some(parts)) = (&shared.control, &shared.backfill_parts) {
+            if shared.failed.get().is_none() {
+                write_backfill_parts(worker, shared, control, parts);
+            }
+        }
         let sink = sink.borrow_mut().take().expect("sink taken once");
         WorkerResult {
             stats: stats.take(),
@@ -491,6 +528,32 @@ fn step_until_done(worker: &mut Worker, shared: &RunShared, done: &ProbeHandle<T
     if stop.is_some() || shared.failed.get().is_some() {
         drop_dataflows(worker);
     }
+}
+
+/// A backfill on a cluster, its dataflow complete: each process's first worker writes its
+/// part and tells process 0; process 0's writes the manifest once every part is written.
+/// Panics (the run fails, with the reason) when a write fails.
+fn write_backfill_parts(worker: &mut Worker, shared: &RunShared, control: &Arc<Control>, parts: &BackfillParts) {
+    crate::control::build(worker, control, shared.workers);
+    if worker.index() % shared.workers == 0 {
+        let end = shared.graph.drive.end.get().unwrap_or(0);
+        let written = (parts.write_part)(end).unwrap_or_else(|why| panic!("{why}"));
+        control.send(0, written);
+        if control.process == 0 {
+            // Every process's part (a process that failed ends this one: its connection
+            // goes away, and timely's threads end the process).
+            while parts.written.lock().expect("parts lock").len() < control.processes {
+                worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+            }
+            let written = std::mem::take(&mut *parts.written.lock().expect("parts lock"));
+            (parts.write_manifest)(written).unwrap_or_else(|why| panic!("{why}"));
+        } else {
+            while !control.sent() {
+                worker.step_or_park(Some(std::time::Duration::from_millis(1)));
+            }
+        }
+    }
+    drop_dataflows(worker);
 }
 
 /// Drops the worker's dataflows: timely steps a worker until its dataflows are gone once the

@@ -196,6 +196,7 @@ pub fn run_stream(
         mode,
         cluster,
         control,
+        backfill_parts: None,
     };
     let finished = run_dataflow(settings, make_inputs, make_sink, &mut |records| {
         run.records.store(records, Ordering::Relaxed);
@@ -290,7 +291,7 @@ fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)
         // copied to each).
         Some(store) if !cluster.is_single() => match cluster_checkpoint {
             Some(time) => Some(cluster_cut(store, time, cluster, options.workers.max(1))?),
-            None => store.load(&mut |why| markledger_operators::note!("markledger stream: {why}"))?,
+            None => newest_cluster_cut(store, cluster, options.workers.max(1))?,
         },
         Some(store) => store.load(&mut |why| markledger_operators::note!("markledger stream: {why}"))?,
         None => None,
@@ -328,7 +329,7 @@ fn restore(config: &Config, options: &StreamOptions, assignment: &[(String, i32)
 fn cluster_cut(store: &Store, time: Time, cluster: &Cluster, workers: usize) -> Result<Cut> {
     let missing = |what: String| {
         anyhow::anyhow!(
-            "the progress topic names the cluster's checkpoint at {} as complete, but {} lacks {what}: \
+            "the cluster's checkpoint at {} is complete, but {} lacks {what}: \
              give each process its state directory (or, restoring on another worker count, a shared \
              one or copies of every process's), or start with a new --group to rebuild from the inputs",
             ts_of(time),
@@ -357,6 +358,24 @@ fn cluster_cut(store: &Store, time: Time, cluster: &Cluster, workers: usize) -> 
         .verify_final_codes(&cut)
         .with_context(|| format!("restoring the cluster's checkpoint at {}", ts_of(time)))?;
     Ok(cut)
+}
+
+/// Without a cut recorded on the progress topic (a backfill's, say): the newest complete
+/// cut in this process's directory (a one-process checkpoint file, or one a manifest names)
+/// whose shares this process needs are there. The processes check they agree at the start
+/// (`Message::Restored`).
+fn newest_cluster_cut(store: &Store, cluster: &Cluster, workers: usize) -> Result<Option<Cut>> {
+    let mut times: Vec<Time> = store.files()?.into_iter().map(|(time, _)| time).collect();
+    times.extend(store.manifests()?.into_iter().map(|(time, _)| time));
+    times.sort_by_key(|time| std::cmp::Reverse(*time));
+    times.dedup();
+    for time in times {
+        match cluster_cut(store, time, cluster, workers) {
+            Ok(cut) => return Ok(Some(cut)),
+            Err(error) => markledger_operators::note!("markledger stream: skipping a checkpoint: {error:#}"),
+        }
+    }
+    Ok(None)
 }
 
 /// Where each partition resumes after `cut`, whatever worker count wrote it: machine state
@@ -434,6 +453,8 @@ fn handle_control(
         });
     }
     let covered = Mutex::new(vec![0 as Time; processes]);
+    let agreed = Mutex::new(0usize);
+    let checkpoints_now = checkpoints.clone();
     let (weak, progress, producer) = (Arc::downgrade(control), progress.clone(), producer.clone());
     control.handle_with(move |message| match message {
         Message::Request(time) => {
@@ -478,8 +499,38 @@ fn handle_control(
                 }
             }
         }
+        Message::Restored { process: other, time } => {
+            let Some(checkpoints) = &checkpoints else { return };
+            let own = checkpoints.restored().map_or(0, |cut| cut.time);
+            if time != own {
+                let name = |time: Time| if time == 0 { "no checkpoint".to_string() } else { format!("the checkpoint at {}", ts_of(time)) };
+                markledger_operators::note!(
+                    "markledger: fatal: process {other} of the cluster restored {}, this process (process {process}) {}: \
+                     every process must restore the same cut. Give each process's --state the cut's manifest \
+                     (checkpoint-T.cluster.json, written by process 0) and its part, or share one directory; \
+                     then restart every process",
+                    name(time),
+                    name(own)
+                );
+                std::process::exit(crate::failure::EXIT_FAILURE_CODE);
+            }
+            let mut agreed = agreed.lock().expect("agreed lock");
+            *agreed += 1;
+            if *agreed + 1 == processes {
+                // Every process restored the same cut: the sources may go on.
+                checkpoints.release_hold();
+            }
+        }
         Message::Stop | Message::Held { .. } => {}
     });
+    // The sources hold at the start until every process has said it restored the same cut.
+    if let Some(checkpoints) = &checkpoints_now {
+        checkpoints.hold_at(checkpoints.restored().map_or(0, |cut| cut.time));
+        control.to_others(Message::Restored {
+            process,
+            time: checkpoints.restored().map_or(0, |cut| cut.time),
+        });
+    }
 }
 
 /// What every worker of a run shares: the producer, the progress topic, the checkpoints,

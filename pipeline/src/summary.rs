@@ -3,8 +3,9 @@
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::control::Control;
 use crate::failure::WorkerFailure;
-use crate::runtime::{run_partitions, Mode, RunSettings};
+use crate::runtime::{run_partitions, BackfillParts, Mode, RunSettings};
 use crate::source::{Batching, SourceStats};
 #[cfg(doc)]
 use markledger_connectors::file::{merge_runs, OUTPUT_RUN_BYTES};
@@ -201,6 +202,14 @@ pub struct Summarized {
     pub runs: std::io::Result<Vec<Vec<SortedRun>>>,
 }
 
+/// A backfill's checkpoints, and on a cluster how its parts are written.
+pub struct Backfill {
+    /// Where the machines save their shares.
+    pub checkpoints: Checkpoints,
+    /// On a cluster: the processes' control messages and the parts' writers.
+    pub parts: Option<(Arc<Control>, Arc<BackfillParts>)>,
+}
+
 /// Runs the dataflow and returns its outputs as each worker's sorted runs (merge them with
 /// [`merge_runs`] for the canonical order), with the run's summary and what the sources read.
 ///
@@ -211,7 +220,9 @@ pub struct Summarized {
 /// `spill.run_bytes` of rendered outputs; the rest waits on disk.
 ///
 /// With `backfill`, the run is a backfill ([`Mode::Backfill`]): its machines save their
-/// shares of a checkpoint at the end + 1 ms into `backfill` instead of finishing.
+/// shares of a checkpoint at the end + 1 ms into its checkpoints instead of finishing; on a
+/// cluster, its parts (with the processes' control messages) write each process's part of
+/// it and process 0 its manifest (runtime.rs, [`BackfillParts`]).
 ///
 /// On a cluster (`cluster`), `inputs` are this process's partitions with their indexes,
 /// and process 0 gets every output and the figures of every source (cluster.rs): its
@@ -221,18 +232,23 @@ pub fn run_summarized(
     inputs: Vec<(usize, Box<dyn PartitionInput>)>,
     workers: usize,
     cluster: Cluster,
-    backfill: Option<Checkpoints>,
+    backfill: Option<Backfill>,
     spill: &Spill,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summarized, WorkerFailure> {
-    let mode = backfill.map_or(Mode::Files, Mode::Backfill);
+    let (mode, parts) = match backfill {
+        None => (Mode::Files, None),
+        Some(Backfill { checkpoints, parts }) => (Mode::Backfill(checkpoints), parts),
+    };
+    let (control, backfill_parts) = parts.unzip();
     let settings = RunSettings {
         config,
         workers,
         batching: Batching::default(),
         mode,
         cluster,
-        control: None,
+        control,
+        backfill_parts,
     };
     let (dir, run_bytes) = (spill.dir.clone(), spill.run_bytes);
     let make_sink = move |worker| FileRunSink {

@@ -1204,7 +1204,12 @@ fn a_cluster_stream_survives_a_process_killed_at_random_moments() {
     let mut moments = Moments(seed);
     produce_dataset(&settings(&brokers), &data, "x.codes.events").expect("produce");
     let states: Vec<String> = (0..2)
-        .map(|p| work.join(format!("state-p{p}")).to_str().expect("UTF-8 path").to_string())
+        .map(|p| {
+            work.join(format!("state-p{p}"))
+                .to_str()
+                .expect("UTF-8 path")
+                .to_string()
+        })
         .collect();
     // Each process its own state directory: the flags differ by process.
     let start = |name: &str| -> Vec<Child> {
@@ -1267,7 +1272,8 @@ fn a_cluster_stream_survives_a_process_killed_at_random_moments() {
             "seed {seed}, round {kill}: the survivor exited successfully: {text}"
         );
         assert!(
-            text.contains("lost the connection to another process") || text.contains("could not connect to every other"),
+            text.contains("lost the connection to another process")
+                || text.contains("could not connect to every other"),
             "seed {seed}, round {kill}: the survivor's log does not say why it stopped: {text}"
         );
         let first = std::fs::read_to_string(work.join(format!("{name}-p0.log"))).unwrap_or_default();
@@ -1289,6 +1295,159 @@ fn a_cluster_stream_survives_a_process_killed_at_random_moments() {
     assert!(
         restored * 3 >= kills,
         "seed {seed}: only {restored} of {kills} restarts restored a checkpoint: too few to test recovery"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `markledger run` on 2 processes × 1 worker, each with its own `--state`; process 0's
+/// outputs in `out`.
+fn backfill_on_two_processes(work: &Path, input: &Path, out: &Path, states: &[String]) {
+    let hosts = hostfile(work, 2);
+    let mut children: Vec<Child> = (0..2)
+        .map(|p: usize| {
+            let target = if p == 0 {
+                out.to_path_buf()
+            } else {
+                work.join("backfill-out-p1")
+            };
+            Command::new(binary())
+                .args([
+                    "run",
+                    "--quiet",
+                    "--workers",
+                    "1",
+                    "--processes",
+                    "2",
+                    "--process",
+                    &p.to_string(),
+                ])
+                .arg("--hostfile")
+                .arg(&hosts)
+                .arg("--input")
+                .arg(input)
+                .arg("--out")
+                .arg(target)
+                .args(["--state", &states[p]])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(work.join(format!("backfill-p{p}.log"))).expect("log"))
+                .spawn()
+                .expect("markledger run")
+        })
+        .collect();
+    for (p, child) in children.iter_mut().enumerate() {
+        let status = child.wait().expect("run");
+        assert!(
+            status.success(),
+            "backfill process {p}: {}",
+            std::fs::read_to_string(work.join(format!("backfill-p{p}.log"))).unwrap_or_default()
+        );
+    }
+}
+
+/// Issue 18: a backfill on a cluster. `run --state` on 2 × 1, each process with its own
+/// state directory: each writes its part of the checkpoint, process 0 the manifest. A
+/// stream on 2 × 1 over those directories before process 1's holds the manifest stops at
+/// once (the processes would restore different cuts); with the manifest copied there it
+/// goes on, and backfill + stream, consumed together, equal the file run.
+#[test]
+fn a_backfill_on_two_processes_goes_on_as_a_cluster_stream() {
+    let (work, data, end, expected, broker) = setup("cluster-backfill");
+    let brokers = broker.brokers();
+    let (history, live) = (work.join("history"), work.join("live"));
+    split_at_a_clean_cut(&data, &history, &live);
+    let states: Vec<String> = (0..2)
+        .map(|p| {
+            work.join(format!("state-p{p}"))
+                .to_str()
+                .expect("UTF-8 path")
+                .to_string()
+        })
+        .collect();
+    let history_out = work.join("history-out");
+    backfill_on_two_processes(&work, &history, &history_out, &states);
+    let names = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("state")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|name| name.starts_with("checkpoint-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let (p0, p1) = (names(&states[0]), names(&states[1]));
+    assert!(
+        p0.len() == 2 && p0[0].ends_with(".cluster.json") && p0[1].ends_with(".part-0-of-2.mlck"),
+        "{p0:?}"
+    );
+    assert!(p1.len() == 1 && p1[0].ends_with(".part-1-of-2.mlck"), "{p1:?}");
+    produce_dataset(&settings(&brokers), &live, "b.codes.events").expect("produce");
+    let start = |name: &str| -> Vec<Child> {
+        let hosts = hostfile(&work, 2);
+        let hosts_flag = hosts.to_str().expect("UTF-8 path").to_string();
+        (0..2)
+            .map(|p: usize| {
+                let me = p.to_string();
+                let flags = [
+                    "--workers",
+                    "1",
+                    "--processes",
+                    "2",
+                    "--process",
+                    &me,
+                    "--hostfile",
+                    &hosts_flag,
+                    "--state",
+                    &states[p],
+                ];
+                stream_with(&brokers, "b.", &work.join(format!("{name}-p{p}.log")), &flags)
+            })
+            .collect()
+    };
+    // Process 1's directory lacks the manifest: it would restore nothing, process 0 the
+    // backfill's cut. Both stop by themselves, saying so, and nothing is produced.
+    for mut child in start("disagree") {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("child") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a process did not stop on disagreeing restores"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success());
+    }
+    let text = std::fs::read_to_string(work.join("disagree-p0.log")).expect("log")
+        + &std::fs::read_to_string(work.join("disagree-p1.log")).expect("log");
+    assert!(text.contains("every process must restore the same cut"), "{text}");
+    assert!(read_topic(&brokers, "b.codes.status").is_empty(), "nothing produced");
+    // With the manifest beside process 1's part, both restore the backfill's cut.
+    let manifest = &p0[0];
+    std::fs::copy(
+        Path::new(&states[0]).join(manifest),
+        Path::new(&states[1]).join(manifest),
+    )
+    .expect("copy the manifest");
+    let mut children = start("goes-on");
+    wait_for_progress(&brokers, "b.", end, &mut children[0]);
+    terminate_all(children);
+    for p in 0..2 {
+        let text = std::fs::read_to_string(work.join(format!("goes-on-p{p}.log"))).expect("log");
+        assert!(
+            text.contains("written by 2 workers, restored on 2"),
+            "process {p}: {text}"
+        );
+    }
+    let mut consumed = Consumed::default();
+    consumed.add_files(&history_out);
+    consume_into(&brokers, "b.", &mut consumed);
+    let diff = differences(&expected, &consumed);
+    assert!(
+        diff.is_empty(),
+        "backfill on 2 × 1 + stream on 2 × 1 vs file run:\n{}",
+        diff.join("\n")
     );
     let _ = std::fs::remove_dir_all(&work);
 }
