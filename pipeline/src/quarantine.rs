@@ -77,10 +77,11 @@ impl FailureRecord {
         }
     }
 
-    /// Writes the record into `dir`, atomically.
+    /// Writes the record into `dir`, atomically (a temporary file of this process's own:
+    /// the processes of a cluster may share one state directory).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(FILE_NAME);
-        let temporary = dir.join(format!("{FILE_NAME}.tmp"));
+        let temporary = dir.join(format!("{FILE_NAME}.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(self).context("encoding the failure record")?;
         let mut file =
             std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
