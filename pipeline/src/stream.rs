@@ -536,9 +536,10 @@ fn handle_control(
 /// What every worker of a run shares: the producer, the progress topic, the checkpoints,
 /// and each worker's input (for the final commit).
 struct StreamRun {
-    /// Workers of this process, and of the whole run.
+    /// Workers of this process, of the whole run, and the global index of its first.
     workers: usize,
     total: usize,
+    first: usize,
     assignment: Vec<(String, i32)>,
     input: InputSettings,
     producer: Arc<SharedProducer>,
@@ -634,6 +635,7 @@ impl StreamRun {
         Ok(StreamRun {
             workers,
             total,
+            first,
             assignment,
             input,
             producer,
@@ -715,7 +717,10 @@ impl StreamRun {
             commits: self.progress.commits(),
             // 0: no commit yet, by this run or an earlier one of the group.
             committed_frontier: Some(self.progress.frontier()).filter(|t| *t > 0),
-            partitions: self.assignment.len(),
+            // This process's (all of them on one process).
+            partitions: (0..self.assignment.len())
+                .filter(|i| (self.first..self.first + self.workers).contains(&worker_of(*i, self.total)))
+                .count(),
             restored_from: self.restored_from,
             checkpoints: self
                 .checkpointing

@@ -55,12 +55,14 @@ for ((i = 0; i < N; i++)); do
     pids+=($!)
 done
 
-# Background jobs of a script ignore SIGINT, so Ctrl-C is forwarded as SIGTERM: first to
-# the markledger under each wrapping subshell, then to the job itself.
+# Background jobs of a script ignore SIGINT, so Ctrl-C is forwarded as SIGTERM.
+# Process 0 is the job itself; each other is the child of a subshell that prefixes its lines,
+# which must live on to pass on its last lines and its status (a stream's summary after
+# SIGTERM, its orderly stop: exit 0).
 forward() {
     echo "$0: stopping the $N processes" >&2
-    for pid in "${pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    kill -TERM "${pids[0]}" 2>/dev/null || true
+    for pid in "${pids[@]:1}"; do pkill -TERM -P "$pid" -x markledger 2>/dev/null || pkill -TERM -P "$pid" 2>/dev/null || true; done
 }
 trap 'forward' INT TERM
 
