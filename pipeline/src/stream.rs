@@ -431,6 +431,15 @@ fn resume_offsets(cut: &Cut, assignment: &[(String, i32)], workers: usize) -> Re
     Ok(resume_at)
 }
 
+/// What a process tells the others it restored ([`Message::Restored`]): the cut's time, 0
+/// for none, [`NO_STATE`] without `--state`.
+fn restored_time(checkpoints: Option<&Checkpoints>) -> Time {
+    checkpoints.map_or(NO_STATE, |checkpoints| checkpoints.restored().map_or(0, |cut| cut.time))
+}
+
+/// [`restored_time`] of a process without `--state`.
+const NO_STATE: Time = Time::MAX;
+
 /// What a process of a cluster does with the control messages for it (control.rs):
 /// takes in process 0's checkpoint requests and answers; on process 0, counts the answers
 /// (releasing its sources), the parts written (completing the cut), and each process's
@@ -500,15 +509,18 @@ fn handle_control(
             }
         }
         Message::Restored { process: other, time } => {
-            let Some(checkpoints) = &checkpoints else { return };
-            let own = checkpoints.restored().map_or(0, |cut| cut.time);
+            let own = restored_time(checkpoints.as_ref());
             if time != own {
-                let name = |time: Time| if time == 0 { "no checkpoint".to_string() } else { format!("the checkpoint at {}", ts_of(time)) };
+                let name = |time: Time| match time {
+                    NO_STATE => "nothing (it runs without --state)".to_string(),
+                    0 => "no checkpoint".to_string(),
+                    time => format!("the checkpoint at {}", ts_of(time)),
+                };
                 markledger_operators::note!(
                     "markledger: fatal: process {other} of the cluster restored {}, this process (process {process}) {}: \
-                     every process must restore the same cut. Give each process's --state the cut's manifest \
-                     (checkpoint-T.cluster.json, written by process 0) and its part, or share one directory; \
-                     then restart every process",
+                     every process must restore the same cut. Give every process --state (or none); give each \
+                     one's directory the cut's manifest (checkpoint-T.cluster.json, written by process 0) and its \
+                     part, or share one directory; then restart every process",
                     name(time),
                     name(own)
                 );
@@ -516,21 +528,22 @@ fn handle_control(
             }
             let mut agreed = agreed.lock().expect("agreed lock");
             *agreed += 1;
-            if *agreed + 1 == processes {
+            if let (Some(checkpoints), true) = (&checkpoints, *agreed + 1 == processes) {
                 // Every process restored the same cut: the sources may go on.
                 checkpoints.release_hold();
             }
         }
         Message::Stop | Message::Held { .. } => {}
     });
-    // The sources hold at the start until every process has said it restored the same cut.
+    // With --state the sources hold at the start until every process has said it restored
+    // the same cut; every process says what it restored (a process without --state too).
     if let Some(checkpoints) = &checkpoints_now {
-        checkpoints.hold_at(checkpoints.restored().map_or(0, |cut| cut.time));
-        control.to_others(Message::Restored {
-            process,
-            time: checkpoints.restored().map_or(0, |cut| cut.time),
-        });
+        checkpoints.hold_at(restored_time(Some(checkpoints)));
     }
+    control.to_others(Message::Restored {
+        process,
+        time: restored_time(checkpoints_now.as_ref()),
+    });
 }
 
 /// What every worker of a run shares: the producer, the progress topic, the checkpoints,
