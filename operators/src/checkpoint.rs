@@ -354,7 +354,15 @@ impl Checkpoints {
             inner.settled.fetch_max(time, Ordering::SeqCst);
             return None;
         }
-        for machine in inner
+        self.wake_machines();
+        Some(time)
+    }
+
+    /// Wakes every machine: a checkpoint was asked for (one whose input has gone quiet saves
+    /// its share only when it runs).
+    fn wake_machines(&self) {
+        for machine in self
+            .0
             .machines
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -363,7 +371,6 @@ impl Checkpoints {
             // A worker that has gone away has nothing left to save.
             let _ = machine.activate();
         }
-        Some(time)
     }
 
     /// Another process's request for a checkpoint at `time` (a cluster: process 0
@@ -377,14 +384,7 @@ impl Checkpoints {
         if inner.requested.fetch_max(time, Ordering::SeqCst) >= time {
             return false;
         }
-        for machine in inner
-            .machines
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-        {
-            let _ = machine.activate();
-        }
+        self.wake_machines();
         true
     }
 

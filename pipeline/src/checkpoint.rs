@@ -147,14 +147,19 @@ impl Store {
 
     /// Checkpoint files, newest first.
     pub fn files(&self) -> Result<Vec<(Time, PathBuf)>> {
+        self.named("checkpoint-", ".mlck")
+    }
+
+    /// Files of this directory named `PREFIX<time>SUFFIX`, newest first.
+    fn named(&self, prefix: &str, suffix: &str) -> Result<Vec<(Time, PathBuf)>> {
         let mut files = Vec::new();
         for entry in fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
             let path = entry?.path();
             let time = path
                 .file_name()
                 .and_then(|name| name.to_str())
-                .and_then(|name| name.strip_prefix("checkpoint-"))
-                .and_then(|name| name.strip_suffix(".mlck"))
+                .and_then(|name| name.strip_prefix(prefix))
+                .and_then(|name| name.strip_suffix(suffix))
                 .and_then(|time| time.parse::<Time>().ok());
             if let Some(time) = time {
                 files.push((time, path));
@@ -274,21 +279,7 @@ impl Store {
 
     /// Cluster manifests in this directory, newest first.
     pub fn manifests(&self) -> Result<Vec<(Time, PathBuf)>> {
-        let mut manifests = Vec::new();
-        for entry in fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
-            let path = entry?.path();
-            let time = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .and_then(|name| name.strip_prefix("checkpoint-"))
-                .and_then(|name| name.strip_suffix(".cluster.json"))
-                .and_then(|time| time.parse::<Time>().ok());
-            if let Some(time) = time {
-                manifests.push((time, path));
-            }
-        }
-        manifests.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
-        Ok(manifests)
+        self.named("checkpoint-", ".cluster.json")
     }
 
     /// The cut at `time` as far as this directory has it: its one-process checkpoint file,

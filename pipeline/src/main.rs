@@ -97,17 +97,8 @@ struct StreamArgs {
     /// Worker threads of the dataflow (1 to 64), per process on a cluster.
     #[arg(long, value_parser = workers_in_range)]
     workers: Option<usize>,
-    /// Processes of a cluster stream (timely's cluster mode; needs --hostfile). Every
-    /// process is given the same flags but its own --process (and, with --state, its own
-    /// state directory or a shared one).
-    #[arg(long, default_value_t = 1)]
-    processes: usize,
-    /// This process of the cluster, 0-based.
-    #[arg(long, default_value_t = 0)]
-    process: usize,
-    /// One host:port per line, process i on line i (with --processes above 1).
-    #[arg(long)]
-    hostfile: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Input topics (repeatable; default codes.events).
     #[arg(long = "input-topic")]
     input_topics: Vec<String>,
@@ -193,6 +184,30 @@ struct ProduceArgs {
     kafka: Vec<String>,
 }
 
+/// The cluster flags of `run` and `stream` (README.md, "Cluster mode").
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Processes of a cluster run (timely's cluster mode; needs --hostfile). Every process
+    /// is given the same flags but its own --process (`run`: process 0 writes the outputs;
+    /// with --state, each process its own state directory or a shared one).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// This process of the cluster, 0-based.
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// One host:port per line, process i on line i (with --processes above 1).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// Where this process sits in its cluster.
+    fn cluster(&self) -> Result<Cluster> {
+        Cluster::from_hostfile(self.hostfile.as_deref(), self.processes, self.process)
+            .map_err(|why| anyhow::anyhow!(why))
+    }
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Input partitions: files, or directories whose files are partitions; or the
@@ -205,16 +220,8 @@ struct RunArgs {
     /// Worker threads of the dataflow engine (1 to 64), per process on a cluster.
     #[arg(long, default_value_t = 2, value_parser = workers_in_range)]
     workers: usize,
-    /// Processes of a cluster run (timely's cluster mode; needs --hostfile). Every process
-    /// is given the same flags but its own --process; process 0 writes the outputs.
-    #[arg(long, default_value_t = 1)]
-    processes: usize,
-    /// This process of the cluster, 0-based.
-    #[arg(long, default_value_t = 0)]
-    process: usize,
-    /// One host:port per line, process i on line i (with --processes above 1).
-    #[arg(long)]
-    hostfile: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// `dataflow` (the product) or `reference` (the single-threaded oracle it is checked against).
     #[arg(long, default_value = "dataflow")]
     engine: String,
@@ -491,8 +498,7 @@ fn run(args: RunArgs) -> Result<()> {
         "reference" => Engine::Reference,
         other => bail!("--engine {other:?}: expected dataflow or reference"),
     };
-    let cluster = Cluster::from_hostfile(args.hostfile.as_deref(), args.processes, args.process)
-        .map_err(|why| anyhow::anyhow!(why))?;
+    let cluster = args.cluster.cluster()?;
     let process = cluster.process;
     let records_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let metrics = match &args.metrics_addr {
@@ -626,8 +632,7 @@ fn stream_options(args: &StreamArgs) -> Result<(Config, StreamOptions)> {
                 .or(file.topic_prefix.clone())
                 .unwrap_or_default()
         ),
-        cluster: Cluster::from_hostfile(args.hostfile.as_deref(), args.processes, args.process)
-            .map_err(|why| anyhow::anyhow!(why))?,
+        cluster: args.cluster.cluster()?,
     };
     Ok((config, options))
 }

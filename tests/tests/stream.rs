@@ -393,6 +393,26 @@ fn stream_equals_the_file_run_through_sigterm_sigkill_and_a_broker_restart() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// A crash test's kills (the environment variable `kills`, else `default`) and its seed
+/// (`MARKLEDGER_CRASH_SEED`, else the clock's).
+fn kills_and_seed(kills: &str, default: usize) -> (usize, u64) {
+    let kills = std::env::var(kills)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default);
+    let seed = std::env::var("MARKLEDGER_CRASH_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+                | 1
+        });
+    (kills, seed)
+}
+
 /// A seeded xorshift: the crash moments, replayable from the printed seed.
 struct Moments(u64);
 
@@ -423,20 +443,7 @@ fn checkpoint_files(state: &Path) -> Vec<PathBuf> {
 fn checkpointed_stream_survives_sigkills_at_random_moments() {
     let (work, data, end, expected, broker) = setup("crash");
     let brokers = broker.brokers();
-    let kills: usize = std::env::var("MARKLEDGER_CRASH_KILLS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
-    let seed: u64 = std::env::var("MARKLEDGER_CRASH_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-                | 1
-        });
+    let (kills, seed) = kills_and_seed("MARKLEDGER_CRASH_KILLS", 20);
     eprintln!("crash test: {kills} kills, seed {seed} (MARKLEDGER_CRASH_SEED={seed} replays it)");
     let mut moments = Moments(seed);
     produce_dataset(&settings(&brokers), &data, "c.codes.events").expect("produce");
@@ -1054,6 +1061,32 @@ fn stream_cluster(
         .collect()
 }
 
+/// `stream` on 2 processes × 1 worker on loopback, process `p` with `--state states[p]` and
+/// `extra`, its log in `work/NAME-pP.log`.
+fn stream_pair(brokers: &str, prefix: &str, work: &Path, name: &str, states: &[String], extra: &[&str]) -> Vec<Child> {
+    let hosts = hostfile(work, 2);
+    let hosts_flag = hosts.to_str().expect("UTF-8 path").to_string();
+    (0..2)
+        .map(|p: usize| {
+            let me = p.to_string();
+            let mut flags = vec![
+                "--workers",
+                "1",
+                "--processes",
+                "2",
+                "--process",
+                &me,
+                "--hostfile",
+                &hosts_flag,
+                "--state",
+                &states[p],
+            ];
+            flags.extend(extra);
+            stream_with(brokers, prefix, &work.join(format!("{name}-p{p}.log")), &flags)
+        })
+        .collect()
+}
+
 /// Stops every process of a cluster with SIGTERM at once; each must exit successfully
 /// within the bound [`terminate`] allows.
 fn terminate_all(children: Vec<Child>) {
@@ -1178,6 +1211,108 @@ fn cluster_checkpoints_restore_on_other_process_and_worker_counts() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// How long the survivor of a cluster whose other process was killed may take to stop by
+/// itself: it notices the lost connection at once, says so, and exits non-zero; killed
+/// before the two had connected, it gives up connecting after 60 s (runtime.rs,
+/// `CONNECT_TIMEOUT`), saying so.
+const SURVIVOR_STOPS_WITHIN: Duration = Duration::from_secs(90);
+
+/// Issue 18's crash test: a stream on 2 processes × 1 worker, each with its own state
+/// directory, one process SIGKILLed at seeded random moments (`MARKLEDGER_CLUSTER_KILLS`,
+/// default 10; `MARKLEDGER_CRASH_SEED` replays a run), alternating which. Each time the
+/// other stops by itself within [`SURVIVOR_STOPS_WITHIN`], exiting non-zero; the set is
+/// restarted and restores the cluster's last complete checkpoint. Run to the end, the
+/// outputs (consumed with de-duplication) equal the file run's.
+#[test]
+fn a_cluster_stream_survives_a_process_killed_at_random_moments() {
+    let (work, data, end, expected, broker) = setup("cluster-crash");
+    let brokers = broker.brokers();
+    let (kills, seed) = kills_and_seed("MARKLEDGER_CLUSTER_KILLS", 10);
+    eprintln!("cluster crash test: {kills} kills, seed {seed} (MARKLEDGER_CRASH_SEED={seed} replays it)");
+    let mut moments = Moments(seed);
+    produce_dataset(&settings(&brokers), &data, "x.codes.events").expect("produce");
+    let states: Vec<String> = (0..2)
+        .map(|p| {
+            work.join(format!("state-p{p}"))
+                .to_str()
+                .expect("UTF-8 path")
+                .to_string()
+        })
+        .collect();
+    // Each process its own state directory.
+    let start = |name: &str| {
+        stream_pair(
+            &brokers,
+            "x.",
+            &work,
+            name,
+            &states,
+            &["--checkpoint-interval", "250ms"],
+        )
+    };
+    let mut restored = 0;
+    for kill in 0..kills {
+        let name = format!("x{kill}");
+        let mut children = start(&name);
+        std::thread::sleep(Duration::from_millis(moments.next_millis(1000, 5000)));
+        let victim = kill % 2;
+        let survivor = 1 - victim;
+        for (p, child) in children.iter_mut().enumerate() {
+            assert!(
+                child.try_wait().expect("child").is_none(),
+                "round {kill}: process {p} exited early: {}",
+                std::fs::read_to_string(work.join(format!("{name}-p{p}.log"))).unwrap_or_default()
+            );
+        }
+        children[victim].kill().expect("SIGKILL");
+        children[victim].wait().expect("reaped");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = children[survivor].try_wait().expect("child") {
+                break status;
+            }
+            if started.elapsed() > SURVIVOR_STOPS_WITHIN {
+                let _ = children[survivor].kill();
+                panic!(
+                    "seed {seed}, round {kill}: process {survivor} still runs {SURVIVOR_STOPS_WITHIN:?} after process \
+                     {victim} was killed (a hang)"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = std::fs::read_to_string(work.join(format!("{name}-p{survivor}.log"))).unwrap_or_default();
+        assert!(
+            !status.success(),
+            "seed {seed}, round {kill}: the survivor exited successfully: {text}"
+        );
+        assert!(
+            text.contains("lost the connection to another process")
+                || text.contains("could not connect to every other"),
+            "seed {seed}, round {kill}: the survivor's log does not say why it stopped: {text}"
+        );
+        let first = std::fs::read_to_string(work.join(format!("{name}-p0.log"))).unwrap_or_default();
+        if first.contains("restored the checkpoint") {
+            restored += 1;
+        }
+    }
+    let mut children = start("final");
+    wait_for_progress(&brokers, "x.", end, &mut children[0]);
+    terminate_all(children);
+    let (crashed, repeats) = consume(&brokers, "x.");
+    eprintln!("cluster crash test: {restored} of {kills} restarts restored a checkpoint; {repeats} repeated records");
+    let diff = differences(&expected, &crashed);
+    assert!(
+        diff.is_empty(),
+        "seed {seed}: crashed cluster stream vs file run:\n{}",
+        diff.join("\n")
+    );
+    assert!(
+        restored * 3 >= kills,
+        "seed {seed}: only {restored} of {kills} restarts restored a checkpoint: too few to test recovery"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 /// `markledger run` on 2 processes × 1 worker, each with its own `--state`; process 0's
 /// outputs in `out`.
 fn backfill_on_two_processes(work: &Path, input: &Path, out: &Path, states: &[String]) {
@@ -1260,28 +1395,7 @@ fn a_backfill_on_two_processes_goes_on_as_a_cluster_stream() {
     );
     assert!(p1.len() == 1 && p1[0].ends_with(".part-1-of-2.mlck"), "{p1:?}");
     produce_dataset(&settings(&brokers), &live, "b.codes.events").expect("produce");
-    let start = |name: &str| -> Vec<Child> {
-        let hosts = hostfile(&work, 2);
-        let hosts_flag = hosts.to_str().expect("UTF-8 path").to_string();
-        (0..2)
-            .map(|p: usize| {
-                let me = p.to_string();
-                let flags = [
-                    "--workers",
-                    "1",
-                    "--processes",
-                    "2",
-                    "--process",
-                    &me,
-                    "--hostfile",
-                    &hosts_flag,
-                    "--state",
-                    &states[p],
-                ];
-                stream_with(&brokers, "b.", &work.join(format!("{name}-p{p}.log")), &flags)
-            })
-            .collect()
-    };
+    let start = |name: &str| stream_pair(&brokers, "b.", &work, name, &states, &[]);
     // Process 1's directory lacks the manifest: it would restore nothing, process 0 the
     // backfill's cut. Both stop by themselves, saying so, and nothing is produced.
     for mut child in start("disagree") {
