@@ -367,7 +367,7 @@ fn write_record(out: &mut impl Write, key: &[u8], line: &[u8]) -> io::Result<()>
 struct Backwards {
     path: PathBuf,
     file: File,
-    /// Bytes of the file [`Self::start`]`..`[`Self::end`] (a window ending at `end`).
+    /// Bytes of the file from `start` on: the first `end - start` not read yet, the rest read.
     window: Vec<u8>,
     start: u64,
     /// Where the records not yet read end (everything after was read).
