@@ -235,13 +235,10 @@ impl Codes {
     /// A live code became final: it leaves RAM for the store.
     fn finalize(&mut self, key: CodeKey, at: Ts, status: Status) {
         let Some(owner) = self.owners.remove(&key) else { return };
-        let account: Arc<str> = Arc::from(self.accounts.name(owner.account));
-        let record = FinalRecord {
-            account,
-            status,
-            final_at: at,
-        };
-        self.tier().insert(key, record);
+        // The name by reference: the store shares its own copy (no allocation per code).
+        self.tier();
+        let tier = self.tier.as_mut().expect("made by tier()");
+        tier.insert_final(key, self.accounts.name(owner.account), status, at);
         if self.owners.capacity() > 1024 && self.owners.len() < self.owners.capacity() / 4 {
             self.owners.shrink_to_fit();
         }

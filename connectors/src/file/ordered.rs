@@ -20,12 +20,21 @@
 //!
 //! Memory: per worker one arena of at most the run budget (plus one record), then one read
 //! buffer per run during the merge. Disk: the rendered outputs once more, in the spill
-//! directory, until the merge ends.
+//! directory, and never more than that: the merge gives a run file's space back as it
+//! reads it (below).
 //!
-//! A run file is a sequence of records `[key length u32 LE][key][line length u32 LE][line]`
-//! (the line without its newline). An I/O error names the file; the sink keeps the first
-//! one and returns it from [`SortedRuns::finish`], so a run that could not spill never
-//! writes outputs or reports success.
+//! A run file holds its records last first: `[key][line][key length u32 LE][line length
+//! u32 LE]` each (the line without its newline), the record with the smallest key at the
+//! end of the file. The merge reads a run from its end backwards and cuts the file short
+//! ([`File::set_len`]) behind every [`RUN_TRUNCATE_BYTES`] it has read, so the page cache
+//! pages the spill took are freed while the merge writes the output files, which then
+//! reuse them instead of taking fresh ones: on this project's virtual machines a write
+//! into pages never used before costs about ten times one into recycled pages
+//! (BENCHMARKS.md, "File-run throughput"), and a 10^7 run's status file is 1 GB.
+//!
+//! An I/O error names the file; the sink keeps the first one and returns it from
+//! [`SortedRuns::finish`], so a run that could not spill never writes outputs or reports
+//! success.
 
 use super::OutputFile;
 use crate::codec::json::render_output_into;
@@ -34,7 +43,7 @@ use markledger_operators::{Output, Reason};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,6 +60,14 @@ const MERGE_READ_BUFFERS_BYTES: usize = 64 * 1024 * 1024;
 
 /// Smallest read buffer of one run file during the merge.
 const RUN_READ_BUFFER_BYTES_MIN: usize = 16 * 1024;
+
+/// The merge cuts a run file short each time it has read this many bytes of it (a
+/// truncation per few MiB: few system calls, and at most this much read and still held
+/// per run).
+pub const RUN_TRUNCATE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Bytes after each record of a run file: its key's length and its line's, `u32` LE each.
+const RECORD_FOOTER_BYTES: usize = 8;
 
 /// The directory a run spills into: created at the first spill, removed (with its files)
 /// when dropped. Shared by the workers of one run.
@@ -293,7 +310,8 @@ impl SortedRuns {
         let write = || -> io::Result<()> {
             let file = File::create(&path)?;
             let mut out = BufWriter::with_capacity(RUN_WRITE_BUFFER_BYTES, file);
-            for slot in &self.slots {
+            // Last first: the merge reads a run file backwards (see the module's doc).
+            for slot in self.slots.iter().rev() {
                 write_record(
                     &mut out,
                     &self.keys[slot.key_start..slot.key_end],
@@ -339,103 +357,192 @@ fn write_record(out: &mut impl Write, key: &[u8], line: &[u8]) -> io::Result<()>
             .map(u32::to_le_bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a record over 4 GiB"))
     };
-    out.write_all(&length(key)?)?;
     out.write_all(key)?;
-    out.write_all(&length(line)?)?;
-    out.write_all(line)
+    out.write_all(line)?;
+    out.write_all(&length(key)?)?;
+    out.write_all(&length(line)?)
 }
 
-/// Reads one run's records in order into reused buffers.
+/// A run file read from its end backwards, cut short behind what was read.
+struct Backwards {
+    path: PathBuf,
+    file: File,
+    /// Bytes of the file from `start` on: the first `end - start` not read yet, the rest read.
+    window: Vec<u8>,
+    start: u64,
+    /// Where the records not yet read end (everything after was read).
+    end: u64,
+    /// The file's length on disk (it is cut to `end` every [`RUN_TRUNCATE_BYTES`]).
+    length: u64,
+    /// Bytes of file the window reads at once (more when one record is bigger).
+    buffer_bytes: usize,
+    /// The file is cut short each time this many bytes were read ([`RUN_TRUNCATE_BYTES`]).
+    truncate_bytes: u64,
+    /// The current record's key and line, as ranges of `window`.
+    key: std::ops::Range<usize>,
+    line: std::ops::Range<usize>,
+}
+
+impl Backwards {
+    fn open(path: PathBuf, buffer_bytes: usize, truncate_bytes: u64) -> io::Result<Backwards> {
+        let file = fs::OpenOptions::new().read(true).write(true).open(&path)?;
+        let length = file.metadata()?.len();
+        Ok(Backwards {
+            path,
+            file,
+            window: Vec::new(),
+            start: length,
+            end: length,
+            length,
+            buffer_bytes,
+            truncate_bytes: truncate_bytes.max(1),
+            key: 0..0,
+            line: 0..0,
+        })
+    }
+
+    /// Makes the window hold at least the `bytes` before `end`.
+    fn load(&mut self, bytes: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        if self.end - self.start >= bytes {
+            return Ok(());
+        }
+        let size = bytes.max(self.buffer_bytes as u64).min(self.end);
+        if size < bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a run record runs past the file's start",
+            ));
+        }
+        self.start = self.end - size;
+        self.window.resize(size as usize, 0);
+        self.file.read_exact_at(&mut self.window, self.start)
+    }
+
+    /// Moves to the previous record (the next in key order); false at the file's start.
+    /// Cuts the file behind what was read every `truncate_bytes`.
+    fn advance(&mut self) -> io::Result<bool> {
+        if self.length - self.end >= self.truncate_bytes {
+            self.file.set_len(self.end)?;
+            self.length = self.end;
+        }
+        if self.end == 0 {
+            return Ok(false);
+        }
+        self.load(RECORD_FOOTER_BYTES as u64)?;
+        let footer_at = (self.end - self.start) as usize - RECORD_FOOTER_BYTES;
+        let footer = &self.window[footer_at..footer_at + RECORD_FOOTER_BYTES];
+        let key_bytes = u64::from(u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]));
+        let line_bytes = u64::from(u32::from_le_bytes([footer[4], footer[5], footer[6], footer[7]]));
+        let record_bytes = key_bytes + line_bytes + RECORD_FOOTER_BYTES as u64;
+        self.load(record_bytes)?;
+        let record_end = (self.end - self.start) as usize;
+        let record_start = record_end - record_bytes as usize;
+        let line_start = record_start + key_bytes as usize;
+        self.key = record_start..line_start;
+        self.line = line_start..record_end - RECORD_FOOTER_BYTES;
+        self.end -= record_bytes;
+        Ok(true)
+    }
+}
+
+/// Reads one run's records in key order.
 enum Cursor {
-    Memory { run: SortedRun, next: usize },
-    File { path: PathBuf, input: BufReader<File> },
+    Memory {
+        run: SortedRun,
+        /// The current record's index in `slots` plus one (0: before the first).
+        next: usize,
+    },
+    File(Box<Backwards>),
 }
 
 impl Cursor {
-    fn open(run: SortedRun, buffer_bytes: usize) -> io::Result<Cursor> {
+    fn open(run: SortedRun, buffer_bytes: usize, truncate_bytes: u64) -> io::Result<Cursor> {
         Ok(match run {
-            SortedRun::File(path) => {
-                let file = File::open(&path).map_err(|error| named(&path, error))?;
-                Cursor::File {
-                    input: BufReader::with_capacity(buffer_bytes, file),
-                    path,
-                }
-            }
+            SortedRun::File(path) => match Backwards::open(path.clone(), buffer_bytes, truncate_bytes) {
+                Ok(file) => Cursor::File(Box::new(file)),
+                Err(error) => return Err(named(&path, error)),
+            },
             memory => Cursor::Memory { run: memory, next: 0 },
         })
     }
 
-    /// The next record into `key` and `line`; false at the end.
-    fn next_into(&mut self, key: &mut Vec<u8>, line: &mut Vec<u8>) -> io::Result<bool> {
-        key.clear();
-        line.clear();
+    /// Moves to the next record; false at the end (a run file is then deleted).
+    fn advance(&mut self) -> io::Result<bool> {
+        match self {
+            Cursor::Memory {
+                run: SortedRun::Memory { slots, .. },
+                next,
+            } => {
+                if *next >= slots.len() {
+                    return Ok(false);
+                }
+                *next += 1;
+                Ok(true)
+            }
+            Cursor::Memory { .. } => Ok(false),
+            Cursor::File(file) => {
+                let more = file.advance().map_err(|error| named(&file.path, error))?;
+                if !more {
+                    fs::remove_file(&file.path).map_err(|error| named(&file.path, error))?;
+                }
+                Ok(more)
+            }
+        }
+    }
+
+    /// The current record's key and line (after an `advance` that returned true).
+    fn record(&self) -> (&[u8], &[u8]) {
         match self {
             Cursor::Memory {
                 run: SortedRun::Memory { keys, lines, slots },
                 next,
             } => {
-                let Some(&(key_start, key_end, line_start, line_end)) = slots.get(*next) else {
-                    return Ok(false);
-                };
-                *next += 1;
-                key.extend_from_slice(&keys[key_start..key_end]);
-                line.extend_from_slice(&lines[line_start..line_end]);
-                Ok(true)
+                let (key_start, key_end, line_start, line_end) = slots[*next - 1];
+                (&keys[key_start..key_end], &lines[line_start..line_end])
             }
-            Cursor::Memory { .. } => Ok(false),
-            Cursor::File { path, input } => read_record(input, key, line).map_err(|error| named(path, error)),
+            Cursor::Memory { .. } => (&[], &[]),
+            Cursor::File(file) => (&file.window[file.key.clone()], &file.window[file.line.clone()]),
         }
     }
 }
 
-fn read_record(input: &mut impl Read, key: &mut Vec<u8>, line: &mut Vec<u8>) -> io::Result<bool> {
-    let mut length = [0u8; 4];
-    match input.read_exact(&mut length) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
-        Err(error) => return Err(error),
-    }
-    read_bytes(input, u32::from_le_bytes(length) as usize, key)?;
-    input.read_exact(&mut length)?;
-    read_bytes(input, u32::from_le_bytes(length) as usize, line)?;
-    Ok(true)
-}
-
-fn read_bytes(input: &mut impl Read, length: usize, into: &mut Vec<u8>) -> io::Result<()> {
-    into.resize(length, 0);
-    input.read_exact(into)
-}
-
 /// Merges every worker's runs (`workers[w]` = worker `w`'s runs in the order made) in
-/// canonical order, handing each record to `write(file, line)`. Run files are deleted as
-/// they are finished.
+/// canonical order, handing each record to `write(file, line)`. Run files shrink as they
+/// are read and are deleted once read.
 pub fn merge_runs(workers: Vec<Vec<SortedRun>>, write: &mut dyn FnMut(OutputFile, &[u8])) -> io::Result<()> {
+    merge_runs_cutting(workers, RUN_TRUNCATE_BYTES, write)
+}
+
+/// [`merge_runs`], cutting run files short every `truncate_bytes` read (tests cut often).
+fn merge_runs_cutting(
+    workers: Vec<Vec<SortedRun>>,
+    truncate_bytes: u64,
+    write: &mut dyn FnMut(OutputFile, &[u8]),
+) -> io::Result<()> {
     let runs: Vec<SortedRun> = workers.into_iter().flatten().collect();
     let files = runs.iter().filter(|run| matches!(run, SortedRun::File(_))).count();
     let buffer_bytes = (MERGE_READ_BUFFERS_BYTES / files.max(1)).max(RUN_READ_BUFFER_BYTES_MIN);
     let mut cursors = Vec::with_capacity(runs.len());
     // Heap entries: (key, run index); the run index is the tiebreak (worker, then run).
     let mut heap = BinaryHeap::with_capacity(runs.len());
-    let mut lines = Vec::with_capacity(runs.len());
     for (index, run) in runs.into_iter().enumerate() {
-        let mut cursor = Cursor::open(run, buffer_bytes)?;
-        let (mut key, mut line) = (Vec::new(), Vec::new());
-        if cursor.next_into(&mut key, &mut line)? {
-            heap.push(Reverse((key, index)));
+        let mut cursor = Cursor::open(run, buffer_bytes, truncate_bytes)?;
+        if cursor.advance()? {
+            heap.push(Reverse((cursor.record().0.to_vec(), index)));
         }
         cursors.push(cursor);
-        lines.push(line);
     }
     while let Some(Reverse((mut key, index))) = heap.pop() {
         let file = OutputFile::ALL
             .get(usize::from(key[0]))
             .copied()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a run record names no output file"))?;
-        write(file, &lines[index]);
-        if cursors[index].next_into(&mut key, &mut lines[index])? {
+        write(file, cursors[index].record().1);
+        if cursors[index].advance()? {
+            key.clear();
+            key.extend_from_slice(cursors[index].record().0);
             heap.push(Reverse((key, index)));
-        } else if let Cursor::File { path, .. } = &cursors[index] {
-            fs::remove_file(path).map_err(|error| named(path, error))?;
         }
     }
     Ok(())
@@ -444,6 +551,75 @@ pub fn merge_runs(workers: Vec<Vec<SortedRun>>, write: &mut dyn FnMut(OutputFile
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rejection(i: u64) -> Output {
+        // Keys collide often (a few accounts and events) so that ties between runs and
+        // workers are exercised; the detail makes lines of very different lengths.
+        Output::Rejection(Rejection {
+            event: Some(format!("e{}", (i * 7919) % 13)),
+            event_type: None,
+            account: Some(format!("A{}", i % 3)),
+            code: None,
+            reason: Reason::ALL[(i % 4) as usize],
+            detail: "x".repeat(((i * 104_729) % 300) as usize),
+            raw: Some(format!("{i}")),
+        })
+    }
+
+    #[test]
+    fn run_files_shrink_as_the_merge_reads_them_and_the_order_is_the_stable_sort() {
+        // Two workers spill many tiny runs; the merge, cutting files every 64 bytes read,
+        // must give the stable sort of worker 0's outputs then worker 1's, and every run
+        // file must be shorter than it was written while the merge is under way.
+        let parent = std::env::temp_dir();
+        let spill = SpillDir::new(&parent, &format!("ordered-test-{}", std::process::id()));
+        let mut expected: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut workers = Vec::new();
+        for worker in 0..2u64 {
+            let mut runs = SortedRuns::new(worker as usize, 700, spill.clone());
+            for i in 0..400 {
+                let output = rejection(i * 2 + worker);
+                let (mut key, mut line) = (Vec::new(), Vec::new());
+                sort_key(&output, &mut key);
+                render_output_into(&output, &mut line);
+                expected.push((key, line));
+                runs.push(&output);
+            }
+            workers.push(runs.finish().unwrap());
+        }
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        let files: Vec<(PathBuf, u64)> = workers
+            .iter()
+            .flatten()
+            .filter_map(|run| match run {
+                SortedRun::File(path) => Some((path.clone(), fs::metadata(path).unwrap().len())),
+                SortedRun::Memory { .. } => None,
+            })
+            .collect();
+        assert!(files.len() > 20, "tiny runs spill many files: {}", files.len());
+        let mut merged = Vec::new();
+        let mut shrunk = 0;
+        merge_runs_cutting(workers, 64, &mut |file, line| {
+            assert_eq!(file, OutputFile::Rejections);
+            merged.push(line.to_vec());
+            if merged.len() == expected.len() / 2 {
+                for (path, written) in &files {
+                    match fs::metadata(path) {
+                        Ok(now) if now.len() < *written => shrunk += 1,
+                        Ok(_) => {}
+                        Err(_) => shrunk += 1, // read to its end and deleted
+                    }
+                }
+            }
+        })
+        .unwrap();
+        let expected: Vec<Vec<u8>> = expected.into_iter().map(|(_, line)| line).collect();
+        assert_eq!(merged, expected);
+        assert!(shrunk > files.len() / 2, "{shrunk} of {} run files shrank", files.len());
+        for (path, _) in &files {
+            assert!(!path.exists(), "{} is deleted once read", path.display());
+        }
+    }
 
     #[test]
     fn reasons_are_listed_in_their_order() {

@@ -8,6 +8,7 @@ use super::record::FinalRecord;
 use super::run::{self, Run, RunMeta, RunWriter, Unsynced};
 use super::{Compaction, Settings, StoreError};
 use crate::flow::{CodeKey, CodeMap};
+use crate::status::Status;
 use crate::time::Ts;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
@@ -317,22 +318,43 @@ impl FinalStore {
     /// when it is full; an error then leaves the record in RAM (found by `get`), and the
     /// next insert or checkpoint writes it.
     pub fn insert(&mut self, key: CodeKey, record: FinalRecord) -> Result<(), StoreError> {
-        if self.expired(record.final_at, self.now) {
+        self.insert_final(key, &record.account, record.status, record.final_at)
+    }
+
+    /// [`FinalStore::insert`] of the record `account`, `status`, `final_at`, the account by
+    /// name: the store shares its own copy of each name, so a caller that holds names
+    /// elsewhere (the index's interned accounts) allocates nothing per code.
+    pub fn insert_final(
+        &mut self,
+        key: CodeKey,
+        account: &str,
+        status: Status,
+        final_at: Ts,
+    ) -> Result<(), StoreError> {
+        if self.expired(final_at, self.now) {
             return Ok(());
         }
-        let epoch = self.epoch_of(record.final_at);
+        let epoch = self.epoch_of(final_at);
         self.ensure_epoch(epoch)?;
         let tag = tag_of(epoch);
         let load_max = self.filter.slots() * FILTER_LOAD_MAX_PER_MILLE / 1_000;
         if self.filter.live_entries() >= load_max || !self.filter.insert(key, tag) {
             self.rebuild_filter(Some((key, tag)))?;
         }
-        let account = intern(&mut self.accounts, &record.account);
-        let record = FinalRecord { account, ..record };
-        match self.memtable.get(&key) {
-            Some(kept) if kept.final_at > record.final_at => {}
-            _ => {
-                self.memtable.insert(key, record);
+        let account = intern(&mut self.accounts, account);
+        let record = FinalRecord {
+            account,
+            status,
+            final_at,
+        };
+        // One probe of the memtable: the common case is a key not there yet.
+        match self.memtable.entry(key) {
+            std::collections::hash_map::Entry::Occupied(kept) if kept.get().final_at > final_at => {}
+            std::collections::hash_map::Entry::Occupied(mut kept) => {
+                kept.insert(record);
+            }
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(record);
             }
         }
         if self.memtable.len() >= self.settings.memtable_records_max {
@@ -535,13 +557,33 @@ impl FinalStore {
     /// Writes the memtable as one run file per epoch it holds. A failure leaves the
     /// records of the epochs not written in the memtable.
     fn seal(&mut self) -> Result<(), StoreError> {
-        let mut keys: Vec<(i64, CodeKey)> = self
+        // Drained once into key order (no probe of the table per record written); what a
+        // failed write leaves goes back into the memtable.
+        let epoch_ms = self.settings.epoch_ms;
+        let mut records: Vec<(i64, CodeKey, FinalRecord)> = self
             .memtable
-            .iter()
-            .map(|(key, record)| (self.epoch_of(record.final_at), *key))
+            .drain()
+            .map(|(key, record)| (record.final_at.0.div_euclid(epoch_ms), key, record))
             .collect();
-        keys.sort_unstable();
-        for group in keys.chunk_by(|a, b| a.0 == b.0) {
+        records.sort_unstable_by_key(|(epoch, key, _)| (*epoch, *key));
+        let mut written = 0;
+        let result = self.write_sealed(&records, &mut written);
+        if result.is_err() {
+            self.memtable
+                .extend(records.drain(written..).map(|(_, key, record)| (key, record)));
+        }
+        result?;
+        if self.unsynced.is_full() {
+            // No checkpoint came for a while (or none will: a run without `--state`).
+            self.unsynced.take().settle()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `records` (sorted by epoch and key) as one run file per epoch, counting in
+    /// `written` the records of the epochs whose file is complete.
+    fn write_sealed(&mut self, records: &[(i64, CodeKey, FinalRecord)], written: &mut usize) -> Result<(), StoreError> {
+        for group in records.chunk_by(|a, b| a.0 == b.0) {
             let epoch = group[0].0;
             let sequence = self.next_sequence;
             self.next_sequence += 1;
@@ -555,25 +597,18 @@ impl FinalStore {
                 self.settings.write_limit.clone(),
                 false,
             )?;
-            for (_, key) in group {
-                let record = &self.memtable[key];
+            for (_, key, record) in group {
                 writer.push(*key, record.final_at, record.status, &record.account)?;
             }
             let run = writer.finish()?;
             if self.settings.sync {
                 self.unsynced.push(name);
             }
-            for (_, key) in group {
-                self.memtable.remove(key);
-            }
+            *written += group.len();
             self.epochs
                 .get_mut(&epoch)
                 .expect("a memtable record's epoch is live")
                 .push(Arc::new(run));
-        }
-        if self.unsynced.is_full() {
-            // No checkpoint came for a while (or none will: a run without `--state`).
-            self.unsynced.take().settle()?;
         }
         Ok(())
     }

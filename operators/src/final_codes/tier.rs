@@ -24,6 +24,7 @@ use super::{
 };
 use crate::checkpoint::Checkpoints;
 use crate::flow::CodeKey;
+use crate::status::Status;
 use crate::time::Ts;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -284,8 +285,16 @@ impl Tier {
 
     /// `key` became final.
     pub fn insert(&mut self, key: CodeKey, record: FinalRecord) {
+        self.insert_final(key, &record.account, record.status, record.final_at);
+    }
+
+    /// `key` became final in `status` at `final_at`, owned by the account named `account`
+    /// (no record to build: the store shares its own copy of the name).
+    pub fn insert_final(&mut self, key: CodeKey, account: &str, status: Status, final_at: Ts) {
         self.inserts_since_advance += 1;
-        self.store().insert(key, record).unwrap_or_else(|error| fail(error));
+        self.store()
+            .insert_final(key, account, status, final_at)
+            .unwrap_or_else(|error| fail(error));
         if self.place.spill_all {
             // Each insert wrote a run file: merge now, at the time of the last advance.
             let now = self.last_advance.unwrap_or(Ts::MIN);
