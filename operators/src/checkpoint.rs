@@ -295,9 +295,7 @@ impl Checkpoints {
     /// Checkpoints of a backfill: a file run whose machines save at its end + 1 ms instead
     /// of finishing (holds stay open, periods are not closed by the end of the input).
     pub fn backfill(workers: usize, names: &[&str]) -> Checkpoints {
-        let mut checkpoints = Checkpoints::new(workers, names, None);
-        Arc::get_mut(&mut checkpoints.0).expect("a new handle").backfill = true;
-        checkpoints
+        Checkpoints::backfill_in_cluster(0, workers, workers, names)
     }
 
     /// The checkpoints of a backfill on one process of a cluster (see
@@ -375,17 +373,13 @@ impl Checkpoints {
 
     /// Another process's request for a checkpoint at `time` (a cluster: process 0
     /// proposed it and holds its sources until every process has taken it in, so no
-    /// machine here has stepped `time` yet). Returns whether it is new here.
-    pub fn request(&self, time: Time) -> bool {
+    /// machine here has stepped `time` yet). A request at or before one already here is
+    /// ignored.
+    pub fn request(&self, time: Time) {
         let inner = &self.0;
-        if time <= inner.settled.load(Ordering::SeqCst) {
-            return false;
+        if time > inner.settled.load(Ordering::SeqCst) && inner.requested.fetch_max(time, Ordering::SeqCst) < time {
+            self.wake_machines();
         }
-        if inner.requested.fetch_max(time, Ordering::SeqCst) >= time {
-            return false;
-        }
-        self.wake_machines();
-        true
     }
 
     /// Holds process 0's sources at or before `time` (see [`Checkpoints::propose_at_least`]).

@@ -96,6 +96,9 @@ pub struct Written {
 /// process 0 completes a cut (its manifest) only after every process has written its part.
 pub const KEEP_PARTS: usize = KEEP + 2;
 
+/// A part file of a cluster's cut in a state directory: (time, process, processes, path).
+pub type Part = (Time, usize, usize, PathBuf);
+
 /// The manifest of a cluster's cut (process 0 writes it once every process has written its
 /// part; a cut without one is not restored).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -108,6 +111,36 @@ pub struct ClusterManifest {
     pub workers: usize,
     /// Each process's part.
     pub parts: Vec<PartFile>,
+}
+
+impl ClusterManifest {
+    /// The manifest of the cut at `time`, written by `processes` processes of `workers` in
+    /// all, from every process's part (in any order: kept in process order).
+    pub fn new(time: Time, processes: usize, workers: usize, mut parts: Vec<PartFile>) -> ClusterManifest {
+        parts.sort_by_key(|part| part.process);
+        ClusterManifest {
+            time,
+            processes,
+            workers,
+            parts,
+        }
+    }
+}
+
+impl Written {
+    /// This file as process `process`'s part of a cluster's cut.
+    pub fn part(&self, process: usize) -> PartFile {
+        PartFile {
+            process,
+            file: self
+                .path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bytes: self.bytes,
+            checksum: self.checksum,
+        }
+    }
 }
 
 /// One process's part of a cluster's cut.
@@ -152,20 +185,20 @@ impl Store {
 
     /// Files of this directory named `PREFIX<time>SUFFIX`, newest first.
     fn named(&self, prefix: &str, suffix: &str) -> Result<Vec<(Time, PathBuf)>> {
+        let mut files = self.listed(|name| name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok())?;
+        files.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
+        Ok(files)
+    }
+
+    /// Files of this directory whose name `parse` reads, with what it read.
+    fn listed<T>(&self, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<(T, PathBuf)>> {
         let mut files = Vec::new();
         for entry in fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
             let path = entry?.path();
-            let time = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .and_then(|name| name.strip_prefix(prefix))
-                .and_then(|name| name.strip_suffix(suffix))
-                .and_then(|time| time.parse::<Time>().ok());
-            if let Some(time) = time {
-                files.push((time, path));
+            if let Some(parsed) = path.file_name().and_then(|name| name.to_str()).and_then(&parse) {
+                files.push((parsed, path));
             }
         }
-        files.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
         Ok(files)
     }
 
@@ -190,16 +223,7 @@ impl Store {
         bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&checksum.to_le_bytes());
         bytes.extend_from_slice(&body);
-        let temporary = path.with_extension("mlck.tmp");
-        {
-            let mut file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-            file.write_all(&bytes)
-                .with_context(|| format!("writing {}", temporary.display()))?;
-            file.sync_all()
-                .with_context(|| format!("syncing {}", temporary.display()))?;
-        }
-        fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))?;
-        self.sync_dir()?;
+        self.write_atomically(path, &bytes)?;
         Ok(Written {
             path: path.to_path_buf(),
             bytes: bytes.len() as u64,
@@ -208,7 +232,20 @@ impl Store {
         })
     }
 
-    fn sync_dir(&self) -> Result<()> {
+    /// Writes `bytes` to `path` so that a crash leaves the whole file or none: a temporary
+    /// file beside it, fsync, rename, fsync of the directory.
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        {
+            let mut file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+            file.write_all(bytes)
+                .with_context(|| format!("writing {}", temporary.display()))?;
+            file.sync_all()
+                .with_context(|| format!("syncing {}", temporary.display()))?;
+        }
+        fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))?;
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .with_context(|| format!("syncing {}", self.dir.display()))
@@ -223,13 +260,10 @@ impl Store {
             cut.time
         ));
         let written = self.write_file(&path, cut)?;
-        let mut times: Vec<Time> = self.parts()?.iter().map(|part| part.0).collect();
-        times.dedup();
-        if let Some(oldest_kept) = times.get(KEEP_PARTS.saturating_sub(1)).copied() {
-            for (time, part_process, _, path) in self.parts()? {
-                if time < oldest_kept && part_process == process {
-                    let _ = fs::remove_file(path);
-                }
+        let (_, pruned) = Store::kept_parts(self.parts()?);
+        for (_, part_process, _, path) in pruned {
+            if part_process == process {
+                let _ = fs::remove_file(path);
             }
         }
         Ok(written)
@@ -237,22 +271,28 @@ impl Store {
 
     /// Parts of cluster cuts in this directory, newest first: (time, process, processes,
     /// file).
-    pub fn parts(&self) -> Result<Vec<(Time, usize, usize, PathBuf)>> {
-        let mut parts = Vec::new();
-        for entry in fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
-            let path = entry?.path();
-            let parsed = path.file_name().and_then(|name| name.to_str()).and_then(|name| {
-                let rest = name.strip_prefix("checkpoint-")?.strip_suffix(".mlck")?;
-                let (time, part) = rest.split_once(".part-")?;
-                let (process, processes) = part.split_once("-of-")?;
-                Some((time.parse().ok()?, process.parse().ok()?, processes.parse().ok()?))
-            });
-            if let Some((time, process, processes)) = parsed {
-                parts.push((time, process, processes, path));
-            }
-        }
+    pub fn parts(&self) -> Result<Vec<Part>> {
+        let listed = self.listed(|name| {
+            let rest = name.strip_prefix("checkpoint-")?.strip_suffix(".mlck")?;
+            let (time, part) = rest.split_once(".part-")?;
+            let (process, processes) = part.split_once("-of-")?;
+            Some((time.parse().ok()?, process.parse().ok()?, processes.parse().ok()?))
+        })?;
+        let mut parts: Vec<_> = listed
+            .into_iter()
+            .map(|((time, process, processes), path)| (time, process, processes, path))
+            .collect();
         parts.sort_by_key(|(time, process, _, _)| (std::cmp::Reverse(*time), *process));
         Ok(parts)
+    }
+
+    /// `parts` (newest first, as [`Store::parts`] gives them) split into those kept, of the
+    /// newest [`KEEP_PARTS`] times, and the older ones.
+    fn kept_parts(parts: Vec<Part>) -> (Vec<Part>, Vec<Part>) {
+        let mut times: Vec<Time> = parts.iter().map(|part| part.0).collect();
+        times.dedup();
+        times.truncate(KEEP_PARTS);
+        parts.into_iter().partition(|part| times.contains(&part.0))
     }
 
     /// Process 0 of a cluster: every process has written its part of the cut at
@@ -260,17 +300,8 @@ impl Store {
     /// atomically), which makes it complete, and prunes manifests to the newest [`KEEP`].
     pub fn write_manifest(&self, manifest: &ClusterManifest) -> Result<PathBuf> {
         let path = self.dir.join(format!("checkpoint-{:020}.cluster.json", manifest.time));
-        let temporary = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(manifest).context("encoding the cluster manifest")?;
-        {
-            let mut file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-            file.write_all(text.as_bytes())
-                .with_context(|| format!("writing {}", temporary.display()))?;
-            file.sync_all()
-                .with_context(|| format!("syncing {}", temporary.display()))?;
-        }
-        fs::rename(&temporary, &path).with_context(|| format!("renaming to {}", path.display()))?;
-        self.sync_dir()?;
+        self.write_atomically(&path, text.as_bytes())?;
         for (_, old) in self.manifests()?.into_iter().skip(KEEP) {
             let _ = fs::remove_file(old);
         }
@@ -291,15 +322,13 @@ impl Store {
         if single.exists() {
             return Ok(Some(Store::read_with_settings(&single)?));
         }
-        let mut merged: Option<(OutputSettings, Cut)> = None;
-        for (_, _, _, path) in self.parts()?.into_iter().filter(|part| part.0 == time) {
-            let (settings, part) = Store::read_with_settings(&path)?;
-            match &mut merged {
-                None => merged = Some((settings, part)),
-                Some((_, cut)) => cut.shares.extend(part.shares),
-            }
-        }
-        Ok(merged)
+        let parts: Vec<PathBuf> = self
+            .parts()?
+            .into_iter()
+            .filter(|part| part.0 == time)
+            .map(|(_, _, _, path)| path)
+            .collect();
+        Store::merge_parts(&parts)
     }
 
     /// The cut a cluster manifest names, every part read and checked against it.
@@ -308,7 +337,7 @@ impl Store {
         let manifest: ClusterManifest =
             serde_json::from_str(&text).with_context(|| format!("{} is not a cluster manifest", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut merged: Option<(OutputSettings, Cut)> = None;
+        let mut files = Vec::with_capacity(manifest.parts.len());
         for part in &manifest.parts {
             let file = dir.join(&part.file);
             if !file.exists() {
@@ -320,13 +349,23 @@ impl Store {
                     dir.display()
                 );
             }
-            let (settings, cut) = Store::read_with_settings(&file)?;
+            files.push(file);
+        }
+        Store::merge_parts(&files)?.with_context(|| format!("{} names no part", path.display()))
+    }
+
+    /// The parts of one cut read (each verified) and their shares merged into one cut, with
+    /// the settings it was made under (None: no part).
+    fn merge_parts(parts: &[PathBuf]) -> Result<Option<(OutputSettings, Cut)>> {
+        let mut merged: Option<(OutputSettings, Cut)> = None;
+        for path in parts {
+            let (settings, part) = Store::read_with_settings(path)?;
             match &mut merged {
-                None => merged = Some((settings, cut)),
-                Some((_, all)) => all.shares.extend(cut.shares),
+                None => merged = Some((settings, part)),
+                Some((_, cut)) => cut.shares.extend(part.shares),
             }
         }
-        merged.with_context(|| format!("{} names no part", path.display()))
+        Ok(merged)
     }
 
     /// Reads and verifies one checkpoint file: its cut.
@@ -445,15 +484,8 @@ impl Store {
         let mut kept: Vec<(Time, PathBuf)> = self.files()?.into_iter().take(KEEP).collect();
         // A cluster's parts: this process's, and with a shared directory the others' too
         // (each store only looks at its own worker's manifests).
-        let mut part_times: Vec<Time> = self.parts()?.iter().map(|part| part.0).collect();
-        part_times.dedup();
-        part_times.truncate(KEEP_PARTS);
-        kept.extend(
-            self.parts()?
-                .into_iter()
-                .filter(|part| part_times.contains(&part.0))
-                .map(|(time, _, _, path)| (time, path)),
-        );
+        let (kept_parts, _) = Store::kept_parts(self.parts()?);
+        kept.extend(kept_parts.into_iter().map(|(time, _, _, path)| (time, path)));
         cache.retain(|path, _| kept.iter().any(|(_, kept)| kept == path));
         let mut by_worker: BTreeMap<usize, Vec<Manifest>> = BTreeMap::new();
         for (_, path) in kept {
@@ -665,16 +697,15 @@ impl StreamCheckpoints {
         if written.len() < control.processes {
             return;
         }
-        let mut written = parts.remove(&time).unwrap_or_default();
+        let written = parts.remove(&time).unwrap_or_default();
         // Older cuts some process skipped never complete.
         parts.retain(|t, _| *t > time);
-        written.sort_by_key(|part| part.process);
-        let manifest = ClusterManifest {
+        let manifest = ClusterManifest::new(
             time,
-            processes: control.processes,
-            workers: self.settings.checkpoints.total_workers(),
-            parts: written,
-        };
+            control.processes,
+            self.settings.checkpoints.total_workers(),
+            written,
+        );
         if let Some(writer) = self.writer.lock().expect("writer lock").as_ref() {
             let _ = writer.send(Job::Manifest(manifest));
         }
@@ -742,19 +773,11 @@ fn write_cut(store: &Store, complete: Complete, control: Option<&Control>, log: 
             }
             *log.last_at.lock().expect("written lock") = Some(Instant::now());
             if let Some(control) = control {
-                let file = written
-                    .path
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-                    .unwrap_or_default();
                 control.send(
                     0,
                     Message::Written {
-                        process: control.process,
                         time: cut.time,
-                        file,
-                        bytes: written.bytes,
-                        checksum: written.checksum,
+                        part: written.part(control.process),
                     },
                 );
             }
@@ -808,9 +831,6 @@ impl CheckpointHook for SourceCheckpoint {
                         if let Some(time) = checkpoints.propose_at_least(checkpoints.source_at()) {
                             checkpoints.hold_at(time);
                             control.to_others(Message::Request(time));
-                            if control.processes == 1 {
-                                checkpoints.release_hold();
-                            }
                             *last = Instant::now();
                         }
                     }

@@ -36,16 +36,10 @@ pub enum Message {
     },
     /// A process has written its part of a cut to its state directory.
     Written {
-        /// The process.
-        process: usize,
         /// The cut's time.
         time: Time,
-        /// The part's file name in that process's state directory.
-        file: String,
-        /// Its size.
-        bytes: u64,
-        /// The xxh3-64 of its body.
-        checksum: u64,
+        /// The part: its process, file name, size and checksum.
+        part: crate::checkpoint::PartFile,
     },
     /// A process restored the cut at `time` (0: none): every process must have restored
     /// the same one, or the run stops (each process's sources hold at the start until

@@ -387,10 +387,9 @@ fn run_dataflow_files(
     let store = run.state.map(|dir| Store::open(dir, &settings)).transpose()?;
     // On a cluster each process assembles its workers' shares, and writes them as its part
     // of the checkpoint; process 0 completes it with the manifest (runtime.rs, BackfillParts).
-    let backfill = store.as_ref().map(|_| match cluster.is_single() {
-        true => Checkpoints::backfill(workers, &NAMES),
-        false => Checkpoints::backfill_in_cluster(cluster.process * workers.max(1), workers.max(1), total, &NAMES),
-    });
+    let backfill = store
+        .as_ref()
+        .map(|_| Checkpoints::backfill_in_cluster(cluster.process * workers.max(1), workers.max(1), total, &NAMES));
     let parts = match (&store, &backfill) {
         (Some(store), Some(checkpoints)) if !cluster.is_single() => {
             Some(backfill_parts(store, checkpoints, cluster, workers.max(1)))
@@ -542,49 +541,16 @@ fn backfill_parts(
             )
             .map_err(|error| format!("{error:#}"))?;
             Ok(Message::Written {
-                process,
                 time: end + 1,
-                file: written
-                    .path
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                bytes: written.bytes,
-                checksum: written.checksum,
+                part: written.part(process),
             })
         }
     };
     let write_manifest = {
         let store = store.clone();
         let total = processes * workers;
-        move |messages: Vec<Message>| -> std::result::Result<(), String> {
-            let mut parts = Vec::new();
-            let mut time = 0;
-            for message in messages {
-                if let Message::Written {
-                    process,
-                    time: at,
-                    file,
-                    bytes,
-                    checksum,
-                } = message
-                {
-                    time = at;
-                    parts.push(PartFile {
-                        process,
-                        file,
-                        bytes,
-                        checksum,
-                    });
-                }
-            }
-            parts.sort_by_key(|part| part.process);
-            let manifest = ClusterManifest {
-                time,
-                processes,
-                workers: total,
-                parts,
-            };
+        move |time: Time, parts: Vec<PartFile>| -> std::result::Result<(), String> {
+            let manifest = ClusterManifest::new(time, processes, total, parts);
             let path = store.write_manifest(&manifest).map_err(|error| format!("{error:#}"))?;
             markledger_operators::note!(
                 "markledger run: backfill checkpoint of {processes} processes complete: {} (each process's part in its state directory)",
@@ -600,8 +566,8 @@ fn backfill_parts(
     });
     let collected = Arc::downgrade(&parts);
     control.handle_with(move |message| {
-        if let (Message::Written { .. }, Some(parts)) = (&message, collected.upgrade()) {
-            parts.written.lock().expect("parts lock").push(message);
+        if let (Message::Written { part, .. }, Some(parts)) = (message, collected.upgrade()) {
+            parts.written.lock().expect("parts lock").push(part);
         }
     });
     (control, parts)

@@ -17,6 +17,7 @@
 //!   raised that the other workers check between steps; the run returns the
 //!   [`WorkerFailure`].
 
+use crate::checkpoint::PartFile;
 use crate::cluster::{self, Cluster, Totals};
 use crate::config::Config;
 use crate::control::Control;
@@ -94,10 +95,11 @@ pub struct BackfillParts {
     /// Writes this process's part of the cut of a run whose input ended at the given
     /// instant; the message that tells process 0.
     pub write_part: Box<dyn Fn(Time) -> Result<crate::control::Message, String> + Send + Sync>,
-    /// Process 0: writes the manifest of every process's part (their messages).
-    pub write_manifest: Box<dyn Fn(Vec<crate::control::Message>) -> Result<(), String> + Send + Sync>,
-    /// The parts' messages process 0 has received (its control handler adds them).
-    pub written: Mutex<Vec<crate::control::Message>>,
+    /// Process 0: writes the manifest of the cut at the given time from every process's
+    /// part.
+    pub write_manifest: Box<dyn Fn(Time, Vec<PartFile>) -> Result<(), String> + Send + Sync>,
+    /// The parts process 0 has been told of (its control handler adds them).
+    pub written: Mutex<Vec<PartFile>>,
 }
 
 impl std::fmt::Debug for BackfillParts {
@@ -546,7 +548,7 @@ fn write_backfill_parts(worker: &mut Worker, shared: &RunShared, control: &Arc<C
                 worker.step_or_park(Some(std::time::Duration::from_millis(10)));
             }
             let written = std::mem::take(&mut *parts.written.lock().expect("parts lock"));
-            (parts.write_manifest)(written).unwrap_or_else(|why| panic!("{why}"));
+            (parts.write_manifest)(end + 1, written).unwrap_or_else(|why| panic!("{why}"));
         } else {
             while !control.sent() {
                 worker.step_or_park(Some(std::time::Duration::from_millis(1)));

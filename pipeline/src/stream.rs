@@ -479,20 +479,8 @@ fn handle_control(
                 checkpointing.registered(time);
             }
         }
-        Message::Written {
-            process,
-            time,
-            file,
-            bytes,
-            checksum,
-        } => {
+        Message::Written { time, part } => {
             if let Some(checkpointing) = &checkpointing {
-                let part = crate::checkpoint::PartFile {
-                    process,
-                    file,
-                    bytes,
-                    checksum,
-                };
                 checkpointing.part_written(time, part);
             }
         }
