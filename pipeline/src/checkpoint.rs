@@ -20,6 +20,7 @@
 //! whoever completes a cut flushes the producer and hands the cut to the writer thread.
 
 use crate::config::OutputSettings;
+pub use crate::control::PartFile;
 use crate::control::{Control, Message};
 use anyhow::{bail, Context, Result};
 use markledger_connectors::kafka::{self, CheckpointHook, ProgressTopic, SharedProducer};
@@ -141,19 +142,6 @@ impl Written {
             checksum: self.checksum,
         }
     }
-}
-
-/// One process's part of a cluster's cut.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PartFile {
-    /// The process that wrote it.
-    pub process: usize,
-    /// Its file name in that process's state directory.
-    pub file: String,
-    /// Its size.
-    pub bytes: u64,
-    /// The xxh3-64 of its body.
-    pub checksum: u64,
 }
 
 /// The checkpoint directory, and the settings of the run that writes and reads it.

@@ -39,7 +39,7 @@ pub enum Message {
         /// The cut's time.
         time: Time,
         /// The part: its process, file name, size and checksum.
-        part: crate::checkpoint::PartFile,
+        part: PartFile,
     },
     /// A process restored the cut at `time` (0: none): every process must have restored
     /// the same one, or the run stops (each process's sources hold at the start until
@@ -67,6 +67,19 @@ pub enum Message {
         /// The frontier.
         frontier: Time,
     },
+}
+
+/// One process's part of a cluster's cut.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartFile {
+    /// The process that wrote it.
+    pub process: usize,
+    /// Its file name in that process's state directory.
+    pub file: String,
+    /// Its size.
+    pub bytes: u64,
+    /// The xxh3-64 of its body.
+    pub checksum: u64,
 }
 
 /// What a process does with a message for it (on one of its workers).
